@@ -1,0 +1,37 @@
+//! Which crypto backend verifies and signs.
+//!
+//! jsonwebtoken picks a process-wide provider from its features and panics at the first
+//! decode when it has both or neither. We never consult that global: the provider is chosen
+//! here, at compile time, so feature unification in a workspace cannot turn into a runtime
+//! panic, and an application that installs its own jsonwebtoken default is not disturbed.
+
+use jsonwebtoken::crypto::CryptoProvider;
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]
+compile_error!(
+    "tower-jwt-auth needs a crypto backend: enable the feature `aws-lc-rs` (the default, \
+     fastest for RSA and ECDSA) or `rust-crypto` (pure Rust)"
+);
+
+/// The provider every verification and signature of this crate goes through.
+///
+/// With both features enabled (as happens when two crates in one workspace ask for different
+/// ones), aws-lc-rs is chosen: deterministic, and the faster of the two.
+#[cfg(feature = "aws-lc-rs")]
+pub(crate) fn provider() -> &'static CryptoProvider {
+    &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER
+}
+
+#[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+pub(crate) fn provider() -> &'static CryptoProvider {
+    &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER
+}
+
+/// The name of the backend in use, for logs and diagnostics.
+pub fn backend_name() -> &'static str {
+    if cfg!(feature = "aws-lc-rs") {
+        "aws-lc-rs"
+    } else {
+        "rust-crypto"
+    }
+}

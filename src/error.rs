@@ -1,0 +1,210 @@
+//! Why a request was refused, and why a configuration was.
+//!
+//! [`AuthError`] has one variant per reason a request is turned away. Each variant knows the
+//! HTTP status and the RFC 6750 §3.1 error code it maps to, so every [`ErrorResponder`]
+//! answers the same reason the same way. The `error_description` texts are fixed strings: they
+//! never contain the token or anything copied out of it.
+//!
+//! [`BuildError`] is what [`JwtAuthBuilder::build`](crate::JwtAuthBuilder::build) returns for a
+//! configuration that would be unsafe or could never accept a token.
+//!
+//! ```
+//! use tower_jwt_auth::AuthError;
+//!
+//! let err = AuthError::Expired;
+//! assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+//! assert_eq!(err.error_code(), Some("invalid_token"));
+//! assert_eq!(AuthError::MissingToken.error_code(), None);
+//! ```
+//!
+//! [`ErrorResponder`]: crate::ErrorResponder
+
+use http::StatusCode;
+
+/// The reason a request was not let through.
+///
+/// The `Display` text is the `error_description` sent to the client: short, fixed, and free of
+/// anything the client sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token in any configured source (RFC 6750 §3.1: no error code is sent).
+    #[error("no bearer token")]
+    MissingToken,
+    /// The request carried two different tokens (RFC 6750 §2: one method per request).
+    #[error("more than one token in the request")]
+    MultipleTokens,
+    /// A token source was present but not well-formed (e.g. `Authorization: Bearer` with no
+    /// token, or bytes outside the `b64token` alphabet of RFC 6750 §2.1).
+    #[error("malformed credentials")]
+    MalformedCredentials,
+    /// The token is larger than the configured cap; it was not decoded.
+    #[error("token too large")]
+    TokenTooLarge,
+    /// The token is not a compact JWS: three base64url segments (RFC 7515 §7.1).
+    #[error("malformed token")]
+    Malformed,
+    /// The JOSE header could not be read (not base64url, not a JSON object, duplicate member).
+    #[error("malformed token header")]
+    MalformedHeader,
+    /// `alg` is `none`, unknown, or not in the configured allow-list (RFC 8725 §3.1).
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// The header has a `crit` member; no extension is understood (RFC 7515 §4.1.11).
+    #[error("unsupported critical header")]
+    CriticalHeader,
+    /// The header carries a key or a key URL (`jwk`, `jku`, `x5u`), which is never trusted.
+    #[error("embedded keys are not accepted")]
+    EmbeddedKey,
+    /// The header's `typ` is not the configured one (RFC 8725 §3.11, RFC 9068 §4).
+    #[error("wrong token type")]
+    WrongType,
+    /// No configured key fits the token's `kid` and `alg`.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    InvalidSignature,
+    /// The claims are not a JSON object, a claim has the wrong type, or a claim is repeated.
+    #[error("malformed claims")]
+    MalformedClaims,
+    /// The claims did not deserialize into the application's claims type.
+    #[error("claims do not match the expected shape")]
+    ClaimsShape,
+    /// A required claim is absent (`exp` by default, `iss`/`aud` when configured, and any
+    /// claim named with `require_claim`).
+    #[error("missing required claim")]
+    MissingClaim,
+    /// `exp` is in the past, beyond the leeway (RFC 7519 §4.1.4).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future, beyond the leeway (RFC 7519 §4.1.5).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `exp - iat` exceeds the configured maximum lifetime, or `iat` is in the future.
+    #[error("token lifetime not accepted")]
+    LifetimeTooLong,
+    /// `iss` is not one of the configured issuers (RFC 7519 §4.1.1).
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` names none of the configured audiences (RFC 7519 §4.1.3).
+    #[error("wrong audience")]
+    WrongAudience,
+}
+
+impl AuthError {
+    /// The HTTP status RFC 6750 §3.1 prescribes for this reason.
+    pub fn status(&self) -> StatusCode {
+        match self.error_code() {
+            Some("invalid_request") => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The RFC 6750 §3.1 `error` code, or `None` when the request carried no token at all
+    /// (§3.1: the resource server should then send no error code).
+    pub fn error_code(&self) -> Option<&'static str> {
+        match self {
+            AuthError::MissingToken => None,
+            AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        }
+    }
+
+    /// The gRPC status code for this reason: 16 (`UNAUTHENTICATED`) for every token problem.
+    pub fn grpc_status(&self) -> u16 {
+        16
+    }
+
+    /// A short, stable name for logs and metrics (`"expired"`, `"invalid_signature"`, …).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::MultipleTokens => "multiple_tokens",
+            AuthError::MalformedCredentials => "malformed_credentials",
+            AuthError::TokenTooLarge => "token_too_large",
+            AuthError::Malformed => "malformed_token",
+            AuthError::MalformedHeader => "malformed_header",
+            AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
+            AuthError::CriticalHeader => "critical_header",
+            AuthError::EmbeddedKey => "embedded_key",
+            AuthError::WrongType => "wrong_type",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::InvalidSignature => "invalid_signature",
+            AuthError::MalformedClaims => "malformed_claims",
+            AuthError::ClaimsShape => "claims_shape",
+            AuthError::MissingClaim => "missing_claim",
+            AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
+            AuthError::LifetimeTooLong => "lifetime_too_long",
+            AuthError::WrongIssuer => "wrong_issuer",
+            AuthError::WrongAudience => "wrong_audience",
+        }
+    }
+}
+
+/// A configuration that [`JwtAuthBuilder::build`](crate::JwtAuthBuilder::build) refuses.
+///
+/// Every mistake that would otherwise show up per request (or, worse, let a forged token
+/// through) surfaces here, once, at start-up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No verification key was configured.
+    #[error("no verification key configured")]
+    NoKeys,
+    /// An HMAC secret is shorter than the hash output (RFC 7518 §3.2).
+    #[error("{alg:?} secret is {len} bytes; RFC 7518 §3.2 requires at least {min}")]
+    WeakSecret {
+        /// The algorithm the secret was given for.
+        alg: jsonwebtoken::Algorithm,
+        /// The secret's length in bytes.
+        len: usize,
+        /// The minimum length for that algorithm.
+        min: usize,
+    },
+    /// An RSA key is shorter than 2048 bits (RFC 7518 §3.3).
+    #[error("RSA key of {bits} bits; at least 2048 are required")]
+    WeakRsaKey {
+        /// The modulus length in bits.
+        bits: usize,
+    },
+    /// A key could not be parsed.
+    #[error("invalid key{}: {reason}", kid.as_ref().map(|k| format!(" {k:?}")).unwrap_or_default())]
+    InvalidKey {
+        /// The key's `kid`, when it has one.
+        kid: Option<String>,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A key was given for an algorithm of another family (e.g. a PEM public key for HS256).
+    #[error("key for {alg:?} is not of that algorithm's family")]
+    KeyAlgorithmMismatch {
+        /// The algorithm the key was declared for.
+        alg: jsonwebtoken::Algorithm,
+    },
+    /// HMAC secrets and public keys in one key set: the classic algorithm-confusion set-up
+    /// (RFC 8725 §2.1), refused outright.
+    #[error("HMAC secrets and asymmetric keys cannot be mixed in one layer")]
+    MixedKeyFamilies,
+    /// The algorithm allow-list is empty, or allows nothing any configured key can verify.
+    #[error("no allowed algorithm matches a configured key")]
+    NoUsableAlgorithm,
+    /// A JWKS document was not valid JSON or had no `keys` array.
+    #[error("invalid JWKS document: {0}")]
+    InvalidJwks(String),
+    /// A key file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file's path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A header or cookie name is not a valid HTTP token.
+    #[error("invalid token source {0:?}")]
+    InvalidSource(String),
+    /// A setting is out of range (e.g. a zero size cap).
+    #[error("invalid setting: {0}")]
+    InvalidSetting(&'static str),
+}

@@ -1,0 +1,192 @@
+//! A static JWKS document (RFC 7517 §5) as a key source.
+
+use std::path::Path;
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+
+use super::min_secret_len;
+use super::set::{AlgSet, KeyEntry, check_strength};
+use crate::BuildError;
+
+/// A JWK Set read from a string or a file, for
+/// [`JwtAuthBuilder::jwks`](crate::JwtAuthBuilder::jwks).
+///
+/// Each key is judged on its own: one that is malformed, meant for encryption (`use` other
+/// than `sig`, RFC 7517 §4.2), declares an `alg` that does not fit its key type, or is too weak
+/// is skipped and the rest are kept. [`Jwks::skipped`] says how many were.
+///
+/// ```
+/// use tower_jwt_auth::Jwks;
+///
+/// let jwks = Jwks::from_json(r#"{"keys":[
+///   {"kty":"oct","kid":"enc","use":"enc","k":"c2VjcmV0"},
+///   {"kty":"OKP","crv":"Ed25519","kid":"ed","alg":"EdDSA",
+///    "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+/// ]}"#).unwrap();
+/// assert_eq!(jwks.len(), 1);
+/// assert_eq!(jwks.skipped(), 1);
+/// ```
+#[derive(Clone, Default)]
+pub struct Jwks {
+    pub(crate) keys: Vec<JwkEntry>,
+    skipped: usize,
+}
+
+/// A usable JWK: `algs` is `None` when the JWK names no `alg` and the layer's allow-list
+/// decides which algorithms of its family it verifies.
+#[derive(Clone)]
+pub(crate) struct JwkEntry {
+    pub kid: Option<String>,
+    pub alg: Option<Algorithm>,
+    /// For EC keys, the one algorithm the curve allows.
+    pub curve_alg: Option<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<_> = self.keys.iter().map(|k| k.kid.as_deref()).collect();
+        f.debug_struct("Jwks")
+            .field("kids", &kids)
+            .field("skipped", &self.skipped)
+            .finish()
+    }
+}
+
+impl Jwks {
+    /// Parses a JWKS document. Fails only when the document itself is unusable (not JSON, no
+    /// `keys` array); individual bad keys are skipped.
+    pub fn from_json(json: &str) -> Result<Jwks, BuildError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            keys: Vec<serde_json::Value>,
+        }
+        let doc: Doc =
+            serde_json::from_str(json).map_err(|e| BuildError::InvalidJwks(e.to_string()))?;
+        let mut jwks = Jwks::default();
+        for value in doc.keys {
+            match parse_jwk(value) {
+                Some(entry) => jwks.keys.push(entry),
+                None => jwks.skipped += 1,
+            }
+        }
+        Ok(jwks)
+    }
+
+    /// Reads and parses a JWKS file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Jwks, BuildError> {
+        let path = path.as_ref();
+        let json = std::fs::read_to_string(path).map_err(|source| BuildError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Jwks::from_json(&json)
+    }
+
+    /// The number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when no key was usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The number of keys that were skipped as malformed, unsupported or not for signatures.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// The key entries for a layer whose allow-list is `allowed` (`None`: not configured).
+    /// A JWK without `alg` verifies the allowed algorithms of its family, or that family's
+    /// customary one when no allow-list was given.
+    pub(crate) fn entries(&self, allowed: Option<AlgSet>) -> Vec<KeyEntry> {
+        self.keys
+            .iter()
+            .filter_map(|k| {
+                let algs = match (k.alg, k.curve_alg, allowed) {
+                    (Some(alg), _, _) | (None, Some(alg), _) => AlgSet::of(alg),
+                    (None, None, Some(allowed)) => {
+                        AlgSet::family(k.key.family()).intersect(allowed)
+                    }
+                    (None, None, None) => AlgSet::of(customary(k.key.family())),
+                };
+                let algs = match allowed {
+                    Some(allowed) => algs.intersect(allowed),
+                    None => algs,
+                };
+                (!algs.is_empty()).then(|| KeyEntry::new(k.kid.clone(), algs, k.key.clone()))
+            })
+            .collect()
+    }
+}
+
+fn customary(family: AlgorithmFamily) -> Algorithm {
+    match family {
+        AlgorithmFamily::Hmac => Algorithm::HS256,
+        AlgorithmFamily::Rsa => Algorithm::RS256,
+        AlgorithmFamily::Ec => Algorithm::ES256,
+        AlgorithmFamily::Ed => Algorithm::EdDSA,
+    }
+}
+
+fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
+    let jwk: Jwk = serde_json::from_value(value).ok()?;
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(_) => return None,
+    }
+    let alg = match &jwk.common.key_algorithm {
+        None => None,
+        Some(ka) => Some(signing_alg(*ka)?),
+    };
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    let curve_alg = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => return None,
+        },
+        AlgorithmParameters::OctetKeyPair(p) if p.curve != EllipticCurve::Ed25519 => return None,
+        _ => None,
+    };
+    if let Some(alg) = alg {
+        if alg.family() != key.family() || curve_alg.is_some_and(|c| c != alg) {
+            return None;
+        }
+    }
+    let check_alg = alg.or(curve_alg).unwrap_or_else(|| customary(key.family()));
+    check_strength(check_alg, &key).ok()?;
+    if key.family() == AlgorithmFamily::Hmac {
+        let len = key.try_get_as_bytes().ok()?.len();
+        if len < min_secret_len(check_alg) {
+            return None;
+        }
+    }
+    Some(JwkEntry {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        curve_alg,
+        key,
+    })
+}
+
+fn signing_alg(ka: KeyAlgorithm) -> Option<Algorithm> {
+    Some(match ka {
+        KeyAlgorithm::HS256 => Algorithm::HS256,
+        KeyAlgorithm::HS384 => Algorithm::HS384,
+        KeyAlgorithm::HS512 => Algorithm::HS512,
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return None,
+    })
+}

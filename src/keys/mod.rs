@@ -1,0 +1,171 @@
+//! Verification keys: HMAC secrets, PEM/DER public keys, and static JWKS documents.
+//!
+//! Keys are parsed once, when the layer is built, and checked there: an HMAC secret shorter
+//! than its hash (RFC 7518 §3.2), an RSA modulus under 2048 bits (RFC 7518 §3.3), an EC key on
+//! the wrong curve for its algorithm, or HMAC secrets mixed with public keys (the set-up that
+//! makes algorithm confusion possible, RFC 8725 §2.1) are build errors, not per-request ones.
+//!
+//! A token picks its key by `kid`; the algorithm always comes from the key's configuration
+//! and the allow-list, never from the token alone.
+//!
+//! ```
+//! use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key};
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! let pem = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
+//! let layer = JwtAuthLayer::<MyClaims>::builder()
+//!     .key(Key::pem(Algorithm::RS256, &pem).with_kid("2024-01"))
+//!     .key(Key::pem(Algorithm::PS256, &pem).with_kid("2024-01"))
+//!     .build()
+//!     .unwrap();
+//! # let _ = layer;
+//! ```
+
+mod jwks;
+mod set;
+
+pub use jwks::Jwks;
+pub(crate) use set::{AlgSet, KeyEntry, KeySet};
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+
+use crate::BuildError;
+
+/// One verification key and the algorithm it verifies.
+///
+/// Constructors never fail; what is wrong with the material is reported by
+/// [`build`](crate::JwtAuthBuilder::build).
+#[derive(Clone)]
+pub struct Key {
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Algorithm,
+    pub(crate) material: Result<DecodingKey, String>,
+    /// Length of an HMAC secret, checked against the hash output at build time.
+    pub(crate) secret_len: Option<usize>,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    /// An HMAC secret for `HS256`, `HS384` or `HS512`. It must be at least as long as the hash
+    /// output (32, 48 or 64 bytes, RFC 7518 §3.2).
+    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Key {
+        let secret = secret.as_ref();
+        Key {
+            kid: None,
+            alg,
+            material: Ok(DecodingKey::from_secret(secret)),
+            secret_len: Some(secret.len()),
+        }
+    }
+
+    /// A PEM public key (`PUBLIC KEY`, or `RSA PUBLIC KEY` for RSA) for an RSA, ECDSA or
+    /// EdDSA algorithm.
+    pub fn pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Key {
+        let pem = pem.as_ref();
+        let material = match alg.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Hmac => {
+                return Key::broken(alg, "a PEM key cannot verify an HMAC algorithm".into());
+            }
+        };
+        Key {
+            kid: None,
+            alg,
+            material: material.map_err(|e| e.to_string()),
+            secret_len: None,
+        }
+    }
+
+    /// A DER public key: PKCS#1 `RSAPublicKey` for RSA, the uncompressed point for ECDSA,
+    /// the 32 raw bytes for Ed25519.
+    pub fn der(alg: Algorithm, der: impl AsRef<[u8]>) -> Key {
+        let der = der.as_ref();
+        let material = match alg.family() {
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_der(der),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_der(der),
+            AlgorithmFamily::Ed => DecodingKey::from_ed_der(der),
+            AlgorithmFamily::Hmac => {
+                return Key::broken(alg, "a DER key cannot verify an HMAC algorithm".into());
+            }
+        };
+        Key {
+            kid: None,
+            alg,
+            material: Ok(material),
+            secret_len: None,
+        }
+    }
+
+    /// A key already in jsonwebtoken's form. Its family must match `alg`.
+    pub fn decoding_key(alg: Algorithm, key: DecodingKey) -> Key {
+        Key {
+            kid: None,
+            alg,
+            material: Ok(key),
+            secret_len: None,
+        }
+    }
+
+    /// Tokens whose header names this `kid` are verified with this key (RFC 7515 §4.1.4).
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Key {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    fn broken(alg: Algorithm, reason: String) -> Key {
+        Key {
+            kid: None,
+            alg,
+            material: Err(reason),
+            secret_len: None,
+        }
+    }
+
+    /// Checks the key and turns it into the form the request path uses.
+    pub(crate) fn into_entry(self) -> Result<KeyEntry, BuildError> {
+        let invalid = |reason: String| BuildError::InvalidKey {
+            kid: self.kid.clone(),
+            reason,
+        };
+        let key = self.material.clone().map_err(invalid)?;
+        if key.family() != self.alg.family() {
+            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
+        }
+        if let Some(len) = self.secret_len {
+            let min = min_secret_len(self.alg);
+            if len < min {
+                return Err(BuildError::WeakSecret {
+                    alg: self.alg,
+                    len,
+                    min,
+                });
+            }
+        }
+        set::check_strength(self.alg, &key).map_err(|e| match e {
+            BuildError::InvalidKey { reason, .. } => invalid(reason),
+            other => other,
+        })?;
+        Ok(KeyEntry::new(self.kid, AlgSet::of(self.alg), key))
+    }
+}
+
+/// RFC 7518 §3.2: "A key of the same size as the hash output ... or larger MUST be used".
+pub(crate) fn min_secret_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 32,
+    }
+}

@@ -1,0 +1,186 @@
+//! The parsed key set the request path looks keys up in.
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
+
+use crate::backend::provider;
+use crate::{AuthError, BuildError};
+
+/// At most this many keys are tried for one token: a token without `kid` may fit several
+/// keys, and each try costs a signature verification an attacker can make us pay for.
+const MAX_TRIES: usize = 3;
+
+/// A set of algorithms, as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct AlgSet(u16);
+
+const ALL: [Algorithm; 12] = [
+    Algorithm::HS256,
+    Algorithm::HS384,
+    Algorithm::HS512,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+impl AlgSet {
+    fn bit(alg: Algorithm) -> u16 {
+        1 << ALL.iter().position(|a| *a == alg).unwrap_or(15)
+    }
+
+    pub(crate) fn of(alg: Algorithm) -> AlgSet {
+        AlgSet(Self::bit(alg))
+    }
+
+    pub(crate) fn from_iter(algs: impl IntoIterator<Item = Algorithm>) -> AlgSet {
+        algs.into_iter().fold(AlgSet::default(), |s, a| s.with(a))
+    }
+
+    pub(crate) fn with(self, alg: Algorithm) -> AlgSet {
+        AlgSet(self.0 | Self::bit(alg))
+    }
+
+    pub(crate) fn contains(self, alg: Algorithm) -> bool {
+        self.0 & Self::bit(alg) != 0
+    }
+
+    pub(crate) fn union(self, other: AlgSet) -> AlgSet {
+        AlgSet(self.0 | other.0)
+    }
+
+    pub(crate) fn intersect(self, other: AlgSet) -> AlgSet {
+        AlgSet(self.0 & other.0)
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The algorithms of one family that a key of that family can be used with.
+    pub(crate) fn family(family: AlgorithmFamily) -> AlgSet {
+        AlgSet::from_iter(ALL.into_iter().filter(|a| a.family() == family))
+    }
+}
+
+/// One usable key: its `kid`, the algorithms it may verify, and the parsed key.
+#[derive(Clone)]
+pub(crate) struct KeyEntry {
+    pub kid: Option<Box<str>>,
+    pub algs: AlgSet,
+    pub key: DecodingKey,
+}
+
+impl KeyEntry {
+    pub(crate) fn new(kid: Option<String>, algs: AlgSet, key: DecodingKey) -> KeyEntry {
+        KeyEntry {
+            kid: kid.map(String::into_boxed_str),
+            algs,
+            key,
+        }
+    }
+
+    pub(crate) fn family(&self) -> AlgorithmFamily {
+        self.key.family()
+    }
+}
+
+/// The keys of one layer.
+#[derive(Clone, Default)]
+pub(crate) struct KeySet {
+    entries: Vec<KeyEntry>,
+}
+
+impl KeySet {
+    pub(crate) fn new(entries: Vec<KeyEntry>) -> KeySet {
+        KeySet { entries }
+    }
+
+    /// The union of the algorithms the keys verify.
+    pub(crate) fn algorithms(&self) -> AlgSet {
+        self.entries
+            .iter()
+            .fold(AlgSet::default(), |s, e| s.union(e.algs))
+    }
+
+    /// Verifies `signature` over `signing_input` with the keys that fit `kid` and `alg`.
+    ///
+    /// A key with a `kid` serves only tokens naming that `kid`; a key without one serves any
+    /// token whose `kid` no key claims, and tokens without `kid`.
+    pub(crate) fn verify(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+        signing_input: &[u8],
+        signature: &Vec<u8>,
+    ) -> Result<(), AuthError> {
+        let named = |e: &KeyEntry| kid.is_some() && e.kid.as_deref() == kid;
+        let any_named = self
+            .entries
+            .iter()
+            .any(|e| e.algs.contains(alg) && named(e));
+        let candidates = self.entries.iter().filter(|e| {
+            e.algs.contains(alg)
+                && if any_named {
+                    named(e)
+                } else {
+                    e.kid.is_none() || kid.is_none()
+                }
+        });
+        let mut tried = 0;
+        for entry in candidates.take(MAX_TRIES) {
+            tried += 1;
+            let Ok(verifier) = (provider().verifier_factory)(&alg, &entry.key) else {
+                continue;
+            };
+            if verifier.verify(signing_input, signature).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(if tried == 0 {
+            AuthError::UnknownKey
+        } else {
+            AuthError::InvalidSignature
+        })
+    }
+}
+
+/// Refuses RSA moduli under 2048 bits (RFC 7518 §3.3) and EC points on a curve the
+/// algorithm does not use.
+pub(crate) fn check_strength(alg: Algorithm, key: &DecodingKey) -> Result<(), BuildError> {
+    let invalid = |reason: String| BuildError::InvalidKey { kid: None, reason };
+    match (alg.family(), key.kind()) {
+        (AlgorithmFamily::Rsa, DecodingKeyKind::RsaModulusExponent { n, .. }) => rsa_bits(n),
+        (AlgorithmFamily::Rsa, DecodingKeyKind::SecretOrDer(der)) => {
+            let (n, _) = (provider().key_utils.rsa_pub_components_from_public_key)(der)
+                .map_err(|e| invalid(e.to_string()))?;
+            rsa_bits(&n)
+        }
+        (AlgorithmFamily::Ec, DecodingKeyKind::SecretOrDer(point)) => {
+            let want = if alg == Algorithm::ES384 { 97 } else { 65 };
+            if point.len() == want && point.first() == Some(&4) {
+                Ok(())
+            } else {
+                Err(BuildError::KeyAlgorithmMismatch { alg })
+            }
+        }
+        (AlgorithmFamily::Ed, DecodingKeyKind::SecretOrDer(x)) if x.len() != 32 => {
+            Err(invalid("not an Ed25519 public key".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn rsa_bits(n: &[u8]) -> Result<(), BuildError> {
+    let significant = n.iter().position(|b| *b != 0).map_or(0, |i| n.len() - i);
+    let bits = significant * 8;
+    if bits < 2048 {
+        Err(BuildError::WeakRsaKey { bits })
+    } else {
+        Ok(())
+    }
+}

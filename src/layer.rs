@@ -1,0 +1,432 @@
+//! [`JwtAuthLayer`] and its builder: the whole configuration, validated once.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_jwt_auth::JwtAuthLayer;
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct MyClaims { sub: String, roles: Vec<String> }
+//!
+//! let auth = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .issuer("https://id.example.com")
+//!     .audience("orders-api")
+//!     .token_from_cookie("access_token")
+//!     .build()
+//!     .expect("valid configuration");
+//!
+//! // Mistakes surface at build time, not per request:
+//! let err = JwtAuthLayer::<MyClaims>::builder().hs256(b"short").build().unwrap_err();
+//! assert!(err.to_string().contains("RFC 7518"));
+//! ```
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use serde::de::DeserializeOwned;
+use tower_layer::Layer;
+
+use crate::keys::{AlgSet, KeySet};
+use crate::source::{self, Source};
+use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
+use crate::verify::{Verifier, trace_rejection};
+use crate::{AuthError, BuildError, Claims, Jwks, JwtAuth, Key, Rfc6750, TokenSource};
+
+/// The default cap on a token's size: generous for access tokens with many claims, small
+/// enough that no oversized token is ever decoded.
+pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8 * 1024;
+
+/// A [`tower_layer::Layer`] that authenticates requests by JWT and hands the typed claims
+/// `C` to the inner service as [`Claims<C>`].
+///
+/// Built by [`JwtAuthLayer::builder`]. Cloning is cheap: all state sits behind one `Arc`.
+pub struct JwtAuthLayer<C, R = Rfc6750> {
+    pub(crate) shared: Arc<Shared<R>>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C, R> Clone for JwtAuthLayer<C, R> {
+    fn clone(&self) -> Self {
+        JwtAuthLayer {
+            shared: Arc::clone(&self.shared),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<C, R> std::fmt::Debug for JwtAuthLayer<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuthLayer").finish_non_exhaustive()
+    }
+}
+
+impl<C> JwtAuthLayer<C> {
+    /// Starts a configuration.
+    pub fn builder() -> JwtAuthBuilder<C> {
+        JwtAuthBuilder::new()
+    }
+}
+
+impl<S, C, R> Layer<S> for JwtAuthLayer<C, R> {
+    type Service = JwtAuth<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JwtAuth::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+/// The state one layer shares with all its services.
+pub(crate) struct Shared<R> {
+    pub verifier: Verifier,
+    pub sources: Vec<Source>,
+    pub optional: bool,
+    pub pass_preflight: bool,
+    pub responder: R,
+}
+
+impl<R> Shared<R> {
+    /// Finds and verifies the request's token. `Ok(None)`: let the request through without
+    /// claims (CORS preflight, or no token in optional mode).
+    pub(crate) fn authenticate<C: DeserializeOwned>(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &http::Uri,
+    ) -> Result<Option<Claims<C>>, AuthError> {
+        if self.pass_preflight && is_preflight(method, headers) {
+            return Ok(None);
+        }
+        let token = source::extract(&self.sources, headers, uri).map_err(|e| {
+            trace_rejection(&e, None, None, None);
+            e
+        })?;
+        match token {
+            Some(token) => self
+                .verifier
+                .verify::<C>(token)
+                .map(|c| Some(Claims::new(c))),
+            None if self.optional => Ok(None),
+            None => {
+                trace_rejection(&AuthError::MissingToken, None, None, None);
+                Err(AuthError::MissingToken)
+            }
+        }
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Access-Control-Request-Method` (Fetch standard §3.2.2).
+/// Browsers never attach credentials to it, so authenticating it would break CORS.
+fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Configuration of a [`JwtAuthLayer`]; every check happens in [`build`](Self::build).
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct JwtAuthBuilder<C, R = Rfc6750> {
+    keys: Vec<Key>,
+    jwks: Vec<Jwks>,
+    allowed: Option<AlgSet>,
+    policy: ClaimsPolicy,
+    max_token_size: usize,
+    sources: Vec<TokenSource>,
+    optional: bool,
+    pass_preflight: bool,
+    responder: R,
+    error: Option<BuildError>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> JwtAuthBuilder<C> {
+    fn new() -> Self {
+        JwtAuthBuilder {
+            keys: Vec::new(),
+            jwks: Vec::new(),
+            allowed: None,
+            policy: ClaimsPolicy::default(),
+            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+            sources: vec![TokenSource::Bearer],
+            optional: false,
+            pass_preflight: true,
+            responder: Rfc6750::default(),
+            error: None,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Names the realm in `WWW-Authenticate` challenges (default `"api"`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.responder = Rfc6750::with_realm(realm);
+        self
+    }
+}
+
+impl<C, R> JwtAuthBuilder<C, R> {
+    /// Verifies HS256 tokens with `secret` (at least 32 bytes, RFC 7518 §3.2).
+    pub fn hs256(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS256, secret))
+    }
+
+    /// Verifies HS384 tokens with `secret` (at least 48 bytes).
+    pub fn hs384(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS384, secret))
+    }
+
+    /// Verifies HS512 tokens with `secret` (at least 64 bytes).
+    pub fn hs512(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS512, secret))
+    }
+
+    /// Verifies RS256 tokens with an RSA public key in PEM (at least 2048 bits).
+    pub fn rs256_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::RS256, pem))
+    }
+
+    /// Verifies ES256 tokens with a P-256 public key in PEM.
+    pub fn es256_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::ES256, pem))
+    }
+
+    /// Verifies EdDSA (Ed25519) tokens with a public key in PEM.
+    pub fn eddsa_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::EdDSA, pem))
+    }
+
+    /// Adds a key; see [`Key`] for the kinds and for `kid`.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Adds the keys of a static JWKS document.
+    pub fn jwks(mut self, jwks: Jwks) -> Self {
+        self.jwks.push(jwks);
+        self
+    }
+
+    /// Adds the keys of a JWKS document given as JSON text.
+    pub fn jwks_json(self, json: &str) -> Self {
+        match Jwks::from_json(json) {
+            Ok(jwks) => self.jwks(jwks),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Adds the keys of a JWKS file.
+    pub fn jwks_file(self, path: impl AsRef<Path>) -> Self {
+        match Jwks::from_file(path) {
+            Ok(jwks) => self.jwks(jwks),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Restricts the accepted algorithms to these (RFC 8725 §3.1). Without it, each key's own
+    /// algorithm is accepted; JWKs that name no `alg` verify the allowed algorithms of their
+    /// key type (RS256/ES256/EdDSA when no list is given).
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.allowed = Some(AlgSet::from_iter(algs));
+        self
+    }
+
+    /// Accepts tokens whose `iss` is `issuer`; may be called again to accept several. Once an
+    /// issuer is configured, tokens without `iss` are refused.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.policy.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` contains `audience`; may be called again to accept several.
+    /// Once an audience is configured, tokens without `aud` are refused.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.policy.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.policy.leeway = leeway;
+        self
+    }
+
+    /// Requires the header `typ` to be `typ`, compared case-insensitively with any
+    /// `application/` prefix ignored: `"at+jwt"` admits only RFC 9068 access tokens, which
+    /// keeps ID tokens and refresh tokens out (RFC 8725 §3.11).
+    pub fn token_type(mut self, typ: impl Into<String>) -> Self {
+        self.policy.token_type = Some(typ.into());
+        self
+    }
+
+    /// Refuses tokens whose lifetime `exp - iat` exceeds `max` (and tokens without `iat`):
+    /// a stolen signing key cannot mint tokens that never expire.
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.policy.max_lifetime = Some(max);
+        self
+    }
+
+    /// Refuses tokens that lack the claim `name`.
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        self.policy.required.push(name.into());
+        self
+    }
+
+    /// Accepts tokens without `exp`. Off by default: a token without expiry is valid forever.
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.policy.require_exp = false;
+        self
+    }
+
+    /// Caps the token size in bytes (default [`DEFAULT_MAX_TOKEN_SIZE`]); larger tokens are
+    /// refused before any decoding.
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_size = bytes;
+        self
+    }
+
+    /// Also looks for the token in header `name` (the raw token).
+    pub fn token_from_header(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::header(name))
+    }
+
+    /// Also looks for the token in cookie `name`.
+    pub fn token_from_cookie(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::cookie(name))
+    }
+
+    /// Also looks for the token in query parameter `name`; see [`TokenSource::query`].
+    pub fn token_from_query(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::query(name))
+    }
+
+    /// Also looks for the token in `source`, after the sources already configured.
+    pub fn token_from(mut self, source: TokenSource) -> Self {
+        if !self.sources.contains(&source) {
+            self.sources.push(source);
+        }
+        self
+    }
+
+    /// Looks for the token in exactly these sources, in this order (replacing the default
+    /// `Authorization: Bearer`).
+    pub fn token_sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        self.sources.clear();
+        for s in sources {
+            self = self.token_from(s);
+        }
+        self
+    }
+
+    /// Lets requests without any token through, without claims. A token that is present
+    /// but invalid is still refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Also authenticates CORS preflight requests. By default they pass untouched, since
+    /// browsers send them without credentials.
+    pub fn authenticate_preflight(mut self) -> Self {
+        self.pass_preflight = false;
+        self
+    }
+
+    /// Answers refused requests with `responder` instead of [`Rfc6750`].
+    pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
+        JwtAuthBuilder {
+            keys: self.keys,
+            jwks: self.jwks,
+            allowed: self.allowed,
+            policy: self.policy,
+            max_token_size: self.max_token_size,
+            sources: self.sources,
+            optional: self.optional,
+            pass_preflight: self.pass_preflight,
+            responder,
+            error: self.error,
+            _claims: PhantomData,
+        }
+    }
+
+    fn fail(mut self, error: BuildError) -> Self {
+        self.error.get_or_insert(error);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<JwtAuthLayer<C, R>, BuildError> {
+        let shared = self.build_shared()?;
+        Ok(JwtAuthLayer {
+            shared: Arc::new(shared),
+            _claims: PhantomData,
+        })
+    }
+
+    pub(crate) fn build_shared(self) -> Result<Shared<R>, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.max_token_size == 0 {
+            return Err(BuildError::InvalidSetting(
+                "max_token_size must be positive",
+            ));
+        }
+        if self.policy.required.len() > MAX_REQUIRED_CLAIMS {
+            return Err(BuildError::InvalidSetting("at most 64 required claims"));
+        }
+        if self.sources.is_empty() {
+            return Err(BuildError::InvalidSetting("no token source"));
+        }
+        let sources = self
+            .sources
+            .iter()
+            .map(TokenSource::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut entries = Vec::new();
+        for key in self.keys {
+            let entry = key.into_entry()?;
+            match self.allowed {
+                // A key for an algorithm outside the allow-list is never used.
+                Some(allowed) if entry.algs.intersect(allowed).is_empty() => {}
+                _ => entries.push(entry),
+            }
+        }
+        for jwks in &self.jwks {
+            entries.extend(jwks.entries(self.allowed));
+        }
+        if entries.is_empty() {
+            return Err(if self.allowed.is_some() {
+                BuildError::NoUsableAlgorithm
+            } else {
+                BuildError::NoKeys
+            });
+        }
+        let hmac = entries.iter().any(|e| e.family() == AlgorithmFamily::Hmac);
+        let public = entries.iter().any(|e| e.family() != AlgorithmFamily::Hmac);
+        if hmac && public {
+            return Err(BuildError::MixedKeyFamilies);
+        }
+        let keys = KeySet::new(entries);
+        let allowed = match self.allowed {
+            Some(allowed) => allowed.intersect(keys.algorithms()),
+            None => keys.algorithms(),
+        };
+        if allowed.is_empty() {
+            return Err(BuildError::NoUsableAlgorithm);
+        }
+        Ok(Shared {
+            verifier: Verifier {
+                keys,
+                allowed,
+                policy: self.policy,
+                max_token_size: self.max_token_size,
+            },
+            sources,
+            optional: self.optional,
+            pass_preflight: self.pass_preflight,
+            responder: self.responder,
+        })
+    }
+}

@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backend;
+pub mod claims;
+pub mod error;
+pub mod issue;
+pub mod keys;
+pub mod layer;
+pub mod response;
+mod service;
+pub mod source;
+mod token;
+pub mod validation;
+mod verify;
+
+pub use backend::backend_name;
+pub use claims::Claims;
+pub use error::{AuthError, BuildError};
+pub use issue::{IssueError, IssuedToken, TokenIssuer};
+pub use keys::{Jwks, Key};
+pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthBuilder, JwtAuthLayer};
+pub use response::{ErrorResponder, Rfc6750};
+pub use service::{JwtAuth, ResponseFuture};
+pub use source::TokenSource;
+
+/// jsonwebtoken itself, for [`DecodingKey`](jsonwebtoken::DecodingKey) and its other types.
+pub use jsonwebtoken;
+/// The JWS algorithms, re-exported from jsonwebtoken.
+pub use jsonwebtoken::Algorithm;

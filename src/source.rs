@@ -1,0 +1,366 @@
+//! Where a request's token comes from.
+//!
+//! By default only `Authorization: Bearer <token>` is read (RFC 6750 §2.1; the scheme name is
+//! case-insensitive). Other sources are added in the order they should be looked at:
+//!
+//! ```
+//! use tower_jwt_auth::{JwtAuthLayer, TokenSource};
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! let layer = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .token_from_cookie("access_token")        // Bearer header, then this cookie
+//!     .build()
+//!     .unwrap();
+//!
+//! // Or replace the list outright:
+//! let layer = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .token_sources([TokenSource::header("x-api-token")])
+//!     .build()
+//!     .unwrap();
+//! # let _ = layer;
+//! ```
+//!
+//! Every source is read on every request. RFC 6750 §2 allows one transmission method per
+//! request, so a request carrying two *different* tokens (two `Authorization` headers, or a
+//! header and a cookie that disagree) is answered 400 `invalid_request` instead of guessing
+//! which one the client meant. The same token sent twice is accepted.
+//!
+//! Query parameters (RFC 6750 §2.3) are read only when [`TokenSource::query`] is configured:
+//! URLs end up in logs and `Referer` headers.
+
+use http::{HeaderMap, HeaderName, Uri, header};
+
+use crate::{AuthError, BuildError};
+
+/// One place a token may be found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// A named header holding the token, optionally behind a scheme (`<scheme> <token>`,
+    /// scheme compared case-insensitively).
+    Header {
+        /// The header name.
+        name: String,
+        /// The scheme that must precede the token, if any.
+        scheme: Option<String>,
+    },
+    /// A cookie, by name.
+    Cookie(String),
+    /// A query parameter, by name (RFC 6750 §2.3). Opt-in only.
+    Query(String),
+}
+
+impl TokenSource {
+    /// A header holding the raw token.
+    pub fn header(name: impl Into<String>) -> TokenSource {
+        TokenSource::Header {
+            name: name.into(),
+            scheme: None,
+        }
+    }
+
+    /// A header holding `<scheme> <token>`.
+    pub fn header_with_scheme(name: impl Into<String>, scheme: impl Into<String>) -> TokenSource {
+        TokenSource::Header {
+            name: name.into(),
+            scheme: Some(scheme.into()),
+        }
+    }
+
+    /// A cookie.
+    pub fn cookie(name: impl Into<String>) -> TokenSource {
+        TokenSource::Cookie(name.into())
+    }
+
+    /// A query parameter. Tokens in URLs leak into logs and `Referer` headers (RFC 6750 §5.3);
+    /// use only where no header can be set, such as a browser's WebSocket handshake.
+    pub fn query(name: impl Into<String>) -> TokenSource {
+        TokenSource::Query(name.into())
+    }
+
+    /// Checks names once, at build time, into the form the request path reads.
+    pub(crate) fn compile(&self) -> Result<Source, BuildError> {
+        let bad = || BuildError::InvalidSource(format!("{self:?}"));
+        Ok(match self {
+            TokenSource::Bearer => Source::Header {
+                name: header::AUTHORIZATION,
+                scheme: Some("Bearer".into()),
+            },
+            TokenSource::Header { name, scheme } => {
+                let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+                if scheme
+                    .as_deref()
+                    .is_some_and(|s| s.is_empty() || !s.bytes().all(is_tchar))
+                {
+                    return Err(bad());
+                }
+                Source::Header {
+                    name,
+                    scheme: scheme.clone(),
+                }
+            }
+            TokenSource::Cookie(name) | TokenSource::Query(name) => {
+                if name.is_empty() || !name.bytes().all(is_tchar) {
+                    return Err(bad());
+                }
+                match self {
+                    TokenSource::Cookie(_) => Source::Cookie(name.clone()),
+                    _ => Source::Query(name.clone()),
+                }
+            }
+        })
+    }
+}
+
+/// A [`TokenSource`] with its names checked.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    Header {
+        name: HeaderName,
+        scheme: Option<String>,
+    },
+    Cookie(String),
+    Query(String),
+}
+
+/// Finds the request's token. `Ok(None)`: no source holds one. The returned slice borrows from
+/// the request; nothing is copied.
+pub(crate) fn extract<'r>(
+    sources: &[Source],
+    headers: &'r HeaderMap,
+    uri: &'r Uri,
+) -> Result<Option<&'r str>, AuthError> {
+    let mut found: Option<&'r str> = None;
+    let mut offer = |token: &'r str| -> Result<(), AuthError> {
+        match found {
+            Some(prev) if prev != token => Err(AuthError::MultipleTokens),
+            _ => {
+                found = Some(token);
+                Ok(())
+            }
+        }
+    };
+    for source in sources {
+        match source {
+            Source::Header { name, scheme } => {
+                for value in headers.get_all(name) {
+                    if let Some(token) = from_header(value.as_bytes(), scheme.as_deref())? {
+                        offer(token)?;
+                    }
+                }
+            }
+            Source::Cookie(name) => {
+                for value in headers.get_all(header::COOKIE) {
+                    for token in cookies(value.as_bytes(), name) {
+                        offer(token?)?;
+                    }
+                }
+            }
+            Source::Query(name) => {
+                for pair in uri.query().unwrap_or("").split('&') {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        if k == name && !v.is_empty() {
+                            offer(b64token(v.as_bytes())?)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Reads `<scheme> 1*SP <token>` (or the bare token when no scheme is configured). A header
+/// with another scheme (`Basic …`) is not ours and yields `None`; our scheme with a missing or
+/// malformed token is a malformed request.
+fn from_header<'r>(value: &'r [u8], scheme: Option<&str>) -> Result<Option<&'r str>, AuthError> {
+    let rest = match scheme {
+        None => value,
+        Some(scheme) => {
+            let n = scheme.len();
+            let Some(head) = value.get(..n) else {
+                return Ok(None);
+            };
+            if !head.eq_ignore_ascii_case(scheme.as_bytes()) {
+                return Ok(None);
+            }
+            match value.get(n) {
+                None => return Err(AuthError::MalformedCredentials),
+                Some(b' ') => {}
+                // `Bearerx …` is another scheme, not ours.
+                Some(_) => return Ok(None),
+            }
+            let rest = &value[n..];
+            &rest[rest.iter().position(|b| *b != b' ').unwrap_or(rest.len())..]
+        }
+    };
+    b64token(rest).map(Some)
+}
+
+/// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn b64token(bytes: &[u8]) -> Result<&str, AuthError> {
+    let body = bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count();
+    let ok = body > 0
+        && bytes[..body].iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if !ok {
+        return Err(AuthError::MalformedCredentials);
+    }
+    std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedCredentials)
+}
+
+/// The values of every cookie called `name` in one `Cookie` header (RFC 6265 §4.2.1), with
+/// DQUOTEs around a value removed. Empty values (a cleared cookie) are skipped.
+fn cookies<'r, 'n>(
+    header: &'r [u8],
+    name: &'n str,
+) -> impl Iterator<Item = Result<&'r str, AuthError>> {
+    header.split(|b| *b == b';').filter_map(move |pair| {
+        let pair = pair.trim_ascii();
+        let eq = pair.iter().position(|b| *b == b'=')?;
+        if pair[..eq].trim_ascii() != name.as_bytes() {
+            return None;
+        }
+        let mut value = pair[eq + 1..].trim_ascii();
+        if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+            value = &value[1..value.len() - 1];
+        }
+        (!value.is_empty()).then(|| b64token(value))
+    })
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        sources: &[TokenSource],
+        headers: &[(&str, &str)],
+        uri: &str,
+    ) -> Result<Option<String>, AuthError> {
+        let sources: Vec<Source> = sources.iter().map(|s| s.compile().unwrap()).collect();
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let uri: Uri = uri.parse().unwrap();
+        extract(&sources, &map, &uri).map(|t| t.map(str::to_owned))
+    }
+
+    #[test]
+    fn bearer() {
+        let b = [TokenSource::Bearer];
+        assert_eq!(
+            run(&b, &[("authorization", "Bearer a.b.c")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&b, &[("authorization", "bEaReR   a.b.c")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&b, &[("authorization", "Basic dXNlcjpwYXNz")], "/"),
+            Ok(None)
+        );
+        assert_eq!(run(&b, &[("authorization", "Bearerx a")], "/"), Ok(None));
+        assert_eq!(
+            run(&b, &[("authorization", "Bearer")], "/"),
+            Err(AuthError::MalformedCredentials)
+        );
+        assert_eq!(
+            run(&b, &[("authorization", "Bearer a b")], "/"),
+            Err(AuthError::MalformedCredentials)
+        );
+        assert_eq!(run(&b, &[], "/"), Ok(None));
+        assert_eq!(
+            run(
+                &b,
+                &[
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Bearer x.y.z")
+                ],
+                "/"
+            ),
+            Err(AuthError::MultipleTokens)
+        );
+        assert_eq!(
+            run(
+                &b,
+                &[
+                    ("authorization", "Bearer a.b.c"),
+                    ("authorization", "Bearer a.b.c")
+                ],
+                "/"
+            ),
+            Ok(Some("a.b.c".into()))
+        );
+    }
+
+    #[test]
+    fn cookie_header_and_query() {
+        let s = [
+            TokenSource::Bearer,
+            TokenSource::cookie("at"),
+            TokenSource::query("access_token"),
+        ];
+        assert_eq!(
+            run(&s, &[("cookie", "x=1; at=a.b.c")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&s, &[("cookie", "at=\"a.b.c\"")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(run(&s, &[("cookie", "at=")], "/"), Ok(None));
+        assert_eq!(
+            run(
+                &s,
+                &[("cookie", "at=a.b.c"), ("authorization", "Bearer x.y.z")],
+                "/"
+            ),
+            Err(AuthError::MultipleTokens)
+        );
+        assert_eq!(
+            run(&s, &[], "/p?x=1&access_token=a.b.c"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&s, &[], "/p?access_token=a%2Eb"),
+            Err(AuthError::MalformedCredentials)
+        );
+        let h = [
+            TokenSource::header("x-token"),
+            TokenSource::header_with_scheme("x-auth", "JWT"),
+        ];
+        assert_eq!(
+            run(&h, &[("x-token", "a.b.c")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            run(&h, &[("x-auth", "jwt a.b.c")], "/"),
+            Ok(Some("a.b.c".into()))
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(TokenSource::cookie("a b").compile().is_err());
+        assert!(TokenSource::header("bad header").compile().is_err());
+        assert!(TokenSource::header_with_scheme("x", "").compile().is_err());
+    }
+}

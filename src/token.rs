@@ -1,0 +1,301 @@
+//! The compact JWS on the wire: cheap checks on its bytes, then its JOSE header.
+//!
+//! Everything here runs before any signature is checked, on bytes an attacker chose, so it is
+//! strict and allocation-light: the byte checks allocate nothing, and the header is decoded
+//! once into a small buffer whose strings are borrowed, not copied.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+use crate::AuthError;
+
+/// The three base64url segments of a compact JWS (RFC 7515 §7.1).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Segments<'a> {
+    pub header: &'a str,
+    pub payload: &'a str,
+    pub signature: &'a str,
+    /// `header '.' payload`: the JWS signing input (RFC 7515 §5.1 step 8).
+    pub signing_input: &'a str,
+}
+
+/// Splits a token into its segments after checking, byte by byte, that it can be a compact
+/// JWS at all: at most `max_len` bytes, exactly two dots, three non-empty segments, and only
+/// the unpadded base64url alphabet (RFC 7515 §2, RFC 4648 §5). Nothing is decoded.
+pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthError> {
+    if token.len() > max_len {
+        return Err(AuthError::TokenTooLarge);
+    }
+    let bytes = token.as_bytes();
+    let mut dots = [0usize; 2];
+    let mut count = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if count == 2 {
+                return Err(AuthError::Malformed);
+            }
+            dots[count] = i;
+            count += 1;
+        } else if !is_base64url(b) {
+            return Err(AuthError::Malformed);
+        }
+    }
+    if count != 2 {
+        return Err(AuthError::Malformed);
+    }
+    let (d1, d2) = (dots[0], dots[1]);
+    let header = &token[..d1];
+    let payload = &token[d1 + 1..d2];
+    let signature = &token[d2 + 1..];
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(Segments {
+        header,
+        payload,
+        signature,
+        signing_input: &token[..d2],
+    })
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Decodes one base64url segment. The engine refuses non-canonical trailing bits, so two
+/// different strings never decode to the same bytes.
+pub(crate) fn decode_segment(segment: &str, err: AuthError) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| err)
+}
+
+/// The JOSE header members the layer acts on (RFC 7515 §4.1).
+#[derive(Debug)]
+pub(crate) struct JoseHeader<'a> {
+    pub alg: Algorithm,
+    pub kid: Option<Cow<'a, str>>,
+    pub typ: Option<Cow<'a, str>>,
+}
+
+/// Parses a decoded header. Refuses, in this order: anything that is not a JSON object with
+/// unique member names (RFC 7515 §5.2 step 4 allows rejecting duplicates, so we do), a `crit`
+/// member (RFC 7515 §4.1.11: we understand no extension), a key or key reference carried in
+/// the token (`jwk`, `jku`, `x5u`: RFC 8725 §3.10, keys come from configuration only), and an
+/// `alg` that is `none` or unknown (RFC 8725 §3.1). The allow-list check is the caller's.
+pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader<'_>, AuthError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let raw = RawHeader::deserialize(&mut de).map_err(|_| AuthError::MalformedHeader)?;
+    de.end().map_err(|_| AuthError::MalformedHeader)?;
+    if raw.crit {
+        return Err(AuthError::CriticalHeader);
+    }
+    if raw.embedded_key {
+        return Err(AuthError::EmbeddedKey);
+    }
+    let alg = raw.alg.ok_or(AuthError::MalformedHeader)?;
+    let alg = parse_alg(&alg).ok_or(AuthError::AlgorithmNotAllowed)?;
+    Ok(JoseHeader {
+        alg,
+        kid: raw.kid,
+        typ: raw.typ,
+    })
+}
+
+/// The JWS `alg` names this crate can verify (RFC 7518 §3.1, RFC 8037 §3.1). Exact and
+/// case-sensitive: `none`, `None` and `NONE` are all refused.
+pub(crate) fn parse_alg(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+struct RawHeader<'a> {
+    alg: Option<Cow<'a, str>>,
+    kid: Option<Cow<'a, str>>,
+    typ: Option<Cow<'a, str>>,
+    crit: bool,
+    embedded_key: bool,
+}
+
+impl<'de> serde::Deserialize<'de> for RawHeader<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawHeaderVisitor)
+    }
+}
+
+struct RawHeaderVisitor;
+
+impl<'de> Visitor<'de> for RawHeaderVisitor {
+    type Value = RawHeader<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut h = RawHeader {
+            alg: None,
+            kid: None,
+            typ: None,
+            crit: false,
+            embedded_key: false,
+        };
+        let mut seen = MemberSet::default();
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let name: &str = &key.0;
+            if !seen.insert(name) {
+                return Err(de::Error::custom("duplicate header member"));
+            }
+            match name {
+                "alg" => h.alg = Some(map.next_value::<CowStr<'de>>()?.0),
+                "kid" => h.kid = Some(map.next_value::<CowStr<'de>>()?.0),
+                "typ" => h.typ = Some(map.next_value::<CowStr<'de>>()?.0),
+                "crit" => {
+                    map.next_value::<IgnoredAny>()?;
+                    h.crit = true;
+                }
+                "jwk" | "jku" | "x5u" => {
+                    map.next_value::<IgnoredAny>()?;
+                    h.embedded_key = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Remembers member names already seen in one JSON object, to refuse duplicates. The common
+/// members are tracked in a bit set; the rest (rare, and bounded by the token size cap) in a
+/// small list that allocates only when such members occur.
+#[derive(Default)]
+pub(crate) struct MemberSet {
+    bits: u32,
+    others: Vec<String>,
+}
+
+impl MemberSet {
+    const KNOWN: [&'static str; 16] = [
+        "alg", "kid", "typ", "crit", "jwk", "jku", "x5u", "x5c", "x5t", "cty", "iss", "sub", "aud",
+        "exp", "nbf", "iat",
+    ];
+
+    /// Returns false when `name` was already inserted.
+    pub(crate) fn insert(&mut self, name: &str) -> bool {
+        if let Some(i) = Self::KNOWN.iter().position(|k| *k == name) {
+            let bit = 1u32 << i;
+            let fresh = self.bits & bit == 0;
+            self.bits |= bit;
+            return fresh;
+        }
+        if self.others.iter().any(|o| o == name) {
+            return false;
+        }
+        self.others.push(name.to_owned());
+        true
+    }
+}
+
+/// A JSON string borrowed from the input when it has no escapes, owned otherwise.
+pub(crate) struct CowStr<'a>(pub Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(CowStrVisitor)
+    }
+}
+
+struct CowStrVisitor;
+
+impl<'de> Visitor<'de> for CowStrVisitor {
+    type Value = CowStr<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(CowStr(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(CowStr(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(CowStr(Cow::Owned(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_accepts_three_segments() {
+        let s = split("aGVh.cGF5.c2ln", 100).unwrap();
+        assert_eq!((s.header, s.payload, s.signature), ("aGVh", "cGF5", "c2ln"));
+        assert_eq!(s.signing_input, "aGVh.cGF5");
+    }
+
+    #[test]
+    fn split_refuses_what_cannot_be_a_jws() {
+        for bad in [
+            "", "a.b", "a.b.c.d", "a..c", ".b.c", "a.b.", "a=.b.c", "a+.b.c", "a/.b.c", "a.b.c d",
+        ] {
+            assert!(split(bad, 100).is_err(), "{bad:?}");
+        }
+        assert_eq!(split("a.b.c", 4).unwrap_err(), AuthError::TokenTooLarge);
+    }
+
+    #[test]
+    fn header_policy() {
+        assert_eq!(
+            parse_header(br#"{"alg":"none"}"#).unwrap_err(),
+            AuthError::AlgorithmNotAllowed
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":"HS256","crit":["b64"]}"#).unwrap_err(),
+            AuthError::CriticalHeader
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":"HS256","jku":"https://x"}"#).unwrap_err(),
+            AuthError::EmbeddedKey
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":"HS256","alg":"HS256"}"#).unwrap_err(),
+            AuthError::MalformedHeader
+        );
+        assert_eq!(
+            parse_header(br#"{"alg":1}"#).unwrap_err(),
+            AuthError::MalformedHeader
+        );
+        assert_eq!(
+            parse_header(br#"[]"#).unwrap_err(),
+            AuthError::MalformedHeader
+        );
+        let h = parse_header(br#"{"alg":"RS256","kid":"k1","typ":"at+jwt","x5t":"abc"}"#).unwrap();
+        assert_eq!(h.alg, Algorithm::RS256);
+        assert_eq!(h.kid.as_deref(), Some("k1"));
+        assert_eq!(h.typ.as_deref(), Some("at+jwt"));
+    }
+}

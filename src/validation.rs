@@ -1,0 +1,443 @@
+//! The claims policy: time claims with leeway, `iss`, `aud`, `typ`, required claims, lifetime.
+//!
+//! jsonwebtoken's own validation has gaps a middleware must close (its `nbf` check is off by
+//! default, `iss`/`aud` are checked only when present, `typ` never), so the registered claims
+//! are read here by a strict visitor instead: every claim of RFC 7519 §4.1 that the policy
+//! looks at must have its registered type (a NumericDate is a JSON number, `iss` a string,
+//! `aud` a string or an array of strings), and a claim name that appears twice is refused
+//! (RFC 7519 §4: such a JWT must be rejected or read as its last value; we reject).
+//!
+//! The policy is configured on [`JwtAuthBuilder`](crate::JwtAuthBuilder):
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_jwt_auth::JwtAuthLayer;
+//!
+//! #[derive(Clone, serde::Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! let layer = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .issuer("https://id.example.com")   // now a required claim
+//!     .audience("orders-api")             // now a required claim
+//!     .leeway(Duration::from_secs(30))
+//!     .token_type("at+jwt")               // RFC 9068 access tokens only
+//!     .max_lifetime(Duration::from_secs(3600))
+//!     .require_claim("sub")
+//!     .build()
+//!     .unwrap();
+//! # let _ = layer;
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::AuthError;
+use crate::token::{CowStr, MemberSet};
+
+/// What the claims and the `typ` header of a verified token must satisfy.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimsPolicy {
+    pub leeway: Duration,
+    pub require_exp: bool,
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub token_type: Option<String>,
+    pub max_lifetime: Option<Duration>,
+    /// Claim names that must be present, beyond those the settings above imply.
+    pub required: Vec<String>,
+}
+
+impl Default for ClaimsPolicy {
+    fn default() -> Self {
+        ClaimsPolicy {
+            leeway: Duration::from_secs(60),
+            require_exp: true,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            token_type: None,
+            max_lifetime: None,
+            required: Vec::new(),
+        }
+    }
+}
+
+/// The most custom claim names `require_claim` takes; they are tracked in a bit set.
+pub(crate) const MAX_REQUIRED_CLAIMS: usize = 64;
+
+impl ClaimsPolicy {
+    /// Checks the header `typ` against the configured type, if any. The comparison is
+    /// case-insensitive and ignores an `application/` prefix (RFC 7515 §4.1.9, RFC 9068 §4).
+    pub(crate) fn check_type(&self, typ: Option<&str>) -> Result<(), AuthError> {
+        let Some(want) = &self.token_type else {
+            return Ok(());
+        };
+        let got = typ.ok_or(AuthError::WrongType)?;
+        if media_type_eq(got, want) {
+            Ok(())
+        } else {
+            Err(AuthError::WrongType)
+        }
+    }
+
+    /// Reads the registered claims of a decoded payload, refusing wrong types and duplicates.
+    pub(crate) fn parse<'a>(&self, payload: &'a [u8]) -> Result<Registered<'a>, AuthError> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        let reg = ClaimsSeed { policy: self }
+            .deserialize(&mut de)
+            .map_err(|_| AuthError::MalformedClaims)?;
+        de.end().map_err(|_| AuthError::MalformedClaims)?;
+        Ok(reg)
+    }
+
+    /// Checks registered claims against the policy at time `now`.
+    pub(crate) fn check(&self, reg: &Registered<'_>, now: f64) -> Result<(), AuthError> {
+        let leeway = self.leeway.as_secs_f64();
+        let required_all = if self.required.is_empty() {
+            0
+        } else {
+            u64::MAX >> (64 - self.required.len())
+        };
+        if reg.required_seen != required_all {
+            return Err(AuthError::MissingClaim);
+        }
+        match reg.exp {
+            // RFC 7519 §4.1.4: the current time must be before `exp`.
+            Some(exp) if now >= exp + leeway => return Err(AuthError::Expired),
+            None if self.require_exp => return Err(AuthError::MissingClaim),
+            _ => {}
+        }
+        if let Some(nbf) = reg.nbf {
+            // RFC 7519 §4.1.5: the current time must be after or equal to `nbf`.
+            if now + leeway < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        if let Some(max) = self.max_lifetime {
+            let (Some(iat), Some(exp)) = (reg.iat, reg.exp) else {
+                return Err(AuthError::MissingClaim);
+            };
+            if iat > now + leeway || exp - iat > max.as_secs_f64() {
+                return Err(AuthError::LifetimeTooLong);
+            }
+        }
+        if !self.issuers.is_empty() {
+            match &reg.iss {
+                None => return Err(AuthError::MissingClaim),
+                Some(iss) if !self.issuers.iter().any(|i| i == iss) => {
+                    return Err(AuthError::WrongIssuer);
+                }
+                Some(_) => {}
+            }
+        }
+        if !self.audiences.is_empty() {
+            match reg.aud {
+                AudienceCheck::Absent => return Err(AuthError::MissingClaim),
+                AudienceCheck::NoMatch => return Err(AuthError::WrongAudience),
+                AudienceCheck::Match => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Case-insensitive media type comparison that treats `at+jwt` and `application/at+jwt` alike.
+fn media_type_eq(a: &str, b: &str) -> bool {
+    fn bare(s: &str) -> &str {
+        match s.get(..12) {
+            Some(p) if p.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    bare(a).eq_ignore_ascii_case(bare(b))
+}
+
+/// The current time as a NumericDate (seconds since the epoch, RFC 7519 §2).
+pub(crate) fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// How the token's `aud` compares with the configured audiences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AudienceCheck {
+    Absent,
+    NoMatch,
+    Match,
+}
+
+/// The registered claims (RFC 7519 §4.1) as read from a payload, strings borrowed from it.
+#[derive(Debug)]
+pub(crate) struct Registered<'a> {
+    pub exp: Option<f64>,
+    pub nbf: Option<f64>,
+    pub iat: Option<f64>,
+    pub iss: Option<Cow<'a, str>>,
+    pub sub: Option<Cow<'a, str>>,
+    pub jti: Option<Cow<'a, str>>,
+    pub aud: AudienceCheck,
+    required_seen: u64,
+}
+
+struct ClaimsSeed<'p> {
+    policy: &'p ClaimsPolicy,
+}
+
+impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
+    type Value = Registered<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ClaimsSeed<'_> {
+    type Value = Registered<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut r = Registered {
+            exp: None,
+            nbf: None,
+            iat: None,
+            iss: None,
+            sub: None,
+            jti: None,
+            aud: AudienceCheck::Absent,
+            required_seen: 0,
+        };
+        let mut seen = MemberSet::default();
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let name: &str = &key.0;
+            if !seen.insert(name) {
+                return Err(de::Error::custom("duplicate claim"));
+            }
+            if let Some(i) = self.policy.required.iter().position(|c| c == name) {
+                r.required_seen |= 1 << i;
+            }
+            match name {
+                "exp" => r.exp = Some(map.next_value::<NumericDate>()?.0),
+                "nbf" => r.nbf = Some(map.next_value::<NumericDate>()?.0),
+                "iat" => r.iat = Some(map.next_value::<NumericDate>()?.0),
+                "iss" => r.iss = Some(map.next_value::<CowStr<'de>>()?.0),
+                "sub" => r.sub = Some(map.next_value::<CowStr<'de>>()?.0),
+                "jti" => r.jti = Some(map.next_value::<CowStr<'de>>()?.0),
+                "aud" => {
+                    r.aud = map.next_value_seed(AudienceSeed {
+                        expected: &self.policy.audiences,
+                    })?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// A NumericDate: any JSON number (RFC 7519 §2); a string or anything else is refused.
+struct NumericDate(f64);
+
+impl<'de> serde::Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v as f64))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() {
+                    Ok(NumericDate(v))
+                } else {
+                    Err(E::custom("not finite"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Reads `aud` (a string or an array of strings, RFC 7519 §4.1.3) and compares it with the
+/// configured audiences as it goes, so no list is built.
+struct AudienceSeed<'p> {
+    expected: &'p [String],
+}
+
+impl<'de> DeserializeSeed<'de> for AudienceSeed<'_> {
+    type Value = AudienceCheck;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl AudienceSeed<'_> {
+    fn matches(&self, aud: &str) -> bool {
+        self.expected.iter().any(|e| e == aud)
+    }
+}
+
+impl<'de> Visitor<'de> for AudienceSeed<'_> {
+    type Value = AudienceCheck;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<AudienceCheck, E> {
+        Ok(if self.matches(v) {
+            AudienceCheck::Match
+        } else {
+            AudienceCheck::NoMatch
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AudienceCheck, A::Error> {
+        let mut result = AudienceCheck::NoMatch;
+        while let Some(aud) = seq.next_element::<CowStr<'de>>()? {
+            if self.matches(&aud.0) {
+                result = AudienceCheck::Match;
+            }
+        }
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ClaimsPolicy {
+        ClaimsPolicy {
+            issuers: vec!["iss-a".into()],
+            audiences: vec!["api".into()],
+            ..ClaimsPolicy::default()
+        }
+    }
+
+    fn check(p: &ClaimsPolicy, json: &str) -> Result<(), AuthError> {
+        p.check(&p.parse(json.as_bytes())?, 1_000_000.0)
+    }
+
+    #[test]
+    fn registered_claims() {
+        let p = policy();
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":"api"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":["x","api"]}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":[]}"#),
+            Err(AuthError::WrongAudience)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":1}"#),
+            Err(AuthError::MalformedClaims)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":[1]}"#),
+            Err(AuthError::MalformedClaims)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":1,"aud":"api"}"#),
+            Err(AuthError::MalformedClaims)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"aud":"api"}"#),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iss":"iss-a"}"#),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":"1000100","iss":"iss-a","aud":"api"}"#),
+            Err(AuthError::MalformedClaims)
+        );
+        assert_eq!(
+            check(&p, r#"{"iss":"iss-a","aud":"api"}"#),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1,"exp":1000100,"iss":"iss-a","aud":"api"}"#),
+            Err(AuthError::MalformedClaims)
+        );
+        // leeway of 60 s on both sides
+        assert_eq!(
+            check(&p, r#"{"exp":999950,"iss":"iss-a","aud":"api"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":999940,"iss":"iss-a","aud":"api"}"#),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            check(
+                &p,
+                r#"{"exp":1000100,"nbf":1000050,"iss":"iss-a","aud":"api"}"#
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &p,
+                r#"{"exp":1000100,"nbf":1000061,"iss":"iss-a","aud":"api"}"#
+            ),
+            Err(AuthError::NotYetValid)
+        );
+        assert_eq!(check(&p, "[]"), Err(AuthError::MalformedClaims));
+    }
+
+    #[test]
+    fn lifetime_and_required() {
+        let p = ClaimsPolicy {
+            max_lifetime: Some(Duration::from_secs(600)),
+            required: vec!["sub".into(), "roles".into()],
+            ..ClaimsPolicy::default()
+        };
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iat":999900,"sub":"a","roles":[]}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"iat":999900,"sub":"a"}"#),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            check(
+                &p,
+                r#"{"exp":18446744073709551615,"iat":999900,"sub":"a","roles":[]}"#
+            ),
+            Err(AuthError::LifetimeTooLong)
+        );
+        assert_eq!(
+            check(&p, r#"{"exp":1000100,"sub":"a","roles":[]}"#),
+            Err(AuthError::MissingClaim)
+        );
+    }
+
+    #[test]
+    fn media_types() {
+        assert!(media_type_eq("at+jwt", "application/at+JWT"));
+        assert!(media_type_eq("AT+JWT", "at+jwt"));
+        assert!(!media_type_eq("jwt", "at+jwt"));
+    }
+}

@@ -1,0 +1,97 @@
+//! One token, checked end to end: bytes, header, key, signature, claims.
+
+use jsonwebtoken::Algorithm;
+use serde::de::DeserializeOwned;
+
+use crate::AuthError;
+use crate::keys::{AlgSet, KeySet};
+use crate::token::{self, JoseHeader, Segments};
+use crate::validation::{self, ClaimsPolicy};
+
+/// Everything needed to verify a token, fixed at build time.
+pub(crate) struct Verifier {
+    pub keys: KeySet,
+    /// The algorithm allow-list: only these are ever verified (RFC 8725 §3.1).
+    pub allowed: AlgSet,
+    pub policy: ClaimsPolicy,
+    pub max_token_size: usize,
+}
+
+impl Verifier {
+    /// Verifies `token` and deserializes its claims into `C`.
+    ///
+    /// The signature is checked before the payload is read at all, so an unsigned token learns
+    /// nothing about which claim it got wrong.
+    pub(crate) fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+        let segments =
+            token::split(token, self.max_token_size).map_err(|e| reject(e, None, None))?;
+        let header_json = token::decode_segment(segments.header, AuthError::MalformedHeader)
+            .map_err(|e| reject(e, None, None))?;
+        let header = token::parse_header(&header_json).map_err(|e| reject(e, None, None))?;
+        let payload = self
+            .check_signature(&segments, &header)
+            .map_err(|e| reject(e, Some(&header), None))?;
+        let claims = self
+            .policy
+            .parse(&payload)
+            .map_err(|e| reject(e, Some(&header), None))?;
+        let iss = claims.iss.as_deref();
+        self.policy
+            .check(&claims, validation::now())
+            .map_err(|e| reject(e, Some(&header), iss))?;
+        serde_json::from_slice(&payload)
+            .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))
+    }
+
+    /// Header policy and signature; returns the decoded payload.
+    fn check_signature(
+        &self,
+        segments: &Segments<'_>,
+        header: &JoseHeader<'_>,
+    ) -> Result<Vec<u8>, AuthError> {
+        if !self.allowed.contains(header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        self.policy.check_type(header.typ.as_deref())?;
+        let signature = token::decode_segment(segments.signature, AuthError::InvalidSignature)?;
+        self.keys.verify(
+            header.alg,
+            header.kid.as_deref(),
+            segments.signing_input.as_bytes(),
+            &signature,
+        )?;
+        token::decode_segment(segments.payload, AuthError::MalformedClaims)
+    }
+}
+
+/// Passes a rejection on, emitting its tracing event first (feature `tracing`). The event
+/// carries the reason and what the token claims about itself (`alg`, `kid`, `iss`), never the
+/// token.
+fn reject(error: AuthError, header: Option<&JoseHeader<'_>>, iss: Option<&str>) -> AuthError {
+    trace_rejection(
+        &error,
+        header.map(|h| h.alg),
+        header.and_then(|h| h.kid.as_deref()),
+        iss,
+    );
+    error
+}
+
+/// Emits one event for a refused request (feature `tracing`; otherwise nothing).
+#[allow(unused_variables)]
+pub(crate) fn trace_rejection(
+    error: &AuthError,
+    alg: Option<Algorithm>,
+    kid: Option<&str>,
+    iss: Option<&str>,
+) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        target: "tower_jwt_auth",
+        reason = error.reason(),
+        alg = alg.map(|a| tracing::field::debug(a)),
+        kid,
+        iss,
+        "request rejected"
+    );
+}

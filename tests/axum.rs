@@ -1,0 +1,175 @@
+//! The layer in a real axum server on 127.0.0.1, called by a real HTTP client.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use tower_jwt_auth::{Claims, JwtAuthLayer};
+
+fn layer() -> JwtAuthLayer<TestClaims> {
+    JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_from_cookie("access_token")
+        .realm("test")
+        .build()
+        .unwrap()
+}
+
+/// A server whose `/me` counts the requests that reach it.
+async fn server(layer: JwtAuthLayer<TestClaims>) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(move |c: Claims<TestClaims>| async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                Json(json!({ "sub": c.sub.clone(), "roles": c.roles.clone() }))
+            }),
+        )
+        .route(
+            "/maybe",
+            get(|c: Option<Claims<TestClaims>>| async move {
+                c.map(|c| c.sub.clone())
+                    .unwrap_or_else(|| "anonymous".into())
+            }),
+        )
+        .layer(layer);
+    let addr = serve(app).await;
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn valid_token_reaches_handler_with_typed_claims() {
+    let (url, hits) = server(layer()).await;
+    let res = reqwest::Client::new()
+        .get(format!("{url}/me"))
+        .bearer_auth(hs256_token(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body, json!({ "sub": "alice", "roles": ["admin"] }));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn missing_token_is_401_with_bare_challenge() {
+    let (url, hits) = server(layer()).await;
+    let res = reqwest::get(format!("{url}/me")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"test\"");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn expired_token_is_401_invalid_token_and_never_echoed() {
+    let (url, hits) = server(layer()).await;
+    let token = hs256_token(json!({ "exp": now() - 3600 }));
+    let res = reqwest::Client::new()
+        .get(format!("{url}/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        challenge,
+        "Bearer realm=\"test\", error=\"invalid_token\", error_description=\"token expired\""
+    );
+    let headers = format!("{:?}", res.headers());
+    let body = res.text().await.unwrap();
+    assert!(!headers.contains(&token) && !body.contains(&token));
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn cookie_is_a_source_and_disagreement_is_400() {
+    let (url, hits) = server(layer()).await;
+    let client = reqwest::Client::new();
+    let token = hs256_token(json!({}));
+    let res = client
+        .get(format!("{url}/me"))
+        .header("cookie", format!("theme=dark; access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Same token by two methods: fine.
+    let res = client
+        .get(format!("{url}/me"))
+        .bearer_auth(&token)
+        .header("cookie", format!("access_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Two different tokens: RFC 6750 §2 allows one method per request.
+    let other = hs256_token(json!({ "sub": "bob" }));
+    let res = client
+        .get(format!("{url}/me"))
+        .bearer_auth(&token)
+        .header("cookie", format!("access_token={other}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{challenge}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn optional_mode_lets_anonymous_through_but_not_bad_tokens() {
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .optional()
+        .build()
+        .unwrap();
+    let (url, hits) = server(layer).await;
+    let client = reqwest::Client::new();
+    let res = client.get(format!("{url}/maybe")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+
+    let res = client
+        .get(format!("{url}/maybe"))
+        .bearer_auth(hs256_token(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.text().await.unwrap(), "alice");
+
+    let res = client
+        .get(format!("{url}/maybe"))
+        .bearer_auth(hs256_token(json!({ "exp": now() - 3600 })))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // A handler that insists on claims answers 401 for anonymous requests.
+    let res = client.get(format!("{url}/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
