@@ -5,6 +5,7 @@
 //! here, at compile time, so feature unification in a workspace cannot turn into a runtime
 //! panic, and an application that installs its own jsonwebtoken default is not disturbed.
 
+#[cfg(any(feature = "aws-lc-rs", feature = "rust-crypto"))]
 use jsonwebtoken::crypto::CryptoProvider;
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "rust-crypto")))]

@@ -81,6 +81,11 @@ impl<C> Deref for Claims<C> {
     }
 }
 
+/// Marks a request the layer let through without a token (optional mode, CORS preflight), so
+/// `RequireClaims` can tell it from a request no layer looked at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Anonymous;
+
 impl<C> From<Arc<C>> for Claims<C> {
     fn from(claims: Arc<C>) -> Self {
         Claims(claims)

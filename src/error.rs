@@ -90,30 +90,87 @@ pub enum AuthError {
     /// `aud` names none of the configured audiences (RFC 7519 §4.1.3).
     #[error("wrong audience")]
     WrongAudience,
+    /// The token verified but has been revoked (by `jti`, or all of its subject's tokens).
+    #[error("token revoked")]
+    Revoked,
+    /// The token is valid but lacks a scope or role the route requires (RFC 6750 §3.1): 403.
+    #[error("insufficient scope")]
+    InsufficientScope {
+        /// The scope(s) the route needs, for the challenge's `scope` attribute.
+        scope: String,
+    },
+    /// A state-changing request authenticated by cookie carried no CSRF proof: 403.
+    #[error("cross-site request refused")]
+    CsrfRejected,
+    /// The token's key could not be obtained because the key source is unreachable: 503.
+    #[error("signing keys temporarily unavailable")]
+    KeysUnavailable {
+        /// How long the client should wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// The revocation store could not be asked and the layer fails closed: 503.
+    #[error("revocation check unavailable")]
+    RevocationUnavailable,
+    /// The middleware is wired wrongly (e.g. `RequireClaims` without `JwtAuthLayer` in front
+    /// of it): 500, never a pass.
+    #[error("authentication misconfigured")]
+    Misconfigured,
 }
 
 impl AuthError {
-    /// The HTTP status RFC 6750 §3.1 prescribes for this reason.
+    /// The HTTP status for this reason (RFC 6750 §3.1 for token problems).
     pub fn status(&self) -> StatusCode {
-        match self.error_code() {
-            Some("invalid_request") => StatusCode::BAD_REQUEST,
+        match self {
+            AuthError::MultipleTokens | AuthError::MalformedCredentials => StatusCode::BAD_REQUEST,
+            AuthError::InsufficientScope { .. } | AuthError::CsrfRejected => StatusCode::FORBIDDEN,
+            AuthError::KeysUnavailable { .. } | AuthError::RevocationUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AuthError::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
 
-    /// The RFC 6750 §3.1 `error` code, or `None` when the request carried no token at all
-    /// (§3.1: the resource server should then send no error code).
+    /// The RFC 6750 §3.1 `error` code. `None` when the request carried no token at all (§3.1:
+    /// the resource server should then send no error code) and for the reasons that are not
+    /// about the token (CSRF, unavailable dependencies, misconfiguration).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
-            AuthError::MissingToken => None,
             AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
+            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+            AuthError::MissingToken
+            | AuthError::CsrfRejected
+            | AuthError::KeysUnavailable { .. }
+            | AuthError::RevocationUnavailable
+            | AuthError::Misconfigured => None,
             _ => Some("invalid_token"),
         }
     }
 
-    /// The gRPC status code for this reason: 16 (`UNAUTHENTICATED`) for every token problem.
+    /// True when the response carries a `WWW-Authenticate: Bearer` challenge: every 400, 401
+    /// and the 403 `insufficient_scope` (RFC 6750 §3).
+    pub fn has_challenge(&self) -> bool {
+        self.error_code().is_some() || matches!(self, AuthError::MissingToken)
+    }
+
+    /// The gRPC status code for this reason: 16 `UNAUTHENTICATED` for token problems, 7
+    /// `PERMISSION_DENIED` for 403s, 14 `UNAVAILABLE` for 503s, 13 `INTERNAL` for 500.
     pub fn grpc_status(&self) -> u16 {
-        16
+        match self.status() {
+            StatusCode::FORBIDDEN => 7,
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            StatusCode::INTERNAL_SERVER_ERROR => 13,
+            _ => 16,
+        }
+    }
+
+    /// Seconds after which a retry may succeed, for the `Retry-After` header of a 503.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AuthError::KeysUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            AuthError::RevocationUnavailable => Some(1),
+            _ => None,
+        }
     }
 
     /// A short, stable name for logs and metrics (`"expired"`, `"invalid_signature"`, …).
@@ -139,6 +196,12 @@ impl AuthError {
             AuthError::LifetimeTooLong => "lifetime_too_long",
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
+            AuthError::Revoked => "revoked",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::CsrfRejected => "csrf_rejected",
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
+            AuthError::RevocationUnavailable => "revocation_unavailable",
+            AuthError::Misconfigured => "misconfigured",
         }
     }
 }

@@ -25,16 +25,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 
+use crate::csrf::Csrf;
 use crate::keys::{AlgSet, KeySet};
+use crate::revocation::Revocation;
 use crate::source::{self, Source};
 use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
-use crate::verify::{Verifier, trace_rejection};
-use crate::{AuthError, BuildError, Claims, Jwks, JwtAuth, Key, Rfc6750, TokenSource};
+use crate::verify::{OwnedTokenId, Verifier, trace_rejection};
+use crate::{AuthError, BuildError, Claims, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, TokenSource};
 
 /// The default cap on a token's size: generous for access tokens with many claims, small
 /// enough that no oversized token is ever decoded.
@@ -85,36 +88,76 @@ pub(crate) struct Shared<R> {
     pub sources: Vec<Source>,
     pub optional: bool,
     pub pass_preflight: bool,
+    pub csrf: Option<Csrf>,
+    pub revocation: Option<Arc<dyn Revocation>>,
+    pub revocation_fail_open: bool,
     pub responder: R,
 }
 
+/// What to do with a request whose headers have been examined.
+pub(crate) enum Decision<C> {
+    /// Let it through, with these claims (`None`: anonymously).
+    Pass(Option<Claims<C>>),
+    /// The token verified; let it through once the revocation store has been asked.
+    CheckRevocation(Claims<C>, OwnedTokenId),
+}
+
 impl<R> Shared<R> {
-    /// Finds and verifies the request's token. `Ok(None)`: let the request through without
-    /// claims (CORS preflight, or no token in optional mode).
+    /// Finds and verifies the request's token: everything that needs no I/O.
     pub(crate) fn authenticate<C: DeserializeOwned>(
         &self,
         method: &Method,
         headers: &HeaderMap,
         uri: &http::Uri,
-    ) -> Result<Option<Claims<C>>, AuthError> {
+    ) -> Result<Decision<C>, AuthError> {
         if self.pass_preflight && is_preflight(method, headers) {
-            return Ok(None);
+            return Ok(Decision::Pass(None));
         }
-        let token = source::extract(&self.sources, headers, uri).map_err(|e| {
-            trace_rejection(&e, None, None, None);
-            e
-        })?;
-        match token {
-            Some(token) => self
-                .verifier
-                .verify::<C>(token)
-                .map(|c| Some(Claims::new(c))),
-            None if self.optional => Ok(None),
-            None => {
-                trace_rejection(&AuthError::MissingToken, None, None, None);
-                Err(AuthError::MissingToken)
+        let found = source::extract(&self.sources, headers, uri)
+            .inspect_err(|e| trace_rejection(e, None, None, None))?;
+        let Some(found) = found else {
+            if self.optional {
+                return Ok(Decision::Pass(None));
             }
+            trace_rejection(&AuthError::MissingToken, None, None, None);
+            return Err(AuthError::MissingToken);
+        };
+        if found.cookie_only
+            && let Some(csrf) = &self.csrf
+        {
+            csrf.check(method, headers, uri)
+                .inspect_err(|e| trace_rejection(e, None, None, None))?;
         }
+        let verified = self.verifier.verify::<C>(found.token)?;
+        let claims = Claims::new(verified.claims);
+        Ok(match verified.id {
+            Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id),
+            _ => Decision::Pass(Some(claims)),
+        })
+    }
+
+    /// The revocation check for a verified token, as a future that owns what it needs.
+    pub(crate) fn check_revocation(
+        &self,
+        id: OwnedTokenId,
+    ) -> BoxFuture<'static, Result<(), AuthError>> {
+        let store = self.revocation.clone();
+        let fail_open = self.revocation_fail_open;
+        Box::pin(async move {
+            let Some(store) = store else { return Ok(()) };
+            let result = match store.is_revoked(id.as_ref()).await {
+                Ok(false) => Ok(()),
+                Ok(true) => Err(AuthError::Revoked),
+                // Fail closed unless told otherwise: an unreachable store must not turn
+                // logged-out tokens back into valid ones.
+                Err(_) if fail_open => Ok(()),
+                Err(_) => Err(AuthError::RevocationUnavailable),
+            };
+            if let Err(e) = &result {
+                trace_rejection(e, None, None, None);
+            }
+            result
+        })
     }
 }
 
@@ -135,6 +178,9 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     sources: Vec<TokenSource>,
     optional: bool,
     pass_preflight: bool,
+    csrf: Option<CsrfPolicy>,
+    revocation: Option<Arc<dyn Revocation>>,
+    revocation_fail_open: bool,
     responder: R,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
@@ -151,6 +197,9 @@ impl<C> JwtAuthBuilder<C> {
             sources: vec![TokenSource::Bearer],
             optional: false,
             pass_preflight: true,
+            csrf: Some(CsrfPolicy::default()),
+            revocation: None,
+            revocation_fail_open: false,
             responder: Rfc6750::default(),
             error: None,
             _claims: PhantomData,
@@ -332,6 +381,35 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Sets what proves a cookie-authenticated, state-changing request genuine (see
+    /// [`csrf`](crate::csrf)). The default, [`CsrfPolicy::same_origin`], applies whenever a
+    /// cookie source is configured.
+    pub fn csrf(mut self, policy: CsrfPolicy) -> Self {
+        self.csrf = Some(policy);
+        self
+    }
+
+    /// Turns the CSRF check off for cookie-borne tokens. Only for cookies that cannot be sent
+    /// cross-site by construction (e.g. a non-browser client); see [`csrf`](crate::csrf).
+    pub fn disable_csrf_protection(mut self) -> Self {
+        self.csrf = None;
+        self
+    }
+
+    /// Consults `store` for every verified token (see [`revocation`](crate::revocation)).
+    pub fn revocation(mut self, store: Arc<dyn Revocation>) -> Self {
+        self.revocation = Some(store);
+        self
+    }
+
+    /// Lets requests through when the revocation store cannot be asked, instead of answering
+    /// 503. Logged-out tokens then work again while the store is down: choose this only where
+    /// availability matters more than revocation.
+    pub fn revocation_fail_open(mut self) -> Self {
+        self.revocation_fail_open = true;
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
@@ -343,6 +421,9 @@ impl<C, R> JwtAuthBuilder<C, R> {
             sources: self.sources,
             optional: self.optional,
             pass_preflight: self.pass_preflight,
+            csrf: self.csrf,
+            revocation: self.revocation,
+            revocation_fail_open: self.revocation_fail_open,
             responder,
             error: self.error,
             _claims: PhantomData,
@@ -416,16 +497,25 @@ impl<C, R> JwtAuthBuilder<C, R> {
         if allowed.is_empty() {
             return Err(BuildError::NoUsableAlgorithm);
         }
+        let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
+        let csrf = match self.csrf {
+            Some(policy) if uses_cookies => Some(policy.compile()?),
+            _ => None,
+        };
         Ok(Shared {
             verifier: Verifier {
                 keys,
                 allowed,
                 policy: self.policy,
                 max_token_size: self.max_token_size,
+                collect_id: self.revocation.is_some(),
             },
             sources,
             optional: self.optional,
             pass_preflight: self.pass_preflight,
+            csrf,
+            revocation: self.revocation,
+            revocation_fail_open: self.revocation_fail_open,
             responder: self.responder,
         })
     }

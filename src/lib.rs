@@ -3,21 +3,26 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod authorize;
 mod backend;
 pub mod claims;
+pub mod csrf;
 pub mod error;
 pub mod issue;
 pub mod keys;
 pub mod layer;
 pub mod response;
+pub mod revocation;
 mod service;
 pub mod source;
 mod token;
 pub mod validation;
 mod verify;
 
+pub use authorize::{RequireClaims, Requirement};
 pub use backend::backend_name;
 pub use claims::Claims;
+pub use csrf::CsrfPolicy;
 pub use error::{AuthError, BuildError};
 pub use issue::{IssueError, IssuedToken, TokenIssuer};
 pub use keys::{Jwks, Key};

@@ -9,6 +9,10 @@
 //! | no token | 401 | `Bearer realm="…"` | 16 `UNAUTHENTICATED` |
 //! | bad token (signature, expiry, claims, …) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` | 16 |
 //! | malformed request (two tokens, bad syntax) | 400 | `…, error="invalid_request", …` | 16 |
+//! | missing scope or role (`RequireClaims`) | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
+//! | cookie-authenticated write without CSRF proof | 403 | none | 7 |
+//! | key source or revocation store unreachable | 503 + `Retry-After` | none | 14 `UNAVAILABLE` |
+//! | middleware wired wrongly | 500 | none | 13 `INTERNAL` |
 //!
 //! The body is empty (`B::default()`), so the layer works with any body type that has a
 //! default: axum's, tonic's, and `http_body_util::Full`/`Empty`.
@@ -41,7 +45,7 @@
 //! # let _ = layer;
 //! ```
 
-use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Response};
 
 use crate::AuthError;
@@ -78,7 +82,11 @@ impl Rfc6750 {
 
     /// The `WWW-Authenticate` challenge for `error`.
     pub fn challenge(&self, error: &AuthError) -> HeaderValue {
-        challenge(&self.realm, error.error_code(), &error.to_string(), None)
+        let scope = match error {
+            AuthError::InsufficientScope { scope } => Some(scope.as_str()),
+            _ => None,
+        };
+        challenge(&self.realm, error.error_code(), &error.to_string(), scope)
     }
 }
 
@@ -151,8 +159,14 @@ impl<B: Default> ErrorResponder<B> for Rfc6750 {
         }
         let mut res = Response::new(B::default());
         *res.status_mut() = error.status();
-        res.headers_mut()
-            .insert(WWW_AUTHENTICATE, self.challenge(error));
+        if error.has_challenge() {
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, self.challenge(error));
+        }
+        if let Some(secs) = error.retry_after() {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }

@@ -4,15 +4,17 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
+use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use pin_project::pin_project;
 use serde::de::DeserializeOwned;
 use tower_service::Service;
 
-use crate::ErrorResponder;
-use crate::layer::Shared;
+use crate::claims::Anonymous;
+use crate::layer::{Decision, Shared};
+use crate::{AuthError, Claims, ErrorResponder};
 
 /// Middleware that authenticates each request by JWT; made by [`JwtAuthLayer`](crate::JwtAuthLayer).
 ///
@@ -69,80 +71,135 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for JwtAuth<S, C, R> {
 
 impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C, R>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: DeserializeOwned + Send + Sync + 'static,
     R: ErrorResponder<ResBody>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody>;
+    type Future = ResponseFuture<S, ReqBody, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // The decision is made here, synchronously, so the service polled ready is the one
-        // called: no clone of the inner service is ever needed.
-        match self
+        let decision = self
             .shared
-            .authenticate::<C>(req.method(), req.headers(), req.uri())
-        {
-            Ok(claims) => {
-                // Whatever a previous layer may have put there under the same type is replaced
-                // (or removed, for an anonymous request): only this layer vouches for claims.
-                match claims {
-                    Some(claims) => req.extensions_mut().insert(claims),
-                    None => req.extensions_mut().remove::<crate::Claims<C>>(),
-                };
-                ResponseFuture {
-                    state: State::Inner {
-                        future: self.inner.call(req),
-                    },
+            .authenticate::<C>(req.method(), req.headers(), req.uri());
+        // Only this layer vouches for claims: whatever sits in the extensions under our types
+        // is replaced or removed.
+        let ext = req.extensions_mut();
+        ext.remove::<Anonymous>();
+        let state = match decision {
+            Ok(Decision::Pass(Some(claims))) => {
+                ext.insert(claims);
+                State::Inner {
+                    future: self.inner.call(req),
+                }
+            }
+            Ok(Decision::Pass(None)) => {
+                ext.remove::<Claims<C>>();
+                ext.insert(Anonymous);
+                State::Inner {
+                    future: self.inner.call(req),
+                }
+            }
+            Ok(Decision::CheckRevocation(claims, id)) => {
+                ext.insert(claims);
+                // The inner service was polled ready; take that one into the future and leave a
+                // clone behind (tower's `mem::replace` pattern), so the call after the check
+                // goes to a ready service.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                State::Checking {
+                    check: self.shared.check_revocation(id),
+                    request: Some(req),
+                    inner: Some(inner),
+                    shared: Arc::clone(&self.shared),
                 }
             }
             Err(error) => {
                 let response = self.shared.responder.respond(&error, req.headers());
-                ResponseFuture {
-                    state: State::Rejected {
-                        response: Some(response),
-                    },
+                State::Rejected {
+                    response: Some(response),
                 }
             }
-        }
+        };
+        ResponseFuture { state }
     }
 }
 
-/// The future of [`JwtAuth`]: the inner service's, or an immediate rejection.
+/// The future of [`JwtAuth`]: an immediate rejection, an asynchronous check (revocation),
+/// or the inner service's own future.
 #[pin_project]
-pub struct ResponseFuture<F, B> {
+pub struct ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
     #[pin]
-    state: State<F, B>,
+    state: State<S, ReqBody, R>,
 }
 
 #[pin_project(project = StateProj)]
-enum State<F, B> {
+enum State<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    Rejected {
+        response: Option<S::Response>,
+    },
+    Checking {
+        check: BoxFuture<'static, Result<(), AuthError>>,
+        request: Option<Request<ReqBody>>,
+        inner: Option<S>,
+        shared: Arc<Shared<R>>,
+    },
     Inner {
         #[pin]
-        future: F,
-    },
-    Rejected {
-        response: Option<Response<B>>,
+        future: S::Future,
     },
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B>
+impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ErrorResponder<ResBody>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResBody>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future } => future.poll(cx),
-            StateProj::Rejected { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    let response = response
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Checking {
+                    check,
+                    request,
+                    inner,
+                    shared,
+                } => {
+                    let outcome = ready!(check.as_mut().poll(cx));
+                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    match outcome {
+                        Ok(()) => state.set(State::Inner {
+                            future: inner.call(request),
+                        }),
+                        Err(error) => {
+                            let response = shared.responder.respond(&error, request.headers());
+                            return Poll::Ready(Ok(response));
+                        }
+                    }
+                }
+                StateProj::Inner { future } => return future.poll(cx),
+            }
         }
     }
 }

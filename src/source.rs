@@ -129,19 +129,34 @@ pub(crate) enum Source {
     Query(String),
 }
 
-/// Finds the request's token. `Ok(None)`: no source holds one. The returned slice borrows from
-/// the request; nothing is copied.
+/// A token found in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found<'r> {
+    pub token: &'r str,
+    /// True when only cookies carried it: the request may be forged cross-site (see `csrf`).
+    pub cookie_only: bool,
+}
+
+/// Finds the request's token. `Ok(None)`: no source holds one. The token borrows from the
+/// request; nothing is copied.
 pub(crate) fn extract<'r>(
     sources: &[Source],
     headers: &'r HeaderMap,
     uri: &'r Uri,
-) -> Result<Option<&'r str>, AuthError> {
-    let mut found: Option<&'r str> = None;
-    let mut offer = |token: &'r str| -> Result<(), AuthError> {
-        match found {
-            Some(prev) if prev != token => Err(AuthError::MultipleTokens),
-            _ => {
-                found = Some(token);
+) -> Result<Option<Found<'r>>, AuthError> {
+    let mut found: Option<Found<'r>> = None;
+    let mut offer = |token: &'r str, cookie: bool| -> Result<(), AuthError> {
+        match &mut found {
+            Some(prev) if prev.token != token => Err(AuthError::MultipleTokens),
+            Some(prev) => {
+                prev.cookie_only &= cookie;
+                Ok(())
+            }
+            None => {
+                found = Some(Found {
+                    token,
+                    cookie_only: cookie,
+                });
                 Ok(())
             }
         }
@@ -151,23 +166,24 @@ pub(crate) fn extract<'r>(
             Source::Header { name, scheme } => {
                 for value in headers.get_all(name) {
                     if let Some(token) = from_header(value.as_bytes(), scheme.as_deref())? {
-                        offer(token)?;
+                        offer(token, false)?;
                     }
                 }
             }
             Source::Cookie(name) => {
                 for value in headers.get_all(header::COOKIE) {
                     for token in cookies(value.as_bytes(), name) {
-                        offer(token?)?;
+                        offer(token?, true)?;
                     }
                 }
             }
             Source::Query(name) => {
                 for pair in uri.query().unwrap_or("").split('&') {
-                    if let Some((k, v)) = pair.split_once('=') {
-                        if k == name && !v.is_empty() {
-                            offer(b64token(v.as_bytes())?)?;
-                        }
+                    if let Some((k, v)) = pair.split_once('=')
+                        && k == name
+                        && !v.is_empty()
+                    {
+                        offer(b64token(v.as_bytes())?, false)?;
                     }
                 }
             }
@@ -218,10 +234,7 @@ fn b64token(bytes: &[u8]) -> Result<&str, AuthError> {
 
 /// The values of every cookie called `name` in one `Cookie` header (RFC 6265 §4.2.1), with
 /// DQUOTEs around a value removed. Empty values (a cleared cookie) are skipped.
-fn cookies<'r, 'n>(
-    header: &'r [u8],
-    name: &'n str,
-) -> impl Iterator<Item = Result<&'r str, AuthError>> {
+fn cookies<'r>(header: &'r [u8], name: &str) -> impl Iterator<Item = Result<&'r str, AuthError>> {
     header.split(|b| *b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|b| *b == b'=')?;
@@ -259,7 +272,7 @@ mod tests {
             );
         }
         let uri: Uri = uri.parse().unwrap();
-        extract(&sources, &map, &uri).map(|t| t.map(str::to_owned))
+        extract(&sources, &map, &uri).map(|t| t.map(|f| f.token.to_owned()))
     }
 
     #[test]
@@ -355,6 +368,20 @@ mod tests {
             run(&h, &[("x-auth", "jwt a.b.c")], "/"),
             Ok(Some("a.b.c".into()))
         );
+    }
+
+    #[test]
+    fn cookie_only_is_tracked() {
+        let sources: Vec<Source> = [TokenSource::Bearer, TokenSource::cookie("at")]
+            .iter()
+            .map(|s| s.compile().unwrap())
+            .collect();
+        let uri: Uri = "/".parse().unwrap();
+        let mut map = HeaderMap::new();
+        map.append(header::COOKIE, "at=a.b.c".parse().unwrap());
+        assert!(extract(&sources, &map, &uri).unwrap().unwrap().cookie_only);
+        map.append(header::AUTHORIZATION, "Bearer a.b.c".parse().unwrap());
+        assert!(!extract(&sources, &map, &uri).unwrap().unwrap().cookie_only);
     }
 
     #[test]

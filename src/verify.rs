@@ -15,6 +15,33 @@ pub(crate) struct Verifier {
     pub allowed: AlgSet,
     pub policy: ClaimsPolicy,
     pub max_token_size: usize,
+    /// Whether to keep `jti`/`sub`/`iat` for a revocation check.
+    pub collect_id: bool,
+}
+
+/// A verified token: the application's claims, and its identity when a revocation check
+/// follows.
+pub(crate) struct Verified<C> {
+    pub claims: C,
+    pub id: Option<OwnedTokenId>,
+}
+
+/// The owned form of [`TokenId`](crate::revocation::TokenId), to carry into an async check.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedTokenId {
+    pub jti: Option<String>,
+    pub sub: Option<String>,
+    pub iat: Option<u64>,
+}
+
+impl OwnedTokenId {
+    pub(crate) fn as_ref(&self) -> crate::revocation::TokenId<'_> {
+        crate::revocation::TokenId {
+            jti: self.jti.as_deref(),
+            sub: self.sub.as_deref(),
+            iat: self.iat,
+        }
+    }
 }
 
 impl Verifier {
@@ -22,7 +49,10 @@ impl Verifier {
     ///
     /// The signature is checked before the payload is read at all, so an unsigned token learns
     /// nothing about which claim it got wrong.
-    pub(crate) fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+    pub(crate) fn verify<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Verified<C>, AuthError> {
         let segments =
             token::split(token, self.max_token_size).map_err(|e| reject(e, None, None))?;
         let header_json = token::decode_segment(segments.header, AuthError::MalformedHeader)
@@ -31,16 +61,22 @@ impl Verifier {
         let payload = self
             .check_signature(&segments, &header)
             .map_err(|e| reject(e, Some(&header), None))?;
-        let claims = self
+        let registered = self
             .policy
             .parse(&payload)
             .map_err(|e| reject(e, Some(&header), None))?;
-        let iss = claims.iss.as_deref();
+        let iss = registered.iss.as_deref();
         self.policy
-            .check(&claims, validation::now())
+            .check(&registered, validation::now())
             .map_err(|e| reject(e, Some(&header), iss))?;
-        serde_json::from_slice(&payload)
-            .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))
+        let claims: C = serde_json::from_slice(&payload)
+            .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
+        let id = self.collect_id.then(|| OwnedTokenId {
+            jti: registered.jti.as_deref().map(str::to_owned),
+            sub: registered.sub.as_deref().map(str::to_owned),
+            iat: registered.iat.map(|iat| iat as u64),
+        });
+        Ok(Verified { claims, id })
     }
 
     /// Header policy and signature; returns the decoded payload.
@@ -89,7 +125,7 @@ pub(crate) fn trace_rejection(
     tracing::debug!(
         target: "tower_jwt_auth",
         reason = error.reason(),
-        alg = alg.map(|a| tracing::field::debug(a)),
+        alg = alg.map(tracing::field::debug),
         kid,
         iss,
         "request rejected"

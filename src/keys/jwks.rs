@@ -152,10 +152,10 @@ fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
         AlgorithmParameters::OctetKeyPair(p) if p.curve != EllipticCurve::Ed25519 => return None,
         _ => None,
     };
-    if let Some(alg) = alg {
-        if alg.family() != key.family() || curve_alg.is_some_and(|c| c != alg) {
-            return None;
-        }
+    if let Some(alg) = alg
+        && (alg.family() != key.family() || curve_alg.is_some_and(|c| c != alg))
+    {
+        return None;
     }
     let check_alg = alg.or(curve_alg).unwrap_or_else(|| customary(key.family()));
     check_strength(check_alg, &key).ok()?;

@@ -1,4 +1,6 @@
-//! Issuing access tokens, for the login endpoint of a service that is its own issuer.
+//! Issuing tokens, for the login endpoint of a service that is its own issuer: access tokens
+//! ([`TokenIssuer`]), rotating refresh tokens ([`RefreshTokens`]), and the cookie that carries
+//! an access token to a browser ([`AccessTokenCookie`]).
 //!
 //! [`TokenIssuer`] writes RFC 9068-shaped access tokens: header `typ` `at+jwt` and the `kid`
 //! of the signing key; claims `iss`, `aud`, `sub`, `iat`, `exp`, a 128-bit random `jti`, and
@@ -43,6 +45,15 @@ use serde_json::{Map, Value};
 use crate::BuildError;
 use crate::backend::provider;
 use crate::keys::min_secret_len;
+
+mod cookie;
+mod refresh;
+
+pub use cookie::AccessTokenCookie;
+pub use refresh::{
+    DEFAULT_REFRESH_LIFETIME, REFRESH_TOKEN_TYPE, RefreshError, RefreshTokens, TokenPair,
+    TokenResponse,
+};
 
 /// The default access-token lifetime: short, because a bearer token cannot be taken back
 /// before it expires without a revocation check.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Smoke check of the quickstart example as a black box (../shared/EXAMPLES.md):
+# start it, wait for "listening on", log in, call /me and /admin, stop it.
+set -euo pipefail
+bin=${1:?usage: smoke-quickstart.sh path/to/quickstart}
+port=${SMOKE_PORT:-38117}
+log=$(mktemp)
+BIND_ADDR=127.0.0.1:$port JWT_SECRET=smoke-test-secret-that-is-long-enough "$bin" >"$log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -f "$log"' EXIT
+
+# Wait for the line the example prints once it accepts connections (bounded: 30 s).
+for _ in $(seq 300); do
+  grep -q "listening on" "$log" && break
+  kill -0 $pid 2>/dev/null || { cat "$log"; echo "quickstart exited early"; exit 1; }
+  sleep 0.1
+done
+grep -q "listening on" "$log" || { cat "$log"; echo "quickstart never listened"; exit 1; }
+
+base=http://127.0.0.1:$port
+expect() { # expect STATUS DESCRIPTION curl-args...
+  local want=$1 what=$2; shift 2
+  local got
+  got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  [ "$got" = "$want" ] || { echo "FAIL $what: got $got, want $want"; exit 1; }
+  echo "ok   $what ($got)"
+}
+expect 200 "GET /health" "$base/health"
+expect 401 "GET /me without token" "$base/me"
+expect 401 "POST /login bad password" -X POST "$base/login" -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"nope"}'
+token=$(curl -sf -X POST "$base/login" -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"wonderland"}' | jq -r .access_token)
+[ -n "$token" ] && [ "$token" != null ] || { echo "FAIL login returned no token"; exit 1; }
+echo "ok   POST /login"
+expect 200 "GET /me with token" "$base/me" -H "authorization: Bearer $token"
+expect 200 "GET /admin as alice" "$base/admin" -H "authorization: Bearer $token"
+bob=$(curl -sf -X POST "$base/login" -H 'content-type: application/json' \
+  -d '{"username":"bob","password":"builder"}' | jq -r .access_token)
+expect 403 "GET /admin as bob" "$base/admin" -H "authorization: Bearer $bob"
+# Change the first signature character to a different one.
+sig=${token##*.}; first=${sig:0:1}; [ "$first" = A ] && repl=B || repl=A
+expect 401 "GET /me with tampered token" "$base/me" -H "authorization: Bearer ${token%.*}.$repl${sig:1}"
+echo "quickstart smoke: 8 passed, 0 failed"

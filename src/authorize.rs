@@ -1,0 +1,523 @@
+//! Per-route requirements on the verified claims: roles, OAuth scopes, predicates.
+//!
+//! [`RequireClaims`] goes behind [`JwtAuthLayer`](crate::JwtAuthLayer) (for axum: with
+//! `route_layer` on the routes that need it). A request whose claims meet the [`Requirement`]
+//! passes; one whose claims do not is answered 403 with
+//! `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"` (RFC 6750 §3.1), or gRPC
+//! status 7 `PERMISSION_DENIED` for gRPC callers.
+//!
+//! A request that reaches `RequireClaims` without claims is one of two things: an anonymous
+//! request let through by an optional layer (401, or a pass with
+//! [`allow_anonymous`](RequireClaims::allow_anonymous), like Envoy's `allow_missing`), or a
+//! wiring mistake — no `JwtAuthLayer` in front. The mistake is answered 500 and logged (feature
+//! `tracing`); it never passes.
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement};
+//! use tower_jwt_auth::JwtAuthLayer;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct MyClaims { sub: String, roles: Vec<String>, scope: String }
+//!
+//! impl HasRoles for MyClaims {
+//!     fn has_role(&self, role: &str) -> bool { self.roles.iter().any(|r| r == role) }
+//! }
+//! impl HasScopes for MyClaims {
+//!     fn has_scope(&self, scope: &str) -> bool { self.scope.split(' ').any(|s| s == scope) }
+//! }
+//!
+//! let auth = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .build()
+//!     .unwrap();
+//! let app: Router = Router::new()
+//!     .route("/admin", get(|| async { "admin" }).route_layer(RequireClaims::<MyClaims>::any_role(["admin"])))
+//!     .route(
+//!         "/orders",
+//!         get(|| async { "orders" }).route_layer(RequireClaims::new(
+//!             Requirement::all_scopes(["orders:read"])
+//!                 .or(Requirement::predicate("support staff", |c: &MyClaims| c.sub.starts_with("support-"))),
+//!         )),
+//!     )
+//!     .layer(auth);
+//! # let _ = app;
+//! ```
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use pin_project::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::claims::Anonymous;
+use crate::{AuthError, Claims, ErrorResponder, Rfc6750};
+
+/// Claims that carry roles (e.g. a `roles` array).
+pub trait HasRoles {
+    /// Whether the claims grant `role`.
+    fn has_role(&self, role: &str) -> bool;
+}
+
+/// Claims that carry OAuth scopes: the space-delimited `scope` claim (RFC 9068 §2.2.3) or an
+/// `scp` array.
+pub trait HasScopes {
+    /// Whether the claims grant `scope`.
+    fn has_scope(&self, scope: &str) -> bool;
+}
+
+/// Whether the space-delimited `scope` string (RFC 6749 §3.3) contains `wanted`.
+pub fn scope_contains(scope: &str, wanted: &str) -> bool {
+    scope.split(' ').any(|s| s == wanted)
+}
+
+type Check<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
+
+/// A condition on the claims, with the scope text a refusal names.
+pub struct Requirement<C> {
+    check: Check<C>,
+    scope: String,
+}
+
+impl<C> Clone for Requirement<C> {
+    fn clone(&self) -> Self {
+        Requirement {
+            check: Arc::clone(&self.check),
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Requirement<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requirement")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn strings<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+impl<C: 'static> Requirement<C> {
+    /// Any claims at all (a valid token).
+    pub fn authenticated() -> Requirement<C> {
+        Requirement {
+            check: Arc::new(|_| true),
+            scope: String::new(),
+        }
+    }
+
+    /// `check` must hold; `description` is what a refusal names in its `scope` attribute.
+    pub fn predicate(
+        description: impl Into<String>,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Requirement<C> {
+        Requirement {
+            check: Arc::new(check),
+            scope: description.into(),
+        }
+    }
+
+    /// At least one of `roles`.
+    pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Requirement<C>
+    where
+        C: HasRoles,
+    {
+        let roles = strings(roles);
+        let scope = roles.join(" ");
+        Requirement {
+            check: Arc::new(move |c: &C| roles.iter().any(|r| c.has_role(r))),
+            scope,
+        }
+    }
+
+    /// All of `roles`.
+    pub fn all_roles<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Requirement<C>
+    where
+        C: HasRoles,
+    {
+        let roles = strings(roles);
+        let scope = roles.join(" ");
+        Requirement {
+            check: Arc::new(move |c: &C| roles.iter().all(|r| c.has_role(r))),
+            scope,
+        }
+    }
+
+    /// At least one of `scopes`.
+    pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Requirement<C>
+    where
+        C: HasScopes,
+    {
+        let scopes = strings(scopes);
+        let scope = scopes.join(" ");
+        Requirement {
+            check: Arc::new(move |c: &C| scopes.iter().any(|s| c.has_scope(s))),
+            scope,
+        }
+    }
+
+    /// All of `scopes`.
+    pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Requirement<C>
+    where
+        C: HasScopes,
+    {
+        let scopes = strings(scopes);
+        let scope = scopes.join(" ");
+        Requirement {
+            check: Arc::new(move |c: &C| scopes.iter().all(|s| c.has_scope(s))),
+            scope,
+        }
+    }
+
+    /// Both this and `other`.
+    pub fn and(self, other: Requirement<C>) -> Requirement<C> {
+        Requirement::all_of([self, other])
+    }
+
+    /// This or `other`.
+    pub fn or(self, other: Requirement<C>) -> Requirement<C> {
+        Requirement::any_of([self, other])
+    }
+
+    /// Every one of `requirements` (Envoy's `requires_all`).
+    pub fn all_of(requirements: impl IntoIterator<Item = Requirement<C>>) -> Requirement<C> {
+        let parts: Vec<_> = requirements.into_iter().collect();
+        let scope = join_scopes(&parts);
+        Requirement {
+            check: Arc::new(move |c: &C| parts.iter().all(|r| (r.check)(c))),
+            scope,
+        }
+    }
+
+    /// At least one of `requirements` (Envoy's `requires_any`).
+    pub fn any_of(requirements: impl IntoIterator<Item = Requirement<C>>) -> Requirement<C> {
+        let parts: Vec<_> = requirements.into_iter().collect();
+        let scope = join_scopes(&parts);
+        Requirement {
+            check: Arc::new(move |c: &C| parts.iter().any(|r| (r.check)(c))),
+            scope,
+        }
+    }
+
+    /// Whether `claims` meet the requirement.
+    pub fn is_met_by(&self, claims: &C) -> bool {
+        (self.check)(claims)
+    }
+}
+
+fn join_scopes<C>(parts: &[Requirement<C>]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for word in parts
+        .iter()
+        .flat_map(|p| p.scope.split(' '))
+        .filter(|w| !w.is_empty())
+    {
+        if !out.contains(&word) {
+            out.push(word);
+        }
+    }
+    out.join(" ")
+}
+
+type AsyncCheck<C> = Arc<dyn Fn(Claims<C>) -> BoxFuture<'static, bool> + Send + Sync>;
+
+enum Rule<C> {
+    Sync(Requirement<C>),
+    Async { check: AsyncCheck<C>, scope: String },
+}
+
+impl<C> Clone for Rule<C> {
+    fn clone(&self) -> Self {
+        match self {
+            Rule::Sync(r) => Rule::Sync(r.clone()),
+            Rule::Async { check, scope } => Rule::Async {
+                check: Arc::clone(check),
+                scope: scope.clone(),
+            },
+        }
+    }
+}
+
+/// A layer that lets through only requests whose claims meet a requirement.
+pub struct RequireClaims<C, R = Rfc6750> {
+    rule: Rule<C>,
+    allow_anonymous: bool,
+    responder: Arc<R>,
+}
+
+impl<C, R> Clone for RequireClaims<C, R> {
+    fn clone(&self) -> Self {
+        RequireClaims {
+            rule: self.rule.clone(),
+            allow_anonymous: self.allow_anonymous,
+            responder: Arc::clone(&self.responder),
+        }
+    }
+}
+
+impl<C: 'static> RequireClaims<C> {
+    /// Requires `requirement`.
+    pub fn new(requirement: Requirement<C>) -> Self {
+        RequireClaims {
+            rule: Rule::Sync(requirement),
+            allow_anonymous: false,
+            responder: Arc::new(Rfc6750::default()),
+        }
+    }
+
+    /// Requires at least one of `roles`.
+    pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Self
+    where
+        C: HasRoles,
+    {
+        RequireClaims::new(Requirement::any_role(roles))
+    }
+
+    /// Requires all of `roles`.
+    pub fn all_roles<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Self
+    where
+        C: HasRoles,
+    {
+        RequireClaims::new(Requirement::all_roles(roles))
+    }
+
+    /// Requires at least one of `scopes`.
+    pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self
+    where
+        C: HasScopes,
+    {
+        RequireClaims::new(Requirement::any_scope(scopes))
+    }
+
+    /// Requires all of `scopes`.
+    pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self
+    where
+        C: HasScopes,
+    {
+        RequireClaims::new(Requirement::all_scopes(scopes))
+    }
+
+    /// Requires an asynchronous check to answer `true` (e.g. a database lookup of the
+    /// subject's entitlements). `description` is what a refusal names in its `scope`.
+    pub fn predicate_async<F, Fut>(description: impl Into<String>, check: F) -> Self
+    where
+        F: Fn(Claims<C>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let check: AsyncCheck<C> = Arc::new(move |c| Box::pin(check(c)));
+        RequireClaims {
+            rule: Rule::Async {
+                check,
+                scope: description.into(),
+            },
+            allow_anonymous: false,
+            responder: Arc::new(Rfc6750::default()),
+        }
+    }
+
+    /// Names `realm` in the challenge of a refusal (default `"api"`).
+    pub fn realm(self, realm: impl Into<String>) -> Self {
+        self.responder(Rfc6750::with_realm(realm))
+    }
+}
+
+impl<C, R> RequireClaims<C, R> {
+    /// Lets anonymous requests (from a layer in optional mode) through without checking: the
+    /// route is public, but a caller that presents a token must meet the requirement.
+    pub fn allow_anonymous(mut self) -> Self {
+        self.allow_anonymous = true;
+        self
+    }
+
+    /// Answers refusals with `responder`.
+    pub fn responder<R2>(self, responder: R2) -> RequireClaims<C, R2> {
+        RequireClaims {
+            rule: self.rule,
+            allow_anonymous: self.allow_anonymous,
+            responder: Arc::new(responder),
+        }
+    }
+}
+
+impl<S, C, R> Layer<S> for RequireClaims<C, R> {
+    type Service = RequireClaimsService<S, C, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireClaimsService {
+            inner,
+            config: self.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+/// The service of [`RequireClaims`].
+pub struct RequireClaimsService<S, C, R = Rfc6750> {
+    inner: S,
+    config: RequireClaims<C, R>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<S: Clone, C, R> Clone for RequireClaimsService<S, C, R> {
+    fn clone(&self) -> Self {
+        RequireClaimsService {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            _claims: PhantomData,
+        }
+    }
+}
+
+enum Verdict<C> {
+    Pass,
+    Deny(AuthError),
+    Ask(AsyncCheck<C>, Claims<C>, String),
+}
+
+impl<C: Send + Sync + 'static, R> RequireClaims<C, R> {
+    fn judge<B>(&self, req: &Request<B>) -> Verdict<C> {
+        let Some(claims) = req.extensions().get::<Claims<C>>() else {
+            if req.extensions().get::<Anonymous>().is_some() {
+                return if self.allow_anonymous {
+                    Verdict::Pass
+                } else {
+                    Verdict::Deny(AuthError::MissingToken)
+                };
+            }
+            #[cfg(feature = "tracing")]
+            tracing::error!(
+                target: "tower_jwt_auth",
+                claims_type = std::any::type_name::<C>(),
+                "RequireClaims found no claims: put JwtAuthLayer with the same claims type in front of it"
+            );
+            return Verdict::Deny(AuthError::Misconfigured);
+        };
+        match &self.rule {
+            Rule::Sync(req) if req.is_met_by(claims) => Verdict::Pass,
+            Rule::Sync(req) => Verdict::Deny(AuthError::InsufficientScope {
+                scope: req.scope.clone(),
+            }),
+            Rule::Async { check, scope } => {
+                Verdict::Ask(Arc::clone(check), claims.clone(), scope.clone())
+            }
+        }
+    }
+}
+
+impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireClaimsService<S, C, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    C: Send + Sync + 'static,
+    R: ErrorResponder<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = RequireClaimsFuture<S, ReqBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let state = match self.config.judge(&req) {
+            Verdict::Pass => State::Inner {
+                future: self.inner.call(req),
+            },
+            Verdict::Deny(error) => State::Done {
+                response: Some(self.config.responder.respond(&error, req.headers())),
+            },
+            Verdict::Ask(check, claims, scope) => {
+                let clone = self.inner.clone();
+                State::Asking {
+                    check: check(claims),
+                    scope,
+                    request: Some(req),
+                    inner: Some(std::mem::replace(&mut self.inner, clone)),
+                    responder: Arc::clone(&self.config.responder),
+                }
+            }
+        };
+        RequireClaimsFuture { state }
+    }
+}
+
+/// The future of [`RequireClaimsService`].
+#[pin_project]
+pub struct RequireClaimsFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    #[pin]
+    state: State<S, ReqBody, R>,
+}
+
+#[pin_project(project = StateProj)]
+enum State<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    Done {
+        response: Option<S::Response>,
+    },
+    Asking {
+        check: BoxFuture<'static, bool>,
+        scope: String,
+        request: Option<Request<ReqBody>>,
+        inner: Option<S>,
+        responder: Arc<R>,
+    },
+    Inner {
+        #[pin]
+        future: S::Future,
+    },
+}
+
+impl<S, ReqBody, ResBody, R> Future for RequireClaimsFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ErrorResponder<ResBody>,
+{
+    type Output = Result<Response<ResBody>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Done { response } => {
+                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                }
+                StateProj::Asking {
+                    check,
+                    scope,
+                    request,
+                    inner,
+                    responder,
+                } => {
+                    let allowed = ready!(check.as_mut().poll(cx));
+                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
+                        panic!("RequireClaimsFuture polled after completion");
+                    };
+                    if !allowed {
+                        let error = AuthError::InsufficientScope {
+                            scope: std::mem::take(scope),
+                        };
+                        return Poll::Ready(Ok(responder.respond(&error, request.headers())));
+                    }
+                    state.set(State::Inner {
+                        future: inner.call(request),
+                    });
+                }
+                StateProj::Inner { future } => return future.poll(cx),
+            }
+        }
+    }
+}
