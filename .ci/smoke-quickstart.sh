@@ -23,22 +23,39 @@ expect() { # expect STATUS DESCRIPTION curl-args...
   local got
   got=$(curl -s -o /dev/null -w '%{http_code}' "$@")
   [ "$got" = "$want" ] || { echo "FAIL $what: got $got, want $want"; exit 1; }
-  echo "ok   $what ($got)"
+  ok "$what ($got)"
 }
+passed=0
+ok() { passed=$((passed + 1)); echo "ok   $*"; }
+login() { curl -sf -X POST "$base/login" -H 'content-type: application/json' -d "$1"; }
+json() { jq -r "$1"; }
 expect 200 "GET /health" "$base/health"
 expect 401 "GET /me without token" "$base/me"
 expect 401 "POST /login bad password" -X POST "$base/login" -H 'content-type: application/json' \
   -d '{"username":"alice","password":"nope"}'
-token=$(curl -sf -X POST "$base/login" -H 'content-type: application/json' \
-  -d '{"username":"alice","password":"wonderland"}' | jq -r .access_token)
+pair=$(login '{"username":"alice","password":"wonderland"}')
+token=$(echo "$pair" | json .access_token); refresh=$(echo "$pair" | json .refresh_token)
+[ "$(echo "$pair" | json .token_type)" = Bearer ] || { echo "FAIL token_type"; exit 1; }
 [ -n "$token" ] && [ "$token" != null ] || { echo "FAIL login returned no token"; exit 1; }
-echo "ok   POST /login"
+ok "POST /login"
 expect 200 "GET /me with token" "$base/me" -H "authorization: Bearer $token"
+expect 200 "GET /me with the access_token cookie" "$base/me" -H "cookie: access_token=$token"
 expect 200 "GET /admin as alice" "$base/admin" -H "authorization: Bearer $token"
-bob=$(curl -sf -X POST "$base/login" -H 'content-type: application/json' \
-  -d '{"username":"bob","password":"builder"}' | jq -r .access_token)
+bob=$(login '{"username":"bob","password":"builder"}' | json .access_token)
 expect 403 "GET /admin as bob" "$base/admin" -H "authorization: Bearer $bob"
+curl -s -o /dev/null -D - "$base/admin" -H "authorization: Bearer $bob" | grep -qi 'error="insufficient_scope"' \
+  || { echo "FAIL 403 without insufficient_scope"; exit 1; }
+ok "403 carries error=\"insufficient_scope\""
 # Change the first signature character to a different one.
 sig=${token##*.}; first=${sig:0:1}; [ "$first" = A ] && repl=B || repl=A
 expect 401 "GET /me with tampered token" "$base/me" -H "authorization: Bearer ${token%.*}.$repl${sig:1}"
-echo "quickstart smoke: 8 passed, 0 failed"
+expect 400 "two different tokens" "$base/me" -H "authorization: Bearer $token" -H "cookie: access_token=$bob"
+expect 401 "refresh token used as access token" "$base/me" -H "authorization: Bearer $refresh"
+new=$(curl -sf -X POST "$base/refresh" -H 'content-type: application/json' -d "{\"refresh_token\":\"$refresh\"}")
+new_token=$(echo "$new" | json .access_token)
+expect 200 "GET /me with the refreshed token" "$base/me" -H "authorization: Bearer $new_token"
+expect 401 "reuse of a rotated refresh token" -X POST "$base/refresh" -H 'content-type: application/json' \
+  -d "{\"refresh_token\":\"$refresh\"}"
+expect 204 "POST /logout" -X POST "$base/logout" -H "authorization: Bearer $token"
+expect 401 "GET /me after logout" "$base/me" -H "authorization: Bearer $token"
+echo "smoke: $passed passed, 0 failed"

@@ -1,28 +1,36 @@
-//! An axum server that issues and checks its own HS256 access tokens.
+//! An axum server that issues and checks its own HS256 access tokens: the whole lifecycle of
+//! login, authenticated calls, role checks, refresh-token rotation and logout.
 //!
 //! ```text
 //! cargo run --example quickstart
 //! curl -s -X POST localhost:3000/login -H 'content-type: application/json' \
 //!      -d '{"username":"alice","password":"wonderland"}'
-//! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"
+//! curl -s localhost:3000/me -H "authorization: Bearer $ACCESS_TOKEN"
+//! curl -s -X POST localhost:3000/refresh -H 'content-type: application/json' \
+//!      -d "{\"refresh_token\":\"$REFRESH_TOKEN\"}"
+//! curl -s -X POST localhost:3000/logout -H "authorization: Bearer $ACCESS_TOKEN"
 //! ```
 //!
 //! Environment: `BIND_ADDR` (default 127.0.0.1:3000), `JWT_SECRET` (at least 32 bytes; a
-//! random one is generated and printed when unset), `JWT_ISSUER`, `JWT_AUDIENCE`.
+//! random one is generated and printed when unset), `JWT_ISSUER`, `JWT_AUDIENCE`, and
+//! `REDIS_URL` to keep revocations in Redis (build with `--features redis`) instead of memory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::authorize::HasRoles;
+use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens};
+use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
+use tower_jwt_auth::{Claims, JwtAuthLayer, RequireClaims, TokenIssuer};
 
-/// What a handler learns about the caller: the registered claims it cares about and the roles.
+/// What a handler learns about the caller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct User {
     sub: String,
@@ -34,26 +42,40 @@ struct User {
     roles: Vec<String>,
 }
 
-/// The application claims the issuer adds to the registered ones.
-#[derive(Serialize)]
-struct Roles<'a> {
-    roles: &'a [&'a str],
+impl HasRoles for User {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
-/// Demo users: (name, password, roles). A real service checks a password hash store.
+/// The application claims the issuer adds to the registered ones.
+#[derive(Serialize, Deserialize)]
+struct Roles {
+    roles: Vec<String>,
+}
+
+/// Demo users: (name, password, roles). A real service checks a password-hash store.
 const USERS: &[(&str, &str, &[&str])] = &[
     ("alice", "wonderland", &["admin"]),
     ("bob", "builder", &["user"]),
 ];
 
 struct App {
-    issuer: TokenIssuer,
+    sessions: RefreshTokens<Roles>,
+    revocation: Arc<dyn Revocation>,
+    /// Plain-http cookies are allowed only when the server listens on loopback.
+    addr: SocketAddr,
 }
 
 #[derive(Deserialize)]
 struct Login {
     username: String,
     password: String,
+}
+
+#[derive(Deserialize)]
+struct Refresh {
+    refresh_token: String,
 }
 
 #[tokio::main]
@@ -72,29 +94,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             hex.into_bytes()
         }
     };
+    // Refresh tokens get a key of their own, so no access-token check can ever accept one.
+    let refresh_secret = [secret.as_slice(), b"/refresh"].concat();
+    let revocation = revocation_store().await?;
 
-    let issuer = TokenIssuer::hs256(&secret)?
+    let access = TokenIssuer::hs256(&secret)?
         .with_issuer(&iss)
         .with_audience(&aud);
+    let sessions = RefreshTokens::new(access, &refresh_secret, revocation.clone())?;
     let auth = JwtAuthLayer::<User>::builder()
         .hs256(&secret)
         .issuer(&iss)
         .audience(&aud)
-        // Only access tokens: a token of another type signed with the same secret is refused.
         .token_type("at+jwt")
         .token_from_cookie("access_token")
+        .revocation(revocation.clone())
         .realm("tower-jwt-auth-demo")
         .build()?;
 
     let protected = Router::new()
         .route("/me", get(me))
-        .route("/admin", get(admin))
+        .route(
+            "/admin",
+            get(admin).route_layer(
+                RequireClaims::<User>::any_role(["admin"]).realm("tower-jwt-auth-demo"),
+            ),
+        )
+        .route("/logout", post(logout))
         .layer(auth);
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/login", post(login))
+        .route("/refresh", post(refresh))
         .merge(protected)
-        .with_state(Arc::new(App { issuer }));
+        .with_state(Arc::new(App {
+            sessions,
+            revocation,
+            addr,
+        }));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!("listening on {}", listener.local_addr()?);
@@ -104,52 +141,77 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Redis when `REDIS_URL` is set (a fleet shares revocations), memory otherwise.
+async fn revocation_store() -> Result<Arc<dyn Revocation>, Box<dyn std::error::Error>> {
+    match std::env::var("REDIS_URL") {
+        #[cfg(feature = "redis")]
+        Ok(url) => Ok(Arc::new(
+            tower_jwt_auth::revocation::RedisRevocation::connect(&url).await?,
+        )),
+        #[cfg(not(feature = "redis"))]
+        Ok(_) => Err("REDIS_URL is set: run with `--features redis`".into()),
+        Err(_) => Ok(Arc::new(MemoryRevocation::new())),
+    }
+}
+
 async fn login(State(app): State<Arc<App>>, Json(login): Json<Login>) -> Response {
-    let Some((name, _, roles)) = USERS.iter().find(|(u, p, _)| {
-        *u == login.username && constant_time_eq(p.as_bytes(), login.password.as_bytes())
-    }) else {
+    let user = USERS.iter().find(|(u, p, _)| {
+        // Both comparisons always run, so timing does not tell which one failed.
+        (*u == login.username) & constant_time_eq(p.as_bytes(), login.password.as_bytes())
+    });
+    let Some((name, _, roles)) = user else {
         return (
             StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "invalid credentials" })),
+            Json(json!({ "error": "invalid_grant" })),
         )
             .into_response();
     };
-    let issued = match app.issuer.issue(name, &Roles { roles }) {
-        Ok(issued) => issued,
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    let roles = Roles {
+        roles: roles.iter().map(|r| r.to_string()).collect(),
     };
-    let cookie = format!(
-        "access_token={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        issued.token, issued.expires_in
-    );
-    let mut res = Json(json!({
-        "access_token": issued.token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-    }))
-    .into_response();
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, cookie);
+    match app.sessions.issue(name, &roles) {
+        Ok(pair) => {
+            let mut cookie = AccessTokenCookie::new("access_token", &pair.access);
+            if let Ok(dev) = cookie.clone().insecure_on_loopback(app.addr.ip()) {
+                cookie = dev;
+            }
+            (
+                [(header::SET_COOKIE, cookie.to_header_value())],
+                Json(pair.to_response()),
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
-    res
+}
+
+async fn refresh(State(app): State<Arc<App>>, Json(body): Json<Refresh>) -> Response {
+    match app.sessions.refresh(&body.refresh_token).await {
+        Ok(pair) => Json(pair.to_response()).into_response(),
+        Err(RefreshError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        // Invalid, revoked or reused: RFC 6749 §5.2 `invalid_grant`.
+        Err(_) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "invalid_grant" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn logout(State(app): State<Arc<App>>, user: Claims<User>) -> Response {
+    if app.revocation.revoke(&user.jti, user.exp).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let clear = AccessTokenCookie::removal("access_token").to_header_value();
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
 }
 
 async fn me(user: Claims<User>) -> Json<User> {
     Json(user.into_inner())
 }
 
-async fn admin(user: Claims<User>) -> Response {
-    if user.roles.iter().any(|r| r == "admin") {
-        Json(json!({ "hello": user.sub })).into_response()
-    } else {
-        let challenge =
-            "Bearer realm=\"tower-jwt-auth-demo\", error=\"insufficient_scope\", scope=\"admin\"";
-        (
-            StatusCode::FORBIDDEN,
-            [(header::WWW_AUTHENTICATE, challenge)],
-        )
-            .into_response()
-    }
+async fn admin(user: Claims<User>) -> Json<serde_json::Value> {
+    Json(json!({ "hello": user.sub, "roles": user.roles }))
 }
 
 /// Compares without an early exit, so response timing does not reveal how much matched.

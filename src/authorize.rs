@@ -438,11 +438,13 @@ where
             Verdict::Ask(check, claims, scope) => {
                 let clone = self.inner.clone();
                 State::Asking {
-                    check: check(claims),
-                    scope,
-                    request: Some(req),
-                    inner: Some(std::mem::replace(&mut self.inner, clone)),
-                    responder: Arc::clone(&self.config.responder),
+                    pending: Box::new(Asking {
+                        check: check(claims),
+                        scope,
+                        request: req,
+                        inner: std::mem::replace(&mut self.inner, clone),
+                        responder: Arc::clone(&self.config.responder),
+                    }),
                 }
             }
         };
@@ -460,7 +462,7 @@ where
     state: State<S, ReqBody, R>,
 }
 
-#[pin_project(project = StateProj)]
+#[pin_project(project = StateProj, project_replace = StateOwn)]
 enum State<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>>,
@@ -468,17 +470,24 @@ where
     Done {
         response: Option<S::Response>,
     },
+    // Boxed: only the asynchronous predicate pays for its size.
     Asking {
-        check: BoxFuture<'static, bool>,
-        scope: String,
-        request: Option<Request<ReqBody>>,
-        inner: Option<S>,
-        responder: Arc<R>,
+        pending: Box<Asking<S, ReqBody, R>>,
     },
     Inner {
         #[pin]
         future: S::Future,
     },
+    Finished,
+}
+
+/// A request waiting for an asynchronous predicate, with the readied service that will take it.
+struct Asking<S, ReqBody, R> {
+    check: BoxFuture<'static, bool>,
+    scope: String,
+    request: Request<ReqBody>,
+    inner: S,
+    responder: Arc<R>,
 }
 
 impl<S, ReqBody, ResBody, R> Future for RequireClaimsFuture<S, ReqBody, R>
@@ -495,21 +504,22 @@ where
                 StateProj::Done { response } => {
                     return Poll::Ready(Ok(response.take().expect("polled after completion")));
                 }
-                StateProj::Asking {
-                    check,
-                    scope,
-                    request,
-                    inner,
-                    responder,
-                } => {
-                    let allowed = ready!(check.as_mut().poll(cx));
-                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
-                        panic!("RequireClaimsFuture polled after completion");
+                StateProj::Asking { pending } => {
+                    let allowed = ready!(pending.check.as_mut().poll(cx));
+                    let StateOwn::Asking { pending } =
+                        state.as_mut().project_replace(State::Finished)
+                    else {
+                        unreachable!("the state was Asking a moment ago");
                     };
+                    let Asking {
+                        scope,
+                        request,
+                        mut inner,
+                        responder,
+                        ..
+                    } = *pending;
                     if !allowed {
-                        let error = AuthError::InsufficientScope {
-                            scope: std::mem::take(scope),
-                        };
+                        let error = AuthError::InsufficientScope { scope };
                         return Poll::Ready(Ok(responder.respond(&error, request.headers())));
                     }
                     state.set(State::Inner {
@@ -517,6 +527,7 @@ where
                     });
                 }
                 StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Finished => panic!("RequireClaimsFuture polled after completion"),
             }
         }
     }

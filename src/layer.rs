@@ -67,6 +67,14 @@ impl<C, R> std::fmt::Debug for JwtAuthLayer<C, R> {
     }
 }
 
+impl<C, R> JwtAuthLayer<C, R> {
+    /// The verified-token cache's counters, when a cache is configured.
+    #[cfg(feature = "cache")]
+    pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
+        self.shared.cache.as_ref().map(crate::cache::TokenCache::stats)
+    }
+}
+
 impl<C> JwtAuthLayer<C> {
     /// Starts a configuration.
     pub fn builder() -> JwtAuthBuilder<C> {
@@ -91,6 +99,8 @@ pub(crate) struct Shared<R> {
     pub csrf: Option<Csrf>,
     pub revocation: Option<Arc<dyn Revocation>>,
     pub revocation_fail_open: bool,
+    #[cfg(feature = "cache")]
+    pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
 }
 
@@ -104,7 +114,7 @@ pub(crate) enum Decision<C> {
 
 impl<R> Shared<R> {
     /// Finds and verifies the request's token: everything that needs no I/O.
-    pub(crate) fn authenticate<C: DeserializeOwned>(
+    pub(crate) fn authenticate<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         method: &Method,
         headers: &HeaderMap,
@@ -128,12 +138,49 @@ impl<R> Shared<R> {
             csrf.check(method, headers, uri)
                 .inspect_err(|e| trace_rejection(e, None, None, None))?;
         }
+        #[cfg(feature = "cache")]
+        if let Some(hit) = self.cached::<C>(found.token) {
+            return Ok(hit);
+        }
         let verified = self.verifier.verify::<C>(found.token)?;
-        let claims = Claims::new(verified.claims);
-        Ok(match verified.id {
+        let claims = Arc::new(verified.claims);
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.cache {
+            let entry = crate::cache::Entry {
+                claims: claims.clone(),
+                exp: verified.exp,
+                nbf: verified.nbf,
+                id: verified.id.clone(),
+                generation: self.key_generation(),
+            };
+            cache.insert(found.token, entry);
+        }
+        Ok(self.decide(Claims::from(claims), verified.id))
+    }
+
+    fn decide<C>(&self, claims: Claims<C>, id: Option<OwnedTokenId>) -> Decision<C> {
+        match id {
             Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id),
             _ => Decision::Pass(Some(claims)),
-        })
+        }
+    }
+
+    /// The generation of the key set: a cached token is served only under the generation it
+    /// was verified with.
+    #[cfg(feature = "cache")]
+    fn key_generation(&self) -> u64 {
+        0
+    }
+
+    /// A cache hit for exactly this token, still within its `exp`/`nbf`.
+    #[cfg(feature = "cache")]
+    fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
+        let entry = self.cache.as_ref()?.get(token, self.key_generation())?;
+        // A failing time check falls through to full verification, which reports it.
+        let now = crate::validation::now();
+        self.verifier.policy.check_times(entry.exp, entry.nbf, now).ok()?;
+        let claims = entry.claims.downcast::<C>().ok()?;
+        Some(self.decide(Claims::from(claims), entry.id))
     }
 
     /// The revocation check for a verified token, as a future that owns what it needs.
@@ -181,6 +228,8 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     csrf: Option<CsrfPolicy>,
     revocation: Option<Arc<dyn Revocation>>,
     revocation_fail_open: bool,
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::CacheConfig>,
     responder: R,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
@@ -200,6 +249,8 @@ impl<C> JwtAuthBuilder<C> {
             csrf: Some(CsrfPolicy::default()),
             revocation: None,
             revocation_fail_open: false,
+            #[cfg(feature = "cache")]
+            cache: None,
             responder: Rfc6750::default(),
             error: None,
             _claims: PhantomData,
@@ -294,7 +345,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
-    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default 60 s).
+    /// Clock skew tolerated on `exp` and `nbf`, and on `iat` when a
+    /// [maximum lifetime](Self::max_lifetime) is set (default 60 s).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.policy.leeway = leeway;
         self
@@ -317,7 +369,10 @@ impl<C, R> JwtAuthBuilder<C, R> {
 
     /// Refuses tokens that lack the claim `name`.
     pub fn require_claim(mut self, name: impl Into<String>) -> Self {
-        self.policy.required.push(name.into());
+        let name = name.into();
+        if !self.policy.required.contains(&name) {
+            self.policy.required.push(name);
+        }
         self
     }
 
@@ -410,6 +465,14 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Keeps verified tokens in a bounded cache, so a token seen again skips the signature
+    /// check and the JSON parse (see [`cache`](crate::cache)).
+    #[cfg(feature = "cache")]
+    pub fn cache(mut self, config: crate::cache::CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
@@ -424,6 +487,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
             csrf: self.csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            #[cfg(feature = "cache")]
+            cache: self.cache,
             responder,
             error: self.error,
             _claims: PhantomData,
@@ -516,6 +581,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
             csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            #[cfg(feature = "cache")]
+            cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
         })
     }

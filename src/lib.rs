@@ -5,6 +5,8 @@
 
 pub mod authorize;
 mod backend;
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod claims;
 pub mod csrf;
 pub mod error;

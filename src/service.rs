@@ -113,10 +113,12 @@ where
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 State::Checking {
-                    check: self.shared.check_revocation(id),
-                    request: Some(req),
-                    inner: Some(inner),
-                    shared: Arc::clone(&self.shared),
+                    pending: Box::new(Pending {
+                        check: self.shared.check_revocation(id),
+                        request: req,
+                        inner,
+                        shared: Arc::clone(&self.shared),
+                    }),
                 }
             }
             Err(error) => {
@@ -141,7 +143,7 @@ where
     state: State<S, ReqBody, R>,
 }
 
-#[pin_project(project = StateProj)]
+#[pin_project(project = StateProj, project_replace = StateOwn)]
 enum State<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>>,
@@ -149,16 +151,23 @@ where
     Rejected {
         response: Option<S::Response>,
     },
+    // Boxed: only the slow path pays for its size.
     Checking {
-        check: BoxFuture<'static, Result<(), AuthError>>,
-        request: Option<Request<ReqBody>>,
-        inner: Option<S>,
-        shared: Arc<Shared<R>>,
+        pending: Box<Pending<S, ReqBody, R>>,
     },
     Inner {
         #[pin]
         future: S::Future,
     },
+    Done,
+}
+
+/// A request waiting for an asynchronous check, with the readied service that will take it.
+struct Pending<S, ReqBody, R> {
+    check: BoxFuture<'static, Result<(), AuthError>>,
+    request: Request<ReqBody>,
+    inner: S,
+    shared: Arc<Shared<R>>,
 }
 
 impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
@@ -178,27 +187,32 @@ where
                         .expect("ResponseFuture polled after completion");
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Checking {
-                    check,
-                    request,
-                    inner,
-                    shared,
-                } => {
-                    let outcome = ready!(check.as_mut().poll(cx));
-                    let (Some(request), Some(mut inner)) = (request.take(), inner.take()) else {
-                        panic!("ResponseFuture polled after completion");
+                StateProj::Checking { pending } => {
+                    let outcome = ready!(pending.check.as_mut().poll(cx));
+                    let StateOwn::Checking { pending } =
+                        state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state was Checking a moment ago");
                     };
+                    let Pending {
+                        request,
+                        mut inner,
+                        shared,
+                        ..
+                    } = *pending;
                     match outcome {
                         Ok(()) => state.set(State::Inner {
                             future: inner.call(request),
                         }),
                         Err(error) => {
-                            let response = shared.responder.respond(&error, request.headers());
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(shared
+                                .responder
+                                .respond(&error, request.headers())));
                         }
                     }
                 }
                 StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
             }
         }
     }

@@ -68,10 +68,43 @@ fn is_base64url(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
+/// A decoded segment: in an inline buffer when it fits in `N` bytes, on the heap otherwise,
+/// so the common token is decoded without allocating.
+pub(crate) struct Decoded<const N: usize> {
+    inline: [u8; N],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl<const N: usize> std::ops::Deref for Decoded<N> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.heap {
+            Some(v) => v,
+            None => &self.inline[..self.len],
+        }
+    }
+}
+
 /// Decodes one base64url segment. The engine refuses non-canonical trailing bits, so two
 /// different strings never decode to the same bytes.
-pub(crate) fn decode_segment(segment: &str, err: AuthError) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(segment).map_err(|_| err)
+pub(crate) fn decode_segment<const N: usize>(
+    segment: &str,
+    err: AuthError,
+) -> Result<Decoded<N>, AuthError> {
+    let mut out = Decoded {
+        inline: [0; N],
+        len: 0,
+        heap: None,
+    };
+    if base64::decoded_len_estimate(segment.len()) <= N {
+        out.len = URL_SAFE_NO_PAD
+            .decode_slice(segment, &mut out.inline)
+            .map_err(|_| err)?;
+    } else {
+        out.heap = Some(URL_SAFE_NO_PAD.decode(segment).map_err(|_| err)?);
+    }
+    Ok(out)
 }
 
 /// The JOSE header members the layer acts on (RFC 7515 §4.1).
@@ -184,13 +217,12 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
     }
 }
 
-/// Remembers member names already seen in one JSON object, to refuse duplicates. The common
-/// members are tracked in a bit set; the rest (rare, and bounded by the token size cap) in a
-/// small list that allocates only when such members occur.
+/// Remembers which of the members the layer acts on were already seen in one JSON object,
+/// to refuse duplicates among them. Other members are the application's business (serde's
+/// derive refuses duplicate fields of its own struct).
 #[derive(Default)]
 pub(crate) struct MemberSet {
     bits: u32,
-    others: Vec<String>,
 }
 
 impl MemberSet {
@@ -199,19 +231,17 @@ impl MemberSet {
         "exp", "nbf", "iat",
     ];
 
-    /// Returns false when `name` was already inserted.
+    /// Returns false when `name` is one of the tracked members and was already inserted.
     pub(crate) fn insert(&mut self, name: &str) -> bool {
-        if let Some(i) = Self::KNOWN.iter().position(|k| *k == name) {
-            let bit = 1u32 << i;
-            let fresh = self.bits & bit == 0;
-            self.bits |= bit;
-            return fresh;
+        match Self::KNOWN.iter().position(|k| *k == name) {
+            Some(i) => {
+                let bit = 1u32 << i;
+                let fresh = self.bits & bit == 0;
+                self.bits |= bit;
+                fresh
+            }
+            None => true,
         }
-        if self.others.iter().any(|o| o == name) {
-            return false;
-        }
-        self.others.push(name.to_owned());
-        true
     }
 }
 

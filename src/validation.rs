@@ -93,6 +93,20 @@ impl ClaimsPolicy {
         Ok(reg)
     }
 
+    /// Checks `exp` and `nbf` at time `now`, with the leeway: all a cached token needs again.
+    pub(crate) fn check_times(&self, exp: Option<f64>, nbf: Option<f64>, now: f64) -> Result<(), AuthError> {
+        let leeway = self.leeway.as_secs_f64();
+        // RFC 7519 §4.1.4: the current time must be before `exp`.
+        if exp.is_some_and(|exp| now >= exp + leeway) {
+            return Err(AuthError::Expired);
+        }
+        // RFC 7519 §4.1.5: the current time must be after or equal to `nbf`.
+        if nbf.is_some_and(|nbf| now + leeway < nbf) {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(())
+    }
+
     /// Checks registered claims against the policy at time `now`.
     pub(crate) fn check(&self, reg: &Registered<'_>, now: f64) -> Result<(), AuthError> {
         let leeway = self.leeway.as_secs_f64();
@@ -104,17 +118,9 @@ impl ClaimsPolicy {
         if reg.required_seen != required_all {
             return Err(AuthError::MissingClaim);
         }
-        match reg.exp {
-            // RFC 7519 §4.1.4: the current time must be before `exp`.
-            Some(exp) if now >= exp + leeway => return Err(AuthError::Expired),
-            None if self.require_exp => return Err(AuthError::MissingClaim),
-            _ => {}
-        }
-        if let Some(nbf) = reg.nbf {
-            // RFC 7519 §4.1.5: the current time must be after or equal to `nbf`.
-            if now + leeway < nbf {
-                return Err(AuthError::NotYetValid);
-            }
+        self.check_times(reg.exp, reg.nbf, now)?;
+        if reg.exp.is_none() && self.require_exp {
+            return Err(AuthError::MissingClaim);
         }
         if let Some(max) = self.max_lifetime {
             let (Some(iat), Some(exp)) = (reg.iat, reg.exp) else {

@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 
 use crate::AuthError;
 use crate::keys::{AlgSet, KeySet};
-use crate::token::{self, JoseHeader, Segments};
+use crate::token::{self, Decoded, JoseHeader, Segments};
 use crate::validation::{self, ClaimsPolicy};
 
 /// Everything needed to verify a token, fixed at build time.
@@ -24,6 +24,11 @@ pub(crate) struct Verifier {
 pub(crate) struct Verified<C> {
     pub claims: C,
     pub id: Option<OwnedTokenId>,
+    /// `exp` and `nbf`, for a cached copy that must be re-checked on every hit.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub exp: Option<f64>,
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub nbf: Option<f64>,
 }
 
 /// The owned form of [`TokenId`](crate::revocation::TokenId), to carry into an async check.
@@ -55,7 +60,7 @@ impl Verifier {
     ) -> Result<Verified<C>, AuthError> {
         let segments =
             token::split(token, self.max_token_size).map_err(|e| reject(e, None, None))?;
-        let header_json = token::decode_segment(segments.header, AuthError::MalformedHeader)
+        let header_json = token::decode_segment::<512>(segments.header, AuthError::MalformedHeader)
             .map_err(|e| reject(e, None, None))?;
         let header = token::parse_header(&header_json).map_err(|e| reject(e, None, None))?;
         let payload = self
@@ -76,7 +81,7 @@ impl Verifier {
             sub: registered.sub.as_deref().map(str::to_owned),
             iat: registered.iat.map(|iat| iat as u64),
         });
-        Ok(Verified { claims, id })
+        Ok(Verified { claims, id, exp: registered.exp, nbf: registered.nbf })
     }
 
     /// Header policy and signature; returns the decoded payload.
@@ -84,19 +89,20 @@ impl Verifier {
         &self,
         segments: &Segments<'_>,
         header: &JoseHeader<'_>,
-    ) -> Result<Vec<u8>, AuthError> {
+    ) -> Result<Decoded<2048>, AuthError> {
         if !self.allowed.contains(header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
         }
         self.policy.check_type(header.typ.as_deref())?;
-        let signature = token::decode_segment(segments.signature, AuthError::InvalidSignature)?;
+        let signature =
+            token::decode_segment::<528>(segments.signature, AuthError::InvalidSignature)?;
         self.keys.verify(
             header.alg,
             header.kid.as_deref(),
             segments.signing_input.as_bytes(),
             &signature,
         )?;
-        token::decode_segment(segments.payload, AuthError::MalformedClaims)
+        token::decode_segment::<2048>(segments.payload, AuthError::MalformedClaims)
     }
 }
 

@@ -144,6 +144,9 @@ impl TokenIssuer {
         if alg.family() != AlgorithmFamily::Hmac {
             return Err(BuildError::KeyAlgorithmMismatch { alg });
         }
+        if crate::keys::looks_like_pem(secret) {
+            return Err(BuildError::KeyAlgorithmMismatch { alg });
+        }
         let min = min_secret_len(alg);
         if secret.len() < min {
             return Err(BuildError::WeakSecret {

@@ -24,6 +24,8 @@
 //! ```
 
 mod jwks;
+#[cfg(feature = "aws-lc-rs")]
+mod prepared;
 mod set;
 
 pub use jwks::Jwks;
@@ -139,7 +141,17 @@ impl Key {
             kid: self.kid.clone(),
             reason,
         };
+        let is_hmac = self.alg.family() == AlgorithmFamily::Hmac;
+        if is_hmac != self.secret_len.is_some() {
+            // A PEM/DER key for HS*, or a secret for a public-key algorithm.
+            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
+        }
         let key = self.material.clone().map_err(invalid)?;
+        if is_hmac && key.try_get_as_bytes().is_ok_and(looks_like_pem) {
+            // Algorithm confusion by hand: a public key's PEM text used as an HMAC secret is
+            // known to anyone who can read the public key (RFC 8725 §2.1).
+            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
+        }
         if key.family() != self.alg.family() {
             return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
         }
@@ -159,6 +171,11 @@ impl Key {
         })?;
         Ok(KeyEntry::new(self.kid, AlgSet::of(self.alg), key))
     }
+}
+
+/// Whether `secret` is PEM text (public keys are not secrets).
+pub(crate) fn looks_like_pem(secret: &[u8]) -> bool {
+    secret.trim_ascii_start().starts_with(b"-----BEGIN")
 }
 
 /// RFC 7518 §3.2: "A key of the same size as the hash output ... or larger MUST be used".

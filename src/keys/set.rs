@@ -37,6 +37,10 @@ impl AlgSet {
         AlgSet(Self::bit(alg))
     }
 
+    pub(crate) fn iter(self) -> impl Iterator<Item = Algorithm> {
+        ALL.into_iter().filter(move |a| self.contains(*a))
+    }
+
     pub(crate) fn from_iter(algs: impl IntoIterator<Item = Algorithm>) -> AlgSet {
         algs.into_iter().fold(AlgSet::default(), |s, a| s.with(a))
     }
@@ -73,14 +77,38 @@ pub(crate) struct KeyEntry {
     pub kid: Option<Box<str>>,
     pub algs: AlgSet,
     pub key: DecodingKey,
+    /// The key parsed once per algorithm it verifies (backend aws-lc-rs).
+    #[cfg(feature = "aws-lc-rs")]
+    prepared: std::sync::Arc<[(Algorithm, super::prepared::Prepared)]>,
 }
 
 impl KeyEntry {
     pub(crate) fn new(kid: Option<String>, algs: AlgSet, key: DecodingKey) -> KeyEntry {
+        #[cfg(feature = "aws-lc-rs")]
+        let prepared = algs
+            .iter()
+            .filter_map(|alg| super::prepared::Prepared::new(alg, &key).map(|p| (alg, p)))
+            .collect();
         KeyEntry {
             kid: kid.map(String::into_boxed_str),
             algs,
             key,
+            #[cfg(feature = "aws-lc-rs")]
+            prepared,
+        }
+    }
+
+    /// Whether this key's signature over `message` is `signature` under `alg`.
+    fn verifies(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        #[cfg(feature = "aws-lc-rs")]
+        if let Some((_, prepared)) = self.prepared.iter().find(|(a, _)| *a == alg) {
+            return prepared.verify(message, signature);
+        }
+        // The rust-crypto backend, or a key aws-lc-rs refused to parse (which then fails here
+        // too): jsonwebtoken's own verifier.
+        match (provider().verifier_factory)(&alg, &self.key) {
+            Ok(verifier) => verifier.verify(message, &signature.to_vec()).is_ok(),
+            Err(_) => false,
         }
     }
 
@@ -109,20 +137,18 @@ impl KeySet {
 
     /// Verifies `signature` over `signing_input` with the keys that fit `kid` and `alg`.
     ///
-    /// A key with a `kid` serves only tokens naming that `kid`; a key without one serves any
-    /// token whose `kid` no key claims, and tokens without `kid`.
+    /// A key with a `kid` serves only tokens naming that `kid` (whatever their algorithm: a
+    /// token naming a key is never handed to another); a key without one serves tokens whose
+    /// `kid` no key claims, and tokens without `kid`.
     pub(crate) fn verify(
         &self,
         alg: Algorithm,
         kid: Option<&str>,
         signing_input: &[u8],
-        signature: &Vec<u8>,
+        signature: &[u8],
     ) -> Result<(), AuthError> {
         let named = |e: &KeyEntry| kid.is_some() && e.kid.as_deref() == kid;
-        let any_named = self
-            .entries
-            .iter()
-            .any(|e| e.algs.contains(alg) && named(e));
+        let any_named = self.entries.iter().any(named);
         let candidates = self.entries.iter().filter(|e| {
             e.algs.contains(alg)
                 && if any_named {
@@ -134,10 +160,7 @@ impl KeySet {
         let mut tried = 0;
         for entry in candidates.take(MAX_TRIES) {
             tried += 1;
-            let Ok(verifier) = (provider().verifier_factory)(&alg, &entry.key) else {
-                continue;
-            };
-            if verifier.verify(signing_input, signature).is_ok() {
+            if entry.verifies(alg, signing_input, signature) {
                 return Ok(());
             }
         }
@@ -176,8 +199,10 @@ pub(crate) fn check_strength(alg: Algorithm, key: &DecodingKey) -> Result<(), Bu
 }
 
 fn rsa_bits(n: &[u8]) -> Result<(), BuildError> {
-    let significant = n.iter().position(|b| *b != 0).map_or(0, |i| n.len() - i);
-    let bits = significant * 8;
+    let bits = match n.iter().position(|b| *b != 0) {
+        Some(i) => (n.len() - i) * 8 - n[i].leading_zeros() as usize,
+        None => 0,
+    };
     if bits < 2048 {
         Err(BuildError::WeakRsaKey { bits })
     } else {

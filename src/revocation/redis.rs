@@ -12,9 +12,10 @@ use super::{Revocation, RevocationError, TokenId};
 ///
 /// Keys (under a prefix, default `jwt:`): `<prefix>jti:<jti>` with an absolute expiry equal to
 /// the token's `exp` (`SET … EXAT`), and `<prefix>sub:<sub>` holding the subject's "not before".
-/// A check is one round trip (`EXISTS` and `GET` pipelined). Commands time out after a second
-/// by default, so an unreachable Redis turns into a quick 503 rather than a hung request; the
-/// connection manager reconnects by itself once Redis is back.
+/// A check is one round trip (`EXISTS` and `GET` pipelined). Every operation has an overall
+/// deadline (1 s by default, [`with_timeout`](Self::with_timeout)) that covers reconnect
+/// attempts too, so an unreachable Redis turns into a quick 503 rather than a hung request;
+/// the connection manager reconnects by itself once Redis is back.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,6 +36,7 @@ use super::{Revocation, RevocationError, TokenId};
 pub struct RedisRevocation {
     conn: ConnectionManager,
     prefix: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisRevocation {
@@ -45,11 +47,12 @@ impl std::fmt::Debug for RedisRevocation {
     }
 }
 
-/// Raises a subject's "not before" (never lowers it) and its expiry, atomically.
+/// Raises a subject's "not before" and its retention, never lowers either, atomically.
+/// `EXPIRETIME` (Redis 7) is -2 for a missing key and -1 for one without expiry.
 const REVOKE_SUBJECT: &str = r"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local before = math.max(cur, tonumber(ARGV[1]))
-local keep = tonumber(ARGV[2])
+local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))
 redis.call('SET', KEYS[1], before, 'EXAT', keep)
 return before
 ";
@@ -60,7 +63,11 @@ impl RedisRevocation {
         let client = redis::Client::open(url).map_err(err)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            // Reconnect attempts while Redis is away stay short; requests never wait for them
+            // beyond the operation deadline anyway.
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(err)?;
@@ -69,10 +76,23 @@ impl RedisRevocation {
 
     /// Uses an existing connection manager (to share it, or to set other timeouts).
     pub fn new(conn: ConnectionManager) -> RedisRevocation {
-        RedisRevocation {
-            conn,
-            prefix: "jwt:".into(),
-        }
+        RedisRevocation { conn, prefix: "jwt:".into(), timeout: Duration::from_secs(1) }
+    }
+
+    /// Sets the deadline of each operation, reconnects included (default 1 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> RedisRevocation {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Runs `op` under the deadline.
+    async fn deadline<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, RevocationError>>,
+    ) -> Result<T, RevocationError> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .unwrap_or_else(|_| Err(RevocationError("redis did not answer in time".into())))
     }
 
     /// Puts the keys under `prefix` instead of `jwt:`.
@@ -99,7 +119,7 @@ impl Revocation for RedisRevocation {
         &'a self,
         token: TokenId<'a>,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
-        async move {
+        let op = async move {
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
             pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
@@ -110,8 +130,8 @@ impl Revocation for RedisRevocation {
             let sub_revoked = token.sub.is_some()
                 && not_before.is_some_and(|before| token.iat.is_none_or(|iat| iat < before));
             Ok(jti_revoked || sub_revoked)
-        }
-        .boxed()
+        };
+        async move { self.deadline(op).await }.boxed()
     }
 
     fn revoke<'a>(
@@ -119,7 +139,7 @@ impl Revocation for RedisRevocation {
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        async move {
+        let op = async move {
             if expires_at <= super::unix_now() {
                 return Ok(());
             }
@@ -132,8 +152,8 @@ impl Revocation for RedisRevocation {
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(err)
-        }
-        .boxed()
+        };
+        async move { self.deadline(op).await }.boxed()
     }
 
     fn revoke_subject<'a>(
@@ -142,7 +162,7 @@ impl Revocation for RedisRevocation {
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        async move {
+        let op = async move {
             if keep_until <= super::unix_now() {
                 return Ok(());
             }
@@ -155,8 +175,8 @@ impl Revocation for RedisRevocation {
                 .await
                 .map(|_| ())
                 .map_err(err)
-        }
-        .boxed()
+        };
+        async move { self.deadline(op).await }.boxed()
     }
 
     fn use_once<'a>(
@@ -164,7 +184,7 @@ impl Revocation for RedisRevocation {
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
-        async move {
+        let op = async move {
             let mut conn = self.conn.clone();
             let expires_at = expires_at.max(super::unix_now() + 1);
             let set: Option<String> = redis::cmd("SET")
@@ -177,7 +197,7 @@ impl Revocation for RedisRevocation {
                 .await
                 .map_err(err)?;
             Ok(set.is_some())
-        }
-        .boxed()
+        };
+        async move { self.deadline(op).await }.boxed()
     }
 }

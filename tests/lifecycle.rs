@@ -1,0 +1,1382 @@
+//! The token lifecycle over real HTTP: per-route authorization (`RequireClaims`), login and
+//! refresh-token rotation with reuse detection, revocation, CSRF defence for cookie-borne
+//! tokens, and the access-token cookie. Every test runs axum on 127.0.0.1 and calls it with
+//! reqwest; handlers count the requests that reach them.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, get, on, post};
+use common::*;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement, scope_contains};
+use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens, TokenResponse};
+use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
+use tower_jwt_auth::{BuildError, Claims, CsrfPolicy, JwtAuthLayer, TokenIssuer};
+
+// ---------------------------------------------------------------------------------------------
+// Shared bits
+// ---------------------------------------------------------------------------------------------
+
+const REFRESH_SECRET: &[u8] = b"a separate refresh-token secret, 32 bytes or more";
+
+type Hits = Arc<AtomicUsize>;
+
+fn hits() -> Hits {
+    Arc::new(AtomicUsize::new(0))
+}
+
+fn count(h: &Hits) -> usize {
+    h.load(Ordering::SeqCst)
+}
+
+/// Claims types whose subject a handler can echo.
+trait Subject {
+    fn subject(&self) -> &str;
+}
+
+impl Subject for TestClaims {
+    fn subject(&self) -> &str {
+        &self.sub
+    }
+}
+
+impl HasRoles for TestClaims {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Claims with roles and an RFC 9068 space-delimited `scope`.
+#[derive(Debug, Clone, Deserialize)]
+struct ScopedClaims {
+    sub: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scope: String,
+}
+
+impl Subject for ScopedClaims {
+    fn subject(&self) -> &str {
+        &self.sub
+    }
+}
+
+impl HasRoles for ScopedClaims {
+    fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+impl HasScopes for ScopedClaims {
+    fn has_scope(&self, scope: &str) -> bool {
+        scope_contains(&self.scope, scope)
+    }
+}
+
+/// A GET/POST/DELETE handler that counts its calls and answers the subject (or `anonymous`).
+fn counted<C: Subject + Send + Sync + 'static>(hits: &Hits) -> MethodRouter {
+    let hits = hits.clone();
+    let methods = MethodFilter::GET
+        .or(MethodFilter::POST)
+        .or(MethodFilter::DELETE);
+    on(methods, move |claims: Option<Claims<C>>| {
+        let hits = hits.clone();
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            claims.map_or_else(|| "anonymous".to_owned(), |c| c.subject().to_owned())
+        }
+    })
+}
+
+fn auth<C>() -> JwtAuthLayer<C> {
+    JwtAuthLayer::<C>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn token_with_roles(sub: &str, roles: &[&str]) -> String {
+    hs256_token(json!({ "sub": sub, "roles": roles }))
+}
+
+fn token_with_scope(sub: &str, roles: &[&str], scope: &str) -> String {
+    hs256_token(json!({ "sub": sub, "roles": roles, "scope": scope }))
+}
+
+async fn get_with(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = client().get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+fn www_authenticate(res: &reqwest::Response) -> Option<&str> {
+    res.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap())
+}
+
+fn insufficient_scope(scope: &str) -> String {
+    format!(
+        "Bearer realm=\"api\", error=\"insufficient_scope\", error_description=\"insufficient scope\", scope=\"{scope}\""
+    )
+}
+
+/// Asserts a 403 `insufficient_scope` naming `scope`.
+#[track_caller]
+fn assert_forbidden(res: &reqwest::Response, scope: &str) {
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(res),
+        Some(insufficient_scope(scope).as_str())
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// RequireClaims
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn any_role_admits_admins_and_refuses_others_with_insufficient_scope() {
+    let h = hits();
+    let app = Router::new()
+        .route(
+            "/admin",
+            counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(auth::<TestClaims>());
+    let url = format!("http://{}/admin", serve(app).await);
+
+    let res = get_with(&url, Some(&token_with_roles("alice", &["admin"]))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+    assert_eq!(count(&h), 1);
+
+    let res = get_with(&url, Some(&token_with_roles("bob", &["user"]))).await;
+    assert_forbidden(&res, "admin");
+    assert!(res.bytes().await.unwrap().is_empty());
+
+    // A token without any role at all.
+    let res = get_with(
+        &url,
+        Some(&hs256_token(json!({ "sub": "carol", "roles": null }))),
+    )
+    .await;
+    assert_forbidden(&res, "admin");
+
+    // No token: JwtAuth answers before RequireClaims is consulted.
+    let res = get_with(&url, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate(&res), Some("Bearer realm=\"api\""));
+
+    // Only the admin request reached the handler.
+    assert_eq!(count(&h), 1);
+}
+
+#[tokio::test]
+async fn all_roles_needs_every_role() {
+    let h = hits();
+    let app = Router::new()
+        .route(
+            "/audit",
+            counted::<TestClaims>(&h)
+                .route_layer(RequireClaims::<TestClaims>::all_roles(["admin", "auditor"])),
+        )
+        .layer(auth::<TestClaims>());
+    let url = format!("http://{}/audit", serve(app).await);
+
+    let res = get_with(
+        &url,
+        Some(&token_with_roles("alice", &["auditor", "user", "admin"])),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+
+    for roles in [&["admin"][..], &["auditor"][..], &[][..]] {
+        let res = get_with(&url, Some(&token_with_roles("bob", roles))).await;
+        assert_forbidden(&res, "admin auditor");
+    }
+    assert_eq!(count(&h), 1);
+}
+
+#[tokio::test]
+async fn any_scope_and_all_scopes_read_the_space_delimited_scope_claim() {
+    let read = hits();
+    let write = hits();
+    let app = Router::new()
+        .route(
+            "/orders",
+            counted::<ScopedClaims>(&read).route_layer(RequireClaims::<ScopedClaims>::any_scope([
+                "orders:read",
+                "orders:admin",
+            ])),
+        )
+        .route(
+            "/orders/new",
+            counted::<ScopedClaims>(&write).route_layer(RequireClaims::<ScopedClaims>::all_scopes(
+                ["orders:read", "orders:write"],
+            )),
+        )
+        .layer(auth::<ScopedClaims>());
+    let base = format!("http://{}", serve(app).await);
+    let orders = format!("{base}/orders");
+    let new = format!("{base}/orders/new");
+
+    let reader = token_with_scope("r", &[], "openid orders:read");
+    let writer = token_with_scope("w", &[], "orders:write orders:read");
+    let admin = token_with_scope("a", &[], "orders:admin");
+    // Scopes are whole words: neither a prefix nor a longer word matches.
+    let lookalike = token_with_scope("x", &[], "orders:readwrite orders orders:rea");
+    let none = token_with_scope("n", &[], "");
+
+    assert_eq!(
+        get_with(&orders, Some(&reader)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&orders, Some(&writer)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&orders, Some(&admin)).await.status(),
+        StatusCode::OK
+    );
+    for token in [&lookalike, &none] {
+        assert_forbidden(
+            &get_with(&orders, Some(token)).await,
+            "orders:read orders:admin",
+        );
+    }
+    assert_eq!(count(&read), 3);
+
+    let res = get_with(&new, Some(&writer)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "w");
+    for token in [&reader, &admin, &lookalike, &none] {
+        assert_forbidden(
+            &get_with(&new, Some(token)).await,
+            "orders:read orders:write",
+        );
+    }
+    assert_eq!(count(&write), 1);
+
+    assert!(scope_contains("a b c", "b"));
+    assert!(!scope_contains("a bc", "b"));
+}
+
+#[tokio::test]
+async fn requirements_compose_with_any_of_all_of_and_or() {
+    let (h_or, h_and, h_any, h_all) = (hits(), hits(), hits(), hits());
+    type R = Requirement<ScopedClaims>;
+    let root = || R::predicate("root", |c: &ScopedClaims| c.sub == "root");
+    // (staff AND orders:read) OR sub == root
+    let staff_reader = R::any_role(["staff"])
+        .and(R::any_scope(["orders:read"]))
+        .or(root());
+    // staff AND sub starts with support-
+    let support = R::any_role(["staff"]).and(R::predicate("support", |c: &ScopedClaims| {
+        c.sub.starts_with("support-")
+    }));
+    // any of: admin role, billing scope, root
+    let any = R::any_of([R::any_role(["admin"]), R::any_scope(["billing"]), root()]);
+    // all of: staff role, orders:read and orders:write scopes, verified predicate
+    let all = R::all_of([
+        R::any_role(["staff"]),
+        R::all_scopes(["orders:read", "orders:write"]),
+        R::predicate("verified", |c: &ScopedClaims| c.sub.ends_with("@corp")),
+    ]);
+    let app = Router::new()
+        .route(
+            "/or",
+            counted::<ScopedClaims>(&h_or).route_layer(RequireClaims::new(staff_reader)),
+        )
+        .route(
+            "/and",
+            counted::<ScopedClaims>(&h_and).route_layer(RequireClaims::new(support)),
+        )
+        .route(
+            "/any",
+            counted::<ScopedClaims>(&h_any).route_layer(RequireClaims::new(any)),
+        )
+        .route(
+            "/all",
+            counted::<ScopedClaims>(&h_all).route_layer(RequireClaims::new(all)),
+        )
+        .layer(auth::<ScopedClaims>());
+    let base = format!("http://{}", serve(app).await);
+    let at = |path: &str| format!("{base}{path}");
+
+    // /or
+    let staff_reader_tok = token_with_scope("eve", &["staff"], "orders:read");
+    let staff_only = token_with_scope("sam", &["staff"], "profile");
+    let root_tok = token_with_scope("root", &[], "");
+    assert_eq!(
+        get_with(&at("/or"), Some(&staff_reader_tok)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get_with(&at("/or"), Some(&root_tok)).await.status(),
+        StatusCode::OK
+    );
+    assert_forbidden(
+        &get_with(&at("/or"), Some(&staff_only)).await,
+        "staff orders:read root",
+    );
+    assert_forbidden(
+        &get_with(
+            &at("/or"),
+            Some(&token_with_scope("rd", &[], "orders:read")),
+        )
+        .await,
+        "staff orders:read root",
+    );
+    assert_eq!(count(&h_or), 2);
+
+    // /and
+    let support_staff = token_with_scope("support-ann", &["staff"], "");
+    assert_eq!(
+        get_with(&at("/and"), Some(&support_staff)).await.status(),
+        StatusCode::OK
+    );
+    assert_forbidden(
+        &get_with(&at("/and"), Some(&staff_only)).await,
+        "staff support",
+    );
+    assert_forbidden(
+        &get_with(&at("/and"), Some(&token_with_scope("support-bo", &[], ""))).await,
+        "staff support",
+    );
+    assert_eq!(count(&h_and), 1);
+
+    // /any
+    for token in [
+        token_with_scope("a", &["admin"], ""),
+        token_with_scope("b", &[], "billing"),
+        root_tok.clone(),
+    ] {
+        assert_eq!(
+            get_with(&at("/any"), Some(&token)).await.status(),
+            StatusCode::OK
+        );
+    }
+    assert_forbidden(
+        &get_with(&at("/any"), Some(&staff_only)).await,
+        "admin billing root",
+    );
+    assert_eq!(count(&h_any), 3);
+
+    // /all
+    let complete = token_with_scope("dee@corp", &["staff"], "orders:write orders:read");
+    assert_eq!(
+        get_with(&at("/all"), Some(&complete)).await.status(),
+        StatusCode::OK
+    );
+    let scope = "staff orders:read orders:write verified";
+    for token in [
+        token_with_scope("dee@home", &["staff"], "orders:write orders:read"),
+        token_with_scope("dee@corp", &[], "orders:write orders:read"),
+        token_with_scope("dee@corp", &["staff"], "orders:read"),
+    ] {
+        assert_forbidden(&get_with(&at("/all"), Some(&token)).await, scope);
+    }
+    assert_eq!(count(&h_all), 1);
+}
+
+#[tokio::test]
+async fn predicate_requirement_over_http() {
+    let h = hits();
+    let app = Router::new()
+        .route(
+            "/corp",
+            counted::<TestClaims>(&h).route_layer(RequireClaims::new(Requirement::predicate(
+                "corp-account",
+                |c: &TestClaims| c.sub.ends_with("@corp.example"),
+            ))),
+        )
+        .layer(auth::<TestClaims>());
+    let url = format!("http://{}/corp", serve(app).await);
+
+    let res = get_with(&url, Some(&token_with_roles("ann@corp.example", &[]))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "ann@corp.example");
+    let res = get_with(
+        &url,
+        Some(&token_with_roles("ann@corp.example.evil", &["admin"])),
+    )
+    .await;
+    assert_forbidden(&res, "corp-account");
+    assert_eq!(count(&h), 1);
+}
+
+/// The asynchronous predicate hands each decision to the test through a channel and waits for
+/// the answer: the request is provably parked on the predicate (the handler has not run) until
+/// the test replies.
+#[tokio::test]
+async fn predicate_async_awaits_an_external_decision() {
+    let h = hits();
+    let (ask_tx, mut ask_rx) = mpsc::channel::<(String, oneshot::Sender<bool>)>(4);
+    let require = RequireClaims::<TestClaims>::predicate_async("entitled", move |claims| {
+        let ask_tx = ask_tx.clone();
+        async move {
+            let (reply_tx, reply_rx) = oneshot::channel();
+            if ask_tx.send((claims.sub.clone(), reply_tx)).await.is_err() {
+                return false;
+            }
+            reply_rx.await.unwrap_or(false)
+        }
+    });
+    let app = Router::new()
+        .route("/entitled", counted::<TestClaims>(&h).route_layer(require))
+        .layer(auth::<TestClaims>());
+    let url = format!("http://{}/entitled", serve(app).await);
+
+    for (sub, allow) in [("alice", true), ("bob", false), ("carol", true)] {
+        let token = token_with_roles(sub, &[]);
+        let before = count(&h);
+        let pending = tokio::spawn({
+            let url = url.clone();
+            async move { get_with(&url, Some(&token)).await }
+        });
+        // The predicate is asked, with the request's claims…
+        let (asked_for, reply) = tokio::time::timeout(Duration::from_secs(10), ask_rx.recv())
+            .await
+            .expect("the predicate is consulted")
+            .unwrap();
+        assert_eq!(asked_for, sub);
+        // …and until it answers, the request has not reached the handler.
+        assert_eq!(count(&h), before);
+        assert!(!pending.is_finished());
+        reply.send(allow).unwrap();
+        let res = pending.await.unwrap();
+        if allow {
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.text().await.unwrap(), sub);
+            assert_eq!(count(&h), before + 1);
+        } else {
+            assert_forbidden(&res, "entitled");
+            assert_eq!(count(&h), before);
+        }
+    }
+
+    // Anonymous requests never reach the predicate: JwtAuth refuses them first.
+    let res = get_with(&url, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(ask_rx.try_recv().is_err());
+    assert_eq!(count(&h), 2);
+}
+
+#[tokio::test]
+async fn allow_anonymous_behind_an_optional_layer() {
+    let (open, closed) = (hits(), hits());
+    let optional = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .optional()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/public",
+            counted::<TestClaims>(&open)
+                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"]).allow_anonymous()),
+        )
+        .route(
+            "/members",
+            counted::<TestClaims>(&closed)
+                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(optional);
+    let base = format!("http://{}", serve(app).await);
+    let public = format!("{base}/public");
+    let members = format!("{base}/members");
+
+    // Anonymous: passes where allowed, 401 (bare challenge) where not.
+    let res = get_with(&public, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+    let res = get_with(&members, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate(&res), Some("Bearer realm=\"api\""));
+
+    // A caller that presents a token must meet the requirement, even on the public route.
+    let user = token_with_roles("bob", &["user"]);
+    assert_forbidden(&get_with(&public, Some(&user)).await, "admin");
+    assert_forbidden(&get_with(&members, Some(&user)).await, "admin");
+
+    let admin = token_with_roles("alice", &["admin"]);
+    let res = get_with(&public, Some(&admin)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+    assert_eq!(
+        get_with(&members, Some(&admin)).await.status(),
+        StatusCode::OK
+    );
+
+    // An invalid token is still refused by the optional layer, not treated as anonymous.
+    let expired = hs256_token(json!({ "exp": now() - 3600 }));
+    let res = get_with(&public, Some(&expired)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(count(&open), 2);
+    assert_eq!(count(&closed), 1);
+}
+
+/// Forgetting `JwtAuthLayer` is a wiring mistake: 500, never a pass, whatever the request
+/// carries.
+#[tokio::test]
+async fn require_claims_without_jwt_auth_layer_is_500() {
+    let h = hits();
+    let app = Router::new().route(
+        "/admin",
+        counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+    );
+    let url = format!("http://{}/admin", serve(app).await);
+
+    for token in [Some(token_with_roles("alice", &["admin"])), None] {
+        let res = get_with(&url, token.as_deref()).await;
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(www_authenticate(&res), None);
+    }
+    // Also with the layer for a *different* claims type in front: still no Claims<TestClaims>.
+    let h2 = hits();
+    let app = Router::new()
+        .route(
+            "/admin",
+            counted::<TestClaims>(&h2)
+                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(auth::<ScopedClaims>());
+    let url = format!("http://{}/admin", serve(app).await);
+    let res = get_with(&url, Some(&token_with_roles("alice", &["admin"]))).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    assert_eq!(count(&h) + count(&h2), 0);
+}
+
+#[tokio::test]
+async fn grpc_callers_get_grpc_status_permission_denied() {
+    let h = hits();
+    let app = Router::new()
+        .route(
+            "/pkg.Admin/Do",
+            counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(auth::<TestClaims>());
+    let url = format!("http://{}/pkg.Admin/Do", serve(app).await);
+    let call = |token: Option<String>| {
+        let mut req = client()
+            .post(&url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+
+    let res = call(Some(token_with_roles("bob", &["user"])))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "7");
+    assert_eq!(res.headers()["grpc-message"], "insufficient scope");
+    assert_eq!(res.headers()["content-type"], "application/grpc");
+    assert_eq!(www_authenticate(&res), None);
+
+    // No token: UNAUTHENTICATED, from JwtAuth.
+    let res = call(None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "16");
+
+    assert_eq!(count(&h), 0);
+    let res = call(Some(token_with_roles("alice", &["admin"])))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("grpc-status").is_none());
+    assert_eq!(count(&h), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login and refresh-token rotation
+// ---------------------------------------------------------------------------------------------
+
+/// The application claims carried in access tokens.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Roles {
+    roles: Vec<String>,
+}
+
+fn access_issuer() -> TokenIssuer {
+    TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+}
+
+fn access_layer() -> JwtAuthLayer<TestClaims> {
+    JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_type("at+jwt")
+        .build()
+        .unwrap()
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    user: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+fn refresh_error_kind(e: &RefreshError) -> &'static str {
+    match e {
+        RefreshError::Invalid(_) => "invalid",
+        RefreshError::Revoked => "revoked",
+        RefreshError::ReuseDetected => "reuse_detected",
+        RefreshError::Store(_) => "store",
+        _ => "other",
+    }
+}
+
+/// `/login`, `/refresh` (both public) and `/me` behind the access-token layer.
+fn session_app(
+    sessions: Arc<RefreshTokens<Roles>>,
+    me: &Hits,
+    layer: JwtAuthLayer<TestClaims>,
+) -> Router {
+    let me = me.clone();
+    let protected = Router::new()
+        .route(
+            "/me",
+            get(move |c: Claims<TestClaims>| {
+                let me = me.clone();
+                async move {
+                    me.fetch_add(1, Ordering::SeqCst);
+                    Json(json!({ "sub": c.sub.clone(), "roles": c.roles.clone() }))
+                }
+            }),
+        )
+        .layer(layer);
+    let public = Router::new()
+        .route(
+            "/login",
+            post(
+                |State(s): State<Arc<RefreshTokens<Roles>>>, Json(req): Json<LoginRequest>| async move {
+                    let pair = s
+                        .issue(&req.user, &Roles { roles: vec!["user".into()] })
+                        .unwrap();
+                    Json(pair.to_response())
+                },
+            ),
+        )
+        .route(
+            "/refresh",
+            post(
+                |State(s): State<Arc<RefreshTokens<Roles>>>, Json(req): Json<RefreshRequest>| async move {
+                    match s.refresh(&req.refresh_token).await {
+                        Ok(pair) => Json(pair.to_response()).into_response(),
+                        Err(e) => (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            Json(json!({ "error": refresh_error_kind(&e) })),
+                        )
+                            .into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(sessions);
+    protected.merge(public)
+}
+
+struct Session {
+    base: String,
+}
+
+enum Refreshed {
+    Ok(TokenResponse),
+    Refused(String),
+}
+
+impl Session {
+    async fn start(
+        sessions: RefreshTokens<Roles>,
+        layer: JwtAuthLayer<TestClaims>,
+    ) -> (Session, Hits) {
+        let me = hits();
+        let addr = serve(session_app(Arc::new(sessions), &me, layer)).await;
+        (
+            Session {
+                base: format!("http://{addr}"),
+            },
+            me,
+        )
+    }
+
+    async fn login(&self, user: &str) -> TokenResponse {
+        let res = client()
+            .post(format!("{}/login", self.base))
+            .json(&json!({ "user": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Refreshed {
+        let res = client()
+            .post(format!("{}/refresh", self.base))
+            .json(&RefreshRequest {
+                refresh_token: refresh_token.to_owned(),
+            })
+            .send()
+            .await
+            .unwrap();
+        match res.status() {
+            StatusCode::OK => Refreshed::Ok(res.json().await.unwrap()),
+            StatusCode::UNAUTHORIZED => {
+                let body: serde_json::Value = res.json().await.unwrap();
+                Refreshed::Refused(body["error"].as_str().unwrap().to_owned())
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+
+    async fn me(&self, token: &str) -> reqwest::Response {
+        get_with(&format!("{}/me", self.base), Some(token)).await
+    }
+}
+
+#[track_caller]
+fn refreshed(r: Refreshed) -> TokenResponse {
+    match r {
+        Refreshed::Ok(t) => t,
+        Refreshed::Refused(e) => panic!("refresh refused: {e}"),
+    }
+}
+
+#[track_caller]
+fn refused(r: Refreshed) -> String {
+    match r {
+        Refreshed::Ok(_) => panic!("refresh unexpectedly accepted"),
+        Refreshed::Refused(e) => e,
+    }
+}
+
+fn memory_sessions() -> RefreshTokens<Roles> {
+    RefreshTokens::new(
+        access_issuer(),
+        REFRESH_SECRET,
+        Arc::new(MemoryRevocation::new()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn refreshed_access_token_works_and_refresh_token_is_not_an_access_token() {
+    let (app, me) = Session::start(memory_sessions(), access_layer()).await;
+
+    let first = app.login("alice").await;
+    assert_eq!(first.token_type, "Bearer");
+    assert_eq!(first.expires_in, 900);
+    let res = app.me(&first.access_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        json!({ "sub": "alice", "roles": ["user"] })
+    );
+
+    let second = refreshed(app.refresh(&first.refresh_token).await);
+    assert_ne!(second.access_token, first.access_token);
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let res = app.me(&second.access_token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // The application claims travel through the rotation.
+    assert_eq!(
+        res.json::<serde_json::Value>().await.unwrap(),
+        json!({ "sub": "alice", "roles": ["user"] })
+    );
+    // The rotated refresh token rotates again.
+    let third = refreshed(app.refresh(&second.refresh_token).await);
+    assert_eq!(app.me(&third.access_token).await.status(), StatusCode::OK);
+
+    // A refresh token is no access token: its `typ` is refresh+jwt.
+    for refresh in [&first.refresh_token, &third.refresh_token] {
+        let res = app.me(refresh).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            www_authenticate(&res),
+            Some(
+                "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"wrong token type\""
+            )
+        );
+    }
+
+    // And an access token is no refresh token.
+    assert_eq!(refused(app.refresh(&third.access_token).await), "invalid");
+    assert_eq!(count(&me), 3);
+}
+
+/// Even with the refresh secret reused for access tokens and no `token_type` check on the
+/// layer, the refresh token's audience (`<aud>#refresh`) keeps it out.
+#[tokio::test]
+async fn refresh_token_is_refused_by_audience_when_typ_is_not_checked() {
+    let sessions =
+        RefreshTokens::new(access_issuer(), SECRET, Arc::new(MemoryRevocation::new())).unwrap();
+    let (app, me) = Session::start(sessions, auth::<TestClaims>()).await;
+    let pair = app.login("alice").await;
+    assert_eq!(app.me(&pair.access_token).await.status(), StatusCode::OK);
+    let res = app.me(&pair.refresh_token).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&res),
+        Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"wrong audience\"")
+    );
+    assert_eq!(count(&me), 1);
+}
+
+/// RFC 9700 §4.14.2: attacker and victim hold the same refresh token R1. The attacker rotates
+/// first; the victim's R1 then counts as reuse, which revokes the family, so the attacker's R2
+/// stops working too.
+#[tokio::test]
+async fn stolen_refresh_token_reuse_revokes_the_family() {
+    let (app, me) = Session::start(memory_sessions(), access_layer()).await;
+    let victim = app.login("alice").await;
+    let r1 = victim.refresh_token.clone();
+    let stolen = r1.clone();
+
+    let attacker = refreshed(app.refresh(&stolen).await);
+    assert_eq!(
+        app.me(&attacker.access_token).await.status(),
+        StatusCode::OK
+    );
+
+    // The victim's client refreshes with R1: reuse.
+    assert_eq!(refused(app.refresh(&r1).await), "reuse_detected");
+    // The attacker's R2 belongs to the revoked family.
+    assert_eq!(
+        refused(app.refresh(&attacker.refresh_token).await),
+        "revoked"
+    );
+    // R1 stays refused.
+    assert_eq!(refused(app.refresh(&r1).await), "revoked");
+
+    // Another login starts a new family, unaffected.
+    let fresh = app.login("alice").await;
+    let next = refreshed(app.refresh(&fresh.refresh_token).await);
+    assert_eq!(app.me(&next.access_token).await.status(), StatusCode::OK);
+    assert_eq!(count(&me), 2);
+}
+
+#[tokio::test]
+async fn tampered_refresh_token_is_refused() {
+    let (app, _me) = Session::start(memory_sessions(), access_layer()).await;
+    let pair = app.login("alice").await;
+
+    // Rewrite the payload (sub: mallory) and keep the signature.
+    let parts: Vec<&str> = pair.refresh_token.split('.').collect();
+    let payload =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[1])
+            .unwrap();
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    claims["sub"] = json!("mallory");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(claims.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_eq!(refused(app.refresh(&forged).await), "invalid");
+
+    // A refresh token signed with the wrong secret.
+    let header =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[0])
+            .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    let resigned = sign_raw(
+        &header,
+        &claims,
+        jsonwebtoken::Algorithm::HS256,
+        &hs256_key(),
+    );
+    assert_eq!(refused(app.refresh(&resigned).await), "invalid");
+
+    // Garbage.
+    assert_eq!(refused(app.refresh("not.a.token").await), "invalid");
+
+    // The genuine token still works: the failed attempts did not consume it.
+    let next = refreshed(app.refresh(&pair.refresh_token).await);
+    assert_eq!(app.me(&next.access_token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn access_token_is_refused_at_refresh() {
+    let (app, _me) = Session::start(memory_sessions(), access_layer()).await;
+    let pair = app.login("alice").await;
+    assert_eq!(refused(app.refresh(&pair.access_token).await), "invalid");
+    // A token that merely looks like an access token from the test helpers, too.
+    assert_eq!(
+        refused(app.refresh(&hs256_token(json!({}))).await),
+        "invalid"
+    );
+    // The refresh token itself is unaffected.
+    refreshed(app.refresh(&pair.refresh_token).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation (MemoryRevocation)
+// ---------------------------------------------------------------------------------------------
+
+const REVOKED: &str =
+    "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token revoked\"";
+
+async fn revocable_server(store: Arc<MemoryRevocation>) -> (String, Hits) {
+    let h = hits();
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_type("at+jwt")
+        .revocation(store)
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/me", counted::<TestClaims>(&h))
+        .layer(layer);
+    (format!("http://{}/me", serve(app).await), h)
+}
+
+fn issue(sub: &str) -> tower_jwt_auth::IssuedToken {
+    access_issuer()
+        .issue(sub, &Roles { roles: vec![] })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn revoked_jti_is_refused_on_the_next_request() {
+    let store = Arc::new(MemoryRevocation::new());
+    let (url, h) = revocable_server(store.clone()).await;
+    let token = issue("alice");
+    let other = issue("alice");
+
+    let res = get_with(&url, Some(&token.token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+
+    store.revoke(&token.jti, token.expires_at).await.unwrap();
+    let res = get_with(&url, Some(&token.token)).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate(&res), Some(REVOKED));
+
+    // Only that jti: the subject's other token still works.
+    assert_eq!(
+        get_with(&url, Some(&other.token)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(count(&h), 2);
+}
+
+#[tokio::test]
+async fn revoked_subject_loses_older_tokens_only() {
+    let store = Arc::new(MemoryRevocation::new());
+    let (url, h) = revocable_server(store.clone()).await;
+    let alice1 = issue("alice");
+    let alice2 = issue("alice");
+    let bob = issue("bob");
+    for t in [&alice1, &alice2, &bob] {
+        assert_eq!(
+            get_with(&url, Some(&t.token)).await.status(),
+            StatusCode::OK
+        );
+    }
+
+    let now = now();
+    store
+        .revoke_subject("alice", now + 1, now + 3600)
+        .await
+        .unwrap();
+    for t in [&alice1, &alice2] {
+        let res = get_with(&url, Some(&t.token)).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(www_authenticate(&res), Some(REVOKED));
+    }
+    let res = get_with(&url, Some(&bob.token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "bob");
+
+    // A token of alice issued after the cut-off (iat = now + 2) is accepted again.
+    let later = sign_raw(
+        &json!({ "alg": "HS256", "typ": "at+jwt" }),
+        &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "after-cutoff",
+                 "iat": now + 2, "exp": now + 900 }),
+        jsonwebtoken::Algorithm::HS256,
+        &hs256_key(),
+    );
+    assert_eq!(get_with(&url, Some(&later)).await.status(), StatusCode::OK);
+    // …and one without `iat` is not (it cannot prove it is newer).
+    let undated = sign_raw(
+        &json!({ "alg": "HS256", "typ": "at+jwt" }),
+        &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "undated",
+                 "exp": now + 900 }),
+        jsonwebtoken::Algorithm::HS256,
+        &hs256_key(),
+    );
+    assert_eq!(
+        get_with(&url, Some(&undated)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(count(&h), 5);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSRF for cookie-borne tokens
+// ---------------------------------------------------------------------------------------------
+
+async fn cookie_server(
+    configure: impl FnOnce(
+        tower_jwt_auth::JwtAuthBuilder<TestClaims>,
+    ) -> tower_jwt_auth::JwtAuthBuilder<TestClaims>,
+) -> (SocketAddr, Hits) {
+    let h = hits();
+    let builder = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_from_cookie("access_token");
+    let app = Router::new()
+        .route("/action", counted::<TestClaims>(&h))
+        .layer(configure(builder).build().unwrap());
+    (serve(app).await, h)
+}
+
+#[tokio::test]
+async fn csrf_same_origin_policy_for_cookie_tokens() {
+    let (addr, h) = cookie_server(|b| b).await;
+    let url = format!("http://{addr}/action");
+    let token = hs256_token(json!({}));
+    let cookie = format!("access_token={token}");
+    let c = client();
+
+    // POST with the cookie and no Origin: forged until proven otherwise.
+    let res = c.post(&url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(www_authenticate(&res), None);
+    assert_eq!(count(&h), 0);
+
+    // Same origin as the Host the client sent.
+    let res = c
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("origin", format!("http://127.0.0.1:{}", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+    assert_eq!(count(&h), 1);
+
+    // Without Origin, a same-origin Referer is proof enough.
+    let res = c
+        .post(&url)
+        .header("cookie", &cookie)
+        .header(
+            "referer",
+            format!("http://127.0.0.1:{}/page?x=1", addr.port()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(count(&h), 2);
+
+    // A foreign origin, a foreign Referer, a look-alike origin, an opaque origin.
+    for (name, value) in [
+        ("origin", "https://evil.example".to_owned()),
+        ("referer", "https://evil.example/attack".to_owned()),
+        (
+            "origin",
+            format!("http://127.0.0.1:{}.evil.example", addr.port()),
+        ),
+        ("origin", "null".to_owned()),
+    ] {
+        let res = c
+            .post(&url)
+            .header("cookie", &cookie)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(www_authenticate(&res), None);
+    }
+    // Other unsafe methods too.
+    let res = c
+        .delete(&url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&h), 2);
+
+    // Safe methods need no proof.
+    let res = c.get(&url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(count(&h), 3);
+
+    // A token in the Authorization header cannot be forged cross-site: exempt.
+    let res = c.post(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(count(&h), 4);
+
+    // The CSRF refusal comes before token verification, but an invalid cookie token with a
+    // valid Origin is still 401.
+    let res = c
+        .post(&url)
+        .header("cookie", "access_token=not.a.jwt")
+        .header("origin", format!("http://127.0.0.1:{}", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&h), 4);
+}
+
+#[tokio::test]
+async fn csrf_double_submit_policy() {
+    let (addr, h) = cookie_server(|b| {
+        b.csrf(CsrfPolicy::allowed_origins_only().double_submit("x-csrf-token", "csrf"))
+    })
+    .await;
+    let url = format!("http://{addr}/action");
+    let token = hs256_token(json!({}));
+    let c = client();
+    let post = |cookie: String, header: Option<&'static str>| {
+        let mut req = c.post(&url).header("cookie", cookie);
+        if let Some(h) = header {
+            req = req.header("x-csrf-token", h);
+        }
+        req.send()
+    };
+
+    let res = post(
+        format!("access_token={token}; csrf=k3y-9f8e7d"),
+        Some("k3y-9f8e7d"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(count(&h), 1);
+
+    for (cookie, header) in [
+        (
+            format!("access_token={token}; csrf=k3y-9f8e7d"),
+            Some("k3y-9f8e7e"),
+        ),
+        (format!("access_token={token}; csrf=k3y-9f8e7d"), None),
+        (format!("access_token={token}"), Some("k3y-9f8e7d")),
+        (format!("access_token={token}; csrf="), Some("")),
+    ] {
+        let res = post(cookie, header).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(www_authenticate(&res), None);
+    }
+    // allowed_origins_only: the request's own origin is no proof here.
+    let res = c
+        .post(&url)
+        .header("cookie", format!("access_token={token}"))
+        .header("origin", format!("http://127.0.0.1:{}", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&h), 1);
+}
+
+#[tokio::test]
+async fn csrf_allow_origin_and_disabled_protection() {
+    let (addr, h) =
+        cookie_server(|b| b.csrf(CsrfPolicy::same_origin().allow_origin("https://app.example/")))
+            .await;
+    let url = format!("http://{addr}/action");
+    let cookie = format!("access_token={}", hs256_token(json!({})));
+    let c = client();
+    let res = c
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = c
+        .post(&url)
+        .header("cookie", &cookie)
+        .header("origin", "https://app.example.evil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(count(&h), 1);
+
+    let (addr, h) = cookie_server(|b| b.disable_csrf_protection()).await;
+    let res = c
+        .post(format!("http://{addr}/action"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(count(&h), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// AccessTokenCookie
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn insecure_cookie_only_on_loopback() {
+    let issued = issue("alice");
+    for ip in ["127.0.0.1", "127.8.9.10", "::1"] {
+        let ip: IpAddr = ip.parse().unwrap();
+        let cookie = AccessTokenCookie::new("access_token", &issued)
+            .insecure_on_loopback(ip)
+            .unwrap();
+        let text = cookie.to_header_value().to_str().unwrap().to_owned();
+        assert!(!text.contains("Secure"), "{text}");
+    }
+    for ip in ["203.0.113.7", "0.0.0.0", "::", "10.0.0.1", "2001:db8::1"] {
+        let ip: IpAddr = ip.parse().unwrap();
+        let err = AccessTokenCookie::new("access_token", &issued)
+            .insecure_on_loopback(ip)
+            .unwrap_err();
+        assert!(matches!(err, BuildError::InvalidSetting(_)), "{ip}: {err}");
+    }
+    let secure = AccessTokenCookie::new("access_token", &issued).to_header_value();
+    assert_eq!(
+        secure.to_str().unwrap(),
+        format!(
+            "access_token={}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=900",
+            issued.token
+        )
+    );
+}
+
+/// A login that sets the cookie, a browser-like client with a cookie jar, a protected route
+/// that reads it, and a logout that removes it.
+#[tokio::test]
+async fn login_cookie_round_trip_over_http() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bound = addr.ip();
+    let h = hits();
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_type("at+jwt")
+        .token_from_cookie("access_token")
+        .build()
+        .unwrap();
+    let protected = Router::new()
+        .route("/me", counted::<TestClaims>(&h))
+        .layer(layer);
+    let app = protected
+        .route(
+            "/login",
+            post(move || async move {
+                let issued = issue("alice");
+                let cookie = AccessTokenCookie::new("access_token", &issued)
+                    .insecure_on_loopback(bound)
+                    .unwrap();
+                let mut res = Response::new(axum::body::Body::empty());
+                res.headers_mut()
+                    .insert(SET_COOKIE, cookie.to_header_value());
+                res
+            }),
+        )
+        .route(
+            "/logout",
+            post(move || async move {
+                let cookie = AccessTokenCookie::removal("access_token")
+                    .insecure_on_loopback(bound)
+                    .unwrap();
+                [(SET_COOKIE, cookie.to_header_value())]
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    assert_eq!(
+        browser
+            .get(format!("{base}/me"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let res = browser.post(format!("{base}/login")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let set_cookie = res.headers()[SET_COOKIE.as_str()]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (pair, attributes) = set_cookie.split_once("; ").unwrap();
+    let token = pair.strip_prefix("access_token=").unwrap();
+    assert_eq!(token.split('.').count(), 3);
+    assert_eq!(attributes, "HttpOnly; SameSite=Strict; Path=/; Max-Age=900");
+
+    // The jar sends the cookie back; the layer reads it.
+    let res = browser.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+    assert_eq!(count(&h), 1);
+
+    // The removal cookie expires it.
+    let res = browser.post(format!("{base}/logout")).send().await.unwrap();
+    assert_eq!(
+        res.headers()[SET_COOKIE.as_str()],
+        "access_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+    );
+    let res = browser.get(format!("{base}/me")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&h), 1);
+}

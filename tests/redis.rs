@@ -1,0 +1,700 @@
+//! `RedisRevocation` against a real `redis-server` (started per test on a free 127.0.0.1 port),
+//! shared by two independent layers served by axum: two servers of one fleet.
+//!
+//! Needs `redis-server` on the PATH (`apt-get install -y redis-server`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::*;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_jwt_auth::issue::{RefreshError, RefreshTokens, TokenResponse};
+use tower_jwt_auth::revocation::{RedisRevocation, Revocation};
+use tower_jwt_auth::{Claims, IssuedToken, JwtAuthLayer, TokenIssuer};
+
+// ---------------------------------------------------------------------------------------------
+// The redis-server harness
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` child process on 127.0.0.1, without persistence; killed on drop.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it accepts connections.
+    async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = RedisServer { port, child: None };
+        server.spawn().await;
+        server
+    }
+
+    /// Spawns `redis-server` on `self.port` and waits for its "Ready to accept connections"
+    /// log line (the server's own readiness signal), for at most 10 s.
+    async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .args(["--logfile", ""])
+            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (apt-get install -y redis-server)");
+        let stdout = child.stdout.take().unwrap();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let log_writer = log.clone();
+        // Reads the log until the server exits, so the pipe never fills up.
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(());
+                }
+                let mut log = log_writer.lock().unwrap();
+                if log.len() < 16 * 1024 {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        self.child = Some(child);
+        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
+            Ok(Ok(())) => {}
+            _ => panic!(
+                "redis-server on port {} did not become ready:\n{}",
+                self.port,
+                log.lock().unwrap()
+            ),
+        }
+    }
+
+    /// Kills the server (SIGKILL: a crash, not a clean shutdown) and reaps it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts a fresh, empty server on the same port.
+    async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain connection for looking at the keys.
+    async fn inspect(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn store(redis: &RedisServer) -> Arc<RedisRevocation> {
+    Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Servers of the fleet
+// ---------------------------------------------------------------------------------------------
+
+type Hits = Arc<AtomicUsize>;
+
+fn count(h: &Hits) -> usize {
+    h.load(Ordering::SeqCst)
+}
+
+const REVOKED: &str =
+    "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token revoked\"";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Roles {
+    roles: Vec<String>,
+}
+
+fn access_issuer() -> TokenIssuer {
+    TokenIssuer::hs256(SECRET)
+        .unwrap()
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+}
+
+fn issue(sub: &str) -> IssuedToken {
+    access_issuer()
+        .issue(sub, &Roles { roles: vec![] })
+        .unwrap()
+}
+
+fn layer(store: Arc<RedisRevocation>, fail_open: bool) -> JwtAuthLayer<TestClaims> {
+    let builder = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .token_type("at+jwt")
+        .revocation(store);
+    let builder = if fail_open {
+        builder.revocation_fail_open()
+    } else {
+        builder
+    };
+    builder.build().unwrap()
+}
+
+/// One server of the fleet: `/me` behind a layer with its own Redis connection.
+struct Api {
+    url: String,
+    hits: Hits,
+}
+
+impl Api {
+    async fn start(layer: JwtAuthLayer<TestClaims>) -> Api {
+        let hits: Hits = Arc::default();
+        let h = hits.clone();
+        let app = Router::new()
+            .route(
+                "/me",
+                get(move |c: Claims<TestClaims>| {
+                    let h = h.clone();
+                    async move {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        c.sub.clone()
+                    }
+                }),
+            )
+            .layer(layer);
+        Api {
+            url: format!("http://{}/me", serve(app).await),
+            hits,
+        }
+    }
+
+    async fn get(&self, token: &str) -> reqwest::Response {
+        client()
+            .get(&self.url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn status(&self, token: &str) -> StatusCode {
+        self.get(token).await.status()
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_revoked(res: &reqwest::Response) {
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()
+            .get("www-authenticate")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        REVOKED
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleet-wide revocation
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn revoked_jti_on_one_server_is_refused_by_the_other_at_once() {
+    let redis = RedisServer::start().await;
+    let (store_a, store_b) = (store(&redis).await, store(&redis).await);
+    let a = Api::start(layer(store_a.clone(), false)).await;
+    let b = Api::start(layer(store_b.clone(), false)).await;
+
+    let token = issue("alice");
+    let other = issue("alice");
+    assert_eq!(a.status(&token.token).await, StatusCode::OK);
+    assert_eq!(b.status(&token.token).await, StatusCode::OK);
+
+    // Logout handled by server A…
+    store_a.revoke(&token.jti, token.expires_at).await.unwrap();
+    // …is seen by server B on its very next request.
+    assert_revoked(&b.get(&token.token).await);
+    assert_revoked(&a.get(&token.token).await);
+    // The subject's other token is unaffected.
+    assert_eq!(b.status(&other.token).await, StatusCode::OK);
+    assert_eq!(a.status(&other.token).await, StatusCode::OK);
+    assert_eq!((count(&a.hits), count(&b.hits)), (2, 2));
+}
+
+#[tokio::test]
+async fn revoked_subject_on_one_server_is_refused_by_the_other_at_once() {
+    let redis = RedisServer::start().await;
+    let (store_a, store_b) = (store(&redis).await, store(&redis).await);
+    let a = Api::start(layer(store_a.clone(), false)).await;
+    let b = Api::start(layer(store_b.clone(), false)).await;
+
+    let alice = [issue("alice"), issue("alice")];
+    let bob = issue("bob");
+    for t in alice.iter().chain([&bob]) {
+        assert_eq!(a.status(&t.token).await, StatusCode::OK);
+    }
+
+    let now = now();
+    store_b
+        .revoke_subject("alice", now + 1, now + 3600)
+        .await
+        .unwrap();
+    for t in &alice {
+        assert_revoked(&a.get(&t.token).await);
+        assert_revoked(&b.get(&t.token).await);
+    }
+    assert_eq!(a.status(&bob.token).await, StatusCode::OK);
+    assert_eq!(b.status(&bob.token).await, StatusCode::OK);
+
+    // A token issued after the cut-off passes on both servers.
+    let later = sign_raw(
+        &json!({ "alg": "HS256", "typ": "at+jwt" }),
+        &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "after-cutoff",
+                 "iat": now + 2, "exp": now + 900 }),
+        jsonwebtoken::Algorithm::HS256,
+        &hs256_key(),
+    );
+    assert_eq!(a.status(&later).await, StatusCode::OK);
+    assert_eq!(b.status(&later).await, StatusCode::OK);
+
+    // Raising the cut-off through server A catches the later token too; lowering never
+    // un-revokes.
+    store_a
+        .revoke_subject("alice", now + 10, now + 3600)
+        .await
+        .unwrap();
+    store_b
+        .revoke_subject("alice", now - 100, now + 3600)
+        .await
+        .unwrap();
+    assert_revoked(&b.get(&later).await);
+    assert_revoked(&a.get(&alice[0].token).await);
+    assert_eq!((count(&a.hits), count(&b.hits)), (5, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_once_is_atomic_across_servers() {
+    let redis = RedisServer::start().await;
+    let stores = [store(&redis).await, store(&redis).await];
+    let exp = now() + 600;
+    const CONTENDERS: usize = 8;
+    for round in 0..50 {
+        let jti = format!("jti-{round}");
+        let barrier = Arc::new(tokio::sync::Barrier::new(CONTENDERS));
+        let tasks: Vec<_> = (0..CONTENDERS)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                let barrier = barrier.clone();
+                let jti = jti.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.use_once(&jti, exp).await.unwrap()
+                })
+            })
+            .collect();
+        let mut firsts = 0;
+        for t in tasks {
+            firsts += usize::from(t.await.unwrap());
+        }
+        assert_eq!(firsts, 1, "round {round}: {firsts} winners");
+        // And ever after: used.
+        assert!(!stores[round % 2].use_once(&jti, exp).await.unwrap());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis down: fail closed (or open), then recovery without restarting anything
+// ---------------------------------------------------------------------------------------------
+
+/// How long a refusal or a fail-open pass may take while Redis is down: the store's 1 s
+/// response timeout plus slack.
+const OUTAGE_LATENCY: Duration = Duration::from_secs(3);
+
+#[tokio::test]
+async fn redis_outage_fails_closed_or_open_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let store_closed = store(&redis).await;
+    let closed = Api::start(layer(store_closed.clone(), false)).await;
+    let open = Api::start(layer(store(&redis).await, true)).await;
+
+    let token = issue("alice");
+    let revoked = issue("alice");
+    store_closed
+        .revoke(&revoked.jti, revoked.expires_at)
+        .await
+        .unwrap();
+    assert_eq!(closed.status(&token.token).await, StatusCode::OK);
+    assert_eq!(open.status(&token.token).await, StatusCode::OK);
+    assert_revoked(&closed.get(&revoked.token).await);
+    assert_revoked(&open.get(&revoked.token).await);
+    assert_eq!((count(&closed.hits), count(&open.hits)), (1, 1));
+
+    redis.kill();
+
+    // Latencies above OUTAGE_LATENCY are collected and reported at the end, so the status,
+    // fail-open and recovery checks all run whatever the timing.
+    let mut slow = Vec::new();
+
+    // Fail closed: 503 + Retry-After on every request of the outage (not just the first one
+    // after the connection dropped).
+    for attempt in 0..4 {
+        let started = Instant::now();
+        let res = closed.get(&token.token).await;
+        let took = started.elapsed();
+        assert_eq!(
+            res.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}"
+        );
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert!(res.headers().get("www-authenticate").is_none());
+        if took >= OUTAGE_LATENCY {
+            slow.push(format!("fail-closed request {attempt}: 503 after {took:?}"));
+        }
+    }
+    assert_eq!(count(&closed.hits), 1);
+
+    // Fail open: the valid token passes — and so, by design, does the revoked one.
+    for (i, t) in [&token, &revoked, &token].into_iter().enumerate() {
+        let started = Instant::now();
+        let res = open.get(&t.token).await;
+        let took = started.elapsed();
+        assert_eq!(res.status(), StatusCode::OK, "fail-open request {i}");
+        if took >= OUTAGE_LATENCY {
+            slow.push(format!("fail-open request {i}: 200 after {took:?}"));
+        }
+    }
+    assert_eq!(count(&open.hits), 4);
+
+    // Redis comes back (empty: no persistence) on the same port; the same layers recover.
+    redis.restart().await;
+    let restarted = Instant::now();
+    loop {
+        let status = closed.status(&token.token).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            restarted.elapsed() < Duration::from_secs(10),
+            "no recovery within 10 s of the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The store really is live again: a new revocation is honoured by both layers.
+    store_closed
+        .revoke(&token.jti, token.expires_at)
+        .await
+        .unwrap();
+    assert_revoked(&closed.get(&token.token).await);
+    assert_revoked(&open.get(&token.token).await);
+
+    assert!(
+        slow.is_empty(),
+        "requests during the outage exceeded {OUTAGE_LATENCY:?}:\n{}",
+        slow.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh-token rotation across servers
+// ---------------------------------------------------------------------------------------------
+
+const REFRESH_SECRET: &[u8] = b"a separate refresh-token secret, 32 bytes or more";
+
+#[derive(Serialize, Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// One server's `/login` and `/refresh`, with its own `RefreshTokens` and Redis connection.
+struct Sessions {
+    base: String,
+}
+
+enum Refreshed {
+    Ok(TokenResponse),
+    Refused(String),
+}
+
+impl Sessions {
+    async fn start(redis: &RedisServer) -> Sessions {
+        let sessions = Arc::new(
+            RefreshTokens::<Roles>::new(access_issuer(), REFRESH_SECRET, store(redis).await)
+                .unwrap(),
+        );
+        let app = Router::new()
+            .route(
+                "/login",
+                post(|State(s): State<Arc<RefreshTokens<Roles>>>| async move {
+                    let pair = s
+                        .issue(
+                            "alice",
+                            &Roles {
+                                roles: vec!["user".into()],
+                            },
+                        )
+                        .unwrap();
+                    Json(pair.to_response())
+                }),
+            )
+            .route(
+                "/refresh",
+                post(
+                    |State(s): State<Arc<RefreshTokens<Roles>>>,
+                     Json(req): Json<RefreshRequest>| async move {
+                        match s.refresh(&req.refresh_token).await {
+                            Ok(pair) => Json(pair.to_response()).into_response(),
+                            Err(e) => {
+                                let kind = match e {
+                                    RefreshError::Invalid(_) => "invalid",
+                                    RefreshError::Revoked => "revoked",
+                                    RefreshError::ReuseDetected => "reuse_detected",
+                                    RefreshError::Store(_) => "store",
+                                    _ => "other",
+                                };
+                                (
+                                    axum::http::StatusCode::UNAUTHORIZED,
+                                    Json(json!({ "error": kind })),
+                                )
+                                    .into_response()
+                            }
+                        }
+                    },
+                ),
+            )
+            .with_state(sessions);
+        Sessions {
+            base: format!("http://{}", serve(app).await),
+        }
+    }
+
+    async fn login(&self) -> TokenResponse {
+        let res = client()
+            .post(format!("{}/login", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> Refreshed {
+        let res = client()
+            .post(format!("{}/refresh", self.base))
+            .json(&RefreshRequest {
+                refresh_token: refresh_token.to_owned(),
+            })
+            .send()
+            .await
+            .unwrap();
+        match res.status() {
+            StatusCode::OK => Refreshed::Ok(res.json().await.unwrap()),
+            StatusCode::UNAUTHORIZED => {
+                let body: serde_json::Value = res.json().await.unwrap();
+                Refreshed::Refused(body["error"].as_str().unwrap().to_owned())
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+}
+
+#[track_caller]
+fn refreshed(r: Refreshed) -> TokenResponse {
+    match r {
+        Refreshed::Ok(t) => t,
+        Refreshed::Refused(e) => panic!("refresh refused: {e}"),
+    }
+}
+
+#[track_caller]
+fn refused(r: Refreshed) -> String {
+    match r {
+        Refreshed::Ok(_) => panic!("refresh unexpectedly accepted"),
+        Refreshed::Refused(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn refresh_reuse_is_detected_across_servers() {
+    let redis = RedisServer::start().await;
+    let a = Sessions::start(&redis).await;
+    let b = Sessions::start(&redis).await;
+    // An access layer of the fleet, to show the rotated access tokens work anywhere.
+    let api = Api::start(layer(store(&redis).await, false)).await;
+
+    let first = a.login().await;
+    let r1 = first.refresh_token.clone();
+    // The attacker rotates the stolen R1 on server A.
+    let attacker = refreshed(a.refresh(&r1).await);
+    assert_eq!(api.status(&attacker.access_token).await, StatusCode::OK);
+    // The victim's client presents R1 to server B: reuse.
+    assert_eq!(refused(b.refresh(&r1).await), "reuse_detected");
+    // The family is revoked on both servers.
+    assert_eq!(refused(b.refresh(&attacker.refresh_token).await), "revoked");
+    assert_eq!(refused(a.refresh(&attacker.refresh_token).await), "revoked");
+    assert_eq!(refused(a.refresh(&r1).await), "revoked");
+
+    // Other families are untouched; a login on B rotates on A.
+    let fresh = b.login().await;
+    let next = refreshed(a.refresh(&fresh.refresh_token).await);
+    refreshed(b.refresh(&next.refresh_token).await);
+}
+
+/// The same refresh token presented to both servers at once: exactly one rotation wins, the
+/// other counts as reuse, and the winner's new refresh token dies with the family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refresh_on_two_servers_has_one_winner() {
+    let redis = RedisServer::start().await;
+    let a = Arc::new(Sessions::start(&redis).await);
+    let b = Arc::new(Sessions::start(&redis).await);
+    for _ in 0..10 {
+        let r1 = a.login().await.refresh_token;
+        let (ra, rb) = tokio::join!(a.refresh(&r1), b.refresh(&r1));
+        let (winner, loser) = match (ra, rb) {
+            (Refreshed::Ok(w), Refreshed::Refused(l))
+            | (Refreshed::Refused(l), Refreshed::Ok(w)) => (w, l),
+            (Refreshed::Ok(_), Refreshed::Ok(_)) => panic!("both servers rotated the same token"),
+            (Refreshed::Refused(x), Refreshed::Refused(y)) => panic!("no winner: {x}, {y}"),
+        };
+        assert_eq!(loser, "reuse_detected");
+        assert_eq!(refused(a.refresh(&winner.refresh_token).await), "revoked");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key expiry in Redis
+// ---------------------------------------------------------------------------------------------
+
+async fn ttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("TTL").arg(key).query_async(conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn entries_expire_with_the_tokens() {
+    let redis = RedisServer::start().await;
+    let store = store(&redis).await;
+    let mut conn = redis.inspect().await;
+    let now = now();
+
+    store.revoke("j1", now + 600).await.unwrap();
+    let t = ttl(&mut conn, "jwt:jti:j1").await;
+    assert!((595..=600).contains(&t), "TTL {t}");
+
+    // An already expired token is not stored at all.
+    store.revoke("gone", now - 1).await.unwrap();
+    assert_eq!(ttl(&mut conn, "jwt:jti:gone").await, -2);
+
+    store.use_once("u1", now + 120).await.unwrap();
+    let t = ttl(&mut conn, "jwt:jti:u1").await;
+    assert!((115..=120).contains(&t), "TTL {t}");
+
+    store
+        .revoke_subject("alice", now + 1, now + 3600)
+        .await
+        .unwrap();
+    let t = ttl(&mut conn, "jwt:sub:alice").await;
+    assert!((3595..=3600).contains(&t), "TTL {t}");
+    let before: u64 = redis::cmd("GET")
+        .arg("jwt:sub:alice")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, now + 1);
+
+    // Tokens from the issuer: the entry lives exactly as long as the token.
+    let token = issue("bob");
+    store.revoke(&token.jti, token.expires_at).await.unwrap();
+    let t = ttl(&mut conn, &format!("jwt:jti:{}", token.jti)).await;
+    let left = token.expires_at as i64 - now as i64;
+    assert!((left - 5..=left).contains(&t), "TTL {t}, expected ≈ {left}");
+
+    // A custom prefix.
+    let prefixed = RedisRevocation::connect(&redis.url())
+        .await
+        .unwrap()
+        .with_prefix("tenant-7:");
+    prefixed.revoke("j2", now + 60).await.unwrap();
+    let t = ttl(&mut conn, "tenant-7:jti:j2").await;
+    assert!((55..=60).contains(&t), "TTL {t}");
+    assert_eq!(ttl(&mut conn, "jwt:jti:j2").await, -2);
+}
+
+/// A subject entry is kept until `keep_until`, and, like `MemoryRevocation` (and as the
+/// script's own comment says: it "raises … its expiry"), a later revocation with a shorter
+/// `keep_until` must not cut short an earlier, longer one: otherwise the long-lived tokens the
+/// first revocation covered (e.g. 14-day refresh tokens) come back to life early.
+#[tokio::test]
+async fn subject_entry_retention_is_never_shortened() {
+    let redis = RedisServer::start().await;
+    let store = store(&redis).await;
+    let mut conn = redis.inspect().await;
+    let now = now();
+
+    store
+        .revoke_subject("alice", now + 1, now + 3600)
+        .await
+        .unwrap();
+    store
+        .revoke_subject("alice", now + 2, now + 60)
+        .await
+        .unwrap();
+    let before: u64 = redis::cmd("GET")
+        .arg("jwt:sub:alice")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(before, now + 2);
+    let t = ttl(&mut conn, "jwt:sub:alice").await;
+    assert!(
+        (3595..=3600).contains(&t),
+        "the second, shorter revocation cut the subject entry's TTL to {t} s (expected ≈ 3600)"
+    );
+}
