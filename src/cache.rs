@@ -47,7 +47,10 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     /// 10 000 entries, 16 MiB.
     fn default() -> Self {
-        CacheConfig { max_entries: 10_000, max_bytes: 16 << 20 }
+        CacheConfig {
+            max_entries: 10_000,
+            max_bytes: 16 << 20,
+        }
     }
 }
 
@@ -105,9 +108,16 @@ pub struct CacheStats {
 struct UntilExp;
 
 impl moka::Expiry<Arc<str>, Entry> for UntilExp {
-    fn expire_after_create(&self, _key: &Arc<str>, entry: &Entry, _now: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        entry: &Entry,
+        _now: Instant,
+    ) -> Option<Duration> {
         // Never past the token's own expiry; tokens without `exp` for at most an hour.
-        let left = entry.exp.map_or(3600.0, |exp| (exp - crate::validation::now()).max(0.0));
+        let left = entry
+            .exp
+            .map_or(3600.0, |exp| (exp - crate::validation::now()).max(0.0));
         Some(Duration::from_secs_f64(left.min(3600.0)))
     }
 }
@@ -125,7 +135,11 @@ impl TokenCache {
             })
             .expire_after(UntilExp)
             .build();
-        TokenCache { map, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        TokenCache {
+            map,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
     }
 
     /// The entry for exactly this token, if it was verified under key-set `generation`.
@@ -139,7 +153,11 @@ impl TokenCache {
             self.map.invalidate_all();
             false
         });
-        let counter = if entry.is_some() { &self.hits } else { &self.misses };
+        let counter = if entry.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         entry
     }
@@ -164,7 +182,13 @@ mod tests {
     use super::*;
 
     fn entry(generation: u64, exp: f64) -> Entry {
-        Entry { claims: Arc::new(()), exp: Some(exp), nbf: None, id: None, generation }
+        Entry {
+            claims: Arc::new(()),
+            exp: Some(exp),
+            nbf: None,
+            id: None,
+            generation,
+        }
     }
 
     #[test]
@@ -193,7 +217,11 @@ mod tests {
 
     #[test]
     fn bounded_by_bytes() {
-        let cache = TokenCache::new(CacheConfig::default().max_entries(1000).max_bytes(10 * 1280));
+        let cache = TokenCache::new(
+            CacheConfig::default()
+                .max_entries(1000)
+                .max_bytes(10 * 1280),
+        );
         let exp = crate::validation::now() + 600.0;
         for i in 0..100 {
             cache.insert(&format!("{i:01024}"), entry(0, exp));

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method};
+use http::{Extensions, HeaderMap, Method};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
@@ -36,7 +36,7 @@ use crate::keys::{AlgSet, KeySet};
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
 use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
-use crate::verify::{OwnedTokenId, Verifier, trace_rejection};
+use crate::verify::{Keys, OwnedTokenId, Verifier, trace_rejection};
 use crate::{AuthError, BuildError, Claims, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, TokenSource};
 
 /// The default cap on a token's size: generous for access tokens with many claims, small
@@ -67,11 +67,48 @@ impl<C, R> std::fmt::Debug for JwtAuthLayer<C, R> {
     }
 }
 
+impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
+    /// Verifies `token` as the layer would (size, form, header policy, key, signature, claims
+    /// policy) and returns its claims, outside any tower stack: for tokens that arrive another
+    /// way, such as inside a WebSocket message. The revocation store and the cache are not
+    /// consulted (both are asynchronous or request-bound); the CSRF and source rules do not
+    /// apply.
+    ///
+    /// ```
+    /// use tower_jwt_auth::{AuthError, JwtAuthLayer, TokenIssuer};
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct MyClaims { sub: String }
+    ///
+    /// let secret = b"an example secret that is 32 bytes+";
+    /// let auth = JwtAuthLayer::<MyClaims>::builder().hs256(secret).build().unwrap();
+    /// let token = TokenIssuer::hs256(secret).unwrap().issue("alice", &serde_json::json!({})).unwrap().token;
+    /// assert_eq!(auth.verify(&token).unwrap().sub, "alice");
+    /// assert_eq!(auth.verify("not.a.token").unwrap_err(), AuthError::MalformedHeader);
+    /// ```
+    pub fn verify(&self, token: &str) -> Result<Claims<C>, AuthError> {
+        self.shared
+            .verifier
+            .verify::<C>(token)
+            .map(|v| Claims::new(v.claims))
+    }
+
+    /// Checks only the form, the header policy and the signature of a compact JWS, and returns
+    /// its decoded payload, which need not be a claims set (RFC 7515 §5.2). No claim is
+    /// checked.
+    pub fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
+        self.shared.verifier.verify_signature(token)
+    }
+}
+
 impl<C, R> JwtAuthLayer<C, R> {
     /// The verified-token cache's counters, when a cache is configured.
     #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {
-        self.shared.cache.as_ref().map(crate::cache::TokenCache::stats)
+        self.shared
+            .cache
+            .as_ref()
+            .map(crate::cache::TokenCache::stats)
     }
 }
 
@@ -110,6 +147,9 @@ pub(crate) enum Decision<C> {
     Pass(Option<Claims<C>>),
     /// The token verified; let it through once the revocation store has been asked.
     CheckRevocation(Claims<C>, OwnedTokenId),
+    /// No key of the remote source fits: refresh the keys, then verify the token again.
+    #[cfg(feature = "remote")]
+    RefreshKeys(String),
 }
 
 impl<R> Shared<R> {
@@ -123,7 +163,7 @@ impl<R> Shared<R> {
         if self.pass_preflight && is_preflight(method, headers) {
             return Ok(Decision::Pass(None));
         }
-        let found = source::extract(&self.sources, headers, uri)
+        let found = source::extract(&self.sources, headers, uri, self.verifier.max_token_size)
             .inspect_err(|e| trace_rejection(e, None, None, None))?;
         let Some(found) = found else {
             if self.optional {
@@ -142,7 +182,17 @@ impl<R> Shared<R> {
         if let Some(hit) = self.cached::<C>(found.token) {
             return Ok(hit);
         }
-        let verified = self.verifier.verify::<C>(found.token)?;
+        // Read before verifying: an entry is tagged with a generation no newer than its keys.
+        #[cfg(feature = "cache")]
+        let generation = self.key_generation();
+        let verified = match self.verifier.verify::<C>(found.token) {
+            Ok(verified) => verified,
+            #[cfg(feature = "remote")]
+            Err(AuthError::UnknownKey) if self.verifier.keys.remote().is_some() => {
+                return Ok(Decision::RefreshKeys(found.token.to_owned()));
+            }
+            Err(e) => return Err(e),
+        };
         let claims = Arc::new(verified.claims);
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache {
@@ -151,7 +201,7 @@ impl<R> Shared<R> {
                 exp: verified.exp,
                 nbf: verified.nbf,
                 id: verified.id.clone(),
-                generation: self.key_generation(),
+                generation,
             };
             cache.insert(found.token, entry);
         }
@@ -169,7 +219,7 @@ impl<R> Shared<R> {
     /// was verified with.
     #[cfg(feature = "cache")]
     fn key_generation(&self) -> u64 {
-        0
+        self.verifier.keys.generation()
     }
 
     /// A cache hit for exactly this token, still within its `exp`/`nbf`.
@@ -178,7 +228,10 @@ impl<R> Shared<R> {
         let entry = self.cache.as_ref()?.get(token, self.key_generation())?;
         // A failing time check falls through to full verification, which reports it.
         let now = crate::validation::now();
-        self.verifier.policy.check_times(entry.exp, entry.nbf, now).ok()?;
+        self.verifier
+            .policy
+            .check_times(entry.exp, entry.nbf, now)
+            .ok()?;
         let claims = entry.claims.downcast::<C>().ok()?;
         Some(self.decide(Claims::from(claims), entry.id))
     }
@@ -187,23 +240,57 @@ impl<R> Shared<R> {
     pub(crate) fn check_revocation(
         &self,
         id: OwnedTokenId,
-    ) -> BoxFuture<'static, Result<(), AuthError>> {
+    ) -> BoxFuture<'static, Result<Extensions, AuthError>> {
         let store = self.revocation.clone();
         let fail_open = self.revocation_fail_open;
         Box::pin(async move {
-            let Some(store) = store else { return Ok(()) };
+            let Some(store) = store else {
+                return Ok(Extensions::new());
+            };
             let result = match store.is_revoked(id.as_ref()).await {
-                Ok(false) => Ok(()),
+                Ok(false) => Ok(Extensions::new()),
                 Ok(true) => Err(AuthError::Revoked),
                 // Fail closed unless told otherwise: an unreachable store must not turn
                 // logged-out tokens back into valid ones.
-                Err(_) if fail_open => Ok(()),
+                Err(_) if fail_open => Ok(Extensions::new()),
                 Err(_) => Err(AuthError::RevocationUnavailable),
             };
             if let Err(e) = &result {
                 trace_rejection(e, None, None, None);
             }
             result
+        })
+    }
+
+    /// Refreshes a remote key source for the token's `kid`, then verifies the token again
+    /// (and asks the revocation store). An unreachable source is a 503, not a 401: the token
+    /// may well be valid.
+    #[cfg(feature = "remote")]
+    pub(crate) fn refresh_then_verify<C>(
+        self: Arc<Self>,
+        token: String,
+    ) -> BoxFuture<'static, Result<Extensions, AuthError>>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+        R: Send + Sync + 'static,
+    {
+        Box::pin(async move {
+            let remote = self.verifier.keys.remote().ok_or(AuthError::UnknownKey)?;
+            let kid = self.verifier.kid_of(&token);
+            if let Err(unavailable) = remote.refresh_for_unknown_kid(kid.as_deref()).await {
+                let error = AuthError::KeysUnavailable {
+                    retry_after_secs: unavailable.retry_after.as_secs().max(1),
+                };
+                trace_rejection(&error, None, kid.as_deref(), None);
+                return Err(error);
+            }
+            let verified = self.verifier.verify::<C>(&token)?;
+            let mut extensions = match verified.id {
+                Some(id) if self.revocation.is_some() => self.check_revocation(id).await?,
+                _ => Extensions::new(),
+            };
+            extensions.insert(Claims::new(verified.claims));
+            Ok(extensions)
         })
     }
 }
@@ -230,6 +317,8 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     revocation_fail_open: bool,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
+    #[cfg(feature = "remote")]
+    remote: Option<crate::keys::remote::RemoteJwks>,
     responder: R,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
@@ -251,6 +340,8 @@ impl<C> JwtAuthBuilder<C> {
             revocation_fail_open: false,
             #[cfg(feature = "cache")]
             cache: None,
+            #[cfg(feature = "remote")]
+            remote: None,
             responder: Rfc6750::default(),
             error: None,
             _claims: PhantomData,
@@ -321,6 +412,20 @@ impl<C, R> JwtAuthBuilder<C, R> {
             Ok(jwks) => self.jwks(jwks),
             Err(e) => self.fail(e),
         }
+    }
+
+    /// Takes the keys from an identity provider's JWKS, found by URL or by OpenID Connect
+    /// discovery, refreshed and rotated without a restart (see [`keys::remote`]). A token
+    /// whose `kid` the current set lacks triggers a (rate-limited) refresh; while the provider
+    /// is unreachable and no key fits, requests get 503 with `Retry-After`. When the source
+    /// was discovered from an issuer and no [`issuer`](Self::issuer) is configured, that
+    /// issuer is required.
+    ///
+    /// [`keys::remote`]: crate::keys::remote
+    #[cfg(feature = "remote")]
+    pub fn remote_jwks(mut self, remote: crate::keys::remote::RemoteJwks) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Restricts the accepted algorithms to these (RFC 8725 §3.1). Without it, each key's own
@@ -489,6 +594,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
             revocation_fail_open: self.revocation_fail_open,
             #[cfg(feature = "cache")]
             cache: self.cache,
+            #[cfg(feature = "remote")]
+            remote: self.remote,
             responder,
             error: self.error,
             _claims: PhantomData,
@@ -509,29 +616,32 @@ impl<C, R> JwtAuthBuilder<C, R> {
         })
     }
 
-    pub(crate) fn build_shared(self) -> Result<Shared<R>, BuildError> {
-        if let Some(e) = self.error {
-            return Err(e);
+    /// The key source and the algorithm allow-list, checked.
+    fn build_keys(&mut self) -> Result<(Keys, AlgSet), BuildError> {
+        #[cfg(feature = "remote")]
+        if let Some(remote) = self.remote.take() {
+            if !self.keys.is_empty() || !self.jwks.is_empty() {
+                return Err(BuildError::InvalidSetting(
+                    "a remote JWKS cannot be combined with static keys in one layer",
+                ));
+            }
+            let allowed = match self.allowed {
+                Some(allowed) => allowed.intersect(remote.allowed()),
+                None => remote.allowed(),
+            };
+            if allowed.is_empty() {
+                return Err(BuildError::NoUsableAlgorithm);
+            }
+            // Keys found by OpenID Connect discovery belong to that issuer: its tokens only.
+            if self.policy.issuers.is_empty()
+                && let Some(issuer) = remote.issuer()
+            {
+                self.policy.issuers.push(issuer.to_owned());
+            }
+            return Ok((Keys::Remote(remote), allowed));
         }
-        if self.max_token_size == 0 {
-            return Err(BuildError::InvalidSetting(
-                "max_token_size must be positive",
-            ));
-        }
-        if self.policy.required.len() > MAX_REQUIRED_CLAIMS {
-            return Err(BuildError::InvalidSetting("at most 64 required claims"));
-        }
-        if self.sources.is_empty() {
-            return Err(BuildError::InvalidSetting("no token source"));
-        }
-        let sources = self
-            .sources
-            .iter()
-            .map(TokenSource::compile)
-            .collect::<Result<Vec<_>, _>>()?;
-
         let mut entries = Vec::new();
-        for key in self.keys {
+        for key in std::mem::take(&mut self.keys) {
             let entry = key.into_entry()?;
             match self.allowed {
                 // A key for an algorithm outside the allow-list is never used.
@@ -562,6 +672,31 @@ impl<C, R> JwtAuthBuilder<C, R> {
         if allowed.is_empty() {
             return Err(BuildError::NoUsableAlgorithm);
         }
+        Ok((Keys::Static(keys), allowed))
+    }
+
+    pub(crate) fn build_shared(mut self) -> Result<Shared<R>, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.max_token_size == 0 {
+            return Err(BuildError::InvalidSetting(
+                "max_token_size must be positive",
+            ));
+        }
+        if self.policy.required.len() > MAX_REQUIRED_CLAIMS {
+            return Err(BuildError::InvalidSetting("at most 64 required claims"));
+        }
+        if self.sources.is_empty() {
+            return Err(BuildError::InvalidSetting("no token source"));
+        }
+        let sources = self
+            .sources
+            .iter()
+            .map(TokenSource::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (keys, allowed) = self.build_keys()?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
             Some(policy) if uses_cookies => Some(policy.compile()?),

@@ -27,6 +27,8 @@ pub use claims::Claims;
 pub use csrf::CsrfPolicy;
 pub use error::{AuthError, BuildError};
 pub use issue::{IssueError, IssuedToken, TokenIssuer};
+#[cfg(feature = "remote")]
+pub use keys::remote::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::{Jwks, Key};
 pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthBuilder, JwtAuthLayer};
 pub use response::{ErrorResponder, Rfc6750};

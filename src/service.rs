@@ -69,6 +69,31 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for JwtAuth<S, C, R> {
     }
 }
 
+impl<S: Clone, C, R> JwtAuth<S, C, R> {
+    /// Parks `req` behind an asynchronous check. The inner service was polled ready; that one
+    /// goes into the future and a clone stays behind (tower's `mem::replace` pattern), so the
+    /// call after the check goes to a ready service.
+    fn checking<ReqBody>(
+        &mut self,
+        req: Request<ReqBody>,
+        check: BoxFuture<'static, Result<http::Extensions, AuthError>>,
+    ) -> State<S, ReqBody, R>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        State::Checking {
+            pending: Box::new(Pending {
+                check,
+                request: req,
+                inner,
+                shared: Arc::clone(&self.shared),
+            }),
+        }
+    }
+}
+
 impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -107,19 +132,14 @@ where
             }
             Ok(Decision::CheckRevocation(claims, id)) => {
                 ext.insert(claims);
-                // The inner service was polled ready; take that one into the future and leave a
-                // clone behind (tower's `mem::replace` pattern), so the call after the check
-                // goes to a ready service.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                State::Checking {
-                    pending: Box::new(Pending {
-                        check: self.shared.check_revocation(id),
-                        request: req,
-                        inner,
-                        shared: Arc::clone(&self.shared),
-                    }),
-                }
+                let check = self.shared.check_revocation(id);
+                self.checking(req, check)
+            }
+            #[cfg(feature = "remote")]
+            Ok(Decision::RefreshKeys(token)) => {
+                ext.remove::<Claims<C>>();
+                let check = Arc::clone(&self.shared).refresh_then_verify::<C>(token);
+                self.checking(req, check)
             }
             Err(error) => {
                 let response = self.shared.responder.respond(&error, req.headers());
@@ -164,7 +184,8 @@ where
 
 /// A request waiting for an asynchronous check, with the readied service that will take it.
 struct Pending<S, ReqBody, R> {
-    check: BoxFuture<'static, Result<(), AuthError>>,
+    /// The check; what it yields (the claims, after a key refresh) joins the request.
+    check: BoxFuture<'static, Result<http::Extensions, AuthError>>,
     request: Request<ReqBody>,
     inner: S,
     shared: Arc<Shared<R>>,
@@ -201,9 +222,13 @@ where
                         ..
                     } = *pending;
                     match outcome {
-                        Ok(()) => state.set(State::Inner {
-                            future: inner.call(request),
-                        }),
+                        Ok(extensions) => {
+                            let mut request = request;
+                            request.extensions_mut().extend(extensions);
+                            state.set(State::Inner {
+                                future: inner.call(request),
+                            });
+                        }
                         Err(error) => {
                             return Poll::Ready(Ok(shared
                                 .responder

@@ -139,10 +139,14 @@ pub(crate) struct Found<'r> {
 
 /// Finds the request's token. `Ok(None)`: no source holds one. The token borrows from the
 /// request; nothing is copied.
+///
+/// A candidate longer than `max_len` is refused before its bytes are even looked at, so an
+/// oversized header costs no more than a short one.
 pub(crate) fn extract<'r>(
     sources: &[Source],
     headers: &'r HeaderMap,
     uri: &'r Uri,
+    max_len: usize,
 ) -> Result<Option<Found<'r>>, AuthError> {
     let mut found: Option<Found<'r>> = None;
     let mut offer = |token: &'r str, cookie: bool| -> Result<(), AuthError> {
@@ -165,14 +169,15 @@ pub(crate) fn extract<'r>(
         match source {
             Source::Header { name, scheme } => {
                 for value in headers.get_all(name) {
-                    if let Some(token) = from_header(value.as_bytes(), scheme.as_deref())? {
+                    if let Some(token) = from_header(value.as_bytes(), scheme.as_deref(), max_len)?
+                    {
                         offer(token, false)?;
                     }
                 }
             }
             Source::Cookie(name) => {
                 for value in headers.get_all(header::COOKIE) {
-                    for token in cookies(value.as_bytes(), name) {
+                    for token in cookies(value.as_bytes(), name, max_len) {
                         offer(token?, true)?;
                     }
                 }
@@ -183,7 +188,7 @@ pub(crate) fn extract<'r>(
                         && k == name
                         && !v.is_empty()
                     {
-                        offer(b64token(v.as_bytes())?, false)?;
+                        offer(b64token(v.as_bytes(), max_len)?, false)?;
                     }
                 }
             }
@@ -195,7 +200,11 @@ pub(crate) fn extract<'r>(
 /// Reads `<scheme> 1*SP <token>` (or the bare token when no scheme is configured). A header
 /// with another scheme (`Basic …`) is not ours and yields `None`; our scheme with a missing or
 /// malformed token is a malformed request.
-fn from_header<'r>(value: &'r [u8], scheme: Option<&str>) -> Result<Option<&'r str>, AuthError> {
+fn from_header<'r>(
+    value: &'r [u8],
+    scheme: Option<&str>,
+    max_len: usize,
+) -> Result<Option<&'r str>, AuthError> {
     let rest = match scheme {
         None => value,
         Some(scheme) => {
@@ -216,11 +225,15 @@ fn from_header<'r>(value: &'r [u8], scheme: Option<&str>) -> Result<Option<&'r s
             &rest[rest.iter().position(|b| *b != b' ').unwrap_or(rest.len())..]
         }
     };
-    b64token(rest).map(Some)
+    b64token(rest, max_len).map(Some)
 }
 
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn b64token(bytes: &[u8]) -> Result<&str, AuthError> {
+/// Longer than `max_len`: refused unread.
+fn b64token(bytes: &[u8], max_len: usize) -> Result<&str, AuthError> {
+    if bytes.len() > max_len {
+        return Err(AuthError::TokenTooLarge);
+    }
     let body = bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count();
     let ok = body > 0
         && bytes[..body].iter().all(|b| {
@@ -234,7 +247,11 @@ fn b64token(bytes: &[u8]) -> Result<&str, AuthError> {
 
 /// The values of every cookie called `name` in one `Cookie` header (RFC 6265 §4.2.1), with
 /// DQUOTEs around a value removed. Empty values (a cleared cookie) are skipped.
-fn cookies<'r>(header: &'r [u8], name: &str) -> impl Iterator<Item = Result<&'r str, AuthError>> {
+fn cookies<'r>(
+    header: &'r [u8],
+    name: &str,
+    max_len: usize,
+) -> impl Iterator<Item = Result<&'r str, AuthError>> {
     header.split(|b| *b == b';').filter_map(move |pair| {
         let pair = pair.trim_ascii();
         let eq = pair.iter().position(|b| *b == b'=')?;
@@ -245,7 +262,7 @@ fn cookies<'r>(header: &'r [u8], name: &str) -> impl Iterator<Item = Result<&'r 
         if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
             value = &value[1..value.len() - 1];
         }
-        (!value.is_empty()).then(|| b64token(value))
+        (!value.is_empty()).then(|| b64token(value, max_len))
     })
 }
 
@@ -272,7 +289,7 @@ mod tests {
             );
         }
         let uri: Uri = uri.parse().unwrap();
-        extract(&sources, &map, &uri).map(|t| t.map(|f| f.token.to_owned()))
+        extract(&sources, &map, &uri, 8192).map(|t| t.map(|f| f.token.to_owned()))
     }
 
     #[test]
@@ -379,9 +396,19 @@ mod tests {
         let uri: Uri = "/".parse().unwrap();
         let mut map = HeaderMap::new();
         map.append(header::COOKIE, "at=a.b.c".parse().unwrap());
-        assert!(extract(&sources, &map, &uri).unwrap().unwrap().cookie_only);
+        assert!(
+            extract(&sources, &map, &uri, 8192)
+                .unwrap()
+                .unwrap()
+                .cookie_only
+        );
         map.append(header::AUTHORIZATION, "Bearer a.b.c".parse().unwrap());
-        assert!(!extract(&sources, &map, &uri).unwrap().unwrap().cookie_only);
+        assert!(
+            !extract(&sources, &map, &uri, 8192)
+                .unwrap()
+                .unwrap()
+                .cookie_only
+        );
     }
 
     #[test]

@@ -192,10 +192,10 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
         };
         let mut seen = MemberSet::default();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            let name: &str = &key.0;
-            if !seen.insert(name) {
+            if !seen.insert(&key.0) {
                 return Err(de::Error::custom("duplicate header member"));
             }
+            let name: &str = &key.0;
             match name {
                 "alg" => h.alg = Some(map.next_value::<CowStr<'de>>()?.0),
                 "kid" => h.kid = Some(map.next_value::<CowStr<'de>>()?.0),
@@ -217,30 +217,54 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
     }
 }
 
-/// Remembers which of the members the layer acts on were already seen in one JSON object,
-/// to refuse duplicates among them. Other members are the application's business (serde's
-/// derive refuses duplicate fields of its own struct).
+/// Remembers the member names seen in one JSON object, to refuse duplicates (RFC 7515 §4,
+/// RFC 7519 §4). The members the layer acts on are tracked in a bit set; other names borrowed
+/// from the input go into a small inline array; only unusual objects (escaped names, or more
+/// than 16 others) spill into a hash set, which also keeps a token stuffed with members from
+/// costing quadratic time.
 #[derive(Default)]
-pub(crate) struct MemberSet {
+pub(crate) struct MemberSet<'de> {
     bits: u32,
+    inline: [&'de str; 16],
+    len: usize,
+    spilled: Option<std::collections::HashSet<Cow<'de, str>>>,
 }
 
-impl MemberSet {
+impl<'de> MemberSet<'de> {
     const KNOWN: [&'static str; 16] = [
         "alg", "kid", "typ", "crit", "jwk", "jku", "x5u", "x5c", "x5t", "cty", "iss", "sub", "aud",
         "exp", "nbf", "iat",
     ];
 
-    /// Returns false when `name` is one of the tracked members and was already inserted.
-    pub(crate) fn insert(&mut self, name: &str) -> bool {
-        match Self::KNOWN.iter().position(|k| *k == name) {
-            Some(i) => {
-                let bit = 1u32 << i;
-                let fresh = self.bits & bit == 0;
-                self.bits |= bit;
+    /// Returns false when `name` was already inserted.
+    pub(crate) fn insert(&mut self, name: &Cow<'de, str>) -> bool {
+        if let Some(i) = Self::KNOWN.iter().position(|k| *k == name.as_ref()) {
+            let bit = 1u32 << i;
+            let fresh = self.bits & bit == 0;
+            self.bits |= bit;
+            return fresh;
+        }
+        if self.inline[..self.len].contains(&name.as_ref()) {
+            return false;
+        }
+        if let Some(spilled) = &mut self.spilled {
+            return spilled.insert(name.clone());
+        }
+        match name {
+            Cow::Borrowed(borrowed) if self.len < self.inline.len() => {
+                self.inline[self.len] = borrowed;
+                self.len += 1;
+                true
+            }
+            _ => {
+                let mut spilled: std::collections::HashSet<Cow<'de, str>> = self.inline[..self.len]
+                    .iter()
+                    .map(|n| Cow::Borrowed(*n))
+                    .collect();
+                let fresh = spilled.insert(name.clone());
+                self.spilled = Some(spilled);
                 fresh
             }
-            None => true,
         }
     }
 }

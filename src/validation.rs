@@ -94,7 +94,12 @@ impl ClaimsPolicy {
     }
 
     /// Checks `exp` and `nbf` at time `now`, with the leeway: all a cached token needs again.
-    pub(crate) fn check_times(&self, exp: Option<f64>, nbf: Option<f64>, now: f64) -> Result<(), AuthError> {
+    pub(crate) fn check_times(
+        &self,
+        exp: Option<f64>,
+        nbf: Option<f64>,
+        now: f64,
+    ) -> Result<(), AuthError> {
         let leeway = self.leeway.as_secs_f64();
         // RFC 7519 §4.1.4: the current time must be before `exp`.
         if exp.is_some_and(|exp| now >= exp + leeway) {
@@ -221,10 +226,10 @@ impl<'de> Visitor<'de> for ClaimsSeed<'_> {
         };
         let mut seen = MemberSet::default();
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            let name: &str = &key.0;
-            if !seen.insert(name) {
+            if !seen.insert(&key.0) {
                 return Err(de::Error::custom("duplicate claim"));
             }
+            let name: &str = &key.0;
             if let Some(i) = self.policy.required.iter().position(|c| c == name) {
                 r.required_seen |= 1 << i;
             }

@@ -8,9 +8,53 @@ use crate::keys::{AlgSet, KeySet};
 use crate::token::{self, Decoded, JoseHeader, Segments};
 use crate::validation::{self, ClaimsPolicy};
 
+/// Where the verification keys come from.
+pub(crate) enum Keys {
+    /// Keys fixed at build time.
+    Static(KeySet),
+    /// Keys from an identity provider, refreshed and rotated behind a lock-free snapshot.
+    #[cfg(feature = "remote")]
+    Remote(crate::keys::remote::RemoteJwks),
+}
+
+impl Keys {
+    fn verify(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AuthError> {
+        match self {
+            Keys::Static(set) => set.verify(alg, kid, input, signature),
+            #[cfg(feature = "remote")]
+            Keys::Remote(remote) => remote.snapshot().verify(alg, kid, input, signature),
+        }
+    }
+
+    /// Changes whenever the key set does (always 0 for static keys).
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u64 {
+        match self {
+            Keys::Static(_) => 0,
+            #[cfg(feature = "remote")]
+            Keys::Remote(remote) => remote.generation(),
+        }
+    }
+
+    /// The remote source, when the keys come from one.
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&crate::keys::remote::RemoteJwks> {
+        match self {
+            Keys::Remote(remote) => Some(remote),
+            Keys::Static(_) => None,
+        }
+    }
+}
+
 /// Everything needed to verify a token, fixed at build time.
 pub(crate) struct Verifier {
-    pub keys: KeySet,
+    pub keys: Keys,
     /// The algorithm allow-list: only these are ever verified (RFC 8725 §3.1).
     pub allowed: AlgSet,
     pub policy: ClaimsPolicy,
@@ -81,7 +125,35 @@ impl Verifier {
             sub: registered.sub.as_deref().map(str::to_owned),
             iat: registered.iat.map(|iat| iat as u64),
         });
-        Ok(Verified { claims, id, exp: registered.exp, nbf: registered.nbf })
+        Ok(Verified {
+            claims,
+            id,
+            exp: registered.exp,
+            nbf: registered.nbf,
+        })
+    }
+
+    /// The `kid` a token's header names, read without verifying anything: only to ask a remote
+    /// key source for that key.
+    #[cfg(feature = "remote")]
+    pub(crate) fn kid_of(&self, token: &str) -> Option<String> {
+        let segments = token::split(token, self.max_token_size).ok()?;
+        let header_json =
+            token::decode_segment::<512>(segments.header, AuthError::MalformedHeader).ok()?;
+        token::parse_header(&header_json)
+            .ok()?
+            .kid
+            .map(|k| k.into_owned())
+    }
+
+    /// Form, header policy and signature only; returns the decoded payload. For JWS whose
+    /// payload is not a claims set.
+    pub(crate) fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
+        let segments = token::split(token, self.max_token_size)?;
+        let header_json =
+            token::decode_segment::<512>(segments.header, AuthError::MalformedHeader)?;
+        let header = token::parse_header(&header_json)?;
+        Ok(self.check_signature(&segments, &header)?.to_vec())
     }
 
     /// Header policy and signature; returns the decoded payload.

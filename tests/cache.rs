@@ -16,7 +16,10 @@ use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
 
 async fn server(layer: JwtAuthLayer<TestClaims>) -> String {
     let app = Router::new()
-        .route("/me", get(|c: Claims<TestClaims>| async move { c.sub.clone() }))
+        .route(
+            "/me",
+            get(|c: Claims<TestClaims>| async move { c.sub.clone() }),
+        )
         .layer(layer);
     format!("http://{}/me", serve(app).await)
 }
@@ -53,10 +56,19 @@ async fn second_use_is_a_hit_and_a_forged_lookalike_never_is() {
     let other_key = jsonwebtoken::EncodingKey::from_secret(b"another secret of thirty-two bytes!!");
     let mut claims = good_claims();
     merge(&mut claims, json!({}));
-    let other = sign_raw(&json!({"alg": "HS256", "typ": "JWT"}), &claims, jsonwebtoken::Algorithm::HS256, &other_key);
+    let other = sign_raw(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        &claims,
+        jsonwebtoken::Algorithm::HS256,
+        &other_key,
+    );
     let res = client.get(&url).bearer_auth(&other).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(layer.cache_stats().unwrap().hits, 2, "a forged token was served from the cache");
+    assert_eq!(
+        layer.cache_stats().unwrap().hits,
+        2,
+        "a forged token was served from the cache"
+    );
 }
 
 #[tokio::test]
@@ -72,16 +84,30 @@ async fn revocation_is_checked_on_every_hit() {
         .issue("alice", &json!({ "roles": [] }))
         .unwrap();
     for _ in 0..2 {
-        let res = client.get(&url).bearer_auth(&issued.token).send().await.unwrap();
+        let res = client
+            .get(&url)
+            .bearer_auth(&issued.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
     assert_eq!(layer.cache_stats().unwrap().hits, 1);
     store.revoke(&issued.jti, issued.expires_at).await.unwrap();
-    let res = client.get(&url).bearer_auth(&issued.token).send().await.unwrap();
+    let res = client
+        .get(&url)
+        .bearer_auth(&issued.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("token revoked"), "{challenge}");
-    assert_eq!(layer.cache_stats().unwrap().hits, 2, "the refusal came from a cache hit");
+    assert_eq!(
+        layer.cache_stats().unwrap().hits,
+        2,
+        "the refusal came from a cache hit"
+    );
 }
 
 #[tokio::test]

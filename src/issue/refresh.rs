@@ -173,7 +173,7 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             ..ClaimsPolicy::default()
         };
         let verifier = Verifier {
-            keys: KeySet::new(vec![entry]),
+            keys: crate::verify::Keys::Static(KeySet::new(vec![entry])),
             allowed: AlgSet::of(Algorithm::HS256),
             policy,
             max_token_size: crate::DEFAULT_MAX_TOKEN_SIZE,

@@ -58,14 +58,15 @@ impl Jwks {
     /// Parses a JWKS document. Fails only when the document itself is unusable (not JSON, no
     /// `keys` array); individual bad keys are skipped.
     pub fn from_json(json: &str) -> Result<Jwks, BuildError> {
-        #[derive(serde::Deserialize)]
-        struct Doc {
-            keys: Vec<serde_json::Value>,
-        }
-        let doc: Doc =
+        // RFC 7517 §5: a JWK Set is a JSON *object* with a `keys` array (serde's derive would
+        // also take an array for a struct, so the object is read as a map).
+        let mut doc: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(json).map_err(|e| BuildError::InvalidJwks(e.to_string()))?;
+        let Some(serde_json::Value::Array(keys)) = doc.remove("keys") else {
+            return Err(BuildError::InvalidJwks("no \"keys\" array".into()));
+        };
         let mut jwks = Jwks::default();
-        for value in doc.keys {
+        for value in keys {
             match parse_jwk(value) {
                 Some(entry) => jwks.keys.push(entry),
                 None => jwks.skipped += 1,

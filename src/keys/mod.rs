@@ -26,6 +26,8 @@
 mod jwks;
 #[cfg(feature = "aws-lc-rs")]
 mod prepared;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod set;
 
 pub use jwks::Jwks;

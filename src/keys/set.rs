@@ -37,6 +37,7 @@ impl AlgSet {
         AlgSet(Self::bit(alg))
     }
 
+    #[cfg_attr(not(feature = "aws-lc-rs"), allow(dead_code))]
     pub(crate) fn iter(self) -> impl Iterator<Item = Algorithm> {
         ALL.into_iter().filter(move |a| self.contains(*a))
     }

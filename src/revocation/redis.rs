@@ -76,7 +76,11 @@ impl RedisRevocation {
 
     /// Uses an existing connection manager (to share it, or to set other timeouts).
     pub fn new(conn: ConnectionManager) -> RedisRevocation {
-        RedisRevocation { conn, prefix: "jwt:".into(), timeout: Duration::from_secs(1) }
+        RedisRevocation {
+            conn,
+            prefix: "jwt:".into(),
+            timeout: Duration::from_secs(1),
+        }
     }
 
     /// Sets the deadline of each operation, reconnects included (default 1 s).

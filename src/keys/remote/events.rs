@@ -1,0 +1,84 @@
+//! Tracing events of the remote key source (feature `tracing`; without it these are no-ops).
+//!
+//! Events carry the URL, `kid`s, counts and reasons: never a token.
+
+#![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+
+use std::time::Duration;
+
+use super::Trigger;
+
+pub(super) fn fetching(uri: &str, trigger: Trigger) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(jwks_uri = uri, trigger = trigger.as_str(), "fetching JWKS");
+}
+
+pub(super) fn discovered(issuer: &str, jwks_uri: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(issuer, jwks_uri, "OpenID Connect discovery");
+}
+
+pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        jwks_uri = uri,
+        keys,
+        skipped,
+        ttl_secs = ttl.as_secs(),
+        "JWKS fetched"
+    );
+    #[cfg(feature = "tracing")]
+    if skipped > 0 {
+        tracing::info!(
+            jwks_uri = uri,
+            skipped,
+            "JWKS keys skipped: malformed, not for signatures, or algorithm not allowed"
+        );
+    }
+}
+
+pub(super) fn rotated(uri: &str, added: &[String], removed: &[String], generation: u64) {
+    #[cfg(feature = "tracing")]
+    tracing::info!(
+        jwks_uri = uri,
+        added = ?added,
+        removed = ?removed,
+        generation,
+        "JWKS key set changed"
+    );
+}
+
+pub(super) fn not_modified(uri: &str, ttl: Duration) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        jwks_uri = uri,
+        ttl_secs = ttl.as_secs(),
+        "JWKS not modified"
+    );
+}
+
+pub(super) fn failed(uri: &str, reason: &str, stale_for: Option<Duration>) {
+    #[cfg(feature = "tracing")]
+    match stale_for {
+        Some(left) => tracing::warn!(
+            jwks_uri = uri,
+            reason,
+            stale_left_secs = left.as_secs(),
+            "JWKS refresh failed; still using the last good keys"
+        ),
+        None => tracing::warn!(
+            jwks_uri = uri,
+            reason,
+            "JWKS refresh failed; no usable keys"
+        ),
+    }
+}
+
+pub(super) fn expired(uri: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        jwks_uri = uri,
+        "JWKS keys dropped: stale for longer than max_stale and the identity provider \
+         cannot be reached"
+    );
+}

@@ -1,0 +1,724 @@
+//! Unit tests: signature verification through the remote key set (which integration tests
+//! cannot reach), and the refresh policy on a scripted in-memory fetcher with Tokio's paused
+//! clock (no real waiting for cooldowns and lifetimes).
+
+use std::sync::Mutex as StdMutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::EncodingKey;
+use jsonwebtoken::jwk::EllipticCurve;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::AuthError;
+use crate::backend::provider;
+
+fn data(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn rsa_key() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&data("rsa_2048_private.pem")).unwrap()
+}
+fn rsa_key_b() -> EncodingKey {
+    EncodingKey::from_rsa_pem(&data("rsa_2048_b_private.pem")).unwrap()
+}
+fn ec_key() -> EncodingKey {
+    EncodingKey::from_ec_pem(&data("ec_p256_private.pem")).unwrap()
+}
+fn ed_key() -> EncodingKey {
+    EncodingKey::from_ed_pem(&data("ed25519_private.pem")).unwrap()
+}
+
+/// The public JWK of a private key, computed with the crate's own backend.
+fn public_jwk(key: &EncodingKey, alg: Algorithm, kid: &str) -> Value {
+    let utils = &provider().key_utils;
+    let mut jwk = match key.family() {
+        AlgorithmFamily::Rsa => {
+            let (n, e) = (utils.rsa_pub_components_from_private_key)(key.as_bytes()).unwrap();
+            json!({"kty": "RSA", "n": b64(&n), "e": b64(&e)})
+        }
+        AlgorithmFamily::Ec => {
+            let (_, x, y) =
+                (utils.ec_pub_components_from_private_key)(key.as_bytes(), alg).unwrap();
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&x), "y": b64(&y)})
+        }
+        AlgorithmFamily::Ed => {
+            let x =
+                (utils.ed_pub_components_from_private_key)(key.as_bytes(), &EllipticCurve::Ed25519)
+                    .unwrap();
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&x)})
+        }
+        AlgorithmFamily::Hmac => unreachable!(),
+    };
+    jwk["kid"] = kid.into();
+    jwk["use"] = "sig".into();
+    jwk
+}
+
+/// `(signing input, signature)` of a token signed with `key`.
+fn sign(alg: Algorithm, kid: Option<&str>, key: &EncodingKey) -> (Vec<u8>, Vec<u8>) {
+    let mut header = json!({"alg": format!("{alg:?}"), "typ": "JWT"});
+    if let Some(kid) = kid {
+        header["kid"] = kid.into();
+    }
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(br#"{"sub":"alice"}"#)
+    );
+    let signer = (provider().signer_factory)(&alg, key).unwrap();
+    let signature = signer.try_sign(input.as_bytes()).unwrap();
+    (input.into_bytes(), signature)
+}
+
+fn verifies(
+    set: &KeySet,
+    alg: Algorithm,
+    kid: Option<&str>,
+    key: &EncodingKey,
+) -> Result<(), AuthError> {
+    let (input, signature) = sign(alg, kid, key);
+    set.verify(alg, kid, &input, &signature)
+}
+
+fn jwks(keys: Vec<Value>) -> String {
+    json!({ "keys": keys }).to_string()
+}
+
+/// What the scripted fetcher answers.
+#[derive(Clone)]
+enum Reply {
+    /// `200` with this body and headers; `304` when `If-None-Match` names `etag`.
+    Body {
+        body: String,
+        etag: Option<&'static str>,
+        cache_control: Option<&'static str>,
+    },
+    Status(u16),
+    Error(FetchError),
+    /// A body larger than the cap, as a fetcher that ignores the cap would hand it over.
+    Oversized,
+    Hang,
+}
+
+#[derive(Default)]
+struct Script {
+    reply: Option<Reply>,
+    requests: usize,
+    if_none_match: Vec<Option<String>>,
+}
+
+#[derive(Clone, Default)]
+struct Scripted(Arc<StdMutex<Script>>);
+
+impl Scripted {
+    fn serving(reply: Reply) -> Scripted {
+        let scripted = Scripted::default();
+        scripted.set(reply);
+        scripted
+    }
+    fn set(&self, reply: Reply) {
+        self.0.lock().unwrap().reply = Some(reply);
+    }
+    fn requests(&self) -> usize {
+        self.0.lock().unwrap().requests
+    }
+    fn if_none_match(&self) -> Vec<Option<String>> {
+        self.0.lock().unwrap().if_none_match.clone()
+    }
+}
+
+fn body(body: String) -> Reply {
+    Reply::Body {
+        body,
+        etag: None,
+        cache_control: None,
+    }
+}
+
+impl HttpFetcher for Scripted {
+    fn fetch(&self, request: FetchRequest) -> FetchFuture<'_> {
+        Box::pin(async move {
+            let reply = {
+                let mut script = self.0.lock().unwrap();
+                script.requests += 1;
+                let inm = request
+                    .headers
+                    .get(IF_NONE_MATCH)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                script.if_none_match.push(inm);
+                script.reply.clone().expect("a scripted reply")
+            };
+            let mut headers = HeaderMap::new();
+            match reply {
+                Reply::Body {
+                    body,
+                    etag,
+                    cache_control,
+                } => {
+                    if let Some(cc) = cache_control {
+                        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static(cc));
+                    }
+                    if let Some(etag) = etag {
+                        headers.insert(ETAG, HeaderValue::from_static(etag));
+                        if request
+                            .headers
+                            .get(IF_NONE_MATCH)
+                            .is_some_and(|v| v == etag)
+                        {
+                            return Ok(FetchResponse::new(
+                                StatusCode::NOT_MODIFIED,
+                                headers,
+                                vec![],
+                            ));
+                        }
+                    }
+                    Ok(FetchResponse::new(
+                        StatusCode::OK,
+                        headers,
+                        body.into_bytes(),
+                    ))
+                }
+                Reply::Status(code) => Ok(FetchResponse::new(
+                    StatusCode::from_u16(code).unwrap(),
+                    headers,
+                    vec![],
+                )),
+                Reply::Error(e) => Err(e),
+                Reply::Oversized => Ok(FetchResponse::new(
+                    StatusCode::OK,
+                    headers,
+                    vec![b' '; request.max_body_size + 1],
+                )),
+                Reply::Hang => std::future::pending().await,
+            }
+        })
+    }
+}
+
+fn all_keys() -> Vec<Value> {
+    let mut rs = public_jwk(&rsa_key(), Algorithm::RS256, "rs");
+    rs["alg"] = "RS256".into();
+    let mut ps = public_jwk(&rsa_key(), Algorithm::PS256, "ps");
+    ps["alg"] = "PS256".into();
+    vec![
+        rs,
+        ps,
+        public_jwk(&ec_key(), Algorithm::ES256, "ec"),
+        public_jwk(&ed_key(), Algorithm::EdDSA, "ed"),
+    ]
+}
+
+async fn build(
+    fetcher: &Scripted,
+    configure: impl FnOnce(RemoteJwksBuilder) -> RemoteJwksBuilder,
+) -> RemoteJwks {
+    configure(RemoteJwks::from_jwks_uri("https://id.test/jwks").fetcher(fetcher.clone()))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rs256_ps256_es256_eddsa_keys_from_a_jwks_verify_tokens() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await;
+    let set = remote.snapshot();
+    assert_eq!(remote.kids(), ["ec", "ed", "ps", "rs"]);
+
+    verifies(&set, Algorithm::RS256, Some("rs"), &rsa_key()).unwrap();
+    verifies(&set, Algorithm::PS256, Some("ps"), &rsa_key()).unwrap();
+    verifies(&set, Algorithm::ES256, Some("ec"), &ec_key()).unwrap();
+    verifies(&set, Algorithm::EdDSA, Some("ed"), &ed_key()).unwrap();
+
+    // The JWK's `alg` binds the key: the RS256 key does not verify PS256, and vice versa.
+    assert_eq!(
+        verifies(&set, Algorithm::PS256, Some("rs"), &rsa_key()),
+        Err(AuthError::UnknownKey)
+    );
+    // Another key under a known kid: a bad signature.
+    assert_eq!(
+        verifies(&set, Algorithm::RS256, Some("rs"), &rsa_key_b()),
+        Err(AuthError::InvalidSignature)
+    );
+    // An unknown kid finds no key.
+    assert_eq!(
+        verifies(&set, Algorithm::ES256, Some("nope"), &ec_key()),
+        Err(AuthError::UnknownKey)
+    );
+}
+
+#[tokio::test]
+async fn keys_without_alg_or_kid_and_the_allow_list() {
+    // No `alg` on the JWKs: the allow-list decides (EC keys: the curve's algorithm).
+    let mut rsa = public_jwk(&rsa_key(), Algorithm::RS256, "");
+    rsa.as_object_mut().unwrap().remove("kid");
+    let keys = vec![rsa, public_jwk(&ec_key(), Algorithm::ES256, "ec")];
+    let fetcher = Scripted::serving(body(jwks(keys.clone())));
+    let remote = build(&fetcher, |b| b).await;
+    let set = remote.snapshot();
+    verifies(&set, Algorithm::RS256, None, &rsa_key()).unwrap();
+    verifies(&set, Algorithm::PS512, None, &rsa_key()).unwrap();
+    verifies(&set, Algorithm::ES256, Some("ec"), &ec_key()).unwrap();
+    assert_eq!(remote.kids(), ["ec"]);
+
+    // A narrower allow-list: the RSA key only verifies PS256; ES256 is not allowed at all.
+    let fetcher = Scripted::serving(body(jwks(keys)));
+    let remote = build(&fetcher, |b| b.algorithms([Algorithm::PS256])).await;
+    let set = remote.snapshot();
+    verifies(&set, Algorithm::PS256, None, &rsa_key()).unwrap();
+    assert!(verifies(&set, Algorithm::RS256, None, &rsa_key()).is_err());
+    assert!(verifies(&set, Algorithm::ES256, Some("ec"), &ec_key()).is_err());
+    assert!(remote.kids().is_empty());
+    assert_eq!(remote.stats().skipped_keys, 1);
+}
+
+#[tokio::test]
+async fn symmetric_keys_are_never_taken_from_a_remote_set() {
+    let secret = b64(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    let keys = vec![
+        json!({"kty": "oct", "kid": "hs", "alg": "HS256", "k": secret}),
+        json!({"kty": "oct", "kid": "hs-no-alg", "k": secret}),
+        public_jwk(&ed_key(), Algorithm::EdDSA, "ed"),
+    ];
+    let fetcher = Scripted::serving(body(jwks(keys)));
+    let remote = build(&fetcher, |b| b).await;
+    assert_eq!(remote.kids(), ["ed"]);
+    assert_eq!(remote.stats().skipped_keys, 2);
+
+    let err = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(fetcher.clone())
+        .algorithms([Algorithm::RS256, Algorithm::HS256])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BuildError::InvalidSetting(m) if m.contains("HMAC")),
+        "{err}"
+    );
+    let err = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(fetcher.clone())
+        .algorithms([])
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BuildError::NoUsableAlgorithm), "{err}");
+
+    // A set with nothing but symmetric keys is unusable: a build error.
+    let only_oct = jwks(vec![
+        json!({"kty": "oct", "kid": "hs", "alg": "HS256", "k": secret}),
+    ]);
+    let err = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(Scripted::serving(body(only_oct)))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no usable signing key"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_unknown_kids_costs_one_fetch_per_cooldown() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await; // default cooldown: 30 s
+    assert_eq!(fetcher.requests(), 1);
+
+    let flood = |round: usize| {
+        let remote = remote.clone();
+        async move {
+            let calls = (0..500).map(|i| {
+                let remote = remote.clone();
+                async move {
+                    let kid = format!("random-{round}-{i}");
+                    remote.refresh_for_unknown_kid(Some(&kid)).await
+                }
+            });
+            futures_util::future::join_all(calls).await
+        }
+    };
+
+    // Within the cooldown of the initial fetch: no request at all.
+    let answers = flood(0).await;
+    assert!(answers.iter().all(Result::is_ok));
+    assert_eq!(fetcher.requests(), 1);
+    assert_eq!(remote.stats().unknown_kid_throttled, 500);
+
+    // After the cooldown: 500 concurrent callers share one request.
+    tokio::time::advance(DEFAULT_COOLDOWN).await;
+    let answers = flood(1).await;
+    assert!(answers.iter().all(Result::is_ok));
+    assert_eq!(fetcher.requests(), 2);
+    let stats = remote.stats();
+    assert_eq!(stats.unknown_kid_refreshes, 1);
+    assert_eq!(stats.negative_cache_len, 500);
+
+    // The same kids again: answered from the negative cache, without the flight.
+    let again = remote.refresh_for_unknown_kid(Some("random-1-7")).await;
+    assert!(again.is_ok());
+    assert_eq!(remote.stats().negative_cache_hits, 1);
+
+    // Still within the cooldown: a new wave costs nothing.
+    tokio::time::advance(DEFAULT_COOLDOWN / 2).await;
+    flood(2).await;
+    assert_eq!(fetcher.requests(), 2);
+
+    // A real rotation is not starved: the provider publishes a new key; within the cooldown
+    // it is not seen yet, after it the first unknown kid fetches it.
+    let mut rotated = all_keys();
+    rotated.push(public_jwk(&rsa_key_b(), Algorithm::RS256, "rs-2"));
+    fetcher.set(body(jwks(rotated)));
+    let generation = remote.generation();
+    let set = remote.refresh_for_unknown_kid(Some("rs-2")).await.unwrap();
+    assert!(verifies(&set, Algorithm::RS256, Some("rs-2"), &rsa_key_b()).is_err());
+    assert_eq!(fetcher.requests(), 2);
+
+    tokio::time::advance(DEFAULT_COOLDOWN / 2).await;
+    let (set, _) = tokio::join!(remote.refresh_for_unknown_kid(Some("rs-2")), flood(3));
+    verifies(&set.unwrap(), Algorithm::RS256, Some("rs-2"), &rsa_key_b()).unwrap();
+    assert_eq!(fetcher.requests(), 3);
+    assert_eq!(remote.generation(), generation + 1);
+    assert_eq!(remote.stats().rotations, 1);
+    // The rotation emptied the negative cache, then this wave's kids went in.
+    assert!(remote.stats().negative_cache_len <= 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_share_one_request_even_with_a_zero_cooldown() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b.refresh_cooldown(Duration::ZERO)).await;
+    fetcher.set(Reply::Hang);
+    let calls = (0..200).map(|i| {
+        let remote = remote.clone();
+        async move { remote.refresh_for_unknown_kid(Some(&format!("k{i}"))).await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    // The provider hangs: the one request times out, everybody learns the keys are
+    // unavailable for their kid, and the known keys still work.
+    assert_eq!(fetcher.requests(), 2);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().err().unwrap().retry_after >= Duration::from_secs(1))
+    );
+    verifies(&remote.snapshot(), Algorithm::EdDSA, Some("ed"), &ed_key()).unwrap();
+    assert_eq!(
+        remote.stats().last_error.unwrap(),
+        "GET https://id.test/jwks: timed out"
+    );
+
+    // With the cooldown at zero, the next unknown kid may fetch again.
+    fetcher.set(body(jwks(all_keys())));
+    assert!(remote.refresh_for_unknown_kid(Some("k1")).await.is_ok());
+    assert_eq!(fetcher.requests(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_without_kid_may_trigger_a_refresh_too() {
+    let fetcher = Scripted::serving(body(jwks(vec![public_jwk(
+        &ec_key(),
+        Algorithm::ES256,
+        "ec",
+    )])));
+    let remote = build(&fetcher, |b| b).await;
+    let set = remote.refresh_for_unknown_kid(None).await.unwrap();
+    assert_eq!(fetcher.requests(), 1);
+    assert!(verifies(&set, Algorithm::EdDSA, None, &ed_key()).is_err());
+
+    let mut ed = public_jwk(&ed_key(), Algorithm::EdDSA, "");
+    ed.as_object_mut().unwrap().remove("kid");
+    fetcher.set(body(jwks(vec![ed])));
+    tokio::time::advance(DEFAULT_COOLDOWN).await;
+    let set = remote.refresh_for_unknown_kid(None).await.unwrap();
+    assert_eq!(fetcher.requests(), 2);
+    verifies(&set, Algorithm::EdDSA, None, &ed_key()).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_refresh_follows_max_age_and_revalidates_with_etag() {
+    let fetcher = Scripted::serving(Reply::Body {
+        body: jwks(all_keys()),
+        etag: Some("\"v1\""),
+        cache_control: Some("public, max-age=600"),
+    });
+    let remote = build(&fetcher, |b| b).await;
+    let generation = remote.generation();
+    assert_eq!(generation, 1);
+    let expires_in = remote.stats().expires_in.unwrap();
+    assert_eq!(expires_in, Duration::from_secs(600));
+
+    // Before 80 % of the lifetime: nothing.
+    tokio::time::sleep(Duration::from_secs(470)).await;
+    assert_eq!(fetcher.requests(), 1);
+    // By 90 %: one conditional request, answered 304.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    assert_eq!(fetcher.requests(), 2);
+    assert_eq!(fetcher.if_none_match(), [None, Some("\"v1\"".to_owned())]);
+    let stats = remote.stats();
+    assert_eq!(stats.not_modified, 1);
+    assert_eq!(stats.generation, generation);
+    assert!(stats.expires_in.unwrap() >= Duration::from_secs(540));
+    assert!(!stats.stale);
+
+    // The provider rotates; the next background refresh picks it up without any token asking.
+    fetcher.set(Reply::Body {
+        body: jwks(vec![public_jwk(&rsa_key_b(), Algorithm::RS256, "rs-2")]),
+        etag: Some("\"v2\""),
+        cache_control: Some("max-age=600"),
+    });
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(fetcher.requests(), 3);
+    assert_eq!(remote.kids(), ["rs-2"]);
+    assert_eq!(remote.generation(), generation + 1);
+    verifies(
+        &remote.snapshot(),
+        Algorithm::RS256,
+        Some("rs-2"),
+        &rsa_key_b(),
+    )
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_age_is_clamped_to_the_ttl_bounds() {
+    for (cache_control, expected) in [
+        (Some("max-age=1"), 60),
+        (Some("max-age=120"), 120),
+        (Some("max-age=999999"), 3600),
+        (Some("no-cache"), 60),
+        (None, 60),
+    ] {
+        let fetcher = Scripted::serving(Reply::Body {
+            body: jwks(all_keys()),
+            etag: None,
+            cache_control,
+        });
+        let remote = build(&fetcher, |b| {
+            b.ttl_bounds(Duration::from_secs(60), Duration::from_secs(3600))
+        })
+        .await;
+        assert_eq!(
+            remote.stats().expires_in,
+            Some(Duration::from_secs(expected)),
+            "{cache_control:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_then_keys_are_dropped_after_max_stale() {
+    let fetcher = Scripted::serving(Reply::Body {
+        body: jwks(all_keys()),
+        etag: None,
+        cache_control: Some("max-age=60"),
+    });
+    let remote = build(&fetcher, |b| {
+        b.ttl_bounds(Duration::from_secs(60), Duration::from_secs(60))
+            .max_stale(Duration::from_secs(3600))
+    })
+    .await;
+    assert_eq!(remote.generation(), 1);
+
+    for failure in [
+        Reply::Status(503),
+        Reply::Error(FetchError::Transport("connection refused".into())),
+        Reply::Oversized,
+        body("<html>".into()),
+        body(r#"{"keys":[]}"#.into()),
+        Reply::Hang,
+    ] {
+        fetcher.set(failure);
+        let before = remote.stats().failures;
+        // The next retry is at most a minute away, and may wait 10 s for a timeout.
+        tokio::time::sleep(Duration::from_secs(75)).await;
+        let stats = remote.stats();
+        assert!(stats.failures > before, "{stats:?}");
+        // The last good keys still verify.
+        verifies(&remote.snapshot(), Algorithm::ES256, Some("ec"), &ec_key()).unwrap();
+        assert!(remote.contains_kid("ed"));
+        // An unknown kid: the provider may have rotated and cannot be asked.
+        tokio::time::advance(DEFAULT_COOLDOWN).await;
+        let err = remote
+            .refresh_for_unknown_kid(Some("new"))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.retry_after >= Duration::from_secs(1));
+        assert!(remote.stats().stale);
+    }
+    let last_error = remote.stats().last_error.unwrap();
+    assert!(last_error.contains("timed out"), "{last_error}");
+    assert_eq!(remote.generation(), 1);
+
+    // Past expiry + max_stale: the keys are dropped.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(remote.snapshot().algorithms().is_empty());
+    assert!(remote.kids().is_empty());
+    assert_eq!(remote.generation(), 2);
+    assert!(remote.refresh_for_unknown_kid(Some("ec")).await.is_err());
+
+    // The provider comes back: the background retries pick the keys up again.
+    fetcher.set(body(jwks(all_keys())));
+    tokio::time::sleep(MAX_RETRY_BACKOFF).await;
+    assert!(remote.contains_kid("ec"));
+    assert_eq!(remote.generation(), 3);
+    assert_eq!(remote.stats().consecutive_failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetcher_ignoring_the_size_cap_is_caught() {
+    let fetcher = Scripted::serving(Reply::Oversized);
+    let err = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(fetcher)
+        .max_body_size(1000)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("larger than 1000 bytes"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lazy_build_fetches_in_the_background() {
+    let fetcher = Scripted::serving(Reply::Status(500));
+    let remote = build(&fetcher, |b| b.lazy()).await;
+    assert!(remote.kids().is_empty());
+    assert!(remote.refresh_for_unknown_kid(Some("ec")).await.is_err());
+    fetcher.set(body(jwks(all_keys())));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(remote.contains_kid("ec"));
+    assert_eq!(remote.generation(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_clone_stops_the_background_task() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| {
+        b.ttl_bounds(Duration::from_secs(1), Duration::from_secs(1))
+    })
+    .await;
+    let clone = remote.clone();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = fetcher.requests();
+    assert!(before >= 10, "{before}");
+    drop(remote);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(fetcher.requests() >= before + 10);
+    drop(clone);
+    tokio::task::yield_now().await;
+    let after = fetcher.requests();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    assert_eq!(fetcher.requests(), after);
+    // The fetcher (owned by the shared state) is gone too.
+    assert_eq!(Arc::strong_count(&fetcher.0), 1);
+}
+
+#[tokio::test]
+async fn settings_out_of_range_are_build_errors() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let cases: [fn(RemoteJwksBuilder) -> RemoteJwksBuilder; 5] = [
+        |b| b.ttl_bounds(Duration::from_millis(500), Duration::from_secs(60)),
+        |b| b.ttl_bounds(Duration::from_secs(60), Duration::from_secs(59)),
+        |b| b.timeouts(Duration::ZERO, Duration::from_secs(1)),
+        |b| b.timeouts(Duration::from_secs(1), Duration::ZERO),
+        |b| b.max_body_size(0),
+    ];
+    for case in cases {
+        let builder =
+            case(RemoteJwks::from_jwks_uri("https://id.test/jwks").fetcher(fetcher.clone()));
+        assert!(matches!(
+            builder.build().await,
+            Err(BuildError::InvalidSetting(_))
+        ));
+    }
+}
+
+#[test]
+fn build_needs_a_tokio_runtime() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let build = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(fetcher)
+        .build();
+    let err = futures_util::FutureExt::now_or_never(build)
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("Tokio"), "{err}");
+}
+
+#[test]
+fn discovery_url_drops_a_trailing_slash() {
+    assert_eq!(
+        discovery_url("https://id.test"),
+        "https://id.test/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        discovery_url("https://id.test/"),
+        "https://id.test/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        discovery_url("https://id.test/tenant/"),
+        "https://id.test/tenant/.well-known/openid-configuration"
+    );
+}
+
+#[test]
+fn https_everywhere_but_loopback_when_allowed() {
+    for ok in [
+        "https://id.test/jwks",
+        "https://127.0.0.1/jwks",
+        "https://[2001:db8::1]/jwks",
+    ] {
+        assert_eq!(check_url(ok, false), Ok(()), "{ok}");
+    }
+    for loopback in [
+        "http://127.0.0.1:8080/jwks",
+        "http://127.1.2.3/jwks",
+        "http://[::1]:8080/jwks",
+        "http://localhost/jwks",
+        "http://LocalHost./jwks",
+    ] {
+        assert_eq!(check_url(loopback, true), Ok(()), "{loopback}");
+        assert_eq!(
+            check_url(loopback, false),
+            Err(UrlProblem::PlainHttp),
+            "{loopback}"
+        );
+    }
+    for refused in [
+        "http://id.test/jwks",
+        "http://10.0.0.1/jwks",
+        "http://localhost.id.test/jwks",
+        "http://[::ffff:8.8.8.8]/jwks",
+        "http://0.0.0.0/jwks",
+    ] {
+        assert_eq!(
+            check_url(refused, true),
+            Err(UrlProblem::PlainHttp),
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        check_url("ftp://id.test/jwks", true),
+        Err(UrlProblem::Scheme)
+    );
+    assert_eq!(
+        check_url("file:///etc/jwks", true),
+        Err(UrlProblem::Invalid)
+    );
+    assert_eq!(check_url("/jwks", true), Err(UrlProblem::Invalid));
+    assert_eq!(check_url("id.test/jwks", true), Err(UrlProblem::Invalid));
+}
+
+#[test]
+fn keys_unavailable_reads_well() {
+    let err = KeysUnavailable {
+        retry_after: Duration::from_secs(30),
+    };
+    assert_eq!(
+        err.to_string(),
+        "signing keys unavailable: the identity provider cannot be reached (retry after 30 s)"
+    );
+}
