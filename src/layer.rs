@@ -27,17 +27,20 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderMap, Method};
-use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 
 use crate::csrf::Csrf;
-use crate::keys::{AlgSet, KeySet};
+use crate::keys::{AlgSet, KeyConfig};
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
+use crate::tenant::Verifiers;
 use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
-use crate::verify::{Keys, OwnedTokenId, Verifier, trace_rejection};
-use crate::{AuthError, BuildError, Claims, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, TokenSource};
+use crate::verify::{OwnedTokenId, Verifier, trace_rejection};
+use crate::{
+    AuthError, BuildError, Claims, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, Tenant, TokenSource,
+};
 
 /// The default cap on a token's size: generous for access tokens with many claims, small
 /// enough that no oversized token is ever decoded.
@@ -88,7 +91,7 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// ```
     pub fn verify(&self, token: &str) -> Result<Claims<C>, AuthError> {
         self.shared
-            .verifier
+            .select(token)?
             .verify::<C>(token)
             .map(|v| Claims::new(v.claims))
     }
@@ -97,7 +100,7 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// its decoded payload, which need not be a claims set (RFC 7515 §5.2). No claim is
     /// checked.
     pub fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
-        self.shared.verifier.verify_signature(token)
+        self.shared.select(token)?.verify_signature(token)
     }
 }
 
@@ -129,7 +132,8 @@ impl<S, C, R> Layer<S> for JwtAuthLayer<C, R> {
 
 /// The state one layer shares with all its services.
 pub(crate) struct Shared<R> {
-    pub verifier: Verifier,
+    pub verifiers: Verifiers,
+    pub max_token_size: usize,
     pub sources: Vec<Source>,
     pub optional: bool,
     pub pass_preflight: bool,
@@ -163,7 +167,7 @@ impl<R> Shared<R> {
         if self.pass_preflight && is_preflight(method, headers) {
             return Ok(Decision::Pass(None));
         }
-        let found = source::extract(&self.sources, headers, uri, self.verifier.max_token_size)
+        let found = source::extract(&self.sources, headers, uri, self.max_token_size)
             .inspect_err(|e| trace_rejection(e, None, None, None))?;
         let Some(found) = found else {
             if self.optional {
@@ -178,17 +182,18 @@ impl<R> Shared<R> {
             csrf.check(method, headers, uri)
                 .inspect_err(|e| trace_rejection(e, None, None, None))?;
         }
+        let verifier = self.select(found.token)?;
         #[cfg(feature = "cache")]
-        if let Some(hit) = self.cached::<C>(found.token) {
+        if let Some(hit) = self.cached::<C>(verifier, found.token) {
             return Ok(hit);
         }
         // Read before verifying: an entry is tagged with a generation no newer than its keys.
         #[cfg(feature = "cache")]
-        let generation = self.key_generation();
-        let verified = match self.verifier.verify::<C>(found.token) {
+        let generation = verifier.keys.generation();
+        let verified = match verifier.verify::<C>(found.token) {
             Ok(verified) => verified,
             #[cfg(feature = "remote")]
-            Err(AuthError::UnknownKey) if self.verifier.keys.remote().is_some() => {
+            Err(AuthError::UnknownKey) if verifier.keys.remote().is_some() => {
                 return Ok(Decision::RefreshKeys(found.token.to_owned()));
             }
             Err(e) => return Err(e),
@@ -215,20 +220,28 @@ impl<R> Shared<R> {
         }
     }
 
-    /// The generation of the key set: a cached token is served only under the generation it
-    /// was verified with.
-    #[cfg(feature = "cache")]
-    fn key_generation(&self) -> u64 {
-        self.verifier.keys.generation()
+    /// The verifier for `token` (with tenants: its issuer's), refusing unknown issuers.
+    pub(crate) fn select(&self, token: &str) -> Result<&Verifier, AuthError> {
+        self.verifiers
+            .select(token, self.max_token_size)
+            .inspect_err(|e| trace_rejection(e, None, None, None))
     }
 
-    /// A cache hit for exactly this token, still within its `exp`/`nbf`.
+    /// A cache hit for exactly this token, verified under the current generation of `verifier`'s
+    /// keys and still within its `exp`/`nbf`.
     #[cfg(feature = "cache")]
-    fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
-        let entry = self.cache.as_ref()?.get(token, self.key_generation())?;
+    fn cached<C: Send + Sync + 'static>(
+        &self,
+        verifier: &Verifier,
+        token: &str,
+    ) -> Option<Decision<C>> {
+        let entry = self
+            .cache
+            .as_ref()?
+            .get(token, verifier.keys.generation())?;
         // A failing time check falls through to full verification, which reports it.
         let now = crate::validation::now();
-        self.verifier
+        verifier
             .policy
             .check_times(entry.exp, entry.nbf, now)
             .ok()?;
@@ -275,8 +288,9 @@ impl<R> Shared<R> {
         R: Send + Sync + 'static,
     {
         Box::pin(async move {
-            let remote = self.verifier.keys.remote().ok_or(AuthError::UnknownKey)?;
-            let kid = self.verifier.kid_of(&token);
+            let verifier = self.select(&token)?;
+            let remote = verifier.keys.remote().ok_or(AuthError::UnknownKey)?;
+            let kid = verifier.kid_of(&token);
             if let Err(unavailable) = remote.refresh_for_unknown_kid(kid.as_deref()).await {
                 let error = AuthError::KeysUnavailable {
                     retry_after_secs: unavailable.retry_after.as_secs().max(1),
@@ -284,7 +298,7 @@ impl<R> Shared<R> {
                 trace_rejection(&error, None, kid.as_deref(), None);
                 return Err(error);
             }
-            let verified = self.verifier.verify::<C>(&token)?;
+            let verified = verifier.verify::<C>(&token)?;
             let mut extensions = match verified.id {
                 Some(id) if self.revocation.is_some() => self.check_revocation(id).await?,
                 _ => Extensions::new(),
@@ -304,8 +318,8 @@ fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 /// Configuration of a [`JwtAuthLayer`]; every check happens in [`build`](Self::build).
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JwtAuthBuilder<C, R = Rfc6750> {
-    keys: Vec<Key>,
-    jwks: Vec<Jwks>,
+    keys: KeyConfig,
+    tenants: Vec<Tenant>,
     allowed: Option<AlgSet>,
     policy: ClaimsPolicy,
     max_token_size: usize,
@@ -317,8 +331,6 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     revocation_fail_open: bool,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
-    #[cfg(feature = "remote")]
-    remote: Option<crate::keys::remote::RemoteJwks>,
     responder: R,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
@@ -327,8 +339,8 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
 impl<C> JwtAuthBuilder<C> {
     fn new() -> Self {
         JwtAuthBuilder {
-            keys: Vec::new(),
-            jwks: Vec::new(),
+            keys: KeyConfig::default(),
+            tenants: Vec::new(),
             allowed: None,
             policy: ClaimsPolicy::default(),
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
@@ -340,8 +352,6 @@ impl<C> JwtAuthBuilder<C> {
             revocation_fail_open: false,
             #[cfg(feature = "cache")]
             cache: None,
-            #[cfg(feature = "remote")]
-            remote: None,
             responder: Rfc6750::default(),
             error: None,
             _claims: PhantomData,
@@ -388,13 +398,13 @@ impl<C, R> JwtAuthBuilder<C, R> {
 
     /// Adds a key; see [`Key`] for the kinds and for `kid`.
     pub fn key(mut self, key: Key) -> Self {
-        self.keys.push(key);
+        self.keys.keys.push(key);
         self
     }
 
     /// Adds the keys of a static JWKS document.
     pub fn jwks(mut self, jwks: Jwks) -> Self {
-        self.jwks.push(jwks);
+        self.keys.jwks.push(jwks);
         self
     }
 
@@ -424,7 +434,14 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// [`keys::remote`]: crate::keys::remote
     #[cfg(feature = "remote")]
     pub fn remote_jwks(mut self, remote: crate::keys::remote::RemoteJwks) -> Self {
-        self.remote = Some(remote);
+        self.keys.remote = Some(remote);
+        self
+    }
+
+    /// Adds a tenant: an issuer with its own keys and audiences (see [`tenant`](crate::tenant)).
+    /// With tenants, keys and issuers are configured on the tenants, not on the layer.
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenants.push(tenant);
         self
     }
 
@@ -582,7 +599,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
             keys: self.keys,
-            jwks: self.jwks,
+            tenants: self.tenants,
             allowed: self.allowed,
             policy: self.policy,
             max_token_size: self.max_token_size,
@@ -594,8 +611,6 @@ impl<C, R> JwtAuthBuilder<C, R> {
             revocation_fail_open: self.revocation_fail_open,
             #[cfg(feature = "cache")]
             cache: self.cache,
-            #[cfg(feature = "remote")]
-            remote: self.remote,
             responder,
             error: self.error,
             _claims: PhantomData,
@@ -616,63 +631,53 @@ impl<C, R> JwtAuthBuilder<C, R> {
         })
     }
 
-    /// The key source and the algorithm allow-list, checked.
-    fn build_keys(&mut self) -> Result<(Keys, AlgSet), BuildError> {
-        #[cfg(feature = "remote")]
-        if let Some(remote) = self.remote.take() {
-            if !self.keys.is_empty() || !self.jwks.is_empty() {
+    /// One verifier, or one per tenant.
+    fn build_verifiers(&mut self) -> Result<Verifiers, BuildError> {
+        let collect_id = self.revocation.is_some();
+        let keys = std::mem::take(&mut self.keys);
+        let tenants = std::mem::take(&mut self.tenants);
+        if tenants.is_empty() {
+            let (keys, allowed) = keys.build(self.allowed, &mut self.policy.issuers)?;
+            let verifier = Verifier {
+                keys,
+                allowed,
+                policy: self.policy.clone(),
+                max_token_size: self.max_token_size,
+                collect_id,
+            };
+            return Ok(Verifiers::One(verifier));
+        }
+        if !keys.is_empty() || !self.policy.issuers.is_empty() {
+            return Err(BuildError::InvalidSetting(
+                "with tenants, keys and issuers belong to the tenants, not the layer",
+            ));
+        }
+        let mut verifiers = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            if let Some(e) = tenant.error {
+                return Err(e);
+            }
+            if verifiers.iter().any(|(iss, _)| *iss == tenant.issuer) {
                 return Err(BuildError::InvalidSetting(
-                    "a remote JWKS cannot be combined with static keys in one layer",
+                    "two tenants with the same issuer",
                 ));
             }
-            let allowed = match self.allowed {
-                Some(allowed) => allowed.intersect(remote.allowed()),
-                None => remote.allowed(),
+            let mut policy = self.policy.clone();
+            policy.issuers = vec![tenant.issuer.clone()];
+            if !tenant.audiences.is_empty() {
+                policy.audiences = tenant.audiences;
+            }
+            let (keys, allowed) = tenant.keys.build(self.allowed, &mut policy.issuers)?;
+            let verifier = Verifier {
+                keys,
+                allowed,
+                policy,
+                max_token_size: self.max_token_size,
+                collect_id,
             };
-            if allowed.is_empty() {
-                return Err(BuildError::NoUsableAlgorithm);
-            }
-            // Keys found by OpenID Connect discovery belong to that issuer: its tokens only.
-            if self.policy.issuers.is_empty()
-                && let Some(issuer) = remote.issuer()
-            {
-                self.policy.issuers.push(issuer.to_owned());
-            }
-            return Ok((Keys::Remote(remote), allowed));
+            verifiers.push((tenant.issuer, verifier));
         }
-        let mut entries = Vec::new();
-        for key in std::mem::take(&mut self.keys) {
-            let entry = key.into_entry()?;
-            match self.allowed {
-                // A key for an algorithm outside the allow-list is never used.
-                Some(allowed) if entry.algs.intersect(allowed).is_empty() => {}
-                _ => entries.push(entry),
-            }
-        }
-        for jwks in &self.jwks {
-            entries.extend(jwks.entries(self.allowed));
-        }
-        if entries.is_empty() {
-            return Err(if self.allowed.is_some() {
-                BuildError::NoUsableAlgorithm
-            } else {
-                BuildError::NoKeys
-            });
-        }
-        let hmac = entries.iter().any(|e| e.family() == AlgorithmFamily::Hmac);
-        let public = entries.iter().any(|e| e.family() != AlgorithmFamily::Hmac);
-        if hmac && public {
-            return Err(BuildError::MixedKeyFamilies);
-        }
-        let keys = KeySet::new(entries);
-        let allowed = match self.allowed {
-            Some(allowed) => allowed.intersect(keys.algorithms()),
-            None => keys.algorithms(),
-        };
-        if allowed.is_empty() {
-            return Err(BuildError::NoUsableAlgorithm);
-        }
-        Ok((Keys::Static(keys), allowed))
+        Ok(Verifiers::ByIssuer(verifiers))
     }
 
     pub(crate) fn build_shared(mut self) -> Result<Shared<R>, BuildError> {
@@ -696,20 +701,15 @@ impl<C, R> JwtAuthBuilder<C, R> {
             .map(TokenSource::compile)
             .collect::<Result<Vec<_>, _>>()?;
 
-        let (keys, allowed) = self.build_keys()?;
+        let verifiers = self.build_verifiers()?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
             Some(policy) if uses_cookies => Some(policy.compile()?),
             _ => None,
         };
         Ok(Shared {
-            verifier: Verifier {
-                keys,
-                allowed,
-                policy: self.policy,
-                max_token_size: self.max_token_size,
-                collect_id: self.revocation.is_some(),
-            },
+            verifiers,
+            max_token_size: self.max_token_size,
             sources,
             optional: self.optional,
             pass_preflight: self.pass_preflight,

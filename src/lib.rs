@@ -17,6 +17,7 @@ pub mod response;
 pub mod revocation;
 mod service;
 pub mod source;
+pub mod tenant;
 mod token;
 pub mod validation;
 mod verify;
@@ -34,6 +35,7 @@ pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthBuilder, JwtAuthLayer};
 pub use response::{ErrorResponder, Rfc6750};
 pub use service::{JwtAuth, ResponseFuture};
 pub use source::TokenSource;
+pub use tenant::Tenant;
 
 /// jsonwebtoken itself, for [`DecodingKey`](jsonwebtoken::DecodingKey) and its other types.
 pub use jsonwebtoken;

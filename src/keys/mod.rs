@@ -23,6 +23,7 @@
 //! # let _ = layer;
 //! ```
 
+mod config;
 mod jwks;
 #[cfg(feature = "aws-lc-rs")]
 mod prepared;
@@ -30,6 +31,7 @@ mod prepared;
 pub mod remote;
 mod set;
 
+pub(crate) use config::KeyConfig;
 pub use jwks::Jwks;
 pub(crate) use set::{AlgSet, KeyEntry, KeySet};
 

@@ -1,0 +1,143 @@
+//! Several issuers behind one layer (multi-tenant).
+//!
+//! Each [`Tenant`] is an issuer with its own keys (static or [remote](crate::keys::remote))
+//! and, optionally, its own audiences. The layer reads the token's `iss` *unverified*, only to
+//! choose the tenant; the token is then verified with that tenant's keys alone and must carry
+//! that very `iss`. A token from an issuer no tenant names is refused (401) without any key
+//! fetch, so unknown issuers cannot make the layer contact anything.
+//!
+//! ```
+//! use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key, Tenant};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! let pem_a = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
+//! let pem_b = std::fs::read("tests/data/ec_p256_public.pem").unwrap();
+//! let auth = JwtAuthLayer::<MyClaims>::builder()
+//!     .tenant(Tenant::new("https://a.example").key(Key::pem(Algorithm::RS256, &pem_a)))
+//!     .tenant(
+//!         Tenant::new("https://b.example")
+//!             .key(Key::pem(Algorithm::ES256, &pem_b))
+//!             .audience("b-api"),
+//!     )
+//!     .audience("shared-api") // for tenants that name no audience of their own
+//!     .build()
+//!     .unwrap();
+//! # let _ = auth;
+//! ```
+
+use std::borrow::Cow;
+
+use crate::keys::KeyConfig;
+use crate::token;
+use crate::verify::Verifier;
+use crate::{AuthError, Jwks, Key};
+
+/// One issuer of a multi-tenant layer: its keys and audiences.
+#[must_use]
+pub struct Tenant {
+    pub(crate) issuer: String,
+    pub(crate) keys: KeyConfig,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) error: Option<crate::BuildError>,
+}
+
+impl std::fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tenant")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tenant {
+    /// The tenant whose tokens carry `iss` = `issuer` (compared exactly).
+    pub fn new(issuer: impl Into<String>) -> Tenant {
+        Tenant {
+            issuer: issuer.into(),
+            keys: KeyConfig::default(),
+            audiences: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Adds a key of this issuer.
+    pub fn key(mut self, key: Key) -> Tenant {
+        self.keys.keys.push(key);
+        self
+    }
+
+    /// Adds the keys of a static JWKS document of this issuer.
+    pub fn jwks(mut self, jwks: Jwks) -> Tenant {
+        self.keys.jwks.push(jwks);
+        self
+    }
+
+    /// Adds the keys of a JWKS document given as JSON text.
+    pub fn jwks_json(self, json: &str) -> Tenant {
+        match Jwks::from_json(json) {
+            Ok(jwks) => self.jwks(jwks),
+            Err(e) => Tenant {
+                error: Some(e),
+                ..self
+            },
+        }
+    }
+
+    /// Takes this issuer's keys from its JWKS URL or by discovery.
+    #[cfg(feature = "remote")]
+    pub fn remote_jwks(mut self, remote: crate::keys::remote::RemoteJwks) -> Tenant {
+        self.keys.remote = Some(remote);
+        self
+    }
+
+    /// Accepts tokens of this issuer whose `aud` contains `audience` (instead of the layer's
+    /// audiences); may be called again to accept several.
+    pub fn audience(mut self, audience: impl Into<String>) -> Tenant {
+        self.audiences.push(audience.into());
+        self
+    }
+}
+
+/// The verifiers of a layer: one, or one per issuer.
+pub(crate) enum Verifiers {
+    One(Verifier),
+    ByIssuer(Vec<(String, Verifier)>),
+}
+
+impl Verifiers {
+    /// The verifier for `token`: with tenants, the one of the issuer its payload names.
+    pub(crate) fn select(&self, token: &str, max_len: usize) -> Result<&Verifier, AuthError> {
+        match self {
+            Verifiers::One(verifier) => Ok(verifier),
+            Verifiers::ByIssuer(tenants) => {
+                let issuer = unverified_issuer(token, max_len)?;
+                tenants
+                    .iter()
+                    .find(|(iss, _)| *iss == issuer)
+                    .map(|(_, verifier)| verifier)
+                    .ok_or(AuthError::WrongIssuer)
+            }
+        }
+    }
+}
+
+/// The `iss` of a token's payload, read without verifying anything. Used only to choose whose
+/// keys verify the token; the verification then checks `iss` again, signed.
+fn unverified_issuer(token: &str, max_len: usize) -> Result<String, AuthError> {
+    #[derive(serde::Deserialize)]
+    struct Iss<'a> {
+        #[serde(borrow)]
+        iss: Option<Cow<'a, str>>,
+    }
+    let segments = token::split(token, max_len)?;
+    let payload = token::decode_segment::<2048>(segments.payload, AuthError::MalformedClaims)?;
+    let claims: Iss<'_> =
+        serde_json::from_slice(&payload).map_err(|_| AuthError::MalformedClaims)?;
+    claims
+        .iss
+        .map(Cow::into_owned)
+        .ok_or(AuthError::MissingClaim)
+}

@@ -1,0 +1,206 @@
+//! Several issuers behind one layer, each verified with its own keys only.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::routing::get;
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tower_jwt_auth::{Claims, JwtAuthLayer, Key, Tenant};
+
+const A: &str = "https://a.test";
+const B: &str = "https://b.test";
+
+fn ec_key() -> EncodingKey {
+    EncodingKey::from_ec_pem(&data("ec_p256_private.pem")).unwrap()
+}
+
+fn claims(iss: &str, aud: &str) -> Value {
+    json!({ "sub": "alice", "iss": iss, "aud": aud, "exp": now() + 600 })
+}
+
+fn rs256(claims: &Value) -> String {
+    sign_raw(
+        &json!({"alg": "RS256"}),
+        claims,
+        Algorithm::RS256,
+        &rsa_key(),
+    )
+}
+
+fn es256(claims: &Value) -> String {
+    sign_raw(
+        &json!({"alg": "ES256"}),
+        claims,
+        Algorithm::ES256,
+        &ec_key(),
+    )
+}
+
+fn layer() -> JwtAuthLayer<TestClaims> {
+    JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem"))))
+        .tenant(
+            Tenant::new(B)
+                .key(Key::pem(Algorithm::ES256, data("ec_p256_public.pem")))
+                .audience("b-api"),
+        )
+        .audience(AUDIENCE)
+        .build()
+        .unwrap()
+}
+
+async fn server(layer: JwtAuthLayer<TestClaims>) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(move |c: Claims<TestClaims>| async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                c.sub.clone()
+            }),
+        )
+        .layer(layer);
+    (format!("http://{}/me", serve(app).await), hits)
+}
+
+async fn status(url: &str, token: &str) -> (StatusCode, String) {
+    let res = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (res.status(), challenge)
+}
+
+#[tokio::test]
+async fn each_issuer_with_its_own_keys_and_audiences() {
+    let (url, hits) = server(layer()).await;
+    assert_eq!(
+        status(&url, &rs256(&claims(A, AUDIENCE))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&url, &es256(&claims(B, "b-api"))).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+    // Tenant B names its own audience: the layer's does not apply to it.
+    let (code, challenge) = status(&url, &es256(&claims(B, AUDIENCE))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("wrong audience"), "{challenge}");
+
+    // Claiming issuer B but signed with A's key: B's keys alone are tried.
+    let (code, challenge) = status(&url, &rs256(&claims(B, "b-api"))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(
+        challenge.contains("algorithm not allowed") || challenge.contains("invalid signature"),
+        "{challenge}"
+    );
+
+    // An issuer no tenant names, and a token without iss.
+    let (code, challenge) = status(&url, &rs256(&claims("https://evil.test", AUDIENCE))).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("wrong issuer"), "{challenge}");
+    let mut no_iss = claims(A, AUDIENCE);
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let (code, challenge) = status(&url, &rs256(&no_iss)).await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+    assert!(challenge.contains("missing required claim"), "{challenge}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn tenant_configuration_mistakes_are_build_errors() {
+    let rsa = || Key::pem(Algorithm::RS256, data("rsa_2048_public.pem"));
+    let twice = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).key(rsa()))
+        .tenant(Tenant::new(A).key(rsa()))
+        .build();
+    assert!(twice.is_err());
+    let mixed = JwtAuthLayer::<TestClaims>::builder()
+        .key(rsa())
+        .tenant(Tenant::new(A).key(rsa()))
+        .build();
+    assert!(mixed.is_err());
+    let keyless = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A))
+        .build();
+    assert!(keyless.is_err());
+    let bad_jwks = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).jwks_json("[]"))
+        .build();
+    assert!(bad_jwks.is_err());
+}
+
+/// An unknown issuer never makes the layer contact any key source.
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn unknown_issuers_cause_no_fetch() {
+    use tower_jwt_auth::RemoteJwks;
+
+    install_provider();
+    let mut jwk = serde_json::to_value(
+        jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).unwrap(),
+    )
+    .unwrap();
+    jwk["kid"] = json!("a-1");
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let f = fetches.clone();
+    let jwks = Router::new().route(
+        "/jwks",
+        get(move || {
+            let jwk = jwk.clone();
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                axum::Json(json!({ "keys": [jwk] }))
+            }
+        }),
+    );
+    let jwks_url = format!("http://{}/jwks", serve(jwks).await);
+    // Built eagerly: the first fetch happens here, once.
+    let remote = RemoteJwks::from_jwks_uri(jwks_url)
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).remote_jwks(remote))
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let (url, hits) = server(layer).await;
+    for i in 0..50 {
+        let token = rs256(&claims(&format!("https://unknown-{i}.test"), AUDIENCE));
+        assert_eq!(status(&url, &token).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "an unknown issuer triggered a key fetch"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    // The tenant itself works: its token, with a kid the source knows.
+    let token = sign_raw(
+        &json!({"alg": "RS256", "kid": "a-1"}),
+        &claims(A, AUDIENCE),
+        Algorithm::RS256,
+        &rsa_key(),
+    );
+    assert_eq!(status(&url, &token).await.0, StatusCode::OK);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
