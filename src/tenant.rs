@@ -133,7 +133,8 @@ fn unverified_issuer(token: &str, max_len: usize) -> Result<String, AuthError> {
         iss: Option<Cow<'a, str>>,
     }
     let segments = token::split(token, max_len)?;
-    let payload = token::decode_segment::<2048>(segments.payload, AuthError::MalformedClaims)?;
+    let mut buf = [0u8; crate::verify::PAYLOAD_BUF];
+    let payload = token::decode_segment(segments.payload, &mut buf, AuthError::MalformedClaims)?;
     let claims: Iss<'_> =
         serde_json::from_slice(&payload).map_err(|_| AuthError::MalformedClaims)?;
     claims

@@ -26,24 +26,24 @@ pub(crate) struct Segments<'a> {
 }
 
 /// Splits a token into its segments after checking, byte by byte, that it can be a compact
-/// JWS at all: at most `max_len` bytes, exactly two dots, three non-empty segments, and only
+/// JWS at all: at most `max_len` bytes, exactly two dots, a header and a signature, and only
 /// the unpadded base64url alphabet (RFC 7515 §2, RFC 4648 §5). Nothing is decoded.
 pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthError> {
     if token.len() > max_len {
         return Err(AuthError::TokenTooLarge);
     }
     let bytes = token.as_bytes();
+    // One pass, one table lookup per byte: the alphabet is checked and the dots found.
     let mut dots = [0usize; 2];
     let mut count = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'.' {
-            if count == 2 {
-                return Err(AuthError::Malformed);
+    for (i, b) in bytes.iter().enumerate() {
+        match JWS_ALPHABET[usize::from(*b)] {
+            BASE64URL => {}
+            DOT if count < 2 => {
+                dots[count] = i;
+                count += 1;
             }
-            dots[count] = i;
-            count += 1;
-        } else if !is_base64url(b) {
-            return Err(AuthError::Malformed);
+            _ => return Err(AuthError::Malformed),
         }
     }
     if count != 2 {
@@ -53,7 +53,9 @@ pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthErr
     let header = &token[..d1];
     let payload = &token[d1 + 1..d2];
     let signature = &token[d2 + 1..];
-    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+    // The payload may be empty (RFC 7515 allows it; no claims set is, and claims parsing
+    // refuses it); the header and the signature may not.
+    if header.is_empty() || signature.is_empty() {
         return Err(AuthError::Malformed);
     }
     Ok(Segments {
@@ -64,47 +66,45 @@ pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthErr
     })
 }
 
-fn is_base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
-}
+const INVALID: u8 = 0;
+const BASE64URL: u8 = 1;
+const DOT: u8 = 2;
 
-/// A decoded segment: in an inline buffer when it fits in `N` bytes, on the heap otherwise,
-/// so the common token is decoded without allocating.
-pub(crate) struct Decoded<const N: usize> {
-    inline: [u8; N],
-    len: usize,
-    heap: Option<Vec<u8>>,
-}
-
-impl<const N: usize> std::ops::Deref for Decoded<N> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        match &self.heap {
-            Some(v) => v,
-            None => &self.inline[..self.len],
+/// The class of each byte in a compact JWS: the base64url alphabet, the dot, or invalid.
+static JWS_ALPHABET: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            table[i] = BASE64URL;
+        } else if b == b'.' {
+            table[i] = DOT;
         }
+        i += 1;
     }
-}
+    table
+};
 
-/// Decodes one base64url segment. The engine refuses non-canonical trailing bits, so two
-/// different strings never decode to the same bytes.
-pub(crate) fn decode_segment<const N: usize>(
+/// Decodes one base64url segment into `buf` when it fits, onto the heap otherwise, so the
+/// common token is decoded without allocating or copying. The engine refuses non-canonical
+/// trailing bits, so two different strings never decode to the same bytes.
+pub(crate) fn decode_segment<'b>(
     segment: &str,
+    buf: &'b mut [u8],
     err: AuthError,
-) -> Result<Decoded<N>, AuthError> {
-    let mut out = Decoded {
-        inline: [0; N],
-        len: 0,
-        heap: None,
-    };
-    if base64::decoded_len_estimate(segment.len()) <= N {
-        out.len = URL_SAFE_NO_PAD
-            .decode_slice(segment, &mut out.inline)
+) -> Result<Cow<'b, [u8]>, AuthError> {
+    if base64::decoded_len_estimate(segment.len()) <= buf.len() {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(segment, buf)
             .map_err(|_| err)?;
+        Ok(Cow::Borrowed(&buf[..len]))
     } else {
-        out.heap = Some(URL_SAFE_NO_PAD.decode(segment).map_err(|_| err)?);
+        URL_SAFE_NO_PAD
+            .decode(segment)
+            .map(Cow::Owned)
+            .map_err(|_| err)
     }
-    Ok(out)
 }
 
 /// The JOSE header members the layer acts on (RFC 7515 §4.1).
@@ -121,7 +121,10 @@ pub(crate) struct JoseHeader<'a> {
 /// the token (`jwk`, `jku`, `x5u`: RFC 8725 §3.10, keys come from configuration only), and an
 /// `alg` that is `none` or unknown (RFC 8725 §3.1). The allow-list check is the caller's.
 pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader<'_>, AuthError> {
-    let mut de = serde_json::Deserializer::from_slice(json);
+    // RFC 7515 §5.2 step 3: the header must be UTF-8 JSON. serde_json skips members it is not
+    // asked for without checking their encoding, so the whole text is checked first.
+    let json = std::str::from_utf8(json).map_err(|_| AuthError::MalformedHeader)?;
+    let mut de = serde_json::Deserializer::from_str(json);
     let raw = RawHeader::deserialize(&mut de).map_err(|_| AuthError::MalformedHeader)?;
     de.end().map_err(|_| AuthError::MalformedHeader)?;
     if raw.crit {
@@ -305,6 +308,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn alphabet_boundaries() {
+        for ok in ["a.b.c", "A-_.z09.Z", "-.-._"] {
+            assert!(split(ok, 100).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a.b.c=",
+            "a.b.c+",
+            "a/.b.c",
+            "a.b.\u{ff}",
+            "a.b.c\0",
+            "a.b.c~",
+            "a.b.c%",
+        ] {
+            assert!(split(bad, 100).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn split_accepts_three_segments() {
         let s = split("aGVh.cGF5.c2ln", 100).unwrap();
         assert_eq!((s.header, s.payload, s.signature), ("aGVh", "cGF5", "c2ln"));
@@ -314,7 +335,7 @@ mod tests {
     #[test]
     fn split_refuses_what_cannot_be_a_jws() {
         for bad in [
-            "", "a.b", "a.b.c.d", "a..c", ".b.c", "a.b.", "a=.b.c", "a+.b.c", "a/.b.c", "a.b.c d",
+            "", "a.b", "a.b.c.d", ".b.c", "a.b.", "a=.b.c", "a+.b.c", "a/.b.c", "a.b.c d",
         ] {
             assert!(split(bad, 100).is_err(), "{bad:?}");
         }

@@ -85,7 +85,10 @@ impl ClaimsPolicy {
 
     /// Reads the registered claims of a decoded payload, refusing wrong types and duplicates.
     pub(crate) fn parse<'a>(&self, payload: &'a [u8]) -> Result<Registered<'a>, AuthError> {
-        let mut de = serde_json::Deserializer::from_slice(payload);
+        // RFC 7519 §7.2 step 10: the claims set must be UTF-8 JSON, including members no one
+        // reads (serde_json skips those unchecked).
+        let payload = std::str::from_utf8(payload).map_err(|_| AuthError::MalformedClaims)?;
+        let mut de = serde_json::Deserializer::from_str(payload);
         let reg = ClaimsSeed { policy: self }
             .deserialize(&mut de)
             .map_err(|_| AuthError::MalformedClaims)?;

@@ -5,8 +5,15 @@ use serde::de::DeserializeOwned;
 
 use crate::AuthError;
 use crate::keys::{AlgSet, KeySet};
-use crate::token::{self, Decoded, JoseHeader, Segments};
+use std::borrow::Cow;
+
+use crate::token::{self, JoseHeader, Segments};
 use crate::validation::{self, ClaimsPolicy};
+
+/// Stack space for a decoded header: larger headers go to the heap.
+const HEADER_BUF: usize = 256;
+/// Stack space for a decoded payload: larger claim sets go to the heap.
+pub(crate) const PAYLOAD_BUF: usize = 1536;
 
 /// Where the verification keys come from.
 pub(crate) enum Keys {
@@ -104,11 +111,14 @@ impl Verifier {
     ) -> Result<Verified<C>, AuthError> {
         let segments =
             token::split(token, self.max_token_size).map_err(|e| reject(e, None, None))?;
-        let header_json = token::decode_segment::<512>(segments.header, AuthError::MalformedHeader)
-            .map_err(|e| reject(e, None, None))?;
+        let mut header_buf = [0u8; HEADER_BUF];
+        let header_json =
+            token::decode_segment(segments.header, &mut header_buf, AuthError::MalformedHeader)
+                .map_err(|e| reject(e, None, None))?;
         let header = token::parse_header(&header_json).map_err(|e| reject(e, None, None))?;
+        let mut payload_buf = [0u8; PAYLOAD_BUF];
         let payload = self
-            .check_signature(&segments, &header)
+            .check_signature(&segments, &header, &mut payload_buf)
             .map_err(|e| reject(e, Some(&header), None))?;
         let registered = self
             .policy
@@ -138,8 +148,10 @@ impl Verifier {
     #[cfg(feature = "remote")]
     pub(crate) fn kid_of(&self, token: &str) -> Option<String> {
         let segments = token::split(token, self.max_token_size).ok()?;
+        let mut header_buf = [0u8; HEADER_BUF];
         let header_json =
-            token::decode_segment::<512>(segments.header, AuthError::MalformedHeader).ok()?;
+            token::decode_segment(segments.header, &mut header_buf, AuthError::MalformedHeader)
+                .ok()?;
         token::parse_header(&header_json)
             .ok()?
             .kid
@@ -150,31 +162,42 @@ impl Verifier {
     /// payload is not a claims set.
     pub(crate) fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
         let segments = token::split(token, self.max_token_size)?;
+        let mut header_buf = [0u8; HEADER_BUF];
         let header_json =
-            token::decode_segment::<512>(segments.header, AuthError::MalformedHeader)?;
+            token::decode_segment(segments.header, &mut header_buf, AuthError::MalformedHeader)?;
         let header = token::parse_header(&header_json)?;
-        Ok(self.check_signature(&segments, &header)?.to_vec())
+        let mut payload_buf = [0u8; PAYLOAD_BUF];
+        Ok(self
+            .check_signature(&segments, &header, &mut payload_buf)?
+            .into_owned())
     }
 
-    /// Header policy and signature; returns the decoded payload.
-    fn check_signature(
+    /// Header policy and signature; returns the payload, decoded into `payload_buf` when it
+    /// fits.
+    fn check_signature<'b>(
         &self,
         segments: &Segments<'_>,
         header: &JoseHeader<'_>,
-    ) -> Result<Decoded<2048>, AuthError> {
+        payload_buf: &'b mut [u8],
+    ) -> Result<Cow<'b, [u8]>, AuthError> {
         if !self.allowed.contains(header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
         }
         self.policy.check_type(header.typ.as_deref())?;
-        let signature =
-            token::decode_segment::<528>(segments.signature, AuthError::InvalidSignature)?;
+        // An RSA-4096 signature is 512 bytes; the slack covers the decoder's estimate.
+        let mut signature_buf = [0u8; 516];
+        let signature = token::decode_segment(
+            segments.signature,
+            &mut signature_buf,
+            AuthError::InvalidSignature,
+        )?;
         self.keys.verify(
             header.alg,
             header.kid.as_deref(),
             segments.signing_input.as_bytes(),
             &signature,
         )?;
-        token::decode_segment::<2048>(segments.payload, AuthError::MalformedClaims)
+        token::decode_segment(segments.payload, payload_buf, AuthError::MalformedClaims)
     }
 }
 

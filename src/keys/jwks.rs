@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use super::min_secret_len;
@@ -139,6 +141,13 @@ fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => return None,
     }
+    // RFC 7517 §4.3: a key whose operations do not include `verify` is not for us (an
+    // encryption key must never double as a verification key).
+    if let Some(ops) = &jwk.common.key_operations
+        && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
+    {
+        return None;
+    }
     let alg = match &jwk.common.key_algorithm {
         None => None,
         Some(ka) => Some(signing_alg(*ka)?),
@@ -160,6 +169,9 @@ fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
     }
     let check_alg = alg.or(curve_alg).unwrap_or_else(|| customary(key.family()));
     check_strength(check_alg, &key).ok()?;
+    if !KeyEntry::new(None, AlgSet::of(check_alg), key.clone()).is_usable() {
+        return None;
+    }
     if key.family() == AlgorithmFamily::Hmac {
         let len = key.try_get_as_bytes().ok()?.len();
         if len < min_secret_len(check_alg) {

@@ -116,11 +116,16 @@ impl Key {
 
     /// A key already in jsonwebtoken's form. Its family must match `alg`.
     pub fn decoding_key(alg: Algorithm, key: DecodingKey) -> Key {
+        // An HMAC key keeps its length check (RFC 7518 §3.2) whichever way it was made.
+        let secret_len = match key.family() {
+            AlgorithmFamily::Hmac => key.try_get_as_bytes().ok().map(<[u8]>::len),
+            _ => None,
+        };
         Key {
             kid: None,
             alg,
             material: Ok(key),
-            secret_len: None,
+            secret_len,
         }
     }
 
@@ -173,7 +178,11 @@ impl Key {
             BuildError::InvalidKey { reason, .. } => invalid(reason),
             other => other,
         })?;
-        Ok(KeyEntry::new(self.kid, AlgSet::of(self.alg), key))
+        let entry = KeyEntry::new(self.kid.clone(), AlgSet::of(self.alg), key);
+        if !entry.is_usable() {
+            return Err(invalid("the crypto backend refuses this key".into()));
+        }
+        Ok(entry)
     }
 }
 

@@ -37,7 +37,6 @@ impl AlgSet {
         AlgSet(Self::bit(alg))
     }
 
-    #[cfg_attr(not(feature = "aws-lc-rs"), allow(dead_code))]
     pub(crate) fn iter(self) -> impl Iterator<Item = Algorithm> {
         ALL.into_iter().filter(move |a| self.contains(*a))
     }
@@ -97,6 +96,18 @@ impl KeyEntry {
             #[cfg(feature = "aws-lc-rs")]
             prepared,
         }
+    }
+
+    /// Whether the backend accepts this key for every algorithm it is meant for (an RSA
+    /// exponent of 1 or an EC point off its curve parse as DER but no backend verifies with
+    /// them: such keys are refused when loaded, not per request).
+    pub(crate) fn is_usable(&self) -> bool {
+        #[cfg(feature = "aws-lc-rs")]
+        return self.prepared.len() == self.algs.iter().count();
+        #[cfg(not(feature = "aws-lc-rs"))]
+        self.algs
+            .iter()
+            .all(|alg| (provider().verifier_factory)(&alg, &self.key).is_ok())
     }
 
     /// Whether this key's signature over `message` is `signature` under `alg`.
