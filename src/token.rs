@@ -240,6 +240,8 @@ impl<'de> MemberSet<'de> {
     ];
 
     /// Returns false when `name` was already inserted.
+    // The `Cow` itself (not a `&str`): a name borrowed from the input is kept without copying.
+    #[allow(clippy::ptr_arg)]
     pub(crate) fn insert(&mut self, name: &Cow<'de, str>) -> bool {
         if let Some(i) = Self::KNOWN.iter().position(|k| *k == name.as_ref()) {
             let bit = 1u32 << i;

@@ -1,0 +1,153 @@
+//! An axum API that trusts an external identity provider: it issues no tokens, it only checks
+//! the access tokens the provider signs, with the keys the provider publishes (its JWKS, found
+//! by OpenID Connect discovery or given directly), following its key rotations.
+//!
+//! ```text
+//! OIDC_ISSUER=https://id.example.com JWT_AUDIENCE=orders-api \
+//!     cargo run --features remote --example resource_server
+//! curl -s localhost:3002/health
+//! curl -s localhost:3002/me -H "authorization: Bearer $ACCESS_TOKEN"
+//! ```
+//!
+//! Environment:
+//!
+//! * `BIND_ADDR`: where to listen (default `127.0.0.1:3002`; port 0 picks a free one). One
+//!   line `listening on <addr>` is printed once connections are accepted.
+//! * `OIDC_ISSUER`: the provider's issuer URL; its keys are found by discovery at
+//!   `<issuer>/.well-known/openid-configuration`, and tokens must carry exactly this `iss`.
+//! * or `JWKS_URL`: the provider's JWKS URL, when it offers no discovery. `JWT_ISSUER`
+//!   (optional) then names the `iss` tokens must carry.
+//! * `JWT_AUDIENCE` (required): the `aud` tokens must be meant for.
+//! * `JWT_TOKEN_TYPE` (optional): a header `typ` to require, e.g. `at+jwt` (RFC 9068).
+//!
+//! URLs must be `https`; plain `http` is accepted only for a loopback host (`127.0.0.0/8`,
+//! `::1`, `localhost`), a provider on this machine. Tokens signed RS256, PS256, ES256 or EdDSA
+//! are accepted, as the provider's keys allow; HMAC (`HS*`) tokens never are.
+//!
+//! Routes: `GET /health` → 200 without a token; `GET /me` → 200 with the token's claims as
+//! JSON. A missing or invalid token gets 401 with `WWW-Authenticate: Bearer …` (RFC 6750); a
+//! token whose key cannot be fetched while the provider is unreachable gets 503 with
+//! `Retry-After`.
+//!
+//! # Trying it against the test OpenID provider
+//!
+//! The tests' harness, tests/oidc/server.mjs, runs the certified `oidc-provider` (npm) on
+//! 127.0.0.1; it needs Node.js 18 or later:
+//!
+//! ```text
+//! npm ci --prefix tests/oidc
+//! node tests/oidc/server.mjs 3001 &      # prints its issuer: http://127.0.0.1:3001
+//! OIDC_ISSUER=http://127.0.0.1:3001 JWT_AUDIENCE=urn:test:api \
+//!     cargo run --features remote --example resource_server &
+//! ACCESS_TOKEN=$(curl -s -u test-client:test-secret http://127.0.0.1:3001/token \
+//!     -d grant_type=client_credentials -d resource=urn:test:api -d scope=api:read \
+//!     | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+//! curl -s localhost:3002/me -H "authorization: Bearer $ACCESS_TOKEN"
+//! curl -s -X POST http://127.0.0.1:3001/__rotate  # new signing keys; new tokens still pass
+//! ```
+//!
+//! The resources `urn:test:api:ps256`, `urn:test:api:es256` and `urn:test:api:eddsa` give
+//! tokens signed PS256, ES256 and EdDSA; all have `aud` = `urn:test:api`. tests/oidc_layer.rs
+//! runs this binary this way.
+
+use std::net::SocketAddr;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::Value;
+use tower_jwt_auth::keys::remote::RemoteJwks;
+use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
+
+/// The algorithms accepted: asymmetric only, never HMAC (a provider's keys are public).
+const ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
+/// The claims of the caller's token, as verified: every claim, whatever the provider adds.
+async fn me(claims: Claims<Value>) -> Json<Value> {
+    Json(Value::clone(&claims))
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("resource_server: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = env_or("BIND_ADDR", "127.0.0.1:3002")
+        .parse()
+        .map_err(|e| format!("BIND_ADDR: {e}"))?;
+    let audience = env("JWT_AUDIENCE").ok_or(
+        "JWT_AUDIENCE is not set: name the audience (`aud`) this API's tokens are issued for",
+    )?;
+
+    let source = match (env("OIDC_ISSUER"), env("JWKS_URL")) {
+        (Some(issuer), None) => RemoteJwks::from_issuer(issuer),
+        (None, Some(jwks_url)) => RemoteJwks::from_jwks_uri(jwks_url),
+        (Some(_), Some(_)) => return Err("set OIDC_ISSUER or JWKS_URL, not both".into()),
+        (None, None) => {
+            return Err(
+                "set OIDC_ISSUER (the provider's issuer URL, for discovery) or JWKS_URL".into(),
+            );
+        }
+    };
+    // Waits for the first fetch: an unreachable provider or a wrong URL stops the start here,
+    // with the reason, rather than turning every request into a 503.
+    let keys = source
+        .algorithms(ALGORITHMS)
+        // The builder still refuses plain http to any other host.
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .map_err(|e| format!("cannot load the provider's signing keys: {e}"))?;
+    if let Some(uri) = keys.jwks_uri() {
+        println!("signing keys from {uri}: {:?}", keys.kids());
+    }
+
+    // With OIDC_ISSUER the layer requires that issuer; with JWKS_URL, JWT_ISSUER if given.
+    let mut auth = JwtAuthLayer::<Value>::builder()
+        .remote_jwks(keys)
+        .algorithms(ALGORITHMS)
+        .audience(audience)
+        .realm("resource-server");
+    if let Some(issuer) = env("JWT_ISSUER") {
+        auth = auth.issuer(issuer);
+    }
+    if let Some(typ) = env("JWT_TOKEN_TYPE") {
+        auth = auth.token_type(typ);
+    }
+    let auth = auth.build()?;
+
+    let app = Router::new()
+        .route("/me", get(me))
+        .layer(auth)
+        .route("/health", get(|| async { "ok" }));
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!("listening on {}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+/// A set, non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    env(name).unwrap_or_else(|| default.to_owned())
+}
+
+async fn shutdown() {
+    let _ = tokio::signal::ctrl_c().await;
+}
