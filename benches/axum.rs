@@ -218,10 +218,17 @@ fn bench_axum(c: &mut Criterion) {
                 b.to_async(&rt)
                     .iter(|| ours.clone().oneshot(request08(&auth)))
             });
-            // TODO(cache): when the lead's verified-token cache lands (feature `cache`, builder
-            // method likely `.cache(..)`), add here, under #[cfg(feature = "cache")], the id
-            // `axum/<alg>/<case>/ours-cache`: the same requests through a layer built with the
-            // cache. Not written yet so as not to guess its API.
+            #[cfg(feature = "cache")]
+            {
+                let cached = axum::Router::new()
+                    .route("/me", axum::routing::get(ours_handler))
+                    .layer(case.layer_cached(tower_jwt_auth::cache::CacheConfig::default()));
+                check08(&rt, &cached, &auth, *want, &format!("{id}/ours-cache"));
+                group.bench_function("ours-cache", |b| {
+                    b.to_async(&rt)
+                        .iter(|| cached.clone().oneshot(request08(&auth)))
+                });
+            }
             group.bench_function("axum-jwt-auth", |b| {
                 b.to_async(&rt)
                     .iter(|| peer08.clone().oneshot(request08(&auth)))

@@ -129,10 +129,35 @@ fn bench_verify(c: &mut Criterion) {
         group.bench_function("ours", |b| {
             b.to_async(&rt).iter(|| svc.clone().oneshot(request(&auth)))
         });
-        // TODO(cache): when the lead's verified-token cache lands (feature `cache`, builder
-        // method likely `.cache(..)`), add here, under #[cfg(feature = "cache")], the id
-        // `verify/<alg>/ours-cache`: the same token through a layer built with the cache, hit
-        // after the first call. Not written yet so as not to guess its API.
+        #[cfg(feature = "cache")]
+        {
+            use tower_jwt_auth::cache::CacheConfig;
+            // Hit: the token was verified once, every later request is served from the cache.
+            let hit = case
+                .layer_cached(CacheConfig::default())
+                .layer(service_fn(inner));
+            let res = rt
+                .block_on(hit.clone().oneshot(request(&auth)))
+                .expect("infallible");
+            assert_eq!(
+                res.status(),
+                StatusCode::OK,
+                "{}: cached layer refused",
+                case.name
+            );
+            group.bench_function("ours-cache-hit", |b| {
+                b.to_async(&rt).iter(|| hit.clone().oneshot(request(&auth)))
+            });
+            // Miss: a cache too small to admit any entry, so each request pays the lookup,
+            // the full verification and the attempted insert.
+            let miss = case
+                .layer_cached(CacheConfig::default().max_entries(1).max_bytes(1))
+                .layer(service_fn(inner));
+            group.bench_function("ours-cache-miss", |b| {
+                b.to_async(&rt)
+                    .iter(|| miss.clone().oneshot(request(&auth)))
+            });
+        }
         group.finish();
     }
 }

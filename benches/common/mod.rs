@@ -122,6 +122,20 @@ impl AlgCase {
 
     /// Our layer configured like the peers: this key, issuer, audience, defaults otherwise.
     pub fn layer(&self) -> JwtAuthLayer<BenchClaims> {
+        self.builder().build().expect("layer")
+    }
+
+    /// The same layer with the verified-token cache (feature `cache`).
+    #[cfg(feature = "cache")]
+    #[allow(dead_code)]
+    pub fn layer_cached(
+        &self,
+        config: tower_jwt_auth::cache::CacheConfig,
+    ) -> JwtAuthLayer<BenchClaims> {
+        self.builder().cache(config).build().expect("layer")
+    }
+
+    fn builder(&self) -> tower_jwt_auth::JwtAuthBuilder<BenchClaims> {
         let key = match self.alg {
             Algorithm::HS256 => Key::hmac(self.alg, &self.verify_key),
             alg => Key::pem(alg, &self.verify_key),
@@ -130,8 +144,6 @@ impl AlgCase {
             .key(key)
             .issuer(ISSUER)
             .audience(AUDIENCE)
-            .build()
-            .expect("layer")
     }
 }
 

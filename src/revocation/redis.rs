@@ -17,6 +17,10 @@ use super::{Revocation, RevocationError, TokenId};
 /// attempts too, so an unreachable Redis turns into a quick 503 rather than a hung request;
 /// the connection manager reconnects by itself once Redis is back.
 ///
+/// Revocations live only as long as Redis keeps them: run it with persistence (AOF or RDB)
+/// or replication. Failing closed covers the time Redis is down, not a Redis that comes back
+/// empty — that would turn every revoked token valid again until its `exp`.
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
