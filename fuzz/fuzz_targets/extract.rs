@@ -1,0 +1,8 @@
+//! cargo-fuzz target `extract`; the harness is fuzz/harness.rs (shared with
+//! tests/fuzz_equivalents.rs).
+#![no_main]
+
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::extract(data));
