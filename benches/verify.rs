@@ -148,14 +148,22 @@ fn bench_verify(c: &mut Criterion) {
             group.bench_function("ours-cache-hit", |b| {
                 b.to_async(&rt).iter(|| hit.clone().oneshot(request(&auth)))
             });
-            // Miss: a cache too small to admit any entry, so each request pays the lookup,
-            // the full verification and the attempted insert.
+            // Miss: every request brings a token the cache has not seen lately (4096 distinct
+            // tokens in turn, a 64-entry cache), so it pays the lookup, the full verification
+            // and the insert.
             let miss = case
-                .layer_cached(CacheConfig::default().max_entries(1).max_bytes(1))
+                .layer_cached(CacheConfig::default().max_entries(64))
                 .layer(service_fn(inner));
+            let pool: Vec<HeaderValue> = (0..4096)
+                .map(|_| HeaderValue::try_from(format!("Bearer {}", case.token())).expect("header"))
+                .collect();
+            let next = std::cell::Cell::new(0usize);
             group.bench_function("ours-cache-miss", |b| {
-                b.to_async(&rt)
-                    .iter(|| miss.clone().oneshot(request(&auth)))
+                b.to_async(&rt).iter(|| {
+                    let i = next.get();
+                    next.set((i + 1) % pool.len());
+                    miss.clone().oneshot(request(&pool[i]))
+                })
             });
         }
         group.finish();

@@ -173,6 +173,70 @@ impl AuthError {
         }
     }
 
+    /// Every reason whose response is the same whatever the request: their challenges are
+    /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
+    pub(crate) const FIXED: [AuthError; 25] = [
+        AuthError::MissingToken,
+        AuthError::MultipleTokens,
+        AuthError::MalformedCredentials,
+        AuthError::TokenTooLarge,
+        AuthError::Malformed,
+        AuthError::MalformedHeader,
+        AuthError::AlgorithmNotAllowed,
+        AuthError::CriticalHeader,
+        AuthError::EmbeddedKey,
+        AuthError::WrongType,
+        AuthError::UnknownKey,
+        AuthError::InvalidSignature,
+        AuthError::MalformedClaims,
+        AuthError::ClaimsShape,
+        AuthError::MissingClaim,
+        AuthError::Expired,
+        AuthError::NotYetValid,
+        AuthError::LifetimeTooLong,
+        AuthError::WrongIssuer,
+        AuthError::WrongAudience,
+        AuthError::Revoked,
+        AuthError::CsrfRejected,
+        AuthError::KeysUnavailable {
+            retry_after_secs: 0,
+        },
+        AuthError::RevocationUnavailable,
+        AuthError::Misconfigured,
+    ];
+
+    /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
+    pub(crate) fn slot(&self) -> Option<usize> {
+        Some(match self {
+            AuthError::MissingToken => 0,
+            AuthError::MultipleTokens => 1,
+            AuthError::MalformedCredentials => 2,
+            AuthError::TokenTooLarge => 3,
+            AuthError::Malformed => 4,
+            AuthError::MalformedHeader => 5,
+            AuthError::AlgorithmNotAllowed => 6,
+            AuthError::CriticalHeader => 7,
+            AuthError::EmbeddedKey => 8,
+            AuthError::WrongType => 9,
+            AuthError::UnknownKey => 10,
+            AuthError::InvalidSignature => 11,
+            AuthError::MalformedClaims => 12,
+            AuthError::ClaimsShape => 13,
+            AuthError::MissingClaim => 14,
+            AuthError::Expired => 15,
+            AuthError::NotYetValid => 16,
+            AuthError::LifetimeTooLong => 17,
+            AuthError::WrongIssuer => 18,
+            AuthError::WrongAudience => 19,
+            AuthError::Revoked => 20,
+            AuthError::CsrfRejected => 21,
+            AuthError::KeysUnavailable { .. } => 22,
+            AuthError::RevocationUnavailable => 23,
+            AuthError::Misconfigured => 24,
+            AuthError::InsufficientScope { .. } => return None,
+        })
+    }
+
     /// A short, stable name for logs and metrics (`"expired"`, `"invalid_signature"`, …).
     pub fn reason(&self) -> &'static str {
         match self {

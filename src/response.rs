@@ -46,6 +46,8 @@
 //! ```
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use std::sync::{Arc, LazyLock};
+
 use http::{HeaderMap, HeaderValue, Response};
 
 use crate::AuthError;
@@ -60,14 +62,16 @@ pub trait ErrorResponder<B>: Send + Sync + 'static {
 /// The RFC 6750 §3 responder (and gRPC status for gRPC callers).
 #[derive(Debug, Clone)]
 pub struct Rfc6750 {
-    realm: String,
+    realm: Arc<str>,
+    /// The challenge of every fixed reason, by `AuthError::slot`: a refusal clones a prepared
+    /// header instead of formatting one.
+    challenges: Arc<[HeaderValue]>,
 }
 
 impl Default for Rfc6750 {
     fn default() -> Self {
-        Rfc6750 {
-            realm: "api".into(),
-        }
+        static DEFAULT: LazyLock<Rfc6750> = LazyLock::new(|| Rfc6750::with_realm("api"));
+        DEFAULT.clone()
     }
 }
 
@@ -75,19 +79,29 @@ impl Rfc6750 {
     /// A responder naming `realm` in its challenges (RFC 6750 §3). Quotes and backslashes in
     /// the realm are escaped.
     pub fn with_realm(realm: impl Into<String>) -> Rfc6750 {
-        Rfc6750 {
-            realm: realm.into(),
-        }
+        let realm: Arc<str> = realm.into().into();
+        let challenges = AuthError::FIXED
+            .iter()
+            .map(|e| build_challenge(&realm, e))
+            .collect();
+        Rfc6750 { realm, challenges }
     }
 
     /// The `WWW-Authenticate` challenge for `error`.
     pub fn challenge(&self, error: &AuthError) -> HeaderValue {
-        let scope = match error {
-            AuthError::InsufficientScope { scope } => Some(scope.as_str()),
-            _ => None,
-        };
-        challenge(&self.realm, error.error_code(), &error.to_string(), scope)
+        match error.slot().and_then(|i| self.challenges.get(i)) {
+            Some(prepared) => prepared.clone(),
+            None => build_challenge(&self.realm, error),
+        }
     }
+}
+
+fn build_challenge(realm: &str, error: &AuthError) -> HeaderValue {
+    let scope = match error {
+        AuthError::InsufficientScope { scope } => Some(scope.as_str()),
+        _ => None,
+    };
+    challenge(realm, error.error_code(), &error.to_string(), scope)
 }
 
 /// Builds `Bearer realm="…"[, error="…", error_description="…"][, scope="…"]`.
@@ -186,6 +200,24 @@ mod tests {
         assert_eq!(
             r.challenge(&AuthError::Expired),
             "Bearer realm=\"my \\\"realm\\\"\", error=\"invalid_token\", error_description=\"token expired\""
+        );
+    }
+
+    #[test]
+    fn prepared_challenges_match_the_formatted_ones() {
+        let r = Rfc6750::with_realm("r");
+        for (i, error) in AuthError::FIXED.iter().enumerate() {
+            assert_eq!(error.slot(), Some(i), "{error:?}");
+            assert_eq!(r.challenge(error), build_challenge("r", error), "{error:?}");
+        }
+        let scope = AuthError::InsufficientScope {
+            scope: "admin".into(),
+        };
+        assert!(
+            r.challenge(&scope)
+                .to_str()
+                .unwrap()
+                .ends_with("scope=\"admin\"")
         );
     }
 
