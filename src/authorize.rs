@@ -12,6 +12,9 @@
 //! wiring mistake — no `JwtAuthLayer` in front. The mistake is answered 500 and logged (feature
 //! `tracing`); it never passes.
 //!
+//! Typed claims implement [`HasRoles`] / [`HasScopes`] as below; untyped claims
+//! (`serde_json::Value`) already do, reading `roles`, the space-delimited `scope`, and `scp`.
+//!
 //! ```
 //! use axum::{Router, routing::get};
 //! use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement};
@@ -75,6 +78,32 @@ pub trait HasScopes {
 /// Whether the space-delimited `scope` string (RFC 6749 §3.3) contains `wanted`.
 pub fn scope_contains(scope: &str, wanted: &str) -> bool {
     scope.split(' ').any(|s| s == wanted)
+}
+
+/// Untyped claims: roles from a `roles` array of strings (RFC 9068 §2.2.3.1 names `roles` among
+/// the attributes an access token may carry).
+impl HasRoles for serde_json::Value {
+    fn has_role(&self, role: &str) -> bool {
+        self.get("roles")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some(role)))
+    }
+}
+
+/// Untyped claims: scopes from the space-delimited `scope` string (RFC 9068 §2.2.3), or from
+/// an `scp` array of strings, as some identity providers issue them.
+impl HasScopes for serde_json::Value {
+    fn has_scope(&self, scope: &str) -> bool {
+        let in_scope = self
+            .get("scope")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| scope_contains(s, scope));
+        let in_scp = self
+            .get("scp")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|scp| scp.iter().any(|s| s.as_str() == Some(scope)));
+        in_scope || in_scp
+    }
 }
 
 type Check<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
@@ -530,5 +559,25 @@ where
                 StateProj::Finished => panic!("RequireClaimsFuture polled after completion"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn untyped_claims_roles_and_scopes() {
+        let claims =
+            json!({ "roles": ["admin"], "scope": "orders:read orders:write", "scp": ["billing"] });
+        assert!(claims.has_role("admin") && !claims.has_role("user"));
+        assert!(claims.has_scope("orders:read") && claims.has_scope("billing"));
+        assert!(!claims.has_scope("orders") && !json!({ "roles": "admin" }).has_role("admin"));
+        let admin = Requirement::<serde_json::Value>::any_role(["admin"])
+            .and(Requirement::all_scopes(["orders:read"]));
+        assert!(admin.is_met_by(&claims));
+        assert!(!admin.is_met_by(&json!({ "roles": ["admin"] })));
     }
 }

@@ -30,6 +30,8 @@ mod prepared;
 #[cfg(feature = "remote")]
 pub mod remote;
 mod set;
+#[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+mod validate;
 
 pub(crate) use config::KeyConfig;
 pub use jwks::Jwks;

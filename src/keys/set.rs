@@ -107,7 +107,7 @@ impl KeyEntry {
         #[cfg(not(feature = "aws-lc-rs"))]
         self.algs
             .iter()
-            .all(|alg| (provider().verifier_factory)(&alg, &self.key).is_ok())
+            .all(|alg| super::validate::accepts(alg, &self.key))
     }
 
     /// Whether this key's signature over `message` is `signature` under `alg`.

@@ -928,11 +928,14 @@ impl Inner {
 
     fn retry_after(&self, now: Instant) -> Duration {
         let state = lock(&self.state);
-        let cooldown_end = state.last_attempt.map(|t| t + self.config.cooldown);
-        let next = match cooldown_end {
-            Some(end) if end > now => end,
-            _ => state.next_refresh.max(now),
-        };
+        // The sooner of the two chances of new keys: the end of the unknown-`kid` cooldown, or
+        // the background refresh (which, after a failure, is the next retry with backoff).
+        let background = state.next_refresh.max(now);
+        let next = state
+            .last_attempt
+            .map(|t| t + self.config.cooldown)
+            .filter(|end| *end > now)
+            .map_or(background, |end| end.min(background));
         let wait = next - now;
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Duration::from_secs(secs.max(1))
