@@ -20,26 +20,19 @@
 //!   requests, and the handler ran exactly once per 200.
 //!
 //! Needs `redis-server` on the PATH (`apt-get install -y redis-server`). Redis runs with an
-//! append-only file fsynced on every write, so the revocations survive the kill (`SIGKILL`) and
-//! restart, as they would in a deployment that relies on them.
+//! append-only file fsynced on every write (`RedisServer::start_persistent`, in
+//! tests/common/redis_server.rs), so the revocations survive the kill (`SIGKILL`) and restart,
+//! as they would in a deployment that relies on them.
 
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tower_jwt_auth::cache::CacheConfig;
@@ -47,7 +40,9 @@ use tower_jwt_auth::keys::remote::RemoteJwks;
 use tower_jwt_auth::revocation::{RedisRevocation, Revocation};
 use tower_jwt_auth::{Claims, JwtAuthLayer};
 
-use common::{AUDIENCE, ISSUER, data, install_provider, serve, sign_raw};
+use common::jwks_server::{JwksServer, Mode, jwk, private_key};
+use common::redis_server::RedisServer;
+use common::{AUDIENCE, ISSUER, install_provider, serve, sign_raw};
 
 // ---------------------------------------------------------------------------------------------
 // The load and the fault schedule (seconds after the load starts)
@@ -105,52 +100,15 @@ fn secs(s: f64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
 
+// The test keys (`common::jwks_server::private_key`): `rsa` is the stable key, `ed` the old
+// one, `ec` the new one, and `rsa-b` the attacker's, never published.
+
 const KID_STABLE: &str = "k-stable";
 const KID_OLD: &str = "k-old";
 const KID_NEW: &str = "k-new";
 
-/// A private test key and its algorithm: `rsa` (stable), `ed` (old), `ec` (new),
-/// `rsa-b` (the attacker's, never published).
-fn private_key(which: &str) -> (EncodingKey, Algorithm) {
-    match which {
-        "rsa" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "rsa-b" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_b_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "ec" => (
-            EncodingKey::from_ec_pem(&data("ec_p256_private.pem")).unwrap(),
-            Algorithm::ES256,
-        ),
-        "ed" => (
-            EncodingKey::from_ed_pem(&data("ed25519_private.pem")).unwrap(),
-            Algorithm::EdDSA,
-        ),
-        other => panic!("no test key {other}"),
-    }
-}
-
-fn jwk(which: &str, kid: &str) -> Value {
-    install_provider();
-    let (key, alg) = private_key(which);
-    let mut value = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
-    value["kid"] = kid.into();
-    value["use"] = "sig".into();
-    value
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn claims(jti: &str, exp: u64) -> Value {
-    let iat = unix_now().min(exp.saturating_sub(60));
+    let iat = common::now().min(exp.saturating_sub(60));
     json!({ "sub": format!("user-{jti}"), "iss": ISSUER, "aud": AUDIENCE,
             "jti": jti, "iat": iat, "exp": exp })
 }
@@ -404,195 +362,6 @@ impl Clients {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The JWKS server
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    Keys,
-    /// `500 Internal Server Error`.
-    Fail,
-    /// Answers nothing for 30 s (the layer times out after one).
-    Hang,
-}
-
-struct JwksState {
-    mode: Mutex<Mode>,
-    keys: Mutex<String>,
-    hits: AtomicUsize,
-}
-
-struct JwksServer {
-    addr: SocketAddr,
-    state: Arc<JwksState>,
-}
-
-impl JwksServer {
-    async fn start(keys: &[Value]) -> JwksServer {
-        let state = Arc::new(JwksState {
-            mode: Mutex::new(Mode::Keys),
-            keys: Mutex::new(json!({ "keys": keys }).to_string()),
-            hits: AtomicUsize::new(0),
-        });
-        let app = Router::new()
-            .route("/jwks", get(jwks_endpoint))
-            .with_state(state.clone());
-        JwksServer {
-            addr: serve(app).await,
-            state,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/jwks", self.addr)
-    }
-
-    fn hits(&self) -> usize {
-        self.state.hits.load(Ordering::SeqCst)
-    }
-
-    fn mode(&self, mode: Mode) {
-        *self.state.mode.lock().unwrap() = mode;
-    }
-
-    fn publish(&self, keys: &[Value]) {
-        *self.state.keys.lock().unwrap() = json!({ "keys": keys }).to_string();
-    }
-}
-
-async fn jwks_endpoint(State(state): State<Arc<JwksState>>) -> Response {
-    state.hits.fetch_add(1, Ordering::SeqCst);
-    let mode = *state.mode.lock().unwrap();
-    match mode {
-        Mode::Keys => {
-            let body = state.keys.lock().unwrap().clone();
-            (
-                [
-                    ("content-type", "application/jwk-set+json".to_owned()),
-                    ("cache-control", format!("max-age={JWKS_MAX_AGE}")),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Mode::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Mode::Hang => {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The redis-server harness (as in tests/redis.rs, with a durable append-only file)
-
-/// A `redis-server` child on 127.0.0.1 with its own data directory; killed on drop.
-struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!(
-            "tower-jwt-auth-faults-{}-{port}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut server = RedisServer {
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn().await;
-        server
-    }
-
-    /// Spawns `redis-server` on `self.port` and waits (at most 10 s) for "Ready to accept
-    /// connections", which it logs once the append-only file is loaded.
-    async fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "yes"])
-            .args(["--appendfsync", "always"])
-            .args(["--daemonize", "no"])
-            .args(["--logfile", ""])
-            .args(["--dir", &self.dir.to_string_lossy()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install -y redis-server)");
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-        let log = Arc::new(Mutex::new(String::new()));
-        let log_writer = log.clone();
-        std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("Ready to accept connections")
-                    && let Some(tx) = ready_tx.take()
-                {
-                    let _ = tx.send(());
-                }
-                let mut log = log_writer.lock().unwrap();
-                if log.len() < 16 * 1024 {
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        self.child = Some(child);
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-            Ok(Ok(())) => {}
-            _ => panic!(
-                "redis-server on port {} did not become ready:\n{}",
-                self.port,
-                log.lock().unwrap()
-            ),
-        }
-    }
-
-    /// SIGKILL: a crash, not a clean shutdown.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    async fn dbsize(&self) -> u64 {
-        let mut conn = redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Timeline and monitoring
 
 /// When each fault transition happened, relative to the start of the load.
@@ -653,13 +422,14 @@ async fn faults_under_load_never_accept_an_invalid_token_and_only_503_during_out
     let old = jwk("ed", KID_OLD);
     let new = jwk("ec", KID_NEW);
     let idp = JwksServer::start(&[stable.clone(), old.clone()]).await;
+    idp.cache_control(&format!("max-age={JWKS_MAX_AGE}"));
 
-    let mut redis = RedisServer::start().await;
+    let mut redis = RedisServer::start_persistent().await;
     let store = Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap());
     // Another server of the fleet, which revokes.
     let admin = RedisRevocation::connect(&redis.url()).await.unwrap();
 
-    let remote = RemoteJwks::from_jwks_uri(idp.url())
+    let remote = RemoteJwks::from_jwks_uri(idp.jwks_url())
         .allow_http_for_loopback()
         .refresh_cooldown(COOLDOWN)
         .ttl_bounds(Duration::from_secs(1), Duration::from_secs(60))
@@ -694,7 +464,7 @@ async fn faults_under_load_never_accept_an_invalid_token_and_only_503_during_out
     let url = format!("http://{}/me", serve(app).await);
 
     // Tokens.
-    let exp = unix_now() + 3600;
+    let exp = common::now() + 3600;
     let unknown_needed = PATTERN.iter().filter(|k| **k == Kind::UnknownKid).count() * TOTAL
         / PATTERN.len()
         + PATTERN.len();
@@ -707,7 +477,12 @@ async fn faults_under_load_never_accept_an_invalid_token_and_only_503_during_out
     let valid_stable = pool(150, |i| token(&rsa, KID_STABLE, &format!("valid-{i}"), exp));
     let valid_new = pool(50, |i| token(&ec, KID_NEW, &format!("valid-new-{i}"), exp));
     let expired = pool(40, |i| {
-        token(&rsa, KID_STABLE, &format!("expired-{i}"), unix_now() - 3600)
+        token(
+            &rsa,
+            KID_STABLE,
+            &format!("expired-{i}"),
+            common::now() - 3600,
+        )
     });
     let forged = pool(40, |i| {
         token(&attacker, KID_STABLE, &format!("forged-{i}"), exp)
@@ -854,7 +629,7 @@ async fn faults_under_load_never_accept_an_invalid_token_and_only_503_during_out
     timeline.revoke_end = t0.elapsed();
 
     tokio::time::sleep_until(at(IDP_FAILS_AT)).await;
-    idp.mode(Mode::Fail);
+    idp.mode(Mode::Status(500));
     timeline.idp_fails = t0.elapsed();
 
     tokio::time::sleep_until(at(IDP_HANGS_AT)).await;

@@ -14,23 +14,24 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header::SET_COOKIE;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{MethodFilter, MethodRouter, get, on, post};
+use common::sessions::{
+    REFRESH_SECRET, Refreshed, Roles, access_issuer, refresh, refresh_endpoint, refreshed, refused,
+};
 use common::*;
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement, scope_contains};
-use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens, TokenResponse};
+use tower_jwt_auth::issue::{AccessTokenCookie, RefreshTokens, TokenResponse};
 use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
-use tower_jwt_auth::{BuildError, Claims, CsrfPolicy, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::{BuildError, Claims, CsrfPolicy, JwtAuthLayer};
 
 // ---------------------------------------------------------------------------------------------
 // Shared bits
 // ---------------------------------------------------------------------------------------------
-
-const REFRESH_SECRET: &[u8] = b"a separate refresh-token secret, 32 bytes or more";
 
 type Hits = Arc<AtomicUsize>;
 
@@ -627,19 +628,6 @@ async fn grpc_callers_get_grpc_status_permission_denied() {
 // Login and refresh-token rotation
 // ---------------------------------------------------------------------------------------------
 
-/// The application claims carried in access tokens.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Roles {
-    roles: Vec<String>,
-}
-
-fn access_issuer() -> TokenIssuer {
-    TokenIssuer::hs256(SECRET)
-        .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
-}
-
 fn access_layer() -> JwtAuthLayer<TestClaims> {
     JwtAuthLayer::<TestClaims>::builder()
         .hs256(SECRET)
@@ -653,21 +641,6 @@ fn access_layer() -> JwtAuthLayer<TestClaims> {
 #[derive(Deserialize)]
 struct LoginRequest {
     user: String,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
-}
-
-fn refresh_error_kind(e: &RefreshError) -> &'static str {
-    match e {
-        RefreshError::Invalid(_) => "invalid",
-        RefreshError::Revoked => "revoked",
-        RefreshError::ReuseDetected => "reuse_detected",
-        RefreshError::Store(_) => "store",
-        _ => "other",
-    }
 }
 
 /// `/login`, `/refresh` (both public) and `/me` behind the access-token layer.
@@ -701,32 +674,13 @@ fn session_app(
                 },
             ),
         )
-        .route(
-            "/refresh",
-            post(
-                |State(s): State<Arc<RefreshTokens<Roles>>>, Json(req): Json<RefreshRequest>| async move {
-                    match s.refresh(&req.refresh_token).await {
-                        Ok(pair) => Json(pair.to_response()).into_response(),
-                        Err(e) => (
-                            axum::http::StatusCode::UNAUTHORIZED,
-                            Json(json!({ "error": refresh_error_kind(&e) })),
-                        )
-                            .into_response(),
-                    }
-                },
-            ),
-        )
+        .route("/refresh", post(refresh_endpoint))
         .with_state(sessions);
     protected.merge(public)
 }
 
 struct Session {
     base: String,
-}
-
-enum Refreshed {
-    Ok(TokenResponse),
-    Refused(String),
 }
 
 impl Session {
@@ -756,42 +710,11 @@ impl Session {
     }
 
     async fn refresh(&self, refresh_token: &str) -> Refreshed {
-        let res = client()
-            .post(format!("{}/refresh", self.base))
-            .json(&RefreshRequest {
-                refresh_token: refresh_token.to_owned(),
-            })
-            .send()
-            .await
-            .unwrap();
-        match res.status() {
-            StatusCode::OK => Refreshed::Ok(res.json().await.unwrap()),
-            StatusCode::UNAUTHORIZED => {
-                let body: serde_json::Value = res.json().await.unwrap();
-                Refreshed::Refused(body["error"].as_str().unwrap().to_owned())
-            }
-            other => panic!("unexpected status {other}"),
-        }
+        refresh(&client(), &self.base, refresh_token).await
     }
 
     async fn me(&self, token: &str) -> reqwest::Response {
         get_with(&format!("{}/me", self.base), Some(token)).await
-    }
-}
-
-#[track_caller]
-fn refreshed(r: Refreshed) -> TokenResponse {
-    match r {
-        Refreshed::Ok(t) => t,
-        Refreshed::Refused(e) => panic!("refresh refused: {e}"),
-    }
-}
-
-#[track_caller]
-fn refused(r: Refreshed) -> String {
-    match r {
-        Refreshed::Ok(_) => panic!("refresh unexpectedly accepted"),
-        Refreshed::Refused(e) => e,
     }
 }
 

@@ -10,174 +10,29 @@
 //! The harness issues JWT access tokens (RFC 9068, `typ` `at+jwt`, `aud` `urn:test:api`) for
 //! four resource indicators, signed RS256, PS256, ES256 and EdDSA; `POST /__rotate` makes a
 //! new generation of keys the signing keys, keeps the previous one published and drops older
-//! ones. (tests/oidc_provider.rs checks `RemoteJwks` alone against it; its harness is copied
-//! here rather than included, which would run its tests twice.)
+//! ones. The harness is tests/common/oidc.rs; tests/oidc_provider.rs checks `RemoteJwks` alone
+//! against it.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use axum::Json;
-use axum::Router;
-use axum::routing::get;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::keys::remote::RemoteJwks;
-use tower_jwt_auth::{Claims, JwtAuthLayer};
+
+use common::api::{Api, Reply, call};
+use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES, first_line, header, payload};
 
 // ---------------------------------------------------------------------------------------------
-// The OpenID provider harness (as in tests/oidc_provider.rs)
-
-const CLIENT_ID: &str = "test-client";
-const CLIENT_SECRET: &str = "test-secret";
-/// The `aud` of every access token the harness issues.
-const AUDIENCE: &str = "urn:test:api";
-/// Resource indicators, by the algorithm their tokens are signed with.
-const RESOURCES: [(&str, Algorithm); 4] = [
-    ("urn:test:api", Algorithm::RS256),
-    ("urn:test:api:ps256", Algorithm::PS256),
-    ("urn:test:api:es256", Algorithm::ES256),
-    ("urn:test:api:eddsa", Algorithm::EdDSA),
-];
-
-/// A running `oidc-provider`; killed when dropped.
-struct OidcProvider {
-    child: Child,
-    /// Kept open: the harness exits when its standard input closes.
-    _stdin: ChildStdin,
-    /// `http://127.0.0.1:<port>`, with no trailing slash.
-    issuer: String,
-}
-
-impl OidcProvider {
-    /// Starts the harness on a free port and waits (at most 30 s) for its issuer URL.
-    fn start() -> OidcProvider {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider/package.json").exists(),
-            "the OpenID provider harness is not installed: run `npm ci --prefix tests/oidc` \
-             (needs Node.js 18 or later), then run the tests again"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .arg("0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `node` ({e}): install Node.js 18 or later for this test")
-            });
-        let stdin = child.stdin.take().unwrap();
-        let line = first_line(child.stdout.take().unwrap(), |_| true);
-        let issuer = line.trim().to_owned();
-        if !issuer.starts_with("http://127.0.0.1:") {
-            let _ = child.kill();
-            panic!(
-                "the OpenID provider harness did not start (printed {line:?}); see its stderr above"
-            );
-        }
-        OidcProvider {
-            child,
-            _stdin: stdin,
-            issuer,
-        }
-    }
-
-    /// Rotates the signing keys; returns the new kids (`rsa-<n>`, `ec-<n>`, `ed-<n>`).
-    async fn rotate(&self) -> Vec<String> {
-        let response: Value = reqwest::Client::new()
-            .post(format!("{}/__rotate", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(response["kids"].clone()).unwrap()
-    }
-
-    /// An access token for `resource` (client_credentials, client_secret_basic).
-    async fn token(&self, resource: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("resource", resource),
-                ("scope", "api:read"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert!(
-            status.is_success(),
-            "token endpoint answered {status}: {body}"
-        );
-        assert_eq!(body["token_type"], "Bearer");
-        body["access_token"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The first line of `stdout` that `wanted` accepts (at most 60 s; empty if none), read on a
-/// thread that then keeps draining the pipe so the child never blocks on it.
-fn first_line(
-    stdout: impl std::io::Read + Send + 'static,
-    wanted: impl Fn(&str) -> bool + Send + 'static,
-) -> String {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match stdout.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if wanted(&line) => {
-                    let _ = tx.send(line.clone());
-                    break;
-                }
-                Ok(_) => {}
-            }
-        }
-        drop(tx);
-        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-    });
-    rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default()
-}
-
-/// The decoded JOSE header of a compact JWS.
-fn header(token: &str) -> Value {
-    let b64 = token.split('.').next().unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
-}
-
-/// The decoded payload of a compact JWS.
-fn payload(token: &str) -> Value {
-    let b64 = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
-}
+// Tampering
 
 /// `token` with one character of its signature changed.
 fn tamper_signature(token: &str) -> String {
@@ -206,69 +61,6 @@ fn tamper_payload(token: &str, change: impl FnOnce(&mut Value)) -> String {
 
 // ---------------------------------------------------------------------------------------------
 // An API behind the layer
-
-struct Api {
-    addr: SocketAddr,
-    handled: Arc<AtomicUsize>,
-    client: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    www_authenticate: Option<String>,
-    body: String,
-}
-
-impl Api {
-    /// `/me` answering the verified claims, behind `layer`.
-    async fn start(layer: JwtAuthLayer<Value>) -> Api {
-        let handled = Arc::new(AtomicUsize::new(0));
-        let counter = handled.clone();
-        let app = Router::new()
-            .route(
-                "/me",
-                get(move |claims: Claims<Value>| {
-                    let counter = counter.clone();
-                    async move {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        Json(Value::clone(&claims))
-                    }
-                }),
-            )
-            .layer(layer);
-        Api {
-            addr: common::serve(app).await,
-            handled,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn handled(&self) -> usize {
-        self.handled.load(Ordering::SeqCst)
-    }
-
-    async fn me(&self, token: &str) -> Reply {
-        call(&self.client, self.addr, token).await
-    }
-}
-
-async fn call(client: &reqwest::Client, addr: SocketAddr, token: &str) -> Reply {
-    let response = client
-        .get(format!("http://{addr}/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let www_authenticate = response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned());
-    Reply {
-        status: response.status(),
-        www_authenticate,
-        body: response.text().await.unwrap(),
-    }
-}
 
 impl Reply {
     /// 200 with the claims of a token of `provider`; returns them.

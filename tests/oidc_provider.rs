@@ -6,163 +6,19 @@
 //!
 //! The provider issues JWT access tokens (RFC 9068) through the client_credentials grant for
 //! resource indicators (RFC 8707), signed RS256, PS256, ES256 or EdDSA; `POST /__rotate` on
-//! the harness rotates its signing keys (see tests/oidc/server.mjs).
+//! the harness rotates its signing keys (see tests/oidc/server.mjs). The harness is
+//! tests/common/oidc.rs.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 use tower_jwt_auth::keys::remote::RemoteJwks;
 
-/// The client registered in the harness.
-pub const CLIENT_ID: &str = "test-client";
-/// Its secret (client_secret_basic).
-pub const CLIENT_SECRET: &str = "test-secret";
-/// The `aud` of every access token the harness issues.
-pub const AUDIENCE: &str = "urn:test:api";
-/// Resource indicators, by the algorithm their tokens are signed with.
-pub const RESOURCES: [(&str, Algorithm); 4] = [
-    ("urn:test:api", Algorithm::RS256),
-    ("urn:test:api:ps256", Algorithm::PS256),
-    ("urn:test:api:es256", Algorithm::ES256),
-    ("urn:test:api:eddsa", Algorithm::EdDSA),
-];
-
-/// A running `oidc-provider`; killed when dropped.
-pub struct OidcProvider {
-    child: Child,
-    /// Kept open: the harness exits when its standard input closes.
-    _stdin: ChildStdin,
-    /// `http://127.0.0.1:<port>`, with no trailing slash.
-    pub issuer: String,
-}
-
-impl OidcProvider {
-    /// Starts the harness on a free port and waits (at most 30 s) for its issuer URL.
-    pub fn start() -> OidcProvider {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
-        assert!(
-            dir.join("node_modules/oidc-provider/package.json").exists(),
-            "the OpenID provider harness is not installed: run `npm ci --prefix tests/oidc` \
-             (needs Node.js 18 or later), then run the tests again"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("server.mjs"))
-            .arg("0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `node` ({e}): install Node.js 18 or later for this test")
-            });
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut stdout = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep draining, so the harness never blocks on a full pipe.
-            let _ = std::io::copy(&mut stdout, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let issuer = line.trim().to_owned();
-        if !issuer.starts_with("http://127.0.0.1:") {
-            let _ = child.kill();
-            panic!(
-                "the OpenID provider harness did not start (printed {line:?}); see its stderr above"
-            );
-        }
-        OidcProvider {
-            child,
-            _stdin: stdin,
-            issuer,
-        }
-    }
-
-    /// Rotates the signing keys; returns the new kids (`rsa-<n>`, `ec-<n>`, `ed-<n>`). The
-    /// previous generation stays published, older ones are dropped.
-    pub async fn rotate(&self) -> Vec<String> {
-        let response: Value = reqwest::Client::new()
-            .post(format!("{}/__rotate", self.issuer))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        serde_json::from_value(response["kids"].clone()).unwrap()
-    }
-
-    /// The provider's JWKS, fetched directly.
-    pub async fn jwks(&self) -> JwkSet {
-        reqwest::get(format!("{}/jwks", self.issuer))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An access token from the provider at `issuer` (client_credentials, client_secret_basic)
-/// for `resource` (one of [`RESOURCES`]): a JWT with `iss` = issuer, `aud` = [`AUDIENCE`],
-/// `typ` = `at+jwt`, `client_id`, `scope` = `api:read`, five minutes of lifetime.
-pub async fn oidc_token(issuer: &str, resource: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(format!("{issuer}/token"))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", resource),
-            ("scope", "api:read"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body: Value = response.json().await.unwrap();
-    assert!(
-        status.is_success(),
-        "token endpoint answered {status}: {body}"
-    );
-    assert_eq!(body["token_type"], "Bearer");
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
-/// The decoded JOSE header of a compact JWS.
-fn header(token: &str) -> Value {
-    let b64 = token.split('.').next().unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(b64).unwrap()).unwrap()
-}
-
-/// jsonwebtoken's process default, which `jsonwebtoken::decode` below uses (the crate under
-/// test never reads it).
-fn install_provider() {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    let _ = provider.install_default();
-}
+use common::install_provider;
+use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES, header};
 
 /// Checks `token`'s signature and claims with the key the provider publishes for its `kid`,
 /// and that the remote key set has that `kid`. Returns the claims.
@@ -208,7 +64,7 @@ async fn discovery_and_tokens_of_a_certified_openid_provider() {
     assert_eq!(keys.stats().skipped_keys, 0);
 
     for (resource, alg) in RESOURCES {
-        let token = oidc_token(&provider.issuer, resource).await;
+        let token = provider.token(resource).await;
         let claims = check_token(&provider, &keys, &token, alg).await;
         assert_eq!(claims["client_id"], CLIENT_ID);
         assert_eq!(claims["scope"], "api:read");
@@ -225,11 +81,11 @@ async fn a_key_rotation_at_the_provider_is_followed() {
         .build()
         .await
         .unwrap();
-    let before = oidc_token(&provider.issuer, "urn:test:api").await;
+    let before = provider.token("urn:test:api").await;
     assert_eq!(header(&before)["kid"], "rsa-1");
 
     assert_eq!(provider.rotate().await, ["rsa-2", "ec-2", "ed-2"]);
-    let after = oidc_token(&provider.issuer, "urn:test:api").await;
+    let after = provider.token("urn:test:api").await;
     assert_eq!(header(&after)["kid"], "rsa-2");
     assert!(!keys.contains_kid("rsa-2"));
 

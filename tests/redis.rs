@@ -1,133 +1,28 @@
 //! `RedisRevocation` against a real `redis-server` (started per test on a free 127.0.0.1 port),
 //! shared by two independent layers served by axum: two servers of one fleet.
 //!
-//! Needs `redis-server` on the PATH (`apt-get install -y redis-server`).
+//! Needs `redis-server` on the PATH (`apt-get install -y redis-server`); the harness is
+//! tests/common/redis_server.rs.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use common::redis_server::RedisServer;
+use common::sessions::{
+    REFRESH_SECRET, Refreshed, Roles, access_issuer, refresh, refresh_endpoint, refreshed, refused,
+};
 use common::*;
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tower_jwt_auth::issue::{RefreshError, RefreshTokens, TokenResponse};
+use tower_jwt_auth::issue::{RefreshTokens, TokenResponse};
 use tower_jwt_auth::revocation::{RedisRevocation, Revocation};
-use tower_jwt_auth::{Claims, IssuedToken, JwtAuthLayer, TokenIssuer};
-
-// ---------------------------------------------------------------------------------------------
-// The redis-server harness
-// ---------------------------------------------------------------------------------------------
-
-/// A `redis-server` child process on 127.0.0.1, without persistence; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts a server on a free port and waits until it accepts connections.
-    async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.spawn().await;
-        server
-    }
-
-    /// Spawns `redis-server` on `self.port` and waits for its "Ready to accept connections"
-    /// log line (the server's own readiness signal), for at most 10 s.
-    async fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .args(["--logfile", ""])
-            .args(["--dir", &std::env::temp_dir().to_string_lossy()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install -y redis-server)");
-        let stdout = child.stdout.take().unwrap();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-        let log = Arc::new(std::sync::Mutex::new(String::new()));
-        let log_writer = log.clone();
-        // Reads the log until the server exits, so the pipe never fills up.
-        std::thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("Ready to accept connections")
-                    && let Some(tx) = ready_tx.take()
-                {
-                    let _ = tx.send(());
-                }
-                let mut log = log_writer.lock().unwrap();
-                if log.len() < 16 * 1024 {
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
-        self.child = Some(child);
-        match tokio::time::timeout(Duration::from_secs(10), ready_rx).await {
-            Ok(Ok(())) => {}
-            _ => panic!(
-                "redis-server on port {} did not become ready:\n{}",
-                self.port,
-                log.lock().unwrap()
-            ),
-        }
-    }
-
-    /// Kills the server (SIGKILL: a crash, not a clean shutdown) and reaps it.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts a fresh, empty server on the same port.
-    async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection for looking at the keys.
-    async fn inspect(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use tower_jwt_auth::{Claims, IssuedToken, JwtAuthLayer};
 
 async fn store(redis: &RedisServer) -> Arc<RedisRevocation> {
     Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap())
@@ -145,18 +40,6 @@ fn count(h: &Hits) -> usize {
 
 const REVOKED: &str =
     "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token revoked\"";
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Roles {
-    roles: Vec<String>,
-}
-
-fn access_issuer() -> TokenIssuer {
-    TokenIssuer::hs256(SECRET)
-        .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
-}
 
 fn issue(sub: &str) -> IssuedToken {
     access_issuer()
@@ -447,21 +330,9 @@ async fn redis_outage_fails_closed_or_open_and_recovers() {
 // Refresh-token rotation across servers
 // ---------------------------------------------------------------------------------------------
 
-const REFRESH_SECRET: &[u8] = b"a separate refresh-token secret, 32 bytes or more";
-
-#[derive(Serialize, Deserialize)]
-struct RefreshRequest {
-    refresh_token: String,
-}
-
 /// One server's `/login` and `/refresh`, with its own `RefreshTokens` and Redis connection.
 struct Sessions {
     base: String,
-}
-
-enum Refreshed {
-    Ok(TokenResponse),
-    Refused(String),
 }
 
 impl Sessions {
@@ -485,31 +356,7 @@ impl Sessions {
                     Json(pair.to_response())
                 }),
             )
-            .route(
-                "/refresh",
-                post(
-                    |State(s): State<Arc<RefreshTokens<Roles>>>,
-                     Json(req): Json<RefreshRequest>| async move {
-                        match s.refresh(&req.refresh_token).await {
-                            Ok(pair) => Json(pair.to_response()).into_response(),
-                            Err(e) => {
-                                let kind = match e {
-                                    RefreshError::Invalid(_) => "invalid",
-                                    RefreshError::Revoked => "revoked",
-                                    RefreshError::ReuseDetected => "reuse_detected",
-                                    RefreshError::Store(_) => "store",
-                                    _ => "other",
-                                };
-                                (
-                                    axum::http::StatusCode::UNAUTHORIZED,
-                                    Json(json!({ "error": kind })),
-                                )
-                                    .into_response()
-                            }
-                        }
-                    },
-                ),
-            )
+            .route("/refresh", post(refresh_endpoint))
             .with_state(sessions);
         Sessions {
             base: format!("http://{}", serve(app).await),
@@ -527,38 +374,7 @@ impl Sessions {
     }
 
     async fn refresh(&self, refresh_token: &str) -> Refreshed {
-        let res = client()
-            .post(format!("{}/refresh", self.base))
-            .json(&RefreshRequest {
-                refresh_token: refresh_token.to_owned(),
-            })
-            .send()
-            .await
-            .unwrap();
-        match res.status() {
-            StatusCode::OK => Refreshed::Ok(res.json().await.unwrap()),
-            StatusCode::UNAUTHORIZED => {
-                let body: serde_json::Value = res.json().await.unwrap();
-                Refreshed::Refused(body["error"].as_str().unwrap().to_owned())
-            }
-            other => panic!("unexpected status {other}"),
-        }
-    }
-}
-
-#[track_caller]
-fn refreshed(r: Refreshed) -> TokenResponse {
-    match r {
-        Refreshed::Ok(t) => t,
-        Refreshed::Refused(e) => panic!("refresh refused: {e}"),
-    }
-}
-
-#[track_caller]
-fn refused(r: Refreshed) -> String {
-    match r {
-        Refreshed::Ok(_) => panic!("refresh unexpectedly accepted"),
-        Refreshed::Refused(e) => e,
+        refresh(&client(), &self.base, refresh_token).await
     }
 }
 

@@ -7,332 +7,18 @@
 //! fire the request timeouts early); they are short, and where a test waits for the server,
 //! it awaits the server's request counter rather than sleeping. The same policies under the
 //! default 30 s cooldown, with a paused clock, are unit tests in `src/keys/remote/tests.rs`.
+//! The server is tests/common/jwks_server.rs.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+mod common;
+
 use std::time::Duration;
 
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Frame, Incoming};
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use serde_json::json;
 use tokio::time::Instant;
 use tower_jwt_auth::BuildError;
 use tower_jwt_auth::keys::remote::{KeysUnavailable, RemoteJwks, RemoteJwksBuilder};
 
-// ---------------------------------------------------------------------------------------------
-// Keys
-
-fn data(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-/// jsonwebtoken's process default is what `Jwk::from_encoding_key` uses (the crate under
-/// test never reads it).
-fn install_provider() {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    let _ = provider.install_default();
-}
-
-/// The public JWK of one of the test keys: `rsa`, `rsa-b`, `ec`, `ed`.
-fn jwk(which: &str, kid: &str) -> Value {
-    install_provider();
-    let (key, alg) = match which {
-        "rsa" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "rsa-b" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_b_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "ec" => (
-            EncodingKey::from_ec_pem(&data("ec_p256_private.pem")).unwrap(),
-            Algorithm::ES256,
-        ),
-        "ed" => (
-            EncodingKey::from_ed_pem(&data("ed25519_private.pem")).unwrap(),
-            Algorithm::EdDSA,
-        ),
-        other => panic!("no test key {other}"),
-    };
-    let mut value = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
-    value["kid"] = kid.into();
-    value["use"] = "sig".into();
-    value
-}
-
-fn set(keys: &[Value]) -> String {
-    json!({ "keys": keys }).to_string()
-}
-
-// ---------------------------------------------------------------------------------------------
-// The JWKS server
-
-/// What `/jwks` answers.
-#[derive(Debug, Clone, PartialEq)]
-enum Mode {
-    /// The configured keys (`304` when `If-None-Match` names the configured `ETag`).
-    Keys,
-    Status(u16),
-    /// Never answers.
-    Hang,
-    Garbage,
-    Empty,
-    /// 5 MiB of valid JSON, with `Content-Length`.
-    Huge,
-    /// 5 MiB streamed in chunks, without `Content-Length`.
-    HugeChunked,
-    /// An endless stream of chunks.
-    Endless,
-    /// `302` to `/jwks-moved`, which serves the keys.
-    Redirect,
-}
-
-struct ServerState {
-    mode: Mode,
-    jwks: String,
-    etag: Option<String>,
-    cache_control: Option<String>,
-    /// The discovery document and the path it is served at.
-    discovery: Option<(String, String)>,
-    if_none_match: Vec<Option<String>>,
-}
-
-struct JwksServer {
-    addr: SocketAddr,
-    state: Arc<Mutex<ServerState>>,
-    hits: watch::Receiver<usize>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl JwksServer {
-    async fn start(keys: &[Value]) -> JwksServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ServerState {
-            mode: Mode::Keys,
-            jwks: set(keys),
-            etag: None,
-            cache_control: None,
-            discovery: None,
-            if_none_match: Vec::new(),
-        }));
-        let (hits_tx, hits) = watch::channel(0usize);
-        let hits_tx = Arc::new(hits_tx);
-        let shared = state.clone();
-        let accept = tokio::spawn(async move {
-            // Dropped with this task (`stop`, or the server's drop): closes every connection.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = shared.clone();
-                let hits = hits_tx.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        handle(request, state.clone(), hits.clone())
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
-        JwksServer {
-            addr,
-            state,
-            hits,
-            accept,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Requests to `/jwks` so far.
-    fn hits(&self) -> usize {
-        *self.hits.borrow()
-    }
-
-    /// Waits (at most 10 s) until `/jwks` has had `n` requests.
-    async fn wait_for_hits(&self, n: usize) {
-        let mut hits = self.hits.clone();
-        tokio::time::timeout(Duration::from_secs(10), hits.wait_for(|h| *h >= n))
-            .await
-            .unwrap_or_else(|_| panic!("the server saw {} requests, not {n}", self.hits()))
-            .unwrap();
-    }
-
-    fn mode(&self, mode: Mode) {
-        self.state.lock().unwrap().mode = mode;
-    }
-
-    fn keys(&self, keys: &[Value]) {
-        self.state.lock().unwrap().jwks = set(keys);
-    }
-
-    fn etag(&self, etag: &str) {
-        self.state.lock().unwrap().etag = Some(etag.into());
-    }
-
-    fn cache_control(&self, value: &str) {
-        self.state.lock().unwrap().cache_control = Some(value.into());
-    }
-
-    fn discovery(&self, path: &str, doc: Value) {
-        self.state.lock().unwrap().discovery = Some((path.into(), doc.to_string()));
-    }
-
-    fn if_none_match(&self) -> Vec<Option<String>> {
-        self.state.lock().unwrap().if_none_match.clone()
-    }
-
-    /// The provider goes down: the listener and every open connection close.
-    fn stop(&self) {
-        self.accept.abort();
-    }
-}
-
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-type Body = BoxBody<Bytes, Infallible>;
-
-fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
-}
-
-async fn handle(
-    request: Request<Incoming>,
-    state: Arc<Mutex<ServerState>>,
-    hits: Arc<watch::Sender<usize>>,
-) -> Result<Response<Body>, Infallible> {
-    let path = request.uri().path().to_owned();
-    let mut response = Response::builder();
-    let (mode, jwks, etag, cache_control) = {
-        let mut state = state.lock().unwrap();
-        if let Some((discovery_path, doc)) = &state.discovery
-            && *discovery_path == path
-        {
-            return Ok(Response::builder()
-                .header("content-type", "application/json")
-                .body(full(doc.clone()))
-                .unwrap());
-        }
-        if path == "/jwks" {
-            let inm = request
-                .headers()
-                .get("if-none-match")
-                .map(|v| v.to_str().unwrap().to_owned());
-            state.if_none_match.push(inm);
-        } else if path != "/jwks-moved" {
-            return Ok(Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .body(full(""))
-                .unwrap());
-        }
-        (
-            state.mode.clone(),
-            state.jwks.clone(),
-            state.etag.clone(),
-            state.cache_control.clone(),
-        )
-    };
-    if path == "/jwks" {
-        hits.send_modify(|h| *h += 1);
-    }
-    if let Some(cc) = &cache_control {
-        response = response.header("cache-control", cc);
-    }
-    let body = match mode {
-        Mode::Keys | Mode::Redirect if path == "/jwks-moved" => full(jwks),
-        Mode::Keys => {
-            if let Some(etag) = &etag {
-                response = response.header("etag", etag);
-                if request
-                    .headers()
-                    .get("if-none-match")
-                    .is_some_and(|v| v == etag.as_str())
-                {
-                    return Ok(response
-                        .status(StatusCode::NOT_MODIFIED)
-                        .body(full(""))
-                        .unwrap());
-                }
-            }
-            response = response.header("content-type", "application/jwk-set+json");
-            full(jwks)
-        }
-        Mode::Status(code) => {
-            response = response.status(code);
-            full("")
-        }
-        Mode::Hang => std::future::pending().await,
-        Mode::Garbage => full("<html><body>Service temporarily unavailable</body></html>"),
-        Mode::Empty => full(r#"{"keys":[]}"#),
-        Mode::Huge => {
-            let mut body = String::from(r#"{"keys":["#);
-            body.push_str(&" ".repeat(5 * 1024 * 1024));
-            body.push_str("]}");
-            full(body)
-        }
-        Mode::HugeChunked => Spaces {
-            remaining: 5 * 1024 * 1024,
-        }
-        .boxed(),
-        Mode::Endless => Spaces {
-            remaining: usize::MAX,
-        }
-        .boxed(),
-        Mode::Redirect => {
-            response = response
-                .status(StatusCode::FOUND)
-                .header("location", "/jwks-moved");
-            full("")
-        }
-    };
-    Ok(response.body(body).unwrap())
-}
-
-/// A body of spaces in 64 KiB chunks, of unknown length (sent chunked).
-struct Spaces {
-    remaining: usize,
-}
-
-impl hyper::body::Body for Spaces {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        if self.remaining == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.remaining.min(64 * 1024);
-        self.remaining -= n;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; n])))))
-    }
-}
+use common::jwks_server::{JwksServer, Mode, jwk};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -433,7 +119,7 @@ async fn a_rotation_is_picked_up_after_the_cooldown() {
         .unwrap();
     let built = Instant::now();
 
-    server.keys(&[jwk("rsa", "2026-01"), jwk("rsa-b", "2026-02")]);
+    server.publish(&[jwk("rsa", "2026-01"), jwk("rsa-b", "2026-02")]);
     // Within the cooldown of the first fetch: not asked again, the kid is unknown (401).
     assert_eq!(keys.resolve_kid("2026-02").await, Ok(false));
     assert_eq!(server.hits(), 1);
@@ -480,7 +166,7 @@ async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
 
     // The provider rotates. Wave 4, after the cooldown, random kids and the new one mixed:
     // the one fetch picks up the new key.
-    server.keys(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
+    server.publish(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
     tokio::time::sleep_until(last_fetch + cooldown).await;
     let (answers, named) = flood(&keys, 500, &["k2", "k2", "k2"]).await;
     assert!(answers.iter().all(|a| *a == Ok(false)));
@@ -625,7 +311,7 @@ async fn etag_revalidation_keeps_the_keys() {
     assert_eq!(keys.generation(), 1);
     assert!(keys.contains_kid("k1"));
 
-    server.keys(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
+    server.publish(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
     server.etag("\"v2\"");
     assert_eq!(keys.resolve_kid("k2").await, Ok(true));
     assert_eq!(keys.generation(), 2);
@@ -672,7 +358,7 @@ async fn keys_are_refreshed_in_the_background_before_they_expire() {
         .await
         .unwrap();
     let mut changes = keys.subscribe();
-    server.keys(&[jwk("ec", "k2")]);
+    server.publish(&[jwk("ec", "k2")]);
     // No token asks for k2: the background refresh (at 80–90 % of the 1 s lifetime) finds it.
     tokio::time::timeout(Duration::from_secs(5), changes.changed())
         .await

@@ -1,6 +1,7 @@
 //! The layer with a [`RemoteJwks`], end to end: a real axum API on 127.0.0.1 behind
 //! `JwtAuthLayer::builder().remote_jwks(..)`, a real JWKS server on 127.0.0.1 that counts its
-//! requests and can rotate its keys, answer 500 or hang, and a reqwest client.
+//! requests and can rotate its keys, answer 500 or hang (tests/common/jwks_server.rs), and a
+//! reqwest client.
 //!
 //! Every test also counts the requests that reached the API's handler: a rejected request must
 //! never get there.
@@ -12,59 +13,21 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
+use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::keys::remote::{RemoteJwks, RemoteJwksBuilder};
-use tower_jwt_auth::{Claims, JwtAuthLayer};
 
-use common::{AUDIENCE, ISSUER, data, good_claims, install_provider, serve, sign_raw};
+use common::api::{Api, Reply};
+use common::jwks_server::{JwksServer, Mode, jwk, private_key};
+use common::{AUDIENCE, ISSUER, data, good_claims, sign_raw};
 
 // ---------------------------------------------------------------------------------------------
 // Keys and tokens
-
-/// A private test key and the algorithm it signs with: `rsa`, `rsa-b`, `ec`, `ed`.
-fn private_key(which: &str) -> (EncodingKey, Algorithm) {
-    match which {
-        "rsa" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "rsa-b" => (
-            EncodingKey::from_rsa_pem(&data("rsa_2048_b_private.pem")).unwrap(),
-            Algorithm::RS256,
-        ),
-        "ec" => (
-            EncodingKey::from_ec_pem(&data("ec_p256_private.pem")).unwrap(),
-            Algorithm::ES256,
-        ),
-        "ed" => (
-            EncodingKey::from_ed_pem(&data("ed25519_private.pem")).unwrap(),
-            Algorithm::EdDSA,
-        ),
-        other => panic!("no test key {other}"),
-    }
-}
-
-/// The public JWK of a test key, published under `kid`.
-fn jwk(which: &str, kid: &str) -> Value {
-    install_provider();
-    let (key, alg) = private_key(which);
-    let mut value = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
-    value["kid"] = kid.into();
-    value["use"] = "sig".into();
-    value
-}
 
 /// A valid token (issuer, audience, one hour left) signed by test key `which`, naming `kid`.
 fn token(which: &str, kid: &str) -> String {
@@ -78,181 +41,27 @@ fn token(which: &str, kid: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The JWKS server
+// The identity provider
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Mode {
-    /// The configured key set.
-    Keys,
-    /// `500 Internal Server Error`.
-    Fail,
-    /// Never answers.
-    Hang,
-}
-
-struct JwksState {
-    mode: Mutex<Mode>,
-    keys: Mutex<String>,
-    hits: AtomicUsize,
-    /// `http://<addr>`: the issuer its discovery document names.
-    issuer: Mutex<String>,
-}
-
-/// A JWKS endpoint at `http://<addr>/jwks` that counts its requests.
-struct JwksServer {
-    addr: SocketAddr,
-    state: Arc<JwksState>,
-}
-
-impl JwksServer {
-    async fn start(keys: &[Value]) -> JwksServer {
-        let state = Arc::new(JwksState {
-            mode: Mutex::new(Mode::Keys),
-            keys: Mutex::new(json!({ "keys": keys }).to_string()),
-            hits: AtomicUsize::new(0),
-            issuer: Mutex::new(String::new()),
-        });
-        let app = Router::new()
-            .route("/jwks", get(jwks_endpoint))
-            .route("/.well-known/openid-configuration", get(discovery_endpoint))
-            .with_state(state.clone());
-        let addr = serve(app).await;
-        *state.issuer.lock().unwrap() = format!("http://{addr}");
-        JwksServer { addr, state }
-    }
-
-    /// The issuer of the discovery document at `/.well-known/openid-configuration`.
-    fn issuer(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/jwks", self.addr)
-    }
-
-    /// Requests to `/jwks` so far.
-    fn hits(&self) -> usize {
-        self.state.hits.load(Ordering::SeqCst)
-    }
-
-    fn mode(&self, mode: Mode) {
-        *self.state.mode.lock().unwrap() = mode;
-    }
-
-    /// Publishes these keys from now on (a rotation at the provider).
-    fn publish(&self, keys: &[Value]) {
-        *self.state.keys.lock().unwrap() = json!({ "keys": keys }).to_string();
-    }
-}
-
-/// OpenID Connect discovery: this server is the issuer, `/jwks` its key set.
-async fn discovery_endpoint(State(state): State<Arc<JwksState>>) -> Json<Value> {
-    let issuer = state.issuer.lock().unwrap().clone();
-    Json(json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/jwks") }))
-}
-
-async fn jwks_endpoint(State(state): State<Arc<JwksState>>) -> Response {
-    state.hits.fetch_add(1, Ordering::SeqCst);
-    let mode = *state.mode.lock().unwrap();
-    match mode {
-        Mode::Keys => {
-            let body = state.keys.lock().unwrap().clone();
-            (
-                [
-                    ("content-type", "application/jwk-set+json"),
-                    ("cache-control", "max-age=600"),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Mode::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Mode::Hang => std::future::pending().await,
-    }
+/// A [`JwksServer`] publishing `keys`, fresh for ten minutes (`Cache-Control: max-age=600`);
+/// its discovery document names it as the issuer.
+async fn provider(keys: &[Value]) -> JwksServer {
+    let server = JwksServer::start(keys).await;
+    server.cache_control("max-age=600");
+    server
 }
 
 // ---------------------------------------------------------------------------------------------
 // The API behind the layer
 
-struct Api {
-    addr: SocketAddr,
-    /// Requests that reached the handler.
-    handled: Arc<AtomicUsize>,
-    client: reqwest::Client,
-}
-
-struct Reply {
-    status: StatusCode,
-    www_authenticate: Option<String>,
-    retry_after: Option<String>,
-    body: String,
-}
-
-impl Api {
-    /// An API whose `/me` answers the verified claims, behind a layer taking its keys from
-    /// `keys` and requiring the test issuer and audience.
-    async fn start(keys: RemoteJwks) -> Api {
-        Api::with_layer(
-            JwtAuthLayer::<Value>::builder()
-                .remote_jwks(keys)
-                .issuer(ISSUER)
-                .audience(AUDIENCE)
-                .build()
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// An API whose `/me` answers the verified claims, behind `auth`.
-    async fn with_layer(auth: JwtAuthLayer<Value>) -> Api {
-        let handled = Arc::new(AtomicUsize::new(0));
-        let counter = handled.clone();
-        let app = Router::new()
-            .route(
-                "/me",
-                get(move |claims: Claims<Value>| {
-                    let counter = counter.clone();
-                    async move {
-                        counter.fetch_add(1, Ordering::SeqCst);
-                        Json(Value::clone(&claims))
-                    }
-                }),
-            )
-            .layer(auth);
-        Api {
-            addr: serve(app).await,
-            handled,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn me(&self, token: &str) -> Reply {
-        let response = self
-            .client
-            .get(format!("http://{}/me", self.addr))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let www_authenticate = header("www-authenticate");
-        let retry_after = header("retry-after");
-        Reply {
-            status: response.status(),
-            www_authenticate,
-            retry_after,
-            body: response.text().await.unwrap(),
-        }
-    }
-
-    fn handled(&self) -> usize {
-        self.handled.load(Ordering::SeqCst)
-    }
+/// The layer taking its keys from `keys` and requiring the test issuer and audience.
+fn layer(keys: RemoteJwks) -> JwtAuthLayer<Value> {
+    JwtAuthLayer::<Value>::builder()
+        .remote_jwks(keys)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap()
 }
 
 impl Reply {
@@ -304,7 +113,7 @@ impl Reply {
 }
 
 fn remote(server: &JwksServer) -> RemoteJwksBuilder {
-    RemoteJwks::from_jwks_uri(server.url())
+    RemoteJwks::from_jwks_uri(server.jwks_url())
         .allow_http_for_loopback()
         .timeouts(Duration::from_millis(500), Duration::from_secs(2))
 }
@@ -328,10 +137,9 @@ async fn flood(api: &Api, n: usize) -> (Vec<StatusCode>, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_signed_by_a_published_key_is_accepted() {
-    let server =
-        JwksServer::start(&[jwk("rsa", "rsa-a"), jwk("ec", "ec-a"), jwk("ed", "ed-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a"), jwk("ec", "ec-a"), jwk("ed", "ed-a")]).await;
     let keys = remote(&server).build().await.unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
 
     api.me(&token("rsa", "rsa-a")).await.assert_ok();
     api.me(&token("ec", "ec-a")).await.assert_ok();
@@ -364,13 +172,13 @@ async fn a_token_signed_by_a_published_key_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_is_followed_and_the_retired_key_is_refused() {
     let cooldown = Duration::from_secs(1);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .build()
         .await
         .unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     let old = token("rsa", "rsa-a");
     let new = token("rsa-b", "rsa-b");
     api.me(&old).await.assert_ok();
@@ -417,18 +225,18 @@ async fn a_rotation_is_followed_and_the_retired_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_while_the_provider_fails_is_503_and_known_kids_still_pass() {
     let cooldown = Duration::from_secs(1);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .build()
         .await
         .unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     let known = token("rsa", "rsa-a");
     // Maybe the provider rotated to this key: we cannot know while it answers 500.
     let unknown = token("rsa-b", "rsa-b");
 
-    server.mode(Mode::Fail);
+    server.mode(Mode::Status(500));
     tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
     let wait = api.me(&unknown).await.assert_unavailable();
     assert_eq!(server.hits(), 2, "one refresh attempt");
@@ -466,14 +274,14 @@ async fn an_unknown_kid_while_the_provider_fails_is_503_and_known_kids_still_pas
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_provider_is_503_after_the_timeout_and_never_delays_known_kids() {
     let cooldown = Duration::from_millis(200);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .timeouts(Duration::from_millis(500), Duration::from_secs(2))
         .build()
         .await
         .unwrap();
-    let api = Arc::new(Api::start(keys).await);
+    let api = Arc::new(Api::start(layer(keys)).await);
 
     server.mode(Mode::Hang);
     tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
@@ -505,13 +313,13 @@ async fn a_hanging_provider_is_503_after_the_timeout_and_never_delays_known_kids
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_at_a_healthy_provider_is_401() {
     let cooldown = Duration::from_secs(1);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .build()
         .await
         .unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
 
     // Signed by the published key, but naming a kid the provider does not have.
@@ -547,14 +355,14 @@ async fn an_unknown_kid_at_a_healthy_provider_is_401() {
 async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldown() {
     const N: usize = 200;
     let cooldown = Duration::from_secs(3);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .build()
         .await
         .unwrap();
     let built = Instant::now();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     let initial = server.hits();
     assert_eq!(initial, 1);
 
@@ -639,9 +447,9 @@ async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldow
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn algorithm_confusion_with_the_public_rsa_key_is_refused() {
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server).build().await.unwrap();
-    let api = Api::start(keys).await;
+    let api = Api::start(layer(keys)).await;
     let published = jwk("rsa", "rsa-a");
 
     // HS256 "signed" with the RSA public key's bytes as the HMAC secret, naming the RSA kid:
@@ -701,7 +509,7 @@ async fn algorithm_confusion_with_the_public_rsa_key_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_kid_with_another_algorithm_is_refused_without_a_fetch() {
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a"), jwk("ec", "ec-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a"), jwk("ec", "ec-a")]).await;
     let keys = remote(&server)
         .refresh_cooldown(Duration::ZERO)
         .build()
@@ -709,7 +517,7 @@ async fn a_published_kid_with_another_algorithm_is_refused_without_a_fetch() {
         .unwrap();
     // The published JWK pins `alg` RS256.
     assert_eq!(jwk("rsa", "rsa-a")["alg"], "RS256");
-    let api = Api::start(keys).await;
+    let api = Api::start(layer(keys)).await;
 
     // Signed by the right private key, but PS256: the JWK's `alg` rules it out.
     let (rsa, _) = private_key("rsa");
@@ -740,15 +548,15 @@ async fn a_published_kid_with_another_algorithm_is_refused_without_a_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_down_from_the_start_is_503_until_it_recovers() {
     let cooldown = Duration::from_secs(10);
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
-    server.mode(Mode::Fail);
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
+    server.mode(Mode::Status(500));
     let keys = remote(&server)
         .refresh_cooldown(cooldown)
         .lazy()
         .build()
         .await
         .unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     let good = token("rsa", "rsa-a");
 
     // No key at all: even a token of the real key may not be judged, so 503, not 401.
@@ -789,7 +597,7 @@ fn token_with(overrides: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_discovered_issuer_is_required_unless_one_is_configured() {
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let issuer = server.issuer();
     let keys = RemoteJwks::from_issuer(&issuer)
         .allow_http_for_loopback()
@@ -797,10 +605,10 @@ async fn the_discovered_issuer_is_required_unless_one_is_configured() {
         .await
         .unwrap();
     assert_eq!(keys.issuer(), Some(issuer.as_str()));
-    assert_eq!(keys.jwks_uri(), Some(server.url().as_str()));
+    assert_eq!(keys.jwks_uri(), Some(server.jwks_url().as_str()));
 
     // No `.issuer()`: the discovered one is required.
-    let api = Api::with_layer(
+    let api = Api::start(
         JwtAuthLayer::<Value>::builder()
             .remote_jwks(keys.clone())
             .audience(AUDIENCE)
@@ -823,7 +631,7 @@ async fn the_discovered_issuer_is_required_unless_one_is_configured() {
     assert_eq!(api.handled(), 1);
 
     // An explicit `.issuer()` replaces the discovered one.
-    let explicit = Api::with_layer(
+    let explicit = Api::start(
         JwtAuthLayer::<Value>::builder()
             .remote_jwks(keys)
             .issuer(ISSUER)
@@ -844,7 +652,7 @@ async fn the_discovered_issuer_is_required_unless_one_is_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_keys_serve_past_expiry_until_max_stale_then_503() {
-    let server = JwksServer::start(&[jwk("rsa", "rsa-a")]).await;
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
         // Every response is fresh for one second, then stale for at most two more.
         .ttl_bounds(Duration::from_secs(1), Duration::from_secs(1))
@@ -852,11 +660,11 @@ async fn known_keys_serve_past_expiry_until_max_stale_then_503() {
         .build()
         .await
         .unwrap();
-    let api = Api::start(keys.clone()).await;
+    let api = Api::start(layer(keys.clone())).await;
     let good = token("rsa", "rsa-a");
     api.me(&good).await.assert_ok();
 
-    server.mode(Mode::Fail);
+    server.mode(Mode::Status(500));
     // Past the lifetime, within max_stale: the keys are stale but still used.
     let mut changes = keys.subscribe();
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -150,34 +150,18 @@ fn tenant_configuration_mistakes_are_build_errors() {
 #[cfg(feature = "remote")]
 #[tokio::test]
 async fn unknown_issuers_cause_no_fetch() {
+    use common::jwks_server::{JwksServer, jwk};
     use tower_jwt_auth::RemoteJwks;
 
-    install_provider();
-    let mut jwk = serde_json::to_value(
-        jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa_key(), Algorithm::RS256).unwrap(),
-    )
-    .unwrap();
-    jwk["kid"] = json!("a-1");
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let f = fetches.clone();
-    let jwks = Router::new().route(
-        "/jwks",
-        get(move || {
-            let jwk = jwk.clone();
-            async move {
-                f.fetch_add(1, Ordering::SeqCst);
-                axum::Json(json!({ "keys": [jwk] }))
-            }
-        }),
-    );
-    let jwks_url = format!("http://{}/jwks", serve(jwks).await);
+    // Tenant A's key (`rsa_key()`), published under kid `a-1`.
+    let jwks = JwksServer::start(&[jwk("rsa", "a-1")]).await;
     // Built eagerly: the first fetch happens here, once.
-    let remote = RemoteJwks::from_jwks_uri(jwks_url)
+    let remote = RemoteJwks::from_jwks_uri(jwks.jwks_url())
         .allow_http_for_loopback()
         .build()
         .await
         .unwrap();
-    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(jwks.hits(), 1);
     let layer = JwtAuthLayer::<TestClaims>::builder()
         .tenant(Tenant::new(A).remote_jwks(remote))
         .audience(AUDIENCE)
@@ -188,11 +172,7 @@ async fn unknown_issuers_cause_no_fetch() {
         let token = rs256(&claims(&format!("https://unknown-{i}.test"), AUDIENCE));
         assert_eq!(status(&url, &token).await.0, StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(
-        fetches.load(Ordering::SeqCst),
-        1,
-        "an unknown issuer triggered a key fetch"
-    );
+    assert_eq!(jwks.hits(), 1, "an unknown issuer triggered a key fetch");
     assert_eq!(hits.load(Ordering::SeqCst), 0);
     // The tenant itself works: its token, with a kid the source knows.
     let token = sign_raw(

@@ -4,43 +4,12 @@
 mod common;
 
 use std::convert::Infallible;
-use std::io;
-use std::sync::{Arc, Mutex};
 
 use common::*;
 use http::{Request, Response, StatusCode, header};
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_jwt_auth::JwtAuthLayer;
-
-/// A `MakeWriter` that appends everything to a shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
 
 async fn call(layer: &JwtAuthLayer<TestClaims>, token: Option<&str>) -> StatusCode {
     let inner =

@@ -1,7 +1,19 @@
 //! Helpers shared by the integration tests: keys, token crafting, real servers on 127.0.0.1.
 #![allow(dead_code)]
 
+#[cfg(feature = "axum")]
+pub mod api;
+#[cfg(feature = "remote")]
+pub mod jwks_server;
+#[cfg(feature = "remote")]
+pub mod oidc;
+#[cfg(feature = "redis")]
+pub mod redis_server;
+pub mod sessions;
+
+use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -107,4 +119,33 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
         axum::serve(listener, app).await.unwrap();
     });
     addr
+}
+
+/// A tracing `MakeWriter` that appends everything to a shared buffer.
+#[derive(Clone, Default)]
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Capture {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
 }
