@@ -49,18 +49,16 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
-use pin_project::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::claims::Anonymous;
-use crate::{AuthError, Claims, ErrorResponder, Rfc6750};
+use crate::{AuthError, Claims, ErrorResponder, ResponseFuture, Rfc6750};
 
 /// Claims that carry roles (e.g. a `roles` array).
 pub trait HasRoles {
@@ -457,110 +455,28 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let state = match self.config.judge(&req) {
-            Verdict::Pass => State::Inner {
-                future: self.inner.call(req),
-            },
-            Verdict::Deny(error) => State::Done {
-                response: Some(self.config.responder.respond(&error, req.headers())),
-            },
-            Verdict::Ask(check, claims, scope) => {
-                let clone = self.inner.clone();
-                State::Asking {
-                    pending: Box::new(Asking {
-                        check: check(claims),
-                        scope,
-                        request: req,
-                        inner: std::mem::replace(&mut self.inner, clone),
-                        responder: Arc::clone(&self.config.responder),
-                    }),
-                }
+        match self.config.judge(&req) {
+            Verdict::Pass => ResponseFuture::inner(self.inner.call(req)),
+            Verdict::Deny(error) => {
+                ResponseFuture::rejected(self.config.responder.respond(&error, req.headers()))
             }
-        };
-        RequireClaimsFuture { state }
-    }
-}
-
-/// The future of [`RequireClaimsService`].
-#[pin_project]
-pub struct RequireClaimsFuture<S, ReqBody, R>
-where
-    S: Service<Request<ReqBody>>,
-{
-    #[pin]
-    state: State<S, ReqBody, R>,
-}
-
-#[pin_project(project = StateProj, project_replace = StateOwn)]
-enum State<S, ReqBody, R>
-where
-    S: Service<Request<ReqBody>>,
-{
-    Done {
-        response: Option<S::Response>,
-    },
-    // Boxed: only the asynchronous predicate pays for its size.
-    Asking {
-        pending: Box<Asking<S, ReqBody, R>>,
-    },
-    Inner {
-        #[pin]
-        future: S::Future,
-    },
-    Finished,
-}
-
-/// A request waiting for an asynchronous predicate, with the readied service that will take it.
-struct Asking<S, ReqBody, R> {
-    check: BoxFuture<'static, bool>,
-    scope: String,
-    request: Request<ReqBody>,
-    inner: S,
-    responder: Arc<R>,
-}
-
-impl<S, ReqBody, ResBody, R> Future for RequireClaimsFuture<S, ReqBody, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    R: ErrorResponder<ResBody>,
-{
-    type Output = Result<Response<ResBody>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Done { response } => {
-                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
-                }
-                StateProj::Asking { pending } => {
-                    let allowed = ready!(pending.check.as_mut().poll(cx));
-                    let StateOwn::Asking { pending } =
-                        state.as_mut().project_replace(State::Finished)
-                    else {
-                        unreachable!("the state was Asking a moment ago");
-                    };
-                    let Asking {
-                        scope,
-                        request,
-                        mut inner,
-                        responder,
-                        ..
-                    } = *pending;
-                    if !allowed {
-                        let error = AuthError::InsufficientScope { scope };
-                        return Poll::Ready(Ok(responder.respond(&error, request.headers())));
+            Verdict::Ask(check, claims, scope) => {
+                let allowed = check(claims);
+                let check = Box::pin(async move {
+                    if allowed.await {
+                        Ok(http::Extensions::new())
+                    } else {
+                        Err(AuthError::InsufficientScope { scope })
                     }
-                    state.set(State::Inner {
-                        future: inner.call(request),
-                    });
-                }
-                StateProj::Inner { future } => return future.poll(cx),
-                StateProj::Finished => panic!("RequireClaimsFuture polled after completion"),
+                });
+                ResponseFuture::checking(&mut self.inner, req, check, &self.config.responder)
             }
         }
     }
 }
+
+/// The future of [`RequireClaimsService`]: the same as [`JwtAuth`](crate::JwtAuth)'s.
+pub type RequireClaimsFuture<S, ReqBody, R> = ResponseFuture<S, ReqBody, R>;
 
 #[cfg(test)]
 mod tests {

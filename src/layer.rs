@@ -142,7 +142,7 @@ pub(crate) struct Shared<R> {
     pub revocation_fail_open: bool,
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
-    pub responder: R,
+    pub responder: Arc<R>,
 }
 
 /// What to do with a request whose headers have been examined.
@@ -718,7 +718,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             revocation_fail_open: self.revocation_fail_open,
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
-            responder: self.responder,
+            responder: Arc::new(self.responder),
         })
     }
 }

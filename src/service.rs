@@ -69,31 +69,6 @@ impl<S: std::fmt::Debug, C, R> std::fmt::Debug for JwtAuth<S, C, R> {
     }
 }
 
-impl<S: Clone, C, R> JwtAuth<S, C, R> {
-    /// Parks `req` behind an asynchronous check. The inner service was polled ready; that one
-    /// goes into the future and a clone stays behind (tower's `mem::replace` pattern), so the
-    /// call after the check goes to a ready service.
-    fn checking<ReqBody>(
-        &mut self,
-        req: Request<ReqBody>,
-        check: BoxFuture<'static, Result<http::Extensions, AuthError>>,
-    ) -> State<S, ReqBody, R>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        State::Checking {
-            pending: Box::new(Pending {
-                check,
-                request: req,
-                inner,
-                shared: Arc::clone(&self.shared),
-            }),
-        }
-    }
-}
-
 impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
@@ -116,44 +91,37 @@ where
         // is replaced or removed.
         let ext = req.extensions_mut();
         ext.remove::<Anonymous>();
-        let state = match decision {
+        match decision {
             Ok(Decision::Pass(Some(claims))) => {
                 ext.insert(claims);
-                State::Inner {
-                    future: self.inner.call(req),
-                }
+                ResponseFuture::inner(self.inner.call(req))
             }
             Ok(Decision::Pass(None)) => {
                 ext.remove::<Claims<C>>();
                 ext.insert(Anonymous);
-                State::Inner {
-                    future: self.inner.call(req),
-                }
+                ResponseFuture::inner(self.inner.call(req))
             }
             Ok(Decision::CheckRevocation(claims, id)) => {
                 ext.insert(claims);
                 let check = self.shared.check_revocation(id);
-                self.checking(req, check)
+                ResponseFuture::checking(&mut self.inner, req, check, &self.shared.responder)
             }
             #[cfg(feature = "remote")]
             Ok(Decision::RefreshKeys(token)) => {
                 ext.remove::<Claims<C>>();
                 let check = Arc::clone(&self.shared).refresh_then_verify::<C>(token);
-                self.checking(req, check)
+                ResponseFuture::checking(&mut self.inner, req, check, &self.shared.responder)
             }
             Err(error) => {
-                let response = self.shared.responder.respond(&error, req.headers());
-                State::Rejected {
-                    response: Some(response),
-                }
+                ResponseFuture::rejected(self.shared.responder.respond(&error, req.headers()))
             }
-        };
-        ResponseFuture { state }
+        }
     }
 }
 
-/// The future of [`JwtAuth`]: an immediate rejection, an asynchronous check (revocation),
-/// or the inner service's own future.
+/// The future of [`JwtAuth`] (and of [`RequireClaims`](crate::RequireClaims)): an immediate
+/// rejection, an asynchronous check (revocation, a key refresh, an async requirement), or the
+/// inner service's own future.
 #[pin_project]
 pub struct ResponseFuture<S, ReqBody, R>
 where
@@ -188,7 +156,54 @@ struct Pending<S, ReqBody, R> {
     check: BoxFuture<'static, Result<http::Extensions, AuthError>>,
     request: Request<ReqBody>,
     inner: S,
-    shared: Arc<Shared<R>>,
+    responder: Arc<R>,
+}
+
+impl<S, ReqBody, R> ResponseFuture<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
+    /// A refusal, answered without the inner service.
+    pub(crate) fn rejected(response: S::Response) -> Self {
+        ResponseFuture {
+            state: State::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+
+    /// The inner service's own future.
+    pub(crate) fn inner(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Inner { future },
+        }
+    }
+
+    /// Parks `request` behind an asynchronous check. `service` was polled ready; that one goes
+    /// into the future and a clone stays behind (tower's `mem::replace` pattern), so the call
+    /// after the check goes to a ready service.
+    pub(crate) fn checking(
+        service: &mut S,
+        request: Request<ReqBody>,
+        check: BoxFuture<'static, Result<http::Extensions, AuthError>>,
+        responder: &Arc<R>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        let clone = service.clone();
+        let inner = std::mem::replace(service, clone);
+        let responder = Arc::clone(responder);
+        let pending = Box::new(Pending {
+            check,
+            request,
+            inner,
+            responder,
+        });
+        ResponseFuture {
+            state: State::Checking { pending },
+        }
+    }
 }
 
 impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
@@ -218,7 +233,7 @@ where
                     let Pending {
                         request,
                         mut inner,
-                        shared,
+                        responder,
                         ..
                     } = *pending;
                     match outcome {
@@ -230,9 +245,7 @@ where
                             });
                         }
                         Err(error) => {
-                            return Poll::Ready(Ok(shared
-                                .responder
-                                .respond(&error, request.headers())));
+                            return Poll::Ready(Ok(responder.respond(&error, request.headers())));
                         }
                     }
                 }

@@ -61,6 +61,12 @@ impl AlgSet {
         AlgSet(self.0 & other.0)
     }
 
+    /// The raw bits, for fingerprints that compare key sets.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub(crate) fn bits(self) -> u16 {
+        self.0
+    }
+
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }

@@ -136,22 +136,6 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
-/// Every algorithm, for fingerprinting key sets.
-const ALL_ALGORITHMS: [Algorithm; 12] = [
-    Algorithm::HS256,
-    Algorithm::HS384,
-    Algorithm::HS512,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
 const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
 const DEFAULT_TTL_MIN: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
@@ -1247,11 +1231,7 @@ fn unit_random() -> f64 {
 }
 
 fn print(entry: &KeyEntry) -> KeyPrint {
-    let algs = ALL_ALGORITHMS
-        .iter()
-        .enumerate()
-        .filter(|(_, alg)| entry.algs.contains(**alg))
-        .fold(0u16, |bits, (i, _)| bits | (1 << i));
+    let algs = entry.algs.bits();
     let material = match entry.key.kind() {
         DecodingKeyKind::SecretOrDer(bytes) => bytes.clone(),
         DecodingKeyKind::RsaModulusExponent { n, e } => {
