@@ -317,9 +317,33 @@ pub enum BuildError {
     /// The algorithm allow-list is empty, or allows nothing any configured key can verify.
     #[error("no allowed algorithm matches a configured key")]
     NoUsableAlgorithm,
-    /// A JWKS document was not valid JSON or had no `keys` array.
+    /// A JWKS document (RFC 7517 §5) was not valid JSON, had no `keys` array, or held no
+    /// key usable with the allowed algorithms.
     #[error("invalid JWKS document: {0}")]
     InvalidJwks(String),
+    /// The first fetch of a remote key set failed: the connection or TLS handshake failed,
+    /// it timed out, the body was too large, or the server answered with a status other
+    /// than 200 (redirects are not followed).
+    #[error("cannot fetch keys: GET {url}: {reason}")]
+    KeySourceUnreachable {
+        /// The URL that was fetched (a `jwks_uri` or a discovery document).
+        url: String,
+        /// What went wrong, e.g. `HTTP 503 Service Unavailable`.
+        reason: String,
+    },
+    /// OpenID Connect discovery failed (OpenID Connect Discovery 1.0 §4): the configuration
+    /// document was not valid JSON, named another issuer than the configured one (§4.3), or
+    /// its `jwks_uri` was not acceptable.
+    #[error("OpenID Connect discovery for {issuer:?}: {reason}")]
+    Discovery {
+        /// The configured issuer.
+        issuer: String,
+        /// What was wrong with the discovery document.
+        reason: String,
+    },
+    /// The HTTP client for remote keys could not be set up (e.g. no TLS roots).
+    #[error("cannot set up the HTTP client: {0}")]
+    HttpClient(String),
     /// A key file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {

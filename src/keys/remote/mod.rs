@@ -414,6 +414,28 @@ impl fmt::Display for Failure {
     }
 }
 
+impl Failure {
+    /// What `build` reports when the first refresh fails.
+    fn into_build_error(self, issuer: Option<&str>) -> BuildError {
+        match self {
+            Failure::Fetch { url, error } => BuildError::KeySourceUnreachable {
+                url,
+                reason: error.to_string(),
+            },
+            Failure::Status { url, status } => BuildError::KeySourceUnreachable {
+                url,
+                reason: format!("HTTP {status}"),
+            },
+            Failure::Discovery(reason) => BuildError::Discovery {
+                issuer: issuer.unwrap_or_default().to_owned(),
+                reason,
+            },
+            Failure::Document(reason) => BuildError::InvalidJwks(reason),
+            none @ Failure::NoUsableKeys { .. } => BuildError::InvalidJwks(none.to_string()),
+        }
+    }
+}
+
 /// A parsed, usable key set.
 struct Loaded {
     set: KeySet,
@@ -736,9 +758,19 @@ impl RemoteJwksBuilder {
     /// Checks the settings, fetches the keys (unless [`lazy`](Self::lazy)) and starts the
     /// background refresh on the current Tokio runtime.
     ///
-    /// Errors: a URL that is not `https` (or loopback `http` when allowed), HMAC or no
-    /// algorithms, bounds out of range, no Tokio runtime; and, unless lazy, a first fetch that
-    /// fails or yields no usable key, or a discovery document whose `issuer` differs.
+    /// # Errors
+    ///
+    /// - [`BuildError::InvalidSetting`]: a URL that is not `https` (or loopback `http` when
+    ///   allowed), HMAC or no algorithms, bounds out of range, no Tokio runtime;
+    /// - [`BuildError::HttpClient`]: the default client could not be set up.
+    ///
+    /// Unless [`lazy`](Self::lazy), the first fetch must succeed too:
+    ///
+    /// - [`BuildError::KeySourceUnreachable`]: connection, TLS, timeout, body cap, or a
+    ///   status other than 200 (the provider is down or the URL is wrong);
+    /// - [`BuildError::Discovery`]: a discovery document that is malformed, names another
+    ///   `issuer`, or gives an unacceptable `jwks_uri`;
+    /// - [`BuildError::InvalidJwks`]: a JWKS that is malformed or has no usable key.
     pub async fn build(self) -> Result<RemoteJwks, BuildError> {
         let config = self.config;
         if config.algorithms.is_empty() {
@@ -782,9 +814,8 @@ impl RemoteJwksBuilder {
         let fetcher: Arc<dyn HttpFetcher> = match self.fetcher {
             Some(fetcher) => fetcher,
             None => Arc::new(
-                ReqwestFetcher::new(config.connect_timeout, config.total_timeout).map_err(|e| {
-                    BuildError::InvalidJwks(format!("cannot set up the HTTP client: {e}"))
-                })?,
+                ReqwestFetcher::new(config.connect_timeout, config.total_timeout)
+                    .map_err(|e| BuildError::HttpClient(e.to_string()))?,
             ),
         };
         let empty = Arc::new(KeySet::default());
@@ -825,13 +856,7 @@ impl RemoteJwksBuilder {
             inner
                 .refresh(Trigger::Initial)
                 .await
-                .map_err(|failure| match failure {
-                    Failure::Discovery(reason) => BuildError::InvalidJwks(format!(
-                        "OpenID Connect discovery for {:?}: {reason}",
-                        inner.issuer.as_deref().unwrap_or_default()
-                    )),
-                    other => BuildError::InvalidJwks(other.to_string()),
-                })?;
+                .map_err(|failure| failure.into_build_error(inner.issuer.as_deref()))?;
         }
         let wake = Arc::clone(&inner.wake);
         let task = runtime.spawn(background(Arc::downgrade(&inner), wake));
