@@ -235,21 +235,27 @@ fn b64token(bytes: &[u8], max_len: usize) -> Result<&str, AuthError> {
         return Err(AuthError::TokenTooLarge);
     }
     let body = bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count();
-    // A table lookup per byte; every byte it admits is ASCII, so the UTF-8 check is trivial.
-    if body == 0 || !bytes[..body].iter().all(|b| B64TOKEN[usize::from(*b)]) {
+    // A branch-free table lookup per byte; every byte it admits is ASCII, so the UTF-8 check
+    // is trivial.
+    let invalid = bytes[..body]
+        .iter()
+        .fold(0u8, |acc, b| acc | NOT_B64TOKEN[usize::from(*b)]);
+    if body == 0 || invalid != 0 {
         return Err(AuthError::MalformedCredentials);
     }
     std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedCredentials)
 }
 
-/// The `b64token` characters of RFC 6750 §2.1 (the trailing `=`s excepted).
-static B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
+/// 1 for every byte outside the `b64token` characters of RFC 6750 §2.1 (the trailing `=`s
+/// excepted).
+static NOT_B64TOKEN: [u8; 256] = {
+    let mut table = [1u8; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        table[i] =
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/') {
+            table[i] = 0;
+        }
         i += 1;
     }
     table

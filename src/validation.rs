@@ -84,10 +84,11 @@ impl ClaimsPolicy {
     }
 
     /// Reads the registered claims of a decoded payload, refusing wrong types and duplicates.
-    pub(crate) fn parse<'a>(&self, payload: &'a [u8]) -> Result<Registered<'a>, AuthError> {
-        // RFC 7519 §7.2 step 10: the claims set must be UTF-8 JSON, including members no one
-        // reads (serde_json skips those unchecked).
-        let payload = std::str::from_utf8(payload).map_err(|_| AuthError::MalformedClaims)?;
+    ///
+    /// Takes text: RFC 7519 §7.2 step 10 wants the whole claims set to be UTF-8 JSON,
+    /// including members no one reads (serde_json skips those unchecked), so the caller checks
+    /// the bytes once and every later parse of the same text can skip that check.
+    pub(crate) fn parse<'a>(&self, payload: &'a str) -> Result<Registered<'a>, AuthError> {
         let mut de = serde_json::Deserializer::from_str(payload);
         let reg = ClaimsSeed { policy: self }
             .deserialize(&mut de)
@@ -344,7 +345,7 @@ mod tests {
     }
 
     fn check(p: &ClaimsPolicy, json: &str) -> Result<(), AuthError> {
-        p.check(&p.parse(json.as_bytes())?, 1_000_000.0)
+        p.check(&p.parse(json)?, 1_000_000.0)
     }
 
     #[test]

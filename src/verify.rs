@@ -120,15 +120,17 @@ impl Verifier {
         let payload = self
             .check_signature(&segments, &header, &mut payload_buf)
             .map_err(|e| reject(e, Some(&header), None))?;
+        let payload = std::str::from_utf8(&payload)
+            .map_err(|_| reject(AuthError::MalformedClaims, Some(&header), None))?;
         let registered = self
             .policy
-            .parse(&payload)
+            .parse(payload)
             .map_err(|e| reject(e, Some(&header), None))?;
         let iss = registered.iss.as_deref();
         self.policy
             .check(&registered, validation::now())
             .map_err(|e| reject(e, Some(&header), iss))?;
-        let claims: C = serde_json::from_slice(&payload)
+        let claims: C = serde_json::from_str(payload)
             .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
         let id = self.collect_id.then(|| OwnedTokenId {
             jti: registered.jti.as_deref().map(str::to_owned),
