@@ -8,6 +8,7 @@ mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod claims;
+mod claims_set;
 pub mod csrf;
 pub mod error;
 pub mod issue;

@@ -30,13 +30,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-
 use crate::AuthError;
-use crate::token::{CowStr, MemberSet};
 
 /// What the claims and the `typ` header of a verified token must satisfy.
 #[derive(Debug, Clone)]
@@ -89,12 +85,7 @@ impl ClaimsPolicy {
     /// including members no one reads (serde_json skips those unchecked), so the caller checks
     /// the bytes once and every later parse of the same text can skip that check.
     pub(crate) fn parse<'a>(&self, payload: &'a str) -> Result<Registered<'a>, AuthError> {
-        let mut de = serde_json::Deserializer::from_str(payload);
-        let reg = ClaimsSeed { policy: self }
-            .deserialize(&mut de)
-            .map_err(|_| AuthError::MalformedClaims)?;
-        de.end().map_err(|_| AuthError::MalformedClaims)?;
-        Ok(reg)
+        crate::claims_set::registered(self, payload).map_err(|_| AuthError::MalformedClaims)
     }
 
     /// Checks `exp` and `nbf` at time `now`, with the leeway: all a cached token needs again.
@@ -179,15 +170,16 @@ pub(crate) fn now() -> f64 {
 }
 
 /// How the token's `aud` compares with the configured audiences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum AudienceCheck {
+    #[default]
     Absent,
     NoMatch,
     Match,
 }
 
 /// The registered claims (RFC 7519 §4.1) as read from a payload, strings borrowed from it.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Registered<'a> {
     pub exp: Option<f64>,
     pub nbf: Option<f64>,
@@ -196,140 +188,8 @@ pub(crate) struct Registered<'a> {
     pub sub: Option<Cow<'a, str>>,
     pub jti: Option<Cow<'a, str>>,
     pub aud: AudienceCheck,
-    required_seen: u64,
-}
-
-struct ClaimsSeed<'p> {
-    policy: &'p ClaimsPolicy,
-}
-
-impl<'de> DeserializeSeed<'de> for ClaimsSeed<'_> {
-    type Value = Registered<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClaimsSeed<'_> {
-    type Value = Registered<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JWT claims object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut r = Registered {
-            exp: None,
-            nbf: None,
-            iat: None,
-            iss: None,
-            sub: None,
-            jti: None,
-            aud: AudienceCheck::Absent,
-            required_seen: 0,
-        };
-        let mut seen = MemberSet::default();
-        while let Some(key) = map.next_key::<CowStr<'de>>()? {
-            if !seen.insert(&key.0) {
-                return Err(de::Error::custom("duplicate claim"));
-            }
-            let name: &str = &key.0;
-            if let Some(i) = self.policy.required.iter().position(|c| c == name) {
-                r.required_seen |= 1 << i;
-            }
-            match name {
-                "exp" => r.exp = Some(map.next_value::<NumericDate>()?.0),
-                "nbf" => r.nbf = Some(map.next_value::<NumericDate>()?.0),
-                "iat" => r.iat = Some(map.next_value::<NumericDate>()?.0),
-                "iss" => r.iss = Some(map.next_value::<CowStr<'de>>()?.0),
-                "sub" => r.sub = Some(map.next_value::<CowStr<'de>>()?.0),
-                "jti" => r.jti = Some(map.next_value::<CowStr<'de>>()?.0),
-                "aud" => {
-                    r.aud = map.next_value_seed(AudienceSeed {
-                        expected: &self.policy.audiences,
-                    })?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(r)
-    }
-}
-
-/// A NumericDate: any JSON number (RFC 7519 §2); a string or anything else is refused.
-struct NumericDate(f64);
-
-impl<'de> serde::Deserialize<'de> for NumericDate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    Ok(NumericDate(v))
-                } else {
-                    Err(E::custom("not finite"))
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Reads `aud` (a string or an array of strings, RFC 7519 §4.1.3) and compares it with the
-/// configured audiences as it goes, so no list is built.
-struct AudienceSeed<'p> {
-    expected: &'p [String],
-}
-
-impl<'de> DeserializeSeed<'de> for AudienceSeed<'_> {
-    type Value = AudienceCheck;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl AudienceSeed<'_> {
-    fn matches(&self, aud: &str) -> bool {
-        self.expected.iter().any(|e| e == aud)
-    }
-}
-
-impl<'de> Visitor<'de> for AudienceSeed<'_> {
-    type Value = AudienceCheck;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string or an array of strings")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<AudienceCheck, E> {
-        Ok(if self.matches(v) {
-            AudienceCheck::Match
-        } else {
-            AudienceCheck::NoMatch
-        })
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AudienceCheck, A::Error> {
-        let mut result = AudienceCheck::NoMatch;
-        while let Some(aud) = seq.next_element::<CowStr<'de>>()? {
-            if self.matches(&aud.0) {
-                result = AudienceCheck::Match;
-            }
-        }
-        Ok(result)
-    }
+    /// Bit `i` is set when the `i`th name of [`ClaimsPolicy::required`] is present.
+    pub required_seen: u64,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use crate::AuthError;
 use crate::keys::{AlgSet, KeySet};
 use std::borrow::Cow;
 
+use crate::claims_set;
 use crate::token::{self, JoseHeader, Segments};
 use crate::validation::{self, ClaimsPolicy};
 
@@ -122,16 +123,28 @@ impl Verifier {
             .map_err(|e| reject(e, Some(&header), None))?;
         let payload = std::str::from_utf8(&payload)
             .map_err(|_| reject(AuthError::MalformedClaims, Some(&header), None))?;
-        let registered = self
-            .policy
-            .parse(payload)
-            .map_err(|e| reject(e, Some(&header), None))?;
+        // One pass when it can be done; otherwise two, in the order that decides the error:
+        // a malformed claims set, then the policy, then claims that do not fit `C`.
+        let (claims, registered) = match claims_set::read::<C>(&self.policy, payload) {
+            Ok(both) => both,
+            Err(_) => {
+                let registered = self
+                    .policy
+                    .parse(payload)
+                    .map_err(|e| reject(e, Some(&header), None))?;
+                let iss = registered.iss.as_deref();
+                self.policy
+                    .check(&registered, validation::now())
+                    .map_err(|e| reject(e, Some(&header), iss))?;
+                let claims = serde_json::from_str(payload)
+                    .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
+                (claims, registered)
+            }
+        };
         let iss = registered.iss.as_deref();
         self.policy
             .check(&registered, validation::now())
             .map_err(|e| reject(e, Some(&header), iss))?;
-        let claims: C = serde_json::from_str(payload)
-            .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
         let id = self.collect_id.then(|| OwnedTokenId {
             jti: registered.jti.as_deref().map(str::to_owned),
             sub: registered.sub.as_deref().map(str::to_owned),

@@ -1,0 +1,545 @@
+//! The claims set read once for two readers: the policy's registered claims and the
+//! application's claims type.
+//!
+//! Parsing the payload once for the policy and again for the application doubled the JSON
+//! work of every request. Here the application's `Deserialize` drives a single parse, and a
+//! wrapper around its map access reads each registered claim (RFC 7519 §4.1) with the strict
+//! rules of [`validation`](crate::validation) first, then replays the value to the
+//! application. Every other member goes straight to the application.
+//!
+//! The replay cannot reproduce everything serde_json can (a claim read as `u128` beyond
+//! `u64`, a `RawValue`, a map keyed by numbers, a claims type that is not read as a map). When
+//! the single pass fails for any reason, the caller parses twice as before, so which path ran
+//! never changes a result, only its cost.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer, StringDeserializer};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
+    SeqAccess, Visitor,
+};
+
+use crate::token::{CowStr, MemberSet};
+use crate::validation::{AudienceCheck, ClaimsPolicy, Registered};
+
+/// Reads `payload` (already checked to be UTF-8) into `C` and the registered claims in one
+/// pass. An error means only that this pass did not succeed; see the module docs.
+pub(crate) fn read<'a, C: DeserializeOwned>(
+    policy: &ClaimsPolicy,
+    payload: &'a str,
+) -> Result<(C, Registered<'a>), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(payload);
+    let mut tee = Tee {
+        policy,
+        registered: Registered::default(),
+        seen: MemberSet::default(),
+    };
+    let claims = C::deserialize(Object {
+        de: &mut de,
+        tee: &mut tee,
+    })?;
+    de.end()?;
+    Ok((claims, tee.registered))
+}
+
+/// Reads only the registered claims, refusing wrong types and duplicate members.
+pub(crate) fn registered<'a>(
+    policy: &ClaimsPolicy,
+    payload: &'a str,
+) -> Result<Registered<'a>, serde_json::Error> {
+    read::<IgnoredAny>(policy, payload).map(|(_, registered)| registered)
+}
+
+/// What the single pass has learnt so far.
+struct Tee<'p, 'de> {
+    policy: &'p ClaimsPolicy,
+    registered: Registered<'de>,
+    seen: MemberSet<'de>,
+}
+
+impl<'de> Tee<'_, 'de> {
+    /// Takes note of a member name; refuses a name seen before (RFC 7519 §4: we reject
+    /// duplicates rather than keep the last one).
+    // The `Cow` itself: a borrowed name is kept by `MemberSet` without copying.
+    #[allow(clippy::ptr_arg)]
+    fn key<E: de::Error>(&mut self, name: &Cow<'de, str>) -> Result<(), E> {
+        if !self.seen.insert(name) {
+            return Err(E::custom("duplicate claim"));
+        }
+        if let Some(i) = self.policy.required.iter().position(|c| c == name) {
+            self.registered.required_seen |= 1 << i;
+        }
+        Ok(())
+    }
+
+    /// Reads the value of a registered claim into the policy's view and returns it for the
+    /// application; `None` for a member the policy does not read.
+    fn value<A: MapAccess<'de>>(
+        &mut self,
+        name: &str,
+        map: &mut A,
+    ) -> Result<Option<Replay<'de>>, A::Error> {
+        let r = &mut self.registered;
+        let value = match name {
+            "exp" | "nbf" | "iat" => {
+                let date = map.next_value::<Number>()?;
+                let slot = match name {
+                    "exp" => &mut r.exp,
+                    "nbf" => &mut r.nbf,
+                    _ => &mut r.iat,
+                };
+                *slot = Some(date.as_f64());
+                Replay::Number(date)
+            }
+            "iss" | "sub" | "jti" => {
+                let text = map.next_value::<CowStr<'de>>()?.0;
+                let slot = match name {
+                    "iss" => &mut r.iss,
+                    "sub" => &mut r.sub,
+                    _ => &mut r.jti,
+                };
+                *slot = Some(text.clone());
+                Replay::Str(text)
+            }
+            "aud" => {
+                let aud = map.next_value::<Audience<'de>>()?.0;
+                let expected = &self.policy.audiences;
+                let matches = |a: &Cow<'_, str>| expected.iter().any(|e| e == a);
+                let hit = match &aud {
+                    Replay::Str(a) => matches(a),
+                    Replay::Strs(list) => list.iter().any(matches),
+                    Replay::Number(_) => false,
+                };
+                r.aud = if hit {
+                    AudienceCheck::Match
+                } else {
+                    AudienceCheck::NoMatch
+                };
+                aud
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(value))
+    }
+}
+
+/// The top-level claims object: whatever the application asks for, it is read as a map.
+struct Object<'t, 'p, 'de> {
+    de: &'t mut serde_json::Deserializer<serde_json::de::StrRead<'de>>,
+    tee: &'t mut Tee<'p, 'de>,
+}
+
+impl<'de> Deserializer<'de> for Object<'_, '_, 'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        // A claims set is a JSON object (RFC 7519 §7.2 step 10). A type that asks for
+        // something else gets `visit_map` and most likely fails, which sends the caller down
+        // the two-pass path, where serde_json answers it as it always would.
+        self.de.deserialize_map(ObjectVisitor {
+            inner: visitor,
+            tee: self.tee,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct ObjectVisitor<'t, 'p, 'de, V> {
+    inner: V,
+    tee: &'t mut Tee<'p, 'de>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<'_, '_, 'de, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(Members {
+            map,
+            tee: self.tee,
+            pending: None,
+        })
+    }
+}
+
+/// The members of the claims object, each key seen by the policy first.
+struct Members<'t, 'p, 'de, A> {
+    map: A,
+    tee: &'t mut Tee<'p, 'de>,
+    /// The value of the last key when the policy has already read it.
+    pending: Option<Replay<'de>>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(CowStr(name)) = self.map.next_key::<CowStr<'de>>()? else {
+            return Ok(None);
+        };
+        self.tee.key::<A::Error>(&name)?;
+        self.pending = self.tee.value(name.as_ref(), &mut self.map)?;
+        seed.deserialize(Replayed::<A::Error>::new(Replay::Str(name)))
+            .map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        match self.pending.take() {
+            Some(value) => seed.deserialize(Replayed::new(value)),
+            None => self.map.next_value_seed(seed),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// A value the policy has read, kept to be handed to the application.
+enum Replay<'de> {
+    Str(Cow<'de, str>),
+    /// `aud` as an array of strings (RFC 7519 §4.1.3).
+    Strs(Vec<Cow<'de, str>>),
+    Number(Number),
+}
+
+/// A JSON number as serde_json reported it. Any kind is a valid NumericDate (RFC 7519 §2).
+#[derive(Clone, Copy)]
+enum Number {
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::U64(n) => n as f64,
+            Number::I64(n) => n as f64,
+            Number::F64(n) => n,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Number;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+                Ok(Number::U64(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+                Ok(Number::I64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+                if v.is_finite() {
+                    Ok(Number::F64(v))
+                } else {
+                    Err(E::custom("not finite"))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `aud`: a string or an array of strings (RFC 7519 §4.1.3); anything else is refused.
+struct Audience<'de>(Replay<'de>);
+
+impl<'de> de::Deserialize<'de> for Audience<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(AudienceVisitor).map(Audience)
+    }
+}
+
+struct AudienceVisitor;
+
+impl<'de> Visitor<'de> for AudienceVisitor {
+    type Value = Replay<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Replay<'de>, E> {
+        Ok(Replay::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Replay<'de>, E> {
+        Ok(Replay::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Replay<'de>, S::Error> {
+        let mut list = Vec::new();
+        while let Some(aud) = seq.next_element::<CowStr<'de>>()? {
+            list.push(aud.0);
+        }
+        Ok(Replay::Strs(list))
+    }
+}
+
+/// Hands a replayed value to the application as serde_json would have: strings borrowed when
+/// they were, numbers by their kind, `Option` as `Some`.
+struct Replayed<'de, E> {
+    value: Replay<'de>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E> Replayed<'de, E> {
+    fn new(value: Replay<'de>) -> Self {
+        Replayed {
+            value,
+            error: PhantomData,
+        }
+    }
+}
+
+impl<'de, E: de::Error> IntoDeserializer<'de, E> for Replayed<'de, E> {
+    type Deserializer = Self;
+    fn into_deserializer(self) -> Self {
+        self
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.value {
+            Replay::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
+            Replay::Str(Cow::Owned(s)) => visitor.visit_string(s),
+            Replay::Strs(list) => {
+                let mut seq =
+                    SeqDeserializer::new(list.into_iter().map(|s| Replayed::new(Replay::Str(s))));
+                let value = visitor.visit_seq(&mut seq)?;
+                seq.end()?;
+                Ok(value)
+            }
+            Replay::Number(Number::U64(n)) => visitor.visit_u64(n),
+            Replay::Number(Number::I64(n)) => visitor.visit_i64(n),
+            Replay::Number(Number::F64(n)) => visitor.visit_f64(n),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        match self.value {
+            Replay::Str(Cow::Borrowed(s)) => {
+                BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
+            }
+            Replay::Str(Cow::Owned(s)) => {
+                StringDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
+            }
+            other => Replayed::new(other).deserialize_any(visitor),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::Value;
+
+    fn policy() -> ClaimsPolicy {
+        ClaimsPolicy {
+            audiences: vec!["api".into()],
+            required: vec!["roles".into()],
+            ..ClaimsPolicy::default()
+        }
+    }
+
+    /// The single pass gives the application exactly what serde_json gives it.
+    fn same<C: DeserializeOwned + PartialEq + fmt::Debug>(json: &str) {
+        let (once, _) = read::<C>(&policy(), json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let direct: C = serde_json::from_str(json).unwrap();
+        assert_eq!(once, direct, "{json}");
+    }
+
+    #[test]
+    fn replays_registered_claims_faithfully() {
+        let docs = [
+            r#"{"sub":"alice","exp":1700000000,"nbf":-5,"iat":1.5,"aud":["x","api"],"roles":[]}"#,
+            r#"{"sub":"al\"ice","iss":"https://id","jti":"j\u00e9","aud":"api","x":{"y":[1]}}"#,
+            r#"{}"#,
+        ];
+        for doc in docs {
+            same::<Value>(doc);
+        }
+
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Typed {
+            sub: Option<String>,
+            exp: Option<u64>,
+            iat: Option<f64>,
+            aud: Option<Aud>,
+            #[serde(default)]
+            roles: Vec<String>,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(untagged)]
+        enum Aud {
+            One(String),
+            Many(Vec<String>),
+        }
+        same::<Typed>(docs[0]);
+        same::<Typed>(r#"{"sub":"bob","aud":"api","exp":5}"#);
+
+        #[derive(Debug, PartialEq, Deserialize)]
+        enum Iss {
+            #[serde(rename = "https://id")]
+            Id,
+        }
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct WithEnum {
+            iss: Iss,
+        }
+        same::<WithEnum>(docs[1]);
+    }
+
+    #[test]
+    fn registered_claims_are_read_on_the_way() {
+        let p = policy();
+        let (_, r) = read::<IgnoredAny>(
+            &p,
+            r#"{"exp":10,"nbf":-1,"iat":2.5,"iss":"i","sub":"s","jti":"j","aud":["api"],"roles":1}"#,
+        )
+        .unwrap();
+        assert_eq!((r.exp, r.nbf, r.iat), (Some(10.0), Some(-1.0), Some(2.5)));
+        assert_eq!(
+            (r.iss.as_deref(), r.sub.as_deref(), r.jti.as_deref()),
+            (Some("i"), Some("s"), Some("j"))
+        );
+        assert_eq!(r.aud, AudienceCheck::Match);
+        assert_eq!(r.required_seen, 1);
+    }
+
+    #[test]
+    fn what_the_policy_refuses_fails_the_single_pass() {
+        for doc in [
+            r#"{"exp":"10"}"#,
+            r#"{"iss":1}"#,
+            r#"{"aud":[1]}"#,
+            r#"{"aud":{}}"#,
+            r#"{"sub":"a","sub":"a"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"[]"#,
+            r#"{"exp":1} x"#,
+        ] {
+            assert!(read::<Value>(&policy(), doc).is_err(), "{doc}");
+            assert!(registered(&policy(), doc).is_err(), "{doc}");
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            "[a-z\\\\\"é]{0,6}".prop_map(Value::from),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                proptest::collection::vec(("[a-z]{1,3}", inner), 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whenever the single pass succeeds, it agrees with the two passes it replaces:
+        /// the same registered claims and the same application claims.
+        #[test]
+        fn one_pass_agrees_with_two(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "exp", "nbf", "iat", "iss", "sub", "jti", "aud", "roles", "x",
+                    ]),
+                    json_value(),
+                ),
+                0..6,
+            ),
+        ) {
+            let body: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{v}"))
+                .collect();
+            let doc = format!("{{{}}}", body.join(","));
+            let p = policy();
+            if let Ok((once, reg)) = read::<Value>(&p, &doc) {
+                let two = registered(&p, &doc).expect("the registered claims alone parse too");
+                proptest::prop_assert_eq!(format!("{reg:?}"), format!("{two:?}"));
+                let direct: Value = serde_json::from_str(&doc).expect("serde_json parses it");
+                proptest::prop_assert_eq!(once, direct);
+            } else {
+                // Either the policy refuses it or serde_json does; never a silent difference.
+                let policy_ok = registered(&p, &doc).is_ok();
+                let serde_ok = serde_json::from_str::<Value>(&doc).is_ok();
+                proptest::prop_assert!(!(policy_ok && serde_ok), "{}", doc);
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_replay_cannot_do_fails_rather_than_differs() {
+        // A claims type that is not read as a map.
+        #[derive(Debug, Deserialize)]
+        struct Wrapper(#[allow(dead_code)] Value);
+        let doc = r#"{"sub":"a"}"#;
+        assert!(serde_json::from_str::<Wrapper>(doc).is_ok());
+        assert!(read::<Wrapper>(&policy(), doc).is_err());
+        // An `exp` beyond u64 read as u128 comes back as a float, which u128 refuses.
+        #[derive(Debug, Deserialize)]
+        struct Wide {
+            #[allow(dead_code)]
+            exp: u128,
+        }
+        let doc = r#"{"exp":340282366920938463463374607431768211455}"#;
+        assert!(serde_json::from_str::<Wide>(doc).is_ok());
+        assert!(read::<Wide>(&policy(), doc).is_err());
+    }
+}
