@@ -190,7 +190,7 @@ impl<R> Shared<R> {
         // Read before verifying: an entry is tagged with a generation no newer than its keys.
         #[cfg(feature = "cache")]
         let generation = verifier.keys.generation();
-        let verified = match verifier.verify::<C>(found.token) {
+        let verified = match verifier.verify_scanned::<C>(found.token, found.jws_alphabet) {
             Ok(verified) => verified,
             #[cfg(feature = "remote")]
             Err(AuthError::UnknownKey) if verifier.keys.remote().is_some() => {

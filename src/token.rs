@@ -29,16 +29,23 @@ pub(crate) struct Segments<'a> {
 /// JWS at all: at most `max_len` bytes, exactly two dots, a header and a signature, and only
 /// the unpadded base64url alphabet (RFC 7515 §2, RFC 4648 §5). Nothing is decoded.
 pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthError> {
+    split_scanned(token, max_len, false)
+}
+
+/// [`split`], skipping the alphabet pass when the caller has already seen every byte of
+/// `token` in the base64url alphabet or a dot (the extractor does, as it checks RFC 6750's
+/// `b64token`).
+pub(crate) fn split_scanned(
+    token: &str,
+    max_len: usize,
+    alphabet_checked: bool,
+) -> Result<Segments<'_>, AuthError> {
     if token.len() > max_len {
         return Err(AuthError::TokenTooLarge);
     }
     // The alphabet in one branch-free pass (no early exit: the token is already capped, and
     // a valid one is read to the end anyway), then the dots, found by `memchr`.
-    let invalid = token
-        .as_bytes()
-        .iter()
-        .fold(0u8, |acc, b| acc | NOT_JWS[usize::from(*b)]);
-    if invalid != 0 {
+    if !alphabet_checked && !is_jws_alphabet(token.as_bytes()) {
         return Err(AuthError::Malformed);
     }
     let d1 = token.find('.').ok_or(AuthError::Malformed)?;
@@ -63,6 +70,14 @@ pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthErr
         signature,
         signing_input: &token[..d2],
     })
+}
+
+/// Whether every byte is in the base64url alphabet or a dot.
+pub(crate) fn is_jws_alphabet(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(0u8, |acc, b| acc | NOT_JWS[usize::from(*b)])
+        == 0
 }
 
 /// 1 for every byte that cannot appear in a compact JWS: anything but the base64url alphabet

@@ -110,8 +110,18 @@ impl Verifier {
         &self,
         token: &str,
     ) -> Result<Verified<C>, AuthError> {
-        let segments =
-            token::split(token, self.max_token_size).map_err(|e| reject(e, None, None))?;
+        self.verify_scanned(token, false)
+    }
+
+    /// [`verify`](Self::verify), trusting the caller that every byte of `token` is already
+    /// known to be in the JWS alphabet when `alphabet_checked`.
+    pub(crate) fn verify_scanned<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        alphabet_checked: bool,
+    ) -> Result<Verified<C>, AuthError> {
+        let segments = token::split_scanned(token, self.max_token_size, alphabet_checked)
+            .map_err(|e| reject(e, None, None))?;
         let mut header_buf = [0u8; HEADER_BUF];
         let header_json =
             token::decode_segment(segments.header, &mut header_buf, AuthError::MalformedHeader)
