@@ -434,6 +434,15 @@ mod tests {
             iss: Iss,
         }
         same::<WithEnum>(docs[1]);
+
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Flattened {
+            sub: String,
+            #[serde(flatten)]
+            rest: std::collections::BTreeMap<String, Value>,
+        }
+        same::<Flattened>(docs[0]);
+        same::<Flattened>(docs[1]);
     }
 
     #[test]

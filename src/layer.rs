@@ -638,13 +638,13 @@ impl<C, R> JwtAuthBuilder<C, R> {
         let tenants = std::mem::take(&mut self.tenants);
         if tenants.is_empty() {
             let (keys, allowed) = keys.build(self.allowed, &mut self.policy.issuers)?;
-            let verifier = Verifier {
+            let verifier = Verifier::new(
                 keys,
                 allowed,
-                policy: self.policy.clone(),
-                max_token_size: self.max_token_size,
+                self.policy.clone(),
+                self.max_token_size,
                 collect_id,
-            };
+            );
             return Ok(Verifiers::One(verifier));
         }
         if !keys.is_empty() || !self.policy.issuers.is_empty() {
@@ -668,13 +668,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
                 policy.audiences = tenant.audiences;
             }
             let (keys, allowed) = tenant.keys.build(self.allowed, &mut policy.issuers)?;
-            let verifier = Verifier {
-                keys,
-                allowed,
-                policy,
-                max_token_size: self.max_token_size,
-                collect_id,
-            };
+            let verifier = Verifier::new(keys, allowed, policy, self.max_token_size, collect_id);
             verifiers.push((tenant.issuer, verifier));
         }
         Ok(Verifiers::ByIssuer(verifiers))

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::AuthError;
 use crate::keys::{AlgSet, KeySet};
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::claims_set;
 use crate::token::{self, JoseHeader, Segments};
@@ -69,6 +70,10 @@ pub(crate) struct Verifier {
     pub max_token_size: usize,
     /// Whether to keep `jti`/`sub`/`iat` for a revocation check.
     pub collect_id: bool,
+    /// Cleared once a valid token's claims could be read only in two passes: the claims type
+    /// is one the single pass cannot serve, so later tokens go straight to two passes rather
+    /// than trying (and failing) first.
+    single_pass: AtomicBool,
 }
 
 /// A verified token: the application's claims, and its identity when a revocation check
@@ -102,6 +107,23 @@ impl OwnedTokenId {
 }
 
 impl Verifier {
+    pub(crate) fn new(
+        keys: Keys,
+        allowed: AlgSet,
+        policy: ClaimsPolicy,
+        max_token_size: usize,
+        collect_id: bool,
+    ) -> Verifier {
+        Verifier {
+            keys,
+            allowed,
+            policy,
+            max_token_size,
+            collect_id,
+            single_pass: AtomicBool::new(true),
+        }
+    }
+
     /// Verifies `token` and deserializes its claims into `C`.
     ///
     /// The signature is checked before the payload is read at all, so an unsigned token learns
@@ -135,9 +157,13 @@ impl Verifier {
             .map_err(|_| reject(AuthError::MalformedClaims, Some(&header), None))?;
         // One pass when it can be done; otherwise two, in the order that decides the error:
         // a malformed claims set, then the policy, then claims that do not fit `C`.
-        let (claims, registered) = match claims_set::read::<C>(&self.policy, payload) {
-            Ok(both) => both,
-            Err(_) => {
+        let single_pass = self.single_pass.load(Ordering::Relaxed);
+        let once = single_pass
+            .then(|| claims_set::read::<C>(&self.policy, payload).ok())
+            .flatten();
+        let (claims, registered) = match once {
+            Some(both) => both,
+            None => {
                 let registered = self
                     .policy
                     .parse(payload)
@@ -148,6 +174,9 @@ impl Verifier {
                     .map_err(|e| reject(e, Some(&header), iss))?;
                 let claims = serde_json::from_str(payload)
                     .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
+                if single_pass {
+                    self.single_pass.store(false, Ordering::Relaxed);
+                }
                 (claims, registered)
             }
         };

@@ -172,13 +172,13 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             required: vec!["jti".into(), "sub".into(), "fam".into()],
             ..ClaimsPolicy::default()
         };
-        let verifier = Verifier {
-            keys: crate::verify::Keys::Static(KeySet::new(vec![entry])),
-            allowed: AlgSet::of(Algorithm::HS256),
+        let verifier = Verifier::new(
+            crate::verify::Keys::Static(KeySet::new(vec![entry])),
+            AlgSet::of(Algorithm::HS256),
             policy,
-            max_token_size: crate::DEFAULT_MAX_TOKEN_SIZE,
-            collect_id: false,
-        };
+            crate::DEFAULT_MAX_TOKEN_SIZE,
+            false,
+        );
         Ok(RefreshTokens {
             access,
             refresh,
