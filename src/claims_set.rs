@@ -7,8 +7,11 @@
 //! rules of [`validation`](crate::validation) first, then replays the value to the
 //! application. Every other member goes straight to the application.
 //!
-//! The replay cannot reproduce everything serde_json can (a claim read as `u128` beyond
-//! `u64`, a `RawValue`, a map keyed by numbers, a claims type that is not read as a map). When
+//! The replay answers a type hint only where its answer is certainly serde_json's (a string
+//! for `str`, a number for `u64`, `Some` for `Option`, a unit variant for an enum, …); any
+//! other hint (`u128`, bytes, a `RawValue`, a map keyed by numbers, a claims type that is not
+//! read as a map) fails the pass. So does a pass in which the policy refused anything or the
+//! application's visitor did not read every member, whatever that visitor made of it. When
 //! the single pass fails for any reason, the caller parses twice as before, so which path ran
 //! never changes a result, only its cost.
 
@@ -16,7 +19,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer, StringDeserializer};
+use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer, StrDeserializer};
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
     SeqAccess, Visitor,
@@ -36,12 +39,17 @@ pub(crate) fn read<'a, C: DeserializeOwned>(
         policy,
         registered: Registered::default(),
         seen: MemberSet::default(),
+        failed: false,
+        finished: false,
     };
     let claims = C::deserialize(Object {
         de: &mut de,
         tee: &mut tee,
     })?;
     de.end()?;
+    if tee.failed || !tee.finished {
+        return Err(de::Error::custom("claims set not read to the end"));
+    }
     Ok((claims, tee.registered))
 }
 
@@ -58,6 +66,10 @@ struct Tee<'p, 'de> {
     policy: &'p ClaimsPolicy,
     registered: Registered<'de>,
     seen: MemberSet<'de>,
+    /// The policy refused something (even if the application's visitor went on).
+    failed: bool,
+    /// Every member was read: the application's visitor asked until there were none left.
+    finished: bool,
 }
 
 impl<'de> Tee<'_, 'de> {
@@ -169,6 +181,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<'_, '_, 'de, V> {
             map,
             tee: self.tee,
             pending: None,
+            awaiting_value: false,
         })
     }
 }
@@ -179,6 +192,27 @@ struct Members<'t, 'p, 'de, A> {
     tee: &'t mut Tee<'p, 'de>,
     /// The value of the last key when the policy has already read it.
     pending: Option<Replay<'de>>,
+    /// A key was handed out and its value not yet asked for.
+    awaiting_value: bool,
+}
+
+impl<'de, A: MapAccess<'de>> Members<'_, '_, 'de, A> {
+    /// The next member name, after the policy has seen it and read its value when it is a
+    /// registered claim.
+    fn read_key(&mut self) -> Result<Option<Cow<'de, str>>, A::Error> {
+        if self.awaiting_value {
+            // serde_json would refuse this use of its map; the replay must not be laxer.
+            return Err(de::Error::custom("a member's value was skipped"));
+        }
+        let Some(CowStr(name)) = self.map.next_key::<CowStr<'de>>()? else {
+            self.tee.finished = true;
+            return Ok(None);
+        };
+        self.tee.key::<A::Error>(&name)?;
+        self.pending = self.tee.value(name.as_ref(), &mut self.map)?;
+        self.awaiting_value = true;
+        Ok(Some(name))
+    }
 }
 
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
@@ -188,16 +222,20 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let Some(CowStr(name)) = self.map.next_key::<CowStr<'de>>()? else {
-            return Ok(None);
-        };
-        self.tee.key::<A::Error>(&name)?;
-        self.pending = self.tee.value(name.as_ref(), &mut self.map)?;
-        seed.deserialize(Replayed::<A::Error>::new(Replay::Str(name)))
-            .map(Some)
+        // Whatever the application's visitor does with an error (it may swallow it and go
+        // on), a pass that saw one, or that the visitor left unfinished, is not taken.
+        let read = self.read_key();
+        if read.is_err() {
+            self.tee.failed = true;
+        }
+        match read? {
+            Some(name) => seed.deserialize(ReplayedKey::new(name)).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        self.awaiting_value = false;
         match self.pending.take() {
             Some(value) => seed.deserialize(Replayed::new(value)),
             None => self.map.next_value_seed(seed),
@@ -296,8 +334,10 @@ impl<'de> Visitor<'de> for AudienceVisitor {
     }
 }
 
-/// Hands a replayed value to the application as serde_json would have: strings borrowed when
-/// they were, numbers by their kind, `Option` as `Some`.
+/// Hands a replayed value to the application exactly as serde_json would, for every type
+/// hint whose answer is certain; any other hint is an error, which sends the token down the
+/// two-pass path. The hints serde_json honours differ between member values and member names,
+/// so each has its own deserializer ([`Replayed`], [`ReplayedKey`]).
 struct Replayed<'de, E> {
     value: Replay<'de>,
     error: PhantomData<E>,
@@ -319,13 +359,56 @@ impl<'de, E: de::Error> IntoDeserializer<'de, E> for Replayed<'de, E> {
     }
 }
 
-impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
-    type Error = E;
+/// The error that sends a token down the two-pass path: this hint is not replayed.
+fn unreplayed<E: de::Error>() -> E {
+    E::custom("not replayed")
+}
 
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+/// A string as serde_json hands it to `visit_*str`: borrowed when it had no escapes.
+fn visit_text<'de, V: Visitor<'de>, E: de::Error>(
+    text: Cow<'de, str>,
+    visitor: V,
+) -> Result<V::Value, E> {
+    match text {
+        Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
+        Cow::Owned(s) => visitor.visit_str(&s),
+    }
+}
+
+/// A unit enum variant named by a string, as serde_json's `UnitVariantAccess` gives it.
+fn visit_variant<'de, V: Visitor<'de>, E: de::Error>(
+    text: Cow<'de, str>,
+    name: &'static str,
+    variants: &'static [&'static str],
+    visitor: V,
+) -> Result<V::Value, E> {
+    match text {
+        Cow::Borrowed(s) => {
+            BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
+        }
+        Cow::Owned(s) => StrDeserializer::<E>::new(&s).deserialize_enum(name, variants, visitor),
+    }
+}
+
+impl<'de, E: de::Error> Replayed<'de, E> {
+    fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
-            Replay::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
-            Replay::Str(Cow::Owned(s)) => visitor.visit_string(s),
+            Replay::Number(Number::U64(n)) => visitor.visit_u64(n),
+            Replay::Number(Number::I64(n)) => visitor.visit_i64(n),
+            Replay::Number(Number::F64(n)) => visitor.visit_f64(n),
+            _ => Err(unreplayed()),
+        }
+    }
+
+    fn text<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.value {
+            Replay::Str(text) => visit_text(text, visitor),
+            _ => Err(unreplayed()),
+        }
+    }
+
+    fn array<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.value {
             Replay::Strs(list) => {
                 let mut seq =
                     SeqDeserializer::new(list.into_iter().map(|s| Replayed::new(Replay::Str(s))));
@@ -333,21 +416,76 @@ impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
                 seq.end()?;
                 Ok(value)
             }
-            Replay::Number(Number::U64(n)) => visitor.visit_u64(n),
-            Replay::Number(Number::I64(n)) => visitor.visit_i64(n),
-            Replay::Number(Number::F64(n)) => visitor.visit_f64(n),
+            _ => Err(unreplayed()),
+        }
+    }
+}
+
+/// Forwards each listed hint to one of `Replayed`'s readers.
+macro_rules! hints {
+    ($reader:ident: $($method:ident)*) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+            self.$reader(visitor)
+        })*
+    };
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.value {
+            Replay::Str(_) => self.text(visitor),
+            Replay::Strs(_) => self.array(visitor),
+            Replay::Number(_) => self.number(visitor),
         }
     }
 
+    // serde_json: a number for any numeric hint but the 128-bit ones (parsed apart, so not
+    // replayed), and `f32` (parsed apart under its `float_roundtrip` feature).
+    hints!(number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f64);
+    // serde_json: `char`, `string` and `identifier` are read as `str`.
+    hints!(text: deserialize_char deserialize_str deserialize_string deserialize_identifier);
+    hints!(array: deserialize_seq);
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, E> {
+        self.array(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        self.array(visitor)
+    }
+
+    // serde_json reads a struct from an array too; from an object only otherwise.
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        self.array(visitor)
+    }
+
+    // A replayed value is never `null`.
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         visitor.visit_some(self)
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, E> {
+        // serde_json's `RawValue` asks by a private name for the raw text, which is gone.
+        if name.starts_with("$serde_json") {
+            return Err(unreplayed());
+        }
         visitor.visit_newtype_struct(self)
     }
 
@@ -358,19 +496,98 @@ impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
         visitor: V,
     ) -> Result<V::Value, E> {
         match self.value {
-            Replay::Str(Cow::Borrowed(s)) => {
-                BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-            }
-            Replay::Str(Cow::Owned(s)) => {
-                StringDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-            }
-            other => Replayed::new(other).deserialize_any(visitor),
+            Replay::Str(text) => visit_variant(text, name, variants, visitor),
+            _ => Err(unreplayed()),
         }
     }
 
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_bool<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+
+    hints!(unsupported: deserialize_i128 deserialize_u128 deserialize_f32 deserialize_bytes
+        deserialize_byte_buf deserialize_unit deserialize_map);
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+impl<'de, E: de::Error> Replayed<'de, E> {
+    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+/// A member name handed to the application as serde_json's map-key deserializer would.
+struct ReplayedKey<'de, E> {
+    name: Cow<'de, str>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E: de::Error> ReplayedKey<'de, E> {
+    fn new(name: Cow<'de, str>) -> Self {
+        ReplayedKey {
+            name,
+            error: PhantomData,
+        }
+    }
+
+    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'de, E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visit_text(self.name, visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        if name.starts_with("$serde_json") {
+            return Err(unreplayed());
+        }
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        visit_variant(self.name, name, variants, visitor)
+    }
+
+    // serde_json parses numbers and booleans out of a member name, and reads bytes raw:
+    // not replayed.
+    hints!(unsupported: deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_bytes
+        deserialize_byte_buf);
+
+    // serde_json's map-key deserializer forwards these to `deserialize_any`.
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        unit unit_struct seq tuple tuple_struct map struct identifier ignored_any
+        char str string unit unit_struct seq tuple tuple_struct map struct identifier
+        ignored_any
     }
 }
 
@@ -379,6 +596,23 @@ mod tests {
     use super::*;
     use serde::Deserialize;
     use serde_json::Value;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Typed {
+        sub: Option<String>,
+        exp: Option<u64>,
+        iat: Option<f64>,
+        aud: Option<Aud>,
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
 
     fn policy() -> ClaimsPolicy {
         ClaimsPolicy {
@@ -406,21 +640,6 @@ mod tests {
             same::<Value>(doc);
         }
 
-        #[derive(Debug, PartialEq, Deserialize)]
-        struct Typed {
-            sub: Option<String>,
-            exp: Option<u64>,
-            iat: Option<f64>,
-            aud: Option<Aud>,
-            #[serde(default)]
-            roles: Vec<String>,
-        }
-        #[derive(Debug, PartialEq, Deserialize)]
-        #[serde(untagged)]
-        enum Aud {
-            One(String),
-            Many(Vec<String>),
-        }
         same::<Typed>(docs[0]);
         same::<Typed>(r#"{"sub":"bob","aud":"api","exp":5}"#);
 
@@ -518,6 +737,10 @@ mod tests {
                 .map(|(k, v)| format!("{k:?}:{v}"))
                 .collect();
             let doc = format!("{{{}}}", body.join(","));
+            // Typed claims ask for specific hints (strings, numbers, options, sequences, an
+            // untagged enum); `agrees` panics on any single pass that differs.
+            agrees::<Typed>(&doc);
+            agrees::<BTreeMap<String, Value>>(&doc);
             let p = policy();
             if let Ok((once, reg)) = read::<Value>(&p, &doc) {
                 let two = registered(&p, &doc).expect("the registered claims alone parse too");
@@ -531,6 +754,166 @@ mod tests {
                 proptest::prop_assert!(!(policy_ok && serde_ok), "{}", doc);
             }
         }
+    }
+
+    /// The invariant: a single pass that succeeds agrees with the two passes it replaces.
+    fn agrees<C: DeserializeOwned + PartialEq + fmt::Debug>(json: &str) -> bool {
+        let p = ClaimsPolicy {
+            require_exp: false,
+            ..policy()
+        };
+        match read::<C>(&p, json) {
+            Ok((once, reg)) => {
+                let two = registered(&p, json).expect("two passes accept it too");
+                assert_eq!(format!("{reg:?}"), format!("{two:?}"), "{json}");
+                let direct: C = serde_json::from_str(json).expect("serde_json accepts it too");
+                assert_eq!(once, direct, "{json}");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A key type that takes a number when asked for one, and a name otherwise.
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    enum Key {
+        Num(u64),
+        Name(String),
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a key")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Key, E> {
+                    Ok(Key::Num(v))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                    Ok(Key::Name(v.to_owned()))
+                }
+            }
+            d.deserialize_u64(V)
+        }
+    }
+
+    /// Asks for a string but takes a number too: serde_json refuses a number here.
+    #[derive(Debug, PartialEq)]
+    struct Lenient(String);
+
+    impl<'de> Deserialize<'de> for Lenient {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Lenient;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("text")
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
+                    Ok(Lenient(v.to_string()))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                    Ok(Lenient(v.to_owned()))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// Asks for bytes but takes only text: serde_json hands strings over as bytes here.
+    #[derive(Debug, PartialEq)]
+    struct TextOnly(String);
+
+    impl<'de> Deserialize<'de> for TextOnly {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = TextOnly;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("text")
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<TextOnly, E> {
+                    Ok(TextOnly(v.to_owned()))
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+
+    /// A claims visitor that swallows errors, or stops before the last value.
+    #[derive(Debug, PartialEq)]
+    struct Careless(usize);
+
+    impl<'de> Deserialize<'de> for Careless {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Careless;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("claims")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Careless, A::Error> {
+                    let mut n = 0;
+                    loop {
+                        match map.next_key::<String>() {
+                            Ok(Some(k)) if k == "last" => return Ok(Careless(n)),
+                            Ok(Some(_)) => {
+                                n += 1;
+                                let _ = map.next_value::<IgnoredAny>();
+                            }
+                            Ok(None) => return Ok(Careless(n)),
+                            Err(_) => continue,
+                        }
+                    }
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    #[test]
+    fn type_hints_are_honoured_as_serde_json_honours_them() {
+        // Each of these once succeeded in one pass with a result serde_json does not give.
+        assert!(!agrees::<BTreeMap<Key, Value>>(r#"{"5":1}"#));
+        assert!(!agrees::<BTreeMap<Key, Value>>(r#"{"exp":1}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientExp {
+            exp: Lenient,
+        }
+        assert!(!agrees::<LenientExp>(r#"{"exp":1700000000}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "iat")]
+        enum Tagged {
+            Zero {},
+            One {},
+        }
+        assert!(!agrees::<Tagged>(r#"{"iat":1}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Bytes {
+            sub: TextOnly,
+        }
+        assert!(!agrees::<Bytes>(r#"{"sub":"a"}"#));
+        // A visitor that swallows the policy's error, or leaves a value unread.
+        assert!(!agrees::<Careless>(r#"{"nbf":"9999999999","sub":"a"}"#));
+        assert!(!agrees::<Careless>(r#"{"sub":"a","last":1}"#));
+        assert!(agrees::<Careless>(r#"{"sub":"a","exp":1}"#));
+        // And the shapes that do take the single pass still do.
+        assert!(agrees::<BTreeMap<String, Value>>(
+            r#"{"exp":1,"aud":["api"],"sub":"a\u00e9","x":[{}]}"#
+        ));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Usual {
+            sub: String,
+            exp: u64,
+            aud: Vec<String>,
+            iat: Option<f64>,
+        }
+        assert!(agrees::<Usual>(
+            r#"{"sub":"s","exp":5,"aud":["api","b"],"iat":-1.5}"#
+        ));
     }
 
     #[test]

@@ -162,19 +162,14 @@ impl Verifier {
             .then(|| claims_set::read::<C>(&self.policy, payload).ok())
             .flatten();
         let (claims, registered) = match once {
-            Some(both) => both,
+            Some((claims, registered)) => (Ok(claims), registered),
             None => {
                 let registered = self
                     .policy
                     .parse(payload)
                     .map_err(|e| reject(e, Some(&header), None))?;
-                let iss = registered.iss.as_deref();
-                self.policy
-                    .check(&registered, validation::now())
-                    .map_err(|e| reject(e, Some(&header), iss))?;
-                let claims = serde_json::from_str(payload)
-                    .map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
-                if single_pass {
+                let claims = serde_json::from_str::<C>(payload);
+                if single_pass && claims.is_ok() {
                     self.single_pass.store(false, Ordering::Relaxed);
                 }
                 (claims, registered)
@@ -184,6 +179,7 @@ impl Verifier {
         self.policy
             .check(&registered, validation::now())
             .map_err(|e| reject(e, Some(&header), iss))?;
+        let claims = claims.map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
         let id = self.collect_id.then(|| OwnedTokenId {
             jti: registered.jti.as_deref().map(str::to_owned),
             sub: registered.sub.as_deref().map(str::to_owned),
