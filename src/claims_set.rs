@@ -16,13 +16,13 @@
 //! never changes a result, only its cost.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::value::{BorrowedStrDeserializer, SeqDeserializer, StrDeserializer};
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, IntoDeserializer, MapAccess,
-    SeqAccess, Visitor,
+    self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
+    Visitor,
 };
 
 use crate::token::{CowStr, MemberSet};
@@ -39,7 +39,7 @@ pub(crate) fn read<'a, C: DeserializeOwned>(
         policy,
         registered: Registered::default(),
         seen: MemberSet::default(),
-        failed: false,
+        failed: Cell::new(false),
         finished: false,
     };
     let claims = C::deserialize(Object {
@@ -47,7 +47,7 @@ pub(crate) fn read<'a, C: DeserializeOwned>(
         tee: &mut tee,
     })?;
     de.end()?;
-    if tee.failed || !tee.finished {
+    if tee.failed.get() || !tee.finished {
         return Err(de::Error::custom("claims set not read to the end"));
     }
     Ok((claims, tee.registered))
@@ -66,8 +66,9 @@ struct Tee<'p, 'de> {
     policy: &'p ClaimsPolicy,
     registered: Registered<'de>,
     seen: MemberSet<'de>,
-    /// The policy refused something (even if the application's visitor went on).
-    failed: bool,
+    /// Something failed: the policy refused a member, or a replayed value or name met an
+    /// error — even if the application's visitor swallowed it and went on.
+    failed: Cell<bool>,
     /// Every member was read: the application's visitor asked until there were none left.
     finished: bool,
 }
@@ -144,29 +145,98 @@ struct Object<'t, 'p, 'de> {
     tee: &'t mut Tee<'p, 'de>,
 }
 
-impl<'de> Deserializer<'de> for Object<'_, '_, 'de> {
-    type Error = serde_json::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        // A claims set is a JSON object (RFC 7519 §7.2 step 10). A type that asks for
-        // something else gets `visit_map` and most likely fails, which sends the caller down
-        // the two-pass path, where serde_json answers it as it always would.
+impl<'de> Object<'_, '_, 'de> {
+    fn object<V: Visitor<'de>>(
+        self,
+        visitor: V,
+        ignore: bool,
+    ) -> Result<V::Value, serde_json::Error> {
         self.de.deserialize_map(ObjectVisitor {
             inner: visitor,
             tee: self.tee,
+            ignore,
         })
     }
+}
 
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
-        identifier ignored_any
+impl<'de> Deserializer<'de> for Object<'_, '_, 'de> {
+    type Error = serde_json::Error;
+
+    // A claims set is a JSON object (RFC 7519 §7.2 step 10), which serde_json hands to
+    // `visit_map` for these hints (a struct also from an array, which a claims set is not).
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.object(visitor, false)
     }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.object(visitor, false)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.object(visitor, false)
+    }
+
+    // serde_json skips the value, then calls `visit_unit`.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        self.object(visitor, true)
+    }
+
+    // Any other hint (a newtype, an `Option`, an enum, …) is the two-pass path's to answer.
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        Err(unreplayed())
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        Err(unreplayed())
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, Self::Error> {
+        Err(unreplayed())
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        Err(unreplayed())
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        Err(unreplayed())
+    }
+
+    refuse!(serde_json::Error: deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
+        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
+        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char
+        deserialize_str deserialize_string deserialize_bytes deserialize_byte_buf
+        deserialize_option deserialize_unit deserialize_seq deserialize_identifier);
 }
 
 struct ObjectVisitor<'t, 'p, 'de, V> {
     inner: V,
     tee: &'t mut Tee<'p, 'de>,
+    /// Read every member for the policy, then tell the application `visit_unit`.
+    ignore: bool,
 }
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<'_, '_, 'de, V> {
@@ -177,12 +247,19 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<'_, '_, 'de, V> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.inner.visit_map(Members {
+        let mut members = Members {
             map,
             tee: self.tee,
             pending: None,
             awaiting_value: false,
-        })
+        };
+        if self.ignore {
+            while members.next_key::<IgnoredAny>()?.is_some() {
+                members.next_value::<IgnoredAny>()?;
+            }
+            return self.inner.visit_unit();
+        }
+        self.inner.visit_map(members)
     }
 }
 
@@ -226,10 +303,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
         // on), a pass that saw one, or that the visitor left unfinished, is not taken.
         let read = self.read_key();
         if read.is_err() {
-            self.tee.failed = true;
+            self.tee.failed.set(true);
         }
         match read? {
-            Some(name) => seed.deserialize(ReplayedKey::new(name)).map(Some),
+            Some(name) => seed
+                .deserialize(ReplayedKey::new(name, &self.tee.failed))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -237,7 +316,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
         self.awaiting_value = false;
         match self.pending.take() {
-            Some(value) => seed.deserialize(Replayed::new(value)),
+            Some(value) => seed.deserialize(Replayed::new(value, &self.tee.failed)),
             None => self.map.next_value_seed(seed),
         }
     }
@@ -334,28 +413,23 @@ impl<'de> Visitor<'de> for AudienceVisitor {
     }
 }
 
-/// Hands a replayed value to the application exactly as serde_json would, for every type
-/// hint whose answer is certain; any other hint is an error, which sends the token down the
-/// two-pass path. The hints serde_json honours differ between member values and member names,
-/// so each has its own deserializer ([`Replayed`], [`ReplayedKey`]).
-struct Replayed<'de, E> {
+/// Hands a replayed value to the application exactly as serde_json's value deserializer
+/// would, for every type hint whose answer is certain; any other hint is an error. Every error
+/// leaving it is recorded in `failed`, since the application may swallow it (e.g. with
+/// `unwrap_or_default`) where serde_json would have left the input in another state.
+struct Replayed<'t, 'de, E> {
     value: Replay<'de>,
+    failed: &'t Cell<bool>,
     error: PhantomData<E>,
 }
 
-impl<'de, E> Replayed<'de, E> {
-    fn new(value: Replay<'de>) -> Self {
+impl<'t, 'de, E> Replayed<'t, 'de, E> {
+    fn new(value: Replay<'de>, failed: &'t Cell<bool>) -> Self {
         Replayed {
             value,
+            failed,
             error: PhantomData,
         }
-    }
-}
-
-impl<'de, E: de::Error> IntoDeserializer<'de, E> for Replayed<'de, E> {
-    type Deserializer = Self;
-    fn into_deserializer(self) -> Self {
-        self
     }
 }
 
@@ -364,33 +438,35 @@ fn unreplayed<E: de::Error>() -> E {
     E::custom("not replayed")
 }
 
-/// A string as serde_json hands it to `visit_*str`: borrowed when it had no escapes.
-fn visit_text<'de, V: Visitor<'de>, E: de::Error>(
-    text: Cow<'de, str>,
-    visitor: V,
-) -> Result<V::Value, E> {
-    match text {
-        Cow::Borrowed(s) => visitor.visit_borrowed_str(s),
-        Cow::Owned(s) => visitor.visit_str(&s),
+/// Passes `result` on, noting in `failed` when it is an error.
+fn noted<T, E>(failed: &Cell<bool>, result: Result<T, E>) -> Result<T, E> {
+    if result.is_err() {
+        failed.set(true);
     }
+    result
 }
 
-/// A unit enum variant named by a string, as serde_json's `UnitVariantAccess` gives it.
-fn visit_variant<'de, V: Visitor<'de>, E: de::Error>(
-    text: Cow<'de, str>,
-    name: &'static str,
-    variants: &'static [&'static str],
-    visitor: V,
-) -> Result<V::Value, E> {
-    match text {
-        Cow::Borrowed(s) => {
-            BorrowedStrDeserializer::<E>::new(s).deserialize_enum(name, variants, visitor)
-        }
-        Cow::Owned(s) => StrDeserializer::<E>::new(&s).deserialize_enum(name, variants, visitor),
-    }
+/// Hints that are refused outright (each method drops its visitor).
+macro_rules! refuse {
+    ($error:ty: $($method:ident)*) => {
+        $(fn $method<V: Visitor<'de>>(self, _: V) -> Result<V::Value, $error> {
+            Err(unreplayed())
+        })*
+    };
+}
+use refuse;
+
+/// Hints answered by one of the replaying deserializer's readers, errors noted.
+macro_rules! hints {
+    ($reader:ident: $($method:ident)*) => {
+        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+            let failed = self.failed;
+            noted(failed, self.$reader(visitor))
+        })*
+    };
 }
 
-impl<'de, E: de::Error> Replayed<'de, E> {
+impl<'de, E: de::Error> Replayed<'_, 'de, E> {
     fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
             Replay::Number(Number::U64(n)) => visitor.visit_u64(n),
@@ -400,40 +476,34 @@ impl<'de, E: de::Error> Replayed<'de, E> {
         }
     }
 
+    /// A string as serde_json hands it to `visit_*str`: borrowed when it had no escapes.
     fn text<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
-            Replay::Str(text) => visit_text(text, visitor),
+            Replay::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
+            Replay::Str(Cow::Owned(s)) => visitor.visit_str(&s),
             _ => Err(unreplayed()),
         }
     }
 
+    /// An `aud` array, element by element; like serde_json's, its size is not hinted and
+    /// elements left unread are an error.
     fn array<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match self.value {
-            Replay::Strs(list) => {
-                let mut seq =
-                    SeqDeserializer::new(list.into_iter().map(|s| Replayed::new(Replay::Str(s))));
-                let value = visitor.visit_seq(&mut seq)?;
-                seq.end()?;
-                Ok(value)
-            }
-            _ => Err(unreplayed()),
+        let Replay::Strs(list) = self.value else {
+            return Err(unreplayed());
+        };
+        let mut elements = Elements {
+            list: list.into_iter(),
+            failed: self.failed,
+            error: PhantomData,
+        };
+        let value = visitor.visit_seq(&mut elements)?;
+        if elements.list.len() > 0 {
+            return Err(E::custom("array not read to the end"));
         }
+        Ok(value)
     }
-}
 
-/// Forwards each listed hint to one of `Replayed`'s readers.
-macro_rules! hints {
-    ($reader:ident: $($method:ident)*) => {
-        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-            self.$reader(visitor)
-        })*
-    };
-}
-
-impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
-    type Error = E;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+    fn any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
             Replay::Str(_) => self.text(visitor),
             Replay::Strs(_) => self.array(visitor),
@@ -441,16 +511,42 @@ impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
         }
     }
 
+    /// serde_json's `UnitVariantAccess`: the variant named by a string, read with this
+    /// deserializer's rules; only a unit variant.
+    fn variant<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        match self.value {
+            Replay::Str(_) => visitor.visit_enum(UnitVariant(self)),
+            _ => Err(unreplayed()),
+        }
+    }
+
+    fn ignored<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        visitor.visit_unit()
+    }
+
+    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for Replayed<'_, 'de, E> {
+    type Error = E;
+
+    hints!(any: deserialize_any);
     // serde_json: a number for any numeric hint but the 128-bit ones (parsed apart, so not
-    // replayed), and `f32` (parsed apart under its `float_roundtrip` feature).
+    // replayed) and `f32` (parsed apart under its `float_roundtrip` feature).
     hints!(number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
         deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f64);
     // serde_json: `char`, `string` and `identifier` are read as `str`.
     hints!(text: deserialize_char deserialize_str deserialize_string deserialize_identifier);
     hints!(array: deserialize_seq);
+    hints!(ignored: deserialize_ignored_any);
+    hints!(unsupported: deserialize_bool deserialize_i128 deserialize_u128 deserialize_f32
+        deserialize_bytes deserialize_byte_buf deserialize_unit deserialize_map);
 
     fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, E> {
-        self.array(visitor)
+        let failed = self.failed;
+        noted(failed, self.array(visitor))
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -459,102 +555,34 @@ impl<'de, E: de::Error> Deserializer<'de> for Replayed<'de, E> {
         _: usize,
         visitor: V,
     ) -> Result<V::Value, E> {
-        self.array(visitor)
+        let failed = self.failed;
+        noted(failed, self.array(visitor))
     }
 
-    // serde_json reads a struct from an array too; from an object only otherwise.
+    // serde_json reads a struct from an array too (and from an object, which this is not).
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         _: &'static str,
         _: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        self.array(visitor)
+        let failed = self.failed;
+        noted(failed, self.array(visitor))
     }
-
-    // A replayed value is never `null`.
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        // serde_json's `RawValue` asks by a private name for the raw text, which is gone.
-        if name.starts_with("$serde_json") {
-            return Err(unreplayed());
-        }
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        match self.value {
-            Replay::Str(text) => visit_variant(text, name, variants, visitor),
-            _ => Err(unreplayed()),
-        }
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_unit()
-    }
-
-    fn deserialize_bool<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
-        Err(unreplayed())
-    }
-
-    hints!(unsupported: deserialize_i128 deserialize_u128 deserialize_f32 deserialize_bytes
-        deserialize_byte_buf deserialize_unit deserialize_map);
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         _: &'static str,
         _: V,
     ) -> Result<V::Value, E> {
+        self.failed.set(true);
         Err(unreplayed())
     }
-}
 
-impl<'de, E: de::Error> Replayed<'de, E> {
-    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
-        Err(unreplayed())
-    }
-}
-
-/// A member name handed to the application as serde_json's map-key deserializer would.
-struct ReplayedKey<'de, E> {
-    name: Cow<'de, str>,
-    error: PhantomData<E>,
-}
-
-impl<'de, E: de::Error> ReplayedKey<'de, E> {
-    fn new(name: Cow<'de, str>) -> Self {
-        ReplayedKey {
-            name,
-            error: PhantomData,
-        }
-    }
-
-    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
-        Err(unreplayed())
-    }
-}
-
-impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'de, E> {
-    type Error = E;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visit_text(self.name, visitor)
-    }
-
+    // A replayed value is never `null`.
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        visitor.visit_some(self)
+        let failed = self.failed;
+        noted(failed, visitor.visit_some(self))
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -562,32 +590,194 @@ impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'de, E> {
         name: &'static str,
         visitor: V,
     ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        // serde_json's `RawValue` asks by a private name for the raw text, which is gone.
         if name.starts_with("$serde_json") {
+            failed.set(true);
             return Err(unreplayed());
         }
-        visitor.visit_newtype_struct(self)
+        noted(failed, visitor.visit_newtype_struct(self))
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
-        name: &'static str,
-        variants: &'static [&'static str],
+        _: &'static str,
+        _: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
-        visit_variant(self.name, name, variants, visitor)
+        let failed = self.failed;
+        noted(failed, self.variant(visitor))
+    }
+}
+
+/// The elements of a replayed `aud` array.
+struct Elements<'t, 'de, E> {
+    list: std::vec::IntoIter<Cow<'de, str>>,
+    failed: &'t Cell<bool>,
+    error: PhantomData<E>,
+}
+
+impl<'de, E: de::Error> SeqAccess<'de> for Elements<'_, 'de, E> {
+    type Error = E;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, E> {
+        match self.list.next() {
+            Some(s) => seed
+                .deserialize(Replayed::new(Replay::Str(s), self.failed))
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A unit variant named by a replayed string.
+struct UnitVariant<'t, 'de, E>(Replayed<'t, 'de, E>);
+
+impl<'t, 'de, E: de::Error> de::EnumAccess<'de> for UnitVariant<'t, 'de, E> {
+    type Error = E;
+    type Variant = Self;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), E> {
+        let failed = self.0.failed;
+        let name = match &self.0.value {
+            Replay::Str(s) => s.clone(),
+            _ => return Err(unreplayed()),
+        };
+        let variant = seed.deserialize(Replayed::<E>::new(Replay::Str(name), failed))?;
+        Ok((variant, self))
+    }
+}
+
+impl<'de, E: de::Error> de::VariantAccess<'de> for UnitVariant<'_, 'de, E> {
+    type Error = E;
+
+    fn unit_variant(self) -> Result<(), E> {
+        Ok(())
     }
 
-    // serde_json parses numbers and booleans out of a member name, and reads bytes raw:
-    // not replayed.
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> Result<T::Value, E> {
+        Err(unreplayed())
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+/// A member name handed to the application as serde_json's map-key deserializer would.
+struct ReplayedKey<'t, 'de, E> {
+    name: Cow<'de, str>,
+    failed: &'t Cell<bool>,
+    error: PhantomData<E>,
+}
+
+impl<'t, 'de, E: de::Error> ReplayedKey<'t, 'de, E> {
+    fn new(name: Cow<'de, str>, failed: &'t Cell<bool>) -> Self {
+        ReplayedKey {
+            name,
+            failed,
+            error: PhantomData,
+        }
+    }
+
+    fn any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        Replayed::new(Replay::Str(self.name), self.failed).text(visitor)
+    }
+
+    fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
+        Err(unreplayed())
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'_, 'de, E> {
+    type Error = E;
+
+    // serde_json's map-key deserializer forwards these to `deserialize_any`.
+    hints!(any: deserialize_any deserialize_char deserialize_str deserialize_string
+        deserialize_unit deserialize_seq deserialize_map deserialize_identifier
+        deserialize_ignored_any);
+    // It parses numbers and booleans out of a name, and reads bytes raw: not replayed.
     hints!(unsupported: deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
         deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
         deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_bytes
         deserialize_byte_buf);
 
-    // serde_json's map-key deserializer forwards these to `deserialize_any`.
-    serde::forward_to_deserialize_any! {
-        char str string unit unit_struct seq tuple tuple_struct map struct identifier
-        ignored_any
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(failed, self.any(visitor))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(failed, self.any(visitor))
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(failed, self.any(visitor))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(failed, self.any(visitor))
+    }
+
+    // Names cannot be `null`.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(failed, visitor.visit_some(self))
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        if name.starts_with("$serde_json") {
+            failed.set(true);
+            return Err(unreplayed());
+        }
+        noted(failed, visitor.visit_newtype_struct(self))
+    }
+
+    // serde_json reads an enum in a name with its value deserializer.
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, E> {
+        let failed = self.failed;
+        noted(
+            failed,
+            Replayed::new(Replay::Str(self.name), failed).variant(visitor),
+        )
     }
 }
 
@@ -804,22 +994,29 @@ mod tests {
     #[derive(Debug, PartialEq)]
     struct Lenient(String);
 
-    impl<'de> Deserialize<'de> for Lenient {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+    impl Lenient {
+        /// Takes text or a number, as text.
+        fn visitor() -> impl for<'de> Visitor<'de, Value = String> {
             struct V;
             impl Visitor<'_> for V {
-                type Value = Lenient;
+                type Value = String;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                     f.write_str("text")
                 }
-                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Lenient, E> {
-                    Ok(Lenient(v.to_string()))
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+                    Ok(v.to_string())
                 }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
-                    Ok(Lenient(v.to_owned()))
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+                    Ok(v.to_owned())
                 }
             }
-            d.deserialize_str(V)
+            V
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Lenient {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(Lenient::visitor()).map(Lenient)
         }
     }
 
@@ -914,6 +1111,135 @@ mod tests {
         assert!(agrees::<Usual>(
             r#"{"sub":"s","exp":5,"aud":["api","b"],"iat":-1.5}"#
         ));
+    }
+
+    fn lenient<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        Ok(T::deserialize(d).unwrap_or_default())
+    }
+
+    /// Asks for a string, takes a map: serde_json refuses a claims object here.
+    #[derive(Debug, PartialEq)]
+    struct StrOrMap(usize);
+
+    impl<'de> Deserialize<'de> for StrOrMap {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = StrOrMap;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("text")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrOrMap, A::Error> {
+                    let mut n = 0;
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(StrOrMap(n))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// An enum whose variant is asked for as a number but taken as text.
+    #[derive(Debug, PartialEq)]
+    struct NumberedVariant(String);
+
+    impl<'de> Deserialize<'de> for NumberedVariant {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = NumberedVariant;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an enum")
+                }
+                fn visit_enum<A: de::EnumAccess<'de>>(
+                    self,
+                    data: A,
+                ) -> Result<Self::Value, A::Error> {
+                    struct Seed;
+                    impl<'de> DeserializeSeed<'de> for Seed {
+                        type Value = String;
+                        fn deserialize<D: Deserializer<'de>>(
+                            self,
+                            d: D,
+                        ) -> Result<String, D::Error> {
+                            d.deserialize_u64(Lenient::visitor())
+                        }
+                    }
+                    let (name, variant) = data.variant_seed(Seed)?;
+                    de::VariantAccess::unit_variant(variant)?;
+                    Ok(NumberedVariant(name))
+                }
+            }
+            d.deserialize_enum("NumberedVariant", &["A"], V)
+        }
+    }
+
+    /// Records the size hint of an `aud` array.
+    #[derive(Debug, PartialEq)]
+    struct SizeHint(Option<usize>);
+
+    impl<'de> Deserialize<'de> for SizeHint {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = SizeHint;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an array")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SizeHint, A::Error> {
+                    let hint = seq.size_hint();
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(SizeHint(hint))
+                }
+            }
+            d.deserialize_seq(V)
+        }
+    }
+
+    #[test]
+    fn swallowed_errors_wrong_top_level_hints_and_variants_fail_the_pass() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientFloat {
+            #[serde(deserialize_with = "lenient")]
+            exp: f32,
+        }
+        assert!(!agrees::<LenientFloat>(r#"{"exp":1700000000}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientAud {
+            #[serde(default, deserialize_with = "lenient")]
+            aud: u64,
+        }
+        assert!(!agrees::<LenientAud>(r#"{"aud":["x"]}"#));
+        #[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+        struct LenientKey(#[serde(deserialize_with = "lenient")] u64);
+        assert!(!agrees::<BTreeMap<LenientKey, Value>>(r#"{"5":1}"#));
+        assert!(!agrees::<BTreeMap<LenientKey, Value>>(r#"{"x":1}"#));
+        assert!(!agrees::<StrOrMap>(r#"{"a":1}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Variant {
+            sub: NumberedVariant,
+        }
+        assert!(!agrees::<Variant>(r#"{"sub":"A"}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Hinted {
+            aud: SizeHint,
+        }
+        assert!(agrees::<Hinted>(r#"{"aud":["a","b"]}"#));
+        assert!(agrees::<IgnoredAnyEq>(r#"{"aud":["a"],"exp":1}"#));
+    }
+
+    /// `IgnoredAny` with equality, to run it through `agrees`.
+    #[derive(Debug, PartialEq)]
+    struct IgnoredAnyEq;
+
+    impl<'de> Deserialize<'de> for IgnoredAnyEq {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            IgnoredAny::deserialize(d).map(|_| IgnoredAnyEq)
+        }
     }
 
     #[test]
