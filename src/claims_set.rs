@@ -317,7 +317,15 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
         self.awaiting_value = false;
         match self.pending.take() {
             Some(value) => seed.deserialize(Replayed::new(value, &self.tee.failed)),
-            None => self.map.next_value_seed(seed),
+            None => {
+                // serde_json's own error, which the application may swallow and go on from
+                // a point the policy never saw.
+                let value = self.map.next_value_seed(seed);
+                if value.is_err() {
+                    self.tee.failed.set(true);
+                }
+                value
+            }
         }
     }
 
@@ -414,11 +422,14 @@ impl<'de> Visitor<'de> for AudienceVisitor {
 }
 
 /// Hands a replayed value to the application exactly as serde_json's value deserializer
-/// would, for every type hint whose answer is certain; any other hint is an error. Every error
-/// leaving it is recorded in `failed`, since the application may swallow it (e.g. with
-/// `unwrap_or_default`) where serde_json would have left the input in another state.
+/// would, for every type hint whose answer is certain; any other hint is an error.
+///
+/// The application may swallow an error (e.g. with `unwrap_or_default`) or not read the value
+/// at all, where serde_json would then have been left in another state than the replay is.
+/// So every error leaving it is noted in `failed`, and so is a value dropped unread.
 struct Replayed<'t, 'de, E> {
-    value: Replay<'de>,
+    /// Taken when read.
+    value: Option<Replay<'de>>,
     failed: &'t Cell<bool>,
     error: PhantomData<E>,
 }
@@ -426,9 +437,17 @@ struct Replayed<'t, 'de, E> {
 impl<'t, 'de, E> Replayed<'t, 'de, E> {
     fn new(value: Replay<'de>, failed: &'t Cell<bool>) -> Self {
         Replayed {
-            value,
+            value: Some(value),
             failed,
             error: PhantomData,
+        }
+    }
+}
+
+impl<E> Drop for Replayed<'_, '_, E> {
+    fn drop(&mut self) {
+        if self.value.is_some() {
+            self.failed.set(true);
         }
     }
 }
@@ -467,28 +486,28 @@ macro_rules! hints {
 }
 
 impl<'de, E: de::Error> Replayed<'_, 'de, E> {
-    fn number<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match self.value {
-            Replay::Number(Number::U64(n)) => visitor.visit_u64(n),
-            Replay::Number(Number::I64(n)) => visitor.visit_i64(n),
-            Replay::Number(Number::F64(n)) => visitor.visit_f64(n),
+    fn number<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, E> {
+        match self.value.take() {
+            Some(Replay::Number(Number::U64(n))) => visitor.visit_u64(n),
+            Some(Replay::Number(Number::I64(n))) => visitor.visit_i64(n),
+            Some(Replay::Number(Number::F64(n))) => visitor.visit_f64(n),
             _ => Err(unreplayed()),
         }
     }
 
     /// A string as serde_json hands it to `visit_*str`: borrowed when it had no escapes.
-    fn text<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        match self.value {
-            Replay::Str(Cow::Borrowed(s)) => visitor.visit_borrowed_str(s),
-            Replay::Str(Cow::Owned(s)) => visitor.visit_str(&s),
+    fn text<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, E> {
+        match self.value.take() {
+            Some(Replay::Str(Cow::Borrowed(s))) => visitor.visit_borrowed_str(s),
+            Some(Replay::Str(Cow::Owned(s))) => visitor.visit_str(&s),
             _ => Err(unreplayed()),
         }
     }
 
     /// An `aud` array, element by element; like serde_json's, its size is not hinted and
     /// elements left unread are an error.
-    fn array<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        let Replay::Strs(list) = self.value else {
+    fn array<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, E> {
+        let Some(Replay::Strs(list)) = self.value.take() else {
             return Err(unreplayed());
         };
         let mut elements = Elements {
@@ -505,9 +524,10 @@ impl<'de, E: de::Error> Replayed<'_, 'de, E> {
 
     fn any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
-            Replay::Str(_) => self.text(visitor),
-            Replay::Strs(_) => self.array(visitor),
-            Replay::Number(_) => self.number(visitor),
+            Some(Replay::Str(_)) => self.text(visitor),
+            Some(Replay::Strs(_)) => self.array(visitor),
+            Some(Replay::Number(_)) => self.number(visitor),
+            None => Err(unreplayed()),
         }
     }
 
@@ -515,12 +535,13 @@ impl<'de, E: de::Error> Replayed<'_, 'de, E> {
     /// deserializer's rules; only a unit variant.
     fn variant<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
         match self.value {
-            Replay::Str(_) => visitor.visit_enum(UnitVariant(self)),
+            Some(Replay::Str(_)) => visitor.visit_enum(UnitVariant(self)),
             _ => Err(unreplayed()),
         }
     }
 
-    fn ignored<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+    fn ignored<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, E> {
+        self.value = None;
         visitor.visit_unit()
     }
 
@@ -640,13 +661,13 @@ impl<'t, 'de, E: de::Error> de::EnumAccess<'de> for UnitVariant<'t, 'de, E> {
     type Error = E;
     type Variant = Self;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), E> {
+    fn variant_seed<S: DeserializeSeed<'de>>(mut self, seed: S) -> Result<(S::Value, Self), E> {
         let failed = self.0.failed;
-        let name = match &self.0.value {
-            Replay::Str(s) => s.clone(),
-            _ => return Err(unreplayed()),
+        // The name is handed on; reading it is what reads the value.
+        let Some(name) = self.0.value.take() else {
+            return Err(unreplayed());
         };
-        let variant = seed.deserialize(Replayed::<E>::new(Replay::Str(name), failed))?;
+        let variant = seed.deserialize(Replayed::<E>::new(name, failed))?;
         Ok((variant, self))
     }
 }
@@ -677,7 +698,8 @@ impl<'de, E: de::Error> de::VariantAccess<'de> for UnitVariant<'_, 'de, E> {
 
 /// A member name handed to the application as serde_json's map-key deserializer would.
 struct ReplayedKey<'t, 'de, E> {
-    name: Cow<'de, str>,
+    /// Taken when read; a name dropped unread is noted in `failed`, as for [`Replayed`].
+    name: Option<Cow<'de, str>>,
     failed: &'t Cell<bool>,
     error: PhantomData<E>,
 }
@@ -685,18 +707,29 @@ struct ReplayedKey<'t, 'de, E> {
 impl<'t, 'de, E: de::Error> ReplayedKey<'t, 'de, E> {
     fn new(name: Cow<'de, str>, failed: &'t Cell<bool>) -> Self {
         ReplayedKey {
-            name,
+            name: Some(name),
             failed,
             error: PhantomData,
         }
     }
 
-    fn any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        Replayed::new(Replay::Str(self.name), self.failed).text(visitor)
+    fn any<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, E> {
+        match self.name.take() {
+            Some(name) => Replayed::new(Replay::Str(name), self.failed).text(visitor),
+            None => Err(unreplayed()),
+        }
     }
 
     fn unsupported<V: Visitor<'de>>(self, _: V) -> Result<V::Value, E> {
         Err(unreplayed())
+    }
+}
+
+impl<E> Drop for ReplayedKey<'_, '_, E> {
+    fn drop(&mut self) {
+        if self.name.is_some() {
+            self.failed.set(true);
+        }
     }
 }
 
@@ -768,15 +801,18 @@ impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'_, 'de, E> {
 
     // serde_json reads an enum in a name with its value deserializer.
     fn deserialize_enum<V: Visitor<'de>>(
-        self,
+        mut self,
         _: &'static str,
         _: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, E> {
         let failed = self.failed;
+        let Some(name) = self.name.take() else {
+            return Err(unreplayed());
+        };
         noted(
             failed,
-            Replayed::new(Replay::Str(self.name), failed).variant(visitor),
+            Replayed::new(Replay::Str(name), failed).variant(visitor),
         )
     }
 }
@@ -1230,6 +1266,46 @@ mod tests {
         }
         assert!(agrees::<Hinted>(r#"{"aud":["a","b"]}"#));
         assert!(agrees::<IgnoredAnyEq>(r#"{"aud":["a"],"exp":1}"#));
+    }
+
+    fn untouched<'de, D: Deserializer<'de>, T: Default>(_: D) -> Result<T, D::Error> {
+        Ok(T::default())
+    }
+
+    /// Ignores its input altogether.
+    #[derive(Debug, PartialEq)]
+    struct Unread;
+
+    impl<'de> Deserialize<'de> for Unread {
+        fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+            Ok(Unread)
+        }
+    }
+
+    #[test]
+    fn values_left_unread_fail_the_pass() {
+        // A registered claim the application never reads: serde_json would be left before it.
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Skipped {
+            #[serde(default, deserialize_with = "untouched")]
+            exp: u64,
+            sub: Option<String>,
+        }
+        assert!(!agrees::<Skipped>(r#"{"exp":5,"sub":"a"}"#));
+        assert!(!agrees::<Skipped>(r#"{"sub":"a","exp":5}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct UnreadAudience {
+            aud: Vec<Unread>,
+        }
+        assert!(!agrees::<UnreadAudience>(r#"{"aud":["a","b"]}"#));
+        #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+        struct UnreadKey;
+        impl<'de> Deserialize<'de> for UnreadKey {
+            fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+                Ok(UnreadKey)
+            }
+        }
+        assert!(!agrees::<BTreeMap<UnreadKey, Value>>(r#"{"a":1}"#));
     }
 
     /// `IgnoredAny` with equality, to run it through `agrees`.
