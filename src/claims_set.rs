@@ -10,8 +10,10 @@
 //! The replay answers a type hint only where its answer is certainly serde_json's (a string
 //! for `str`, a number for `u64`, `Some` for `Option`, a unit variant for an enum, …); any
 //! other hint (`u128`, bytes, a `RawValue`, a map keyed by numbers, a claims type that is not
-//! read as a map) fails the pass. So does a pass in which the policy refused anything or the
-//! application's visitor did not read every member, whatever that visitor made of it. When
+//! read as a map) fails the pass. So does a pass in which the policy refused anything, the
+//! application's visitor did not read every member or a replayed value, or any error was
+//! raised inside a member (noted on the way, since the application may swallow it), whatever
+//! that visitor made of it. When
 //! the single pass fails for any reason, the caller parses twice as before, so which path ran
 //! never changes a result, only its cost.
 
@@ -318,13 +320,10 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Members<'_, '_, 'de, A> {
         match self.pending.take() {
             Some(value) => seed.deserialize(Replayed::new(value, &self.tee.failed)),
             None => {
-                // serde_json's own error, which the application may swallow and go on from
-                // a point the policy never saw.
-                let value = self.map.next_value_seed(seed);
-                if value.is_err() {
-                    self.tee.failed.set(true);
-                }
-                value
+                // Any error serde_json raises inside this value is noted, even if the
+                // application swallows it and goes on from a point the policy never saw.
+                let value = self.map.next_value_seed(Noted::new(seed, &self.tee.failed));
+                noted(&self.tee.failed, value)
             }
         }
     }
@@ -817,6 +816,216 @@ impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'_, 'de, E> {
     }
 }
 
+/// Wraps the application's seed for a member the policy does not read, so that every error
+/// serde_json raises anywhere inside that value is noted even if the application swallows it
+/// (e.g. `serde_with::DefaultOnError`): serde_json may then go on past bytes that are not
+/// JSON, which the policy's own pass would refuse.
+struct Noted<'t, T> {
+    inner: T,
+    failed: &'t Cell<bool>,
+}
+
+impl<'t, T> Noted<'t, T> {
+    fn new(inner: T, failed: &'t Cell<bool>) -> Self {
+        Noted { inner, failed }
+    }
+
+    fn wrap<U>(&self, inner: U) -> Noted<'t, U> {
+        Noted::new(inner, self.failed)
+    }
+
+    fn note<R, E>(&self, result: Result<R, E>) -> Result<R, E> {
+        noted(self.failed, result)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Noted<'_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        let failed = self.failed;
+        noted(failed, self.inner.deserialize(Noted::new(d, failed)))
+    }
+}
+
+/// Forwards deserializer hints, wrapping the visitor.
+macro_rules! forward_hints {
+    ($($method:ident($($arg:ident: $ty:ty),*))*) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            let visitor = self.wrap(visitor);
+            let failed = self.failed;
+            noted(failed, self.inner.$method($($arg,)* visitor))
+        })*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Noted<'_, D> {
+    type Error = D::Error;
+
+    forward_hints! {
+        deserialize_any() deserialize_bool() deserialize_i8() deserialize_i16()
+        deserialize_i32() deserialize_i64() deserialize_i128() deserialize_u8()
+        deserialize_u16() deserialize_u32() deserialize_u64() deserialize_u128()
+        deserialize_f32() deserialize_f64() deserialize_char() deserialize_str()
+        deserialize_string() deserialize_bytes() deserialize_byte_buf() deserialize_option()
+        deserialize_unit() deserialize_unit_struct(name: &'static str)
+        deserialize_newtype_struct(name: &'static str) deserialize_seq()
+        deserialize_tuple(len: usize) deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_map()
+        deserialize_struct(name: &'static str, fields: &'static [&'static str])
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
+        deserialize_identifier() deserialize_ignored_any()
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.inner.is_human_readable()
+    }
+}
+
+/// Forwards visits of plain values.
+macro_rules! forward_visits {
+    ($($method:ident($ty:ty))*) => {
+        $(fn $method<E: de::Error>(self, v: $ty) -> Result<V::Value, E> {
+            self.inner.$method(v)
+        })*
+    };
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Noted<'_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    forward_visits! {
+        visit_bool(bool) visit_i8(i8) visit_i16(i16) visit_i32(i32) visit_i64(i64)
+        visit_i128(i128) visit_u8(u8) visit_u16(u16) visit_u32(u32) visit_u64(u64)
+        visit_u128(u128) visit_f32(f32) visit_f64(f64) visit_char(char) visit_str(&str)
+        visit_borrowed_str(&'de str) visit_string(String) visit_bytes(&[u8])
+        visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        let d = self.wrap(d);
+        self.inner.visit_some(d)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        let d = self.wrap(d);
+        self.inner.visit_newtype_struct(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        let seq = self.wrap(seq);
+        self.inner.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        let map = self.wrap(map);
+        self.inner.visit_map(map)
+    }
+
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<V::Value, A::Error> {
+        let data = self.wrap(data);
+        self.inner.visit_enum(data)
+    }
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Noted<'_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        let seed = self.wrap(seed);
+        let result = self.inner.next_element_seed(seed);
+        self.note(result)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Noted<'_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let seed = self.wrap(seed);
+        let result = self.inner.next_key_seed(seed);
+        self.note(result)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        let seed = self.wrap(seed);
+        let result = self.inner.next_value_seed(seed);
+        self.note(result)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.inner.size_hint()
+    }
+}
+
+impl<'t, 'de, A: de::EnumAccess<'de>> de::EnumAccess<'de> for Noted<'t, A> {
+    type Error = A::Error;
+    type Variant = Noted<'t, A::Variant>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), A::Error> {
+        let failed = self.failed;
+        let seed = self.wrap(seed);
+        let (value, variant) = noted(failed, self.inner.variant_seed(seed))?;
+        Ok((value, Noted::new(variant, failed)))
+    }
+}
+
+impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Noted<'_, A> {
+    type Error = A::Error;
+
+    fn unit_variant(self) -> Result<(), A::Error> {
+        let failed = self.failed;
+        noted(failed, self.inner.unit_variant())
+    }
+
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
+        let failed = self.failed;
+        let seed = self.wrap(seed);
+        noted(failed, self.inner.newtype_variant_seed(seed))
+    }
+
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
+        let failed = self.failed;
+        let visitor = self.wrap(visitor);
+        noted(failed, self.inner.tuple_variant(len, visitor))
+    }
+
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, A::Error> {
+        let failed = self.failed;
+        let visitor = self.wrap(visitor);
+        noted(failed, self.inner.struct_variant(fields, visitor))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1283,7 +1492,31 @@ mod tests {
     }
 
     #[test]
-    fn values_left_unread_fail_the_pass() {
+    fn values_left_unread_or_errors_swallowed_fail_the_pass() {
+        // serde_json's own error inside a member the policy does not read, swallowed by the
+        // application: serde_json goes on past bytes that are not JSON, which the policy's
+        // pass refuses.
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientList {
+            #[serde(deserialize_with = "lenient")]
+            x: Vec<u64>,
+            exp: Option<u64>,
+        }
+        assert!(!agrees::<LenientList>(r#"{"x":[1,],"exp":5}"#));
+        assert!(agrees::<LenientList>(r#"{"x":[1],"exp":5}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientNumber {
+            #[serde(deserialize_with = "lenient")]
+            x: u64,
+        }
+        assert!(!agrees::<LenientNumber>(r#"{"x":nul}}"#));
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct LenientNested {
+            #[serde(deserialize_with = "lenient")]
+            x: BTreeMap<String, Option<Vec<u64>>>,
+        }
+        assert!(!agrees::<LenientNested>(r#"{"x":{"a":[1,]}}"#));
+        assert!(agrees::<LenientNested>(r#"{"x":{"a":[1],"b":null}}"#));
         // A registered claim the application never reads: serde_json would be left before it.
         #[derive(Debug, PartialEq, Deserialize)]
         struct Skipped {
