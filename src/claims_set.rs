@@ -24,7 +24,7 @@ use std::marker::PhantomData;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
-    Visitor,
+    Unexpected, Visitor,
 };
 
 use crate::token::{CowStr, MemberSet};
@@ -678,12 +678,15 @@ impl<'de, E: de::Error> de::VariantAccess<'de> for UnitVariant<'_, 'de, E> {
         Ok(())
     }
 
+    // serde_json's errors for a string that names anything but a unit variant, noted.
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> Result<T::Value, E> {
-        Err(unreplayed())
+        self.0.failed.set(true);
+        Err(E::invalid_type(Unexpected::UnitVariant, &"newtype variant"))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, E> {
-        Err(unreplayed())
+        self.0.failed.set(true);
+        Err(E::invalid_type(Unexpected::UnitVariant, &"tuple variant"))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -691,7 +694,8 @@ impl<'de, E: de::Error> de::VariantAccess<'de> for UnitVariant<'_, 'de, E> {
         _: &'static [&'static str],
         _: V,
     ) -> Result<V::Value, E> {
-        Err(unreplayed())
+        self.0.failed.set(true);
+        Err(E::invalid_type(Unexpected::UnitVariant, &"struct variant"))
     }
 }
 
@@ -867,7 +871,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Noted<'_, D> {
         deserialize_i32() deserialize_i64() deserialize_i128() deserialize_u8()
         deserialize_u16() deserialize_u32() deserialize_u64() deserialize_u128()
         deserialize_f32() deserialize_f64() deserialize_char() deserialize_str()
-        deserialize_string() deserialize_bytes() deserialize_byte_buf() deserialize_option()
+        deserialize_string() deserialize_option()
         deserialize_unit() deserialize_unit_struct(name: &'static str)
         deserialize_newtype_struct(name: &'static str) deserialize_seq()
         deserialize_tuple(len: usize) deserialize_tuple_struct(name: &'static str, len: usize)
@@ -875,6 +879,20 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Noted<'_, D> {
         deserialize_struct(name: &'static str, fields: &'static [&'static str])
         deserialize_enum(name: &'static str, variants: &'static [&'static str])
         deserialize_identifier() deserialize_ignored_any()
+    }
+
+    // serde_json reads a string as bytes without refusing raw control characters, which its
+    // skipping of the same member (the policy's pass) refuses: not taken in one pass.
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.failed.set(true);
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_bytes(visitor)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.failed.set(true);
+        let visitor = self.wrap(visitor);
+        self.inner.deserialize_byte_buf(visitor)
     }
 
     fn is_human_readable(&self) -> bool {
@@ -1517,6 +1535,15 @@ mod tests {
         }
         assert!(!agrees::<LenientNested>(r#"{"x":{"a":[1,]}}"#));
         assert!(agrees::<LenientNested>(r#"{"x":{"a":[1],"b":null}}"#));
+        // Read as bytes, serde_json lets a raw control character through that its skipping
+        // of the member refuses.
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Raw {
+            #[serde(with = "serde_bytes_like")]
+            x: Vec<u8>,
+        }
+        assert!(!agrees::<Raw>("{\"x\":\"a\u{1}b\"}"));
+        assert!(serde_json::from_str::<Raw>("{\"x\":\"a\u{1}b\"}").is_ok());
         // A registered claim the application never reads: serde_json would be left before it.
         #[derive(Debug, PartialEq, Deserialize)]
         struct Skipped {
@@ -1539,6 +1566,25 @@ mod tests {
             }
         }
         assert!(!agrees::<BTreeMap<UnreadKey, Value>>(r#"{"a":1}"#));
+    }
+
+    /// Reads a member as bytes (`deserialize_byte_buf`), as `serde_bytes` does.
+    mod serde_bytes_like {
+        use super::*;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
     }
 
     /// `IgnoredAny` with equality, to run it through `agrees`.
