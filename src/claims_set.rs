@@ -476,11 +476,36 @@ use refuse;
 
 /// Hints answered by one of the replaying deserializer's readers, errors noted.
 macro_rules! hints {
-    ($reader:ident: $($method:ident)*) => {
-        $(fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+    ($reader:ident: $($method:ident($($arg:ident: $ty:ty),*))*) => {
+        $(fn $method<V: Visitor<'de>>(self, $(_: $ty,)* visitor: V) -> Result<V::Value, E> {
             let failed = self.failed;
             noted(failed, self.$reader(visitor))
         })*
+    };
+}
+
+/// `Option` as `Some` (a replayed value or name is never `null`) and newtypes as themselves,
+/// as serde_json answers both; its `RawValue` asks by a private name for the raw text, which
+/// is gone.
+macro_rules! option_and_newtype {
+    () => {
+        fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
+            let failed = self.failed;
+            noted(failed, visitor.visit_some(self))
+        }
+
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            name: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, E> {
+            let failed = self.failed;
+            if name.starts_with("$serde_json") {
+                failed.set(true);
+                return Err(unreplayed());
+            }
+            noted(failed, visitor.visit_newtype_struct(self))
+        }
     };
 }
 
@@ -552,72 +577,24 @@ impl<'de, E: de::Error> Replayed<'_, 'de, E> {
 impl<'de, E: de::Error> Deserializer<'de> for Replayed<'_, 'de, E> {
     type Error = E;
 
-    hints!(any: deserialize_any);
+    hints!(any: deserialize_any());
     // serde_json: a number for any numeric hint but the 128-bit ones (parsed apart, so not
     // replayed) and `f32` (parsed apart under its `float_roundtrip` feature).
-    hints!(number: deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_f64);
+    hints!(number: deserialize_i8() deserialize_i16() deserialize_i32() deserialize_i64()
+        deserialize_u8() deserialize_u16() deserialize_u32() deserialize_u64() deserialize_f64());
     // serde_json: `char`, `string` and `identifier` are read as `str`.
-    hints!(text: deserialize_char deserialize_str deserialize_string deserialize_identifier);
-    hints!(array: deserialize_seq);
-    hints!(ignored: deserialize_ignored_any);
-    hints!(unsupported: deserialize_bool deserialize_i128 deserialize_u128 deserialize_f32
-        deserialize_bytes deserialize_byte_buf deserialize_unit deserialize_map);
-
-    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.array(visitor))
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: usize,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.array(visitor))
-    }
-
+    hints!(text: deserialize_char() deserialize_str() deserialize_string() deserialize_identifier());
     // serde_json reads a struct from an array too (and from an object, which this is not).
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.array(visitor))
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: V,
-    ) -> Result<V::Value, E> {
-        self.failed.set(true);
-        Err(unreplayed())
-    }
+    hints!(array: deserialize_seq() deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]));
+    hints!(ignored: deserialize_ignored_any());
+    hints!(unsupported: deserialize_bool() deserialize_i128() deserialize_u128() deserialize_f32()
+        deserialize_bytes() deserialize_byte_buf() deserialize_unit() deserialize_map()
+        deserialize_unit_struct(name: &'static str));
 
     // A replayed value is never `null`.
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, visitor.visit_some(self))
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        // serde_json's `RawValue` asks by a private name for the raw text, which is gone.
-        if name.starts_with("$serde_json") {
-            failed.set(true);
-            return Err(unreplayed());
-        }
-        noted(failed, visitor.visit_newtype_struct(self))
-    }
+    option_and_newtype!();
 
     fn deserialize_enum<V: Visitor<'de>>(
         self,
@@ -740,67 +717,19 @@ impl<'de, E: de::Error> Deserializer<'de> for ReplayedKey<'_, 'de, E> {
     type Error = E;
 
     // serde_json's map-key deserializer forwards these to `deserialize_any`.
-    hints!(any: deserialize_any deserialize_char deserialize_str deserialize_string
-        deserialize_unit deserialize_seq deserialize_map deserialize_identifier
-        deserialize_ignored_any);
+    hints!(any: deserialize_any() deserialize_char() deserialize_str() deserialize_string()
+        deserialize_unit() deserialize_seq() deserialize_map() deserialize_identifier()
+        deserialize_ignored_any() deserialize_unit_struct(name: &'static str)
+        deserialize_tuple(len: usize) deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]));
     // It parses numbers and booleans out of a name, and reads bytes raw: not replayed.
-    hints!(unsupported: deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32
-        deserialize_i64 deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32
-        deserialize_u64 deserialize_u128 deserialize_f32 deserialize_f64 deserialize_bytes
-        deserialize_byte_buf);
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.any(visitor))
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(self, _: usize, visitor: V) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.any(visitor))
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: usize,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.any(visitor))
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, self.any(visitor))
-    }
+    hints!(unsupported: deserialize_bool() deserialize_i8() deserialize_i16() deserialize_i32()
+        deserialize_i64() deserialize_i128() deserialize_u8() deserialize_u16() deserialize_u32()
+        deserialize_u64() deserialize_u128() deserialize_f32() deserialize_f64() deserialize_bytes()
+        deserialize_byte_buf());
 
     // Names cannot be `null`.
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, E> {
-        let failed = self.failed;
-        noted(failed, visitor.visit_some(self))
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, E> {
-        let failed = self.failed;
-        if name.starts_with("$serde_json") {
-            failed.set(true);
-            return Err(unreplayed());
-        }
-        noted(failed, visitor.visit_newtype_struct(self))
-    }
+    option_and_newtype!();
 
     // serde_json reads an enum in a name with its value deserializer.
     fn deserialize_enum<V: Visitor<'de>>(
