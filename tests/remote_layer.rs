@@ -120,6 +120,19 @@ fn remote(server: &JwksServer) -> RemoteJwksBuilder {
 
 /// `n` concurrent requests with tokens validly signed by the published key but naming random
 /// `kid`s; returns their statuses and how long the flood took.
+/// A provider publishing the key `rsa-a`, remote keys fetched from it with this refresh
+/// cooldown, and an API behind a layer using them.
+async fn started(cooldown: Duration) -> (JwksServer, RemoteJwks, Api) {
+    let server = provider(&[jwk("rsa", "rsa-a")]).await;
+    let keys = remote(&server)
+        .refresh_cooldown(cooldown)
+        .build()
+        .await
+        .unwrap();
+    let api = Api::start(layer(keys.clone())).await;
+    (server, keys, api)
+}
+
 async fn flood(api: &Api, n: usize) -> (Vec<StatusCode>, Duration) {
     let tokens: Vec<String> = (0..n)
         .map(|_| token("rsa", &format!("random-{:016x}", rand::random::<u64>())))
@@ -172,13 +185,7 @@ async fn a_token_signed_by_a_published_key_is_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_is_followed_and_the_retired_key_is_refused() {
     let cooldown = Duration::from_secs(1);
-    let server = provider(&[jwk("rsa", "rsa-a")]).await;
-    let keys = remote(&server)
-        .refresh_cooldown(cooldown)
-        .build()
-        .await
-        .unwrap();
-    let api = Api::start(layer(keys.clone())).await;
+    let (server, keys, api) = started(cooldown).await;
     let old = token("rsa", "rsa-a");
     let new = token("rsa-b", "rsa-b");
     api.me(&old).await.assert_ok();
@@ -225,13 +232,7 @@ async fn a_rotation_is_followed_and_the_retired_key_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_while_the_provider_fails_is_503_and_known_kids_still_pass() {
     let cooldown = Duration::from_secs(1);
-    let server = provider(&[jwk("rsa", "rsa-a")]).await;
-    let keys = remote(&server)
-        .refresh_cooldown(cooldown)
-        .build()
-        .await
-        .unwrap();
-    let api = Api::start(layer(keys.clone())).await;
+    let (server, keys, api) = started(cooldown).await;
     let known = token("rsa", "rsa-a");
     // Maybe the provider rotated to this key: we cannot know while it answers 500.
     let unknown = token("rsa-b", "rsa-b");
@@ -313,13 +314,7 @@ async fn a_hanging_provider_is_503_after_the_timeout_and_never_delays_known_kids
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_kid_at_a_healthy_provider_is_401() {
     let cooldown = Duration::from_secs(1);
-    let server = provider(&[jwk("rsa", "rsa-a")]).await;
-    let keys = remote(&server)
-        .refresh_cooldown(cooldown)
-        .build()
-        .await
-        .unwrap();
-    let api = Api::start(layer(keys.clone())).await;
+    let (server, keys, api) = started(cooldown).await;
     tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
 
     // Signed by the published key, but naming a kid the provider does not have.
