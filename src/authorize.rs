@@ -13,7 +13,8 @@
 //! `tracing`); it never passes.
 //!
 //! Typed claims implement [`HasRoles`] / [`HasScopes`] as below; untyped claims
-//! (`serde_json::Value`) already do, reading `roles`, the space-delimited `scope`, and `scp`.
+//! (`serde_json::Value`) already do, reading the `roles` array, the space-delimited `scope`,
+//! and `scp` as either a space-delimited string (Microsoft Entra ID) or an array of strings.
 //!
 //! ```
 //! use axum::{Router, routing::get};
@@ -66,20 +67,25 @@ pub trait HasRoles {
     fn has_role(&self, role: &str) -> bool;
 }
 
-/// Claims that carry OAuth scopes: the space-delimited `scope` claim (RFC 9068 §2.2.3) or an
-/// `scp` array.
+/// Claims that carry OAuth scopes: the space-delimited `scope` claim (RFC 9068 §2.2.3), or
+/// `scp` (a space-delimited string or an array of strings, depending on the issuer).
 pub trait HasScopes {
     /// Whether the claims grant `scope`.
     fn has_scope(&self, scope: &str) -> bool;
 }
 
-/// Whether the space-delimited `scope` string (RFC 6749 §3.3) contains `wanted`.
+/// Whether the space-delimited `scope` string (RFC 6749 §3.3) contains `wanted` as a whole
+/// word. An empty `wanted` is never contained: a scope token has at least one character, so
+/// the empty words between two spaces grant nothing.
 pub fn scope_contains(scope: &str, wanted: &str) -> bool {
-    scope.split(' ').any(|s| s == wanted)
+    !wanted.is_empty() && scope.split(' ').any(|s| s == wanted)
 }
 
 /// Untyped claims: roles from a `roles` array of strings (RFC 9068 §2.2.3.1 names `roles` among
-/// the attributes an access token may carry).
+/// the attributes an access token may carry, and Microsoft Entra ID sends its app roles as an
+/// array). Any other form, a string included, grants no role: no issuer documents a delimited
+/// string, and splitting one on spaces would hand a subject whose role is `"Tenant Admin"` the
+/// role `Admin`. Claims types that need another form implement [`HasRoles`] themselves.
 impl HasRoles for serde_json::Value {
     fn has_role(&self, role: &str) -> bool {
         self.get("roles")
@@ -89,17 +95,22 @@ impl HasRoles for serde_json::Value {
 }
 
 /// Untyped claims: scopes from the space-delimited `scope` string (RFC 9068 §2.2.3), or from
-/// an `scp` array of strings, as some identity providers issue them.
+/// `scp` in either form issuers send it: a space-delimited string (Microsoft Entra ID, v1 and
+/// v2 tokens) or an array of strings, each one scope (e.g. Okta). Any other JSON type grants
+/// nothing.
 impl HasScopes for serde_json::Value {
     fn has_scope(&self, scope: &str) -> bool {
         let in_scope = self
             .get("scope")
             .and_then(serde_json::Value::as_str)
             .is_some_and(|s| scope_contains(s, scope));
-        let in_scp = self
-            .get("scp")
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(|scp| scp.iter().any(|s| s.as_str() == Some(scope)));
+        let in_scp = match self.get("scp") {
+            Some(serde_json::Value::String(scp)) => scope_contains(scp, scope),
+            Some(serde_json::Value::Array(scp)) => {
+                !scope.is_empty() && scp.iter().any(|s| s.as_str() == Some(scope))
+            }
+            _ => false,
+        };
         in_scope || in_scp
     }
 }
@@ -495,5 +506,65 @@ mod tests {
             .and(Requirement::all_scopes(["orders:read"]));
         assert!(admin.is_met_by(&claims));
         assert!(!admin.is_met_by(&json!({ "roles": ["admin"] })));
+    }
+
+    #[test]
+    fn scp_is_read_as_a_space_delimited_string_or_an_array() {
+        // Microsoft Entra ID's form.
+        let entra = json!({ "scp": "User.Read Files.ReadWrite" });
+        // Okta's form.
+        let okta = json!({ "scp": ["User.Read", "Files.ReadWrite"] });
+        for claims in [&entra, &okta] {
+            assert!(claims.has_scope("User.Read"), "{claims}");
+            assert!(claims.has_scope("Files.ReadWrite"), "{claims}");
+            // Whole scopes only: no prefix, no longer word, no two scopes as one.
+            for other in [
+                "User",
+                "Files.Read",
+                "User.Read Files.ReadWrite",
+                "Mail.Send",
+                "",
+            ] {
+                assert!(!claims.has_scope(other), "{claims} {other:?}");
+            }
+            let write = Requirement::<serde_json::Value>::all_scopes(["Files.ReadWrite"]);
+            assert!(write.is_met_by(claims), "{claims}");
+            assert!(!Requirement::any_scope(["Mail.Send"]).is_met_by(claims));
+        }
+        // An array element is one scope, spaces and all.
+        let joined = json!({ "scp": ["User.Read Files.ReadWrite"] });
+        assert!(!joined.has_scope("User.Read") && !joined.has_scope("Files.ReadWrite"));
+        // Empty words (double, leading, trailing spaces) grant nothing.
+        assert!(!json!({ "scp": " a  b " }).has_scope(""));
+        assert!(!json!({ "scope": "a  b" }).has_scope(""));
+        assert!(!json!({ "scp": [""] }).has_scope(""));
+        // Other JSON types grant nothing.
+        for scp in [
+            json!(1),
+            json!(true),
+            json!({ "User.Read": true }),
+            json!(null),
+        ] {
+            assert!(!json!({ "scp": scp }).has_scope("User.Read"), "{scp}");
+        }
+        // `scope` and `scp` together: either grants.
+        let both = json!({ "scope": "a", "scp": "b" });
+        assert!(both.has_scope("a") && both.has_scope("b"));
+    }
+
+    #[test]
+    fn roles_are_read_only_as_an_array() {
+        // Microsoft Entra ID's app roles.
+        let entra = json!({ "roles": ["Tenant.Admin", "Orders.Read"] });
+        assert!(entra.has_role("Tenant.Admin") && entra.has_role("Orders.Read"));
+        assert!(!entra.has_role("Tenant") && !entra.has_role(""));
+        // A string is no list of roles, however it is delimited.
+        for roles in [json!("admin"), json!("Tenant Admin"), json!("a,admin")] {
+            let claims = json!({ "roles": roles });
+            assert!(
+                !claims.has_role("admin") && !claims.has_role("Admin"),
+                "{claims}"
+            );
+        }
     }
 }

@@ -120,7 +120,7 @@ impl moka::Expiry<Arc<str>, Entry> for UntilExp {
         // Never past the token's own expiry; tokens without `exp` for at most an hour.
         let left = entry
             .exp
-            .map_or(3600.0, |exp| (exp - crate::validation::now()).max(0.0));
+            .map_or(3600.0, |exp| (exp - crate::Clock::system().now()).max(0.0));
         Some(Duration::from_secs_f64(left.min(3600.0)))
     }
 }
@@ -197,7 +197,7 @@ mod tests {
     #[test]
     fn exact_token_and_generation() {
         let cache = TokenCache::new(CacheConfig::default());
-        let exp = crate::validation::now() + 600.0;
+        let exp = crate::Clock::system().now() + 600.0;
         cache.insert("a.b.c", entry(0, exp));
         assert!(cache.get("a.b.c", 0).is_some());
         assert!(cache.get("a.b.d", 0).is_none());
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn bounded_by_entries() {
         let cache = TokenCache::new(CacheConfig::default().max_entries(10).max_bytes(1 << 20));
-        let exp = crate::validation::now() + 600.0;
+        let exp = crate::Clock::system().now() + 600.0;
         for i in 0..100 {
             cache.insert(&format!("token-{i}"), entry(0, exp));
         }
@@ -225,7 +225,7 @@ mod tests {
                 .max_entries(1000)
                 .max_bytes(10 * 1280),
         );
-        let exp = crate::validation::now() + 600.0;
+        let exp = crate::Clock::system().now() + 600.0;
         for i in 0..100 {
             cache.insert(&format!("{i:01024}"), entry(0, exp));
         }
@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn entries_do_not_outlive_exp() {
         let cache = TokenCache::new(CacheConfig::default());
-        cache.insert("expired", entry(0, crate::validation::now() - 1.0));
+        cache.insert("expired", entry(0, crate::Clock::system().now() - 1.0));
         assert!(cache.get("expired", 0).is_none());
     }
 }

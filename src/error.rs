@@ -78,10 +78,10 @@ pub enum AuthError {
     /// `exp` is in the past, beyond the leeway (RFC 7519 §4.1.4).
     #[error("token expired")]
     Expired,
-    /// `nbf` is in the future, beyond the leeway (RFC 7519 §4.1.5).
+    /// `nbf` (RFC 7519 §4.1.5) or `iat` (§4.1.6) is in the future, beyond the leeway.
     #[error("token not yet valid")]
     NotYetValid,
-    /// `exp - iat` exceeds the configured maximum lifetime, or `iat` is in the future.
+    /// `exp - iat` exceeds the configured maximum lifetime.
     #[error("token lifetime not accepted")]
     LifetimeTooLong,
     /// `iss` is not one of the configured issuers (RFC 7519 §4.1.1).
@@ -340,6 +340,23 @@ pub enum BuildError {
         issuer: String,
         /// What was wrong with the discovery document.
         reason: String,
+    },
+    /// A [`RemoteJwks`](crate::keys::remote::RemoteJwks) discovered from one issuer was given to
+    /// a tenant, or a layer, that accepts tokens of another issuer: its keys would verify
+    /// tokens claiming that other issuer. Issuers are compared exactly, byte for byte (OpenID
+    /// Connect Discovery 1.0 §4.3), so a trailing `/` is a different issuer. Use one
+    /// [`Tenant`](crate::Tenant) per issuer, or, for a key set that really is shared by
+    /// several issuers, `RemoteJwks::from_jwks_uri` with explicit
+    /// [`issuer`](crate::JwtAuthBuilder::issuer)s.
+    #[error(
+        "keys discovered from issuer {discovered:?} cannot verify tokens of issuer \
+         {configured:?} (issuers are compared exactly, OpenID Connect Discovery 1.0 §4.3)"
+    )]
+    IssuerMismatch {
+        /// The issuer the tenant or the layer accepts tokens of.
+        configured: String,
+        /// The issuer the key set was discovered from.
+        discovered: String,
     },
     /// The HTTP client for remote keys could not be set up (e.g. no TLS roots).
     #[error("cannot set up the HTTP client: {0}")]

@@ -39,7 +39,8 @@ use crate::tenant::Verifiers;
 use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
 use crate::verify::{OwnedTokenId, Verifier, trace_rejection};
 use crate::{
-    AuthError, BuildError, Claims, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, Tenant, TokenSource,
+    AuthError, BuildError, Claims, Clock, CsrfPolicy, Jwks, JwtAuth, Key, Rfc6750, Tenant,
+    TokenSource,
 };
 
 /// The default cap on a token's size: generous for access tokens with many claims, small
@@ -240,7 +241,7 @@ impl<R> Shared<R> {
             .as_ref()?
             .get(token, verifier.keys.generation())?;
         // A failing time check falls through to full verification, which reports it.
-        let now = crate::validation::now();
+        let now = verifier.policy.clock.now();
         verifier
             .policy
             .check_times(entry.exp, entry.nbf, now)
@@ -428,8 +429,11 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// discovery, refreshed and rotated without a restart (see [`keys::remote`]). A token
     /// whose `kid` the current set lacks triggers a (rate-limited) refresh; while the provider
     /// is unreachable and no key fits, requests get 503 with `Retry-After`. When the source
-    /// was discovered from an issuer and no [`issuer`](Self::issuer) is configured, that
-    /// issuer is required.
+    /// was discovered from an issuer, that issuer is required: it is added when no
+    /// [`issuer`](Self::issuer) is configured, and a configured issuer other than it (compared
+    /// exactly, OpenID Connect Discovery 1.0 §4.3) makes [`build`](Self::build) fail with
+    /// [`BuildError::IssuerMismatch`], since that issuer's tokens would be verified with these
+    /// keys.
     ///
     /// [`keys::remote`]: crate::keys::remote
     #[cfg(feature = "remote")]
@@ -447,7 +451,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
 
     /// Restricts the accepted algorithms to these (RFC 8725 §3.1). Without it, each key's own
     /// algorithm is accepted; JWKs that name no `alg` verify the allowed algorithms of their
-    /// key type (RS256/ES256/EdDSA when no list is given).
+    /// key type (RS256/ES256/EdDSA when no list is given), `oct` ones only the HMAC algorithms
+    /// they are long enough for (RFC 7518 §3.2, see [`Jwks`]).
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.allowed = Some(AlgSet::from_iter(algs));
         self
@@ -573,7 +578,16 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Reads the time for `exp`, `nbf` and `iat` from `clock` (default: the system clock); a
+    /// test moves a [`Clock::manual`] instead of sleeping.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.policy.clock = clock;
+        self
+    }
+
     /// Consults `store` for every verified token (see [`revocation`](crate::revocation)).
+    /// The build fails when the leeway is longer than the store's
+    /// [`retention_margin`](Revocation::retention_margin).
     pub fn revocation(mut self, store: Arc<dyn Revocation>) -> Self {
         self.revocation = Some(store);
         self
@@ -695,6 +709,14 @@ impl<C, R> JwtAuthBuilder<C, R> {
             .map(TokenSource::compile)
             .collect::<Result<Vec<_>, _>>()?;
 
+        if let Some(store) = &self.revocation
+            && self.policy.leeway > store.retention_margin()
+        {
+            // The store would forget a revoked token while this layer still accepts it.
+            return Err(BuildError::InvalidSetting(
+                "the leeway is longer than the revocation store's retention margin",
+            ));
+        }
         let verifiers = self.build_verifiers()?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {

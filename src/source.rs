@@ -106,7 +106,7 @@ impl TokenSource {
                 }
             }
             TokenSource::Cookie(name) | TokenSource::Query(name) => {
-                if name.is_empty() || !name.bytes().all(is_tchar) {
+                if !is_token(name) {
                     return Err(bad());
                 }
                 match self {
@@ -181,10 +181,8 @@ pub(crate) fn extract<'r>(
                 }
             }
             Source::Cookie(name) => {
-                for value in headers.get_all(header::COOKIE) {
-                    for token in cookies(value.as_bytes(), name, max_len) {
-                        offer(token?, true)?;
-                    }
+                for value in cookie_values(headers, name) {
+                    offer(b64token(value, max_len)?, true)?;
                 }
             }
             Source::Query(name) => {
@@ -276,25 +274,50 @@ static CLASS: [u8; 256] = {
     table
 };
 
-/// The values of every cookie called `name` in one `Cookie` header (RFC 6265 §4.2.1), with
-/// DQUOTEs around a value removed. Empty values (a cleared cookie) are skipped.
-fn cookies<'r>(
-    header: &'r [u8],
+/// The values of every cookie called `name` in the request's `Cookie` headers, in order: the
+/// crate's one cookie parser, for token sources and the CSRF double-submit check alike.
+///
+/// Each header is a `cookie-string` (RFC 6265 §4.2.1): `name=value` pairs separated by `;`,
+/// whitespace around names and values ignored. Names are compared exactly (they are
+/// case-sensitive). A value wrapped in DQUOTEs (§4.1.1: `cookie-value = *cookie-octet /
+/// ( DQUOTE *cookie-octet DQUOTE )`) is unwrapped by [`unquote`]: the quotes are not part of
+/// the value. Empty values (a cleared cookie, or `""`) are skipped.
+pub(crate) fn cookie_values<'h>(
+    headers: &'h HeaderMap,
     name: &str,
-    max_len: usize,
-) -> impl Iterator<Item = Result<(&'r str, bool), AuthError>> {
-    header.split(|b| *b == b';').filter_map(move |pair| {
-        let pair = pair.trim_ascii();
-        let eq = pair.iter().position(|b| *b == b'=')?;
-        if pair[..eq].trim_ascii() != name.as_bytes() {
-            return None;
-        }
-        let mut value = pair[eq + 1..].trim_ascii();
-        if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
-            value = &value[1..value.len() - 1];
-        }
-        (!value.is_empty()).then(|| b64token(value, max_len))
-    })
+) -> impl Iterator<Item = &'h [u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(move |value| {
+            value
+                .as_bytes()
+                .split(|b| *b == b';')
+                .filter_map(move |pair| {
+                    let pair = pair.trim_ascii();
+                    let eq = pair.iter().position(|b| *b == b'=')?;
+                    if pair[..eq].trim_ascii() != name.as_bytes() {
+                        return None;
+                    }
+                    let value = unquote(pair[eq + 1..].trim_ascii());
+                    (!value.is_empty()).then_some(value)
+                })
+        })
+}
+
+/// `value` without one pair of surrounding DQUOTEs, if it has them (RFC 6265 §4.1.1), else
+/// `value` itself. A lone `"` is left alone.
+pub(crate) fn unquote(value: &[u8]) -> &[u8] {
+    match value {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => value,
+    }
+}
+
+/// Whether `name` is an RFC 9110 §5.6.2 `token`, as a cookie name must be (RFC 6265 §4.1.1
+/// `cookie-name = token`).
+pub(crate) fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_tchar)
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -460,6 +483,25 @@ mod tests {
                 .unwrap()
                 .cookie_only
         );
+    }
+
+    #[test]
+    fn one_cookie_parser_unwraps_dquotes_once() {
+        let mut map = HeaderMap::new();
+        for value in [
+            "a=1; at=\"x.y.z\" ; at = p.q.r",
+            "at=\"\"; at=; At=no; at=\"; at=\"\"q\"\"",
+        ] {
+            map.append(header::COOKIE, value.parse().unwrap());
+        }
+        let values: Vec<&[u8]> = cookie_values(&map, "at").collect();
+        assert_eq!(
+            values,
+            [&b"x.y.z"[..], b"p.q.r", b"\"", b"\"q\""],
+            "quotes around a value are removed once; empty values are skipped"
+        );
+        assert_eq!(unquote(b"\""), b"\"");
+        assert_eq!(unquote(b"\"\""), b"");
     }
 
     #[test]

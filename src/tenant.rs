@@ -4,7 +4,10 @@
 //! and, optionally, its own audiences. The layer reads the token's `iss` *unverified*, only to
 //! choose the tenant; the token is then verified with that tenant's keys alone and must carry
 //! that very `iss`. A token from an issuer no tenant names is refused (401) without any key
-//! fetch, so unknown issuers cannot make the layer contact anything.
+//! fetch, so unknown issuers cannot make the layer contact anything. A tenant's
+//! [`RemoteJwks`](crate::keys::remote::RemoteJwks) found by discovery must have been
+//! discovered from that tenant's issuer (otherwise
+//! [`BuildError::IssuerMismatch`](crate::BuildError::IssuerMismatch)).
 //!
 //! ```
 //! use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key, Tenant};
@@ -86,7 +89,11 @@ impl Tenant {
         }
     }
 
-    /// Takes this issuer's keys from its JWKS URL or by discovery.
+    /// Takes this issuer's keys from its JWKS URL or by discovery. A source discovered from an
+    /// issuer must have been discovered from this tenant's issuer, compared exactly (OpenID
+    /// Connect Discovery 1.0 §4.3): otherwise [`build`](crate::JwtAuthBuilder::build) fails
+    /// with [`BuildError::IssuerMismatch`](crate::BuildError::IssuerMismatch), since tokens
+    /// claiming this tenant's issuer would be verified with another issuer's keys.
     #[cfg(feature = "remote")]
     pub fn remote_jwks(mut self, remote: crate::keys::remote::RemoteJwks) -> Tenant {
         self.keys.remote = Some(remote);

@@ -30,9 +30,9 @@
 //! ```
 
 use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::AuthError;
+use crate::{AuthError, Clock};
 
 /// What the claims and the `typ` header of a verified token must satisfy.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub(crate) struct ClaimsPolicy {
     pub max_lifetime: Option<Duration>,
     /// Claim names that must be present, beyond those the settings above imply.
     pub required: Vec<String>,
+    /// What "now" is for every time check.
+    pub clock: Clock,
 }
 
 impl Default for ClaimsPolicy {
@@ -57,6 +59,7 @@ impl Default for ClaimsPolicy {
             token_type: None,
             max_lifetime: None,
             required: Vec::new(),
+            clock: Clock::system(),
         }
     }
 }
@@ -119,6 +122,12 @@ impl ClaimsPolicy {
             return Err(AuthError::MissingClaim);
         }
         self.check_times(reg.exp, reg.nbf, now)?;
+        // A token issued in the future would outlive a subject's revocation "not before"
+        // (which compares `iat`), so it is refused like one that is not yet valid. RFC 7519
+        // §4.1.6 leaves the use of `iat` to the application; this is ours.
+        if reg.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(AuthError::NotYetValid);
+        }
         if reg.exp.is_none() && self.require_exp {
             return Err(AuthError::MissingClaim);
         }
@@ -126,7 +135,7 @@ impl ClaimsPolicy {
             let (Some(iat), Some(exp)) = (reg.iat, reg.exp) else {
                 return Err(AuthError::MissingClaim);
             };
-            if iat > now + leeway || exp - iat > max.as_secs_f64() {
+            if exp - iat > max.as_secs_f64() {
                 return Err(AuthError::LifetimeTooLong);
             }
         }
@@ -159,14 +168,6 @@ fn media_type_eq(a: &str, b: &str) -> bool {
         }
     }
     bare(a).eq_ignore_ascii_case(bare(b))
-}
-
-/// The current time as a NumericDate (seconds since the epoch, RFC 7519 §2).
-pub(crate) fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// How the token's `aud` compares with the configured audiences.

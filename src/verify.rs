@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::claims_set;
 use crate::token::{self, JoseHeader, Segments};
-use crate::validation::{self, ClaimsPolicy};
+use crate::validation::ClaimsPolicy;
 
 /// Stack space for a decoded header: larger headers go to the heap.
 const HEADER_BUF: usize = 256;
@@ -91,6 +91,7 @@ pub(crate) struct Verified<C> {
 /// The owned form of [`TokenId`](crate::revocation::TokenId), to carry into an async check.
 #[derive(Debug, Clone)]
 pub(crate) struct OwnedTokenId {
+    pub iss: Option<String>,
     pub jti: Option<String>,
     pub sub: Option<String>,
     pub iat: Option<u64>,
@@ -98,11 +99,12 @@ pub(crate) struct OwnedTokenId {
 
 impl OwnedTokenId {
     pub(crate) fn as_ref(&self) -> crate::revocation::TokenId<'_> {
-        crate::revocation::TokenId {
-            jti: self.jti.as_deref(),
-            sub: self.sub.as_deref(),
-            iat: self.iat,
-        }
+        crate::revocation::TokenId::new(
+            self.iss.as_deref(),
+            self.jti.as_deref(),
+            self.sub.as_deref(),
+            self.iat,
+        )
     }
 }
 
@@ -177,10 +179,16 @@ impl Verifier {
         };
         let iss = registered.iss.as_deref();
         self.policy
-            .check(&registered, validation::now())
+            .check(&registered, self.policy.clock.now())
             .map_err(|e| reject(e, Some(&header), iss))?;
+        // A token with neither `jti` nor `sub` could never be revoked: with a store configured,
+        // it is refused rather than let past every logout.
+        if self.collect_id && registered.jti.is_none() && registered.sub.is_none() {
+            return Err(reject(AuthError::MissingClaim, Some(&header), iss));
+        }
         let claims = claims.map_err(|_| reject(AuthError::ClaimsShape, Some(&header), iss))?;
         let id = self.collect_id.then(|| OwnedTokenId {
+            iss: registered.iss.as_deref().map(str::to_owned),
             jti: registered.jti.as_deref().map(str::to_owned),
             sub: registered.sub.as_deref().map(str::to_owned),
             iat: registered.iat.map(|iat| iat as u64),

@@ -3,7 +3,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::get;
@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use tower_jwt_auth::cache::CacheConfig;
 use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::{Claims, Clock, JwtAuthLayer, TokenIssuer};
 
 async fn server(layer: JwtAuthLayer<TestClaims>) -> String {
     let app = Router::new()
@@ -110,21 +110,55 @@ async fn revocation_is_checked_on_every_hit() {
     );
 }
 
+/// A cached token is refused once the layer's clock passes `exp` + leeway, by the time check
+/// of the hit path itself. The cache keeps an entry for the token's remaining time on the
+/// system clock, which does not move here: only the layer's manual clock does. So the entry is
+/// still cached when the token expires, the request is a hit (the hit counter says so), and
+/// only the hit path's own `exp` check keeps it from being served.
 #[tokio::test]
 async fn expiry_is_honoured_on_a_hit() {
-    let layer = layer().leeway(Duration::ZERO).build().unwrap();
+    const LEEWAY: Duration = Duration::from_secs(60);
+    const LIFETIME: u64 = 600;
+    // A whole second, so that `exp + leeway` is an exact instant on the manual clock.
+    let start = now();
+    let clock = Clock::manual(UNIX_EPOCH + Duration::from_secs(start));
+    let layer = layer().leeway(LEEWAY).clock(clock.clone()).build().unwrap();
     let url = server(layer.clone()).await;
     let client = reqwest::Client::new();
-    let exp = now() + 2;
-    let token = hs256_token(json!({ "exp": exp }));
-    let res = client.get(&url).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    // Nothing to await but the clock: the token's own `exp` must pass.
-    while now() < exp {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let token = hs256_token(json!({ "iat": start, "exp": start + LIFETIME }));
+    let get = || client.get(&url).bearer_auth(&token).send();
+    let stats = || {
+        let s = layer.cache_stats().unwrap();
+        (s.entries, s.hits, s.misses)
+    };
+
+    // A miss verifies the token and caches it; the next request is a hit.
+    for _ in 0..2 {
+        assert_eq!(get().await.unwrap().status(), StatusCode::OK);
     }
-    let res = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(stats(), (1, 1, 1));
+
+    // One second before `exp + leeway`: still valid, still served from the cache.
+    clock.advance(Duration::from_secs(LIFETIME) + LEEWAY - Duration::from_secs(1));
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(stats(), (1, 2, 1));
+
+    // At `exp + leeway` the token has expired (RFC 7519 §4.1.4: now must be before it).
+    clock.advance(Duration::from_secs(1));
+    let res = get().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let challenge = res.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.contains("token expired"), "{challenge}");
+    assert!(
+        challenge.contains("error=\"invalid_token\"")
+            && challenge.contains("error_description=\"token expired\""),
+        "{challenge}"
+    );
+    // The entry was found (a hit, no new miss) and is still cached: the hit path declined to
+    // serve it (its expired check falls through to full verification, which reports the
+    // reason), rather than the cache having dropped it.
+    assert_eq!(
+        stats(),
+        (1, 3, 1),
+        "the expired request was not a cache hit"
+    );
 }

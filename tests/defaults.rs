@@ -15,7 +15,7 @@ use common::*;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::json;
 use tower::{Layer, ServiceExt, service_fn};
-use tower_jwt_auth::revocation::{Revocation, RevocationError, TokenId};
+use tower_jwt_auth::revocation::{MemoryRevocation, Revocation, RevocationError, TokenId};
 use tower_jwt_auth::{
     Algorithm, AuthError, BuildError, Claims, DEFAULT_MAX_TOKEN_SIZE, JwtAuthBuilder, JwtAuthLayer,
     Key,
@@ -194,6 +194,24 @@ async fn typ_is_checked_once_configured() {
     for any in [Some("JWT"), None] {
         assert_eq!(verify(&plain(), &typed(any)).as_deref(), Ok("alice"));
     }
+}
+
+/// A token issued in the future would outlive a subject revocation's "not before", which
+/// compares `iat`.
+#[tokio::test]
+async fn iat_in_the_future_is_refused_by_default() {
+    let future = hs256_token(json!({ "iat": now() + 3600 }));
+    assert_eq!(verify(&plain(), &future), Err(AuthError::NotYetValid));
+    assert_invalid_token(
+        &send(&plain(), get_with_bearer(&future)).await,
+        &AuthError::NotYetValid,
+    );
+    // Within the leeway it is clock skew, not a future token.
+    let skewed = hs256_token(json!({ "iat": now() + 30 }));
+    assert_eq!(verify(&plain(), &skewed).as_deref(), Ok("alice"));
+    // The leeway is the only setting that moves it.
+    let wide = builder().leeway(Duration::from_secs(7200)).build().unwrap();
+    assert_eq!(verify(&wide, &future).as_deref(), Ok("alice"));
 }
 
 #[tokio::test]
@@ -469,6 +487,7 @@ impl Revocation for Unreachable {
     }
     fn revoke_subject<'a>(
         &'a self,
+        _: Option<&'a str>,
         _: &'a str,
         _: u64,
         _: u64,
@@ -477,6 +496,9 @@ impl Revocation for Unreachable {
     }
     fn use_once<'a>(&'a self, _: &'a str, _: u64) -> BoxFut<'a, Result<bool, RevocationError>> {
         Box::pin(async { Err(RevocationError("connection refused".into())) })
+    }
+    fn retention_margin(&self) -> std::time::Duration {
+        tower_jwt_auth::revocation::DEFAULT_RETENTION_MARGIN
     }
 }
 
@@ -500,4 +522,53 @@ async fn revocation_fails_closed_by_default() {
         .build()
         .unwrap();
     assert_passed(&send(&open, get_with_bearer(&token)).await);
+}
+
+/// With a store configured, a token with neither `jti` nor `sub` is refused: no revocation
+/// could ever reach it. Without a store it passes (the claims type here needs no `sub`).
+#[tokio::test]
+async fn unrevocable_tokens_are_refused_while_a_store_is_configured() {
+    let layer = |store: Option<Arc<MemoryRevocation>>| {
+        let b = JwtAuthLayer::<serde_json::Value>::builder().hs256(SECRET);
+        match store {
+            Some(store) => b.revocation(store),
+            None => b,
+        }
+        .build()
+        .unwrap()
+    };
+    let with_store = layer(Some(Arc::new(MemoryRevocation::new())));
+    let anonymous = hs256_token(json!({ "sub": null }));
+    assert_eq!(
+        with_store.verify(&anonymous).err(),
+        Some(AuthError::MissingClaim)
+    );
+    assert!(layer(None).verify(&anonymous).is_ok());
+    // Either claim makes a token revocable.
+    assert!(with_store.verify(&hs256_token(json!({}))).is_ok());
+    let jti_only = hs256_token(json!({ "sub": null, "jti": "j-1" }));
+    assert!(with_store.verify(&jti_only).is_ok());
+}
+
+/// A store forgets an entry its retention margin after the token's `exp`; a layer that still
+/// accepted the token later than that (a longer leeway) would let it back in.
+#[test]
+fn a_leeway_longer_than_the_stores_retention_margin_is_refused_at_build() {
+    let store = || Arc::new(MemoryRevocation::new().with_retention_margin(Duration::from_secs(60)));
+    let err = builder()
+        .leeway(Duration::from_secs(61))
+        .revocation(store())
+        .build()
+        .err();
+    assert!(
+        matches!(err, Some(BuildError::InvalidSetting(m)) if m.contains("retention margin")),
+        "{err:?}"
+    );
+    assert!(
+        builder()
+            .leeway(Duration::from_secs(60))
+            .revocation(store())
+            .build()
+            .is_ok()
+    );
 }

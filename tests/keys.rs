@@ -407,6 +407,81 @@ async fn jwks_key_without_alg_follows_the_allow_list() {
     }
 }
 
+/// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output. An `oct` JWK
+/// without `alg` is offered every allowed HMAC algorithm, so its length must be checked against
+/// each of them, not against HS256 only: a 32-byte key never verifies HS384 or HS512, a 47-byte
+/// one never HS384.
+#[tokio::test]
+async fn jwks_oct_key_without_alg_verifies_only_the_hmac_algorithms_it_is_long_enough_for() {
+    let oct = |kid: &str, len: usize| {
+        let secret: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+        let jwk = json!({ "kty": "oct", "kid": kid, "k": b64(&secret) });
+        (jwk, EncodingKey::from_secret(&secret))
+    };
+    let (jwk32, key32) = oct("k32", 32);
+    let (jwk47, key47) = oct("k47", 47);
+    let (jwk64, key64) = oct("k64", 64);
+    let doc = jwks_doc(vec![jwk32.clone(), jwk47.clone(), jwk64]);
+    let layer = build(builder().jwks_json(&doc).algorithms(HMAC));
+
+    for (kid, key, fits) in [
+        ("k32", &key32, &[Algorithm::HS256][..]),
+        ("k47", &key47, &[Algorithm::HS256][..]),
+        ("k64", &key64, &HMAC[..]),
+    ] {
+        for alg in HMAC {
+            let out = send(&layer, &token(alg, Some(kid), key)).await;
+            let what = format!("{alg:?} token under the {kid} oct key without alg");
+            if fits.contains(&alg) {
+                assert_accepted(&out, &what);
+            } else {
+                assert_refused(&out, Some(AuthError::UnknownKey), &what);
+            }
+        }
+    }
+    // Without a kid, a token signed with a short key finds only the long key, which refuses it.
+    for alg in [Algorithm::HS384, Algorithm::HS512] {
+        let out = send(&layer, &token(alg, None, &key32)).await;
+        assert_refused(
+            &out,
+            None,
+            &format!("{alg:?} token without kid, 32-byte key"),
+        );
+    }
+    // `verify`, outside any tower stack, refuses the same way.
+    let hs512 = token(Algorithm::HS512, Some("k32"), &key32);
+    assert_eq!(layer.verify(&hs512).unwrap_err(), AuthError::UnknownKey);
+
+    // Too short for every allowed HMAC algorithm: a build error naming the weakest of them.
+    for (jwk, allowed, (alg, len, min)) in [
+        (&jwk32, &[Algorithm::HS512][..], (Algorithm::HS512, 32, 64)),
+        (&jwk32, &HMAC[1..], (Algorithm::HS384, 32, 48)),
+        (&jwk47, &HMAC[1..], (Algorithm::HS384, 47, 48)),
+    ] {
+        let b = builder()
+            .jwks_json(&jwks_doc(vec![jwk.clone()]))
+            .algorithms(allowed.iter().copied());
+        match b.build().unwrap_err() {
+            BuildError::WeakSecret {
+                alg: a,
+                len: l,
+                min: m,
+            } => assert_eq!((a, l, m), (alg, len, min), "{allowed:?}"),
+            other => panic!("{allowed:?}: {other:?}"),
+        }
+    }
+    // Without an allow-list such a key verifies HS256 only.
+    let layer = build(builder().jwks_json(&jwks_doc(vec![jwk32])));
+    let out = send(&layer, &token(Algorithm::HS256, Some("k32"), &key32)).await;
+    assert_accepted(&out, "HS256 without allow-list");
+    let out = send(&layer, &token(Algorithm::HS512, Some("k32"), &key32)).await;
+    assert_refused(
+        &out,
+        Some(AuthError::AlgorithmNotAllowed),
+        "HS512 without allow-list",
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // kid selection
 // ---------------------------------------------------------------------------------------------
@@ -701,6 +776,32 @@ fn pem_key_for_hs256_refused() {
             builder().key(Key::der(alg, &der)).build().is_err(),
             "{alg:?}"
         );
+    }
+    // The public key's PEM text handed over as the HMAC secret itself: anyone who can read
+    // the public key could sign with it. The text is long enough for every HMAC algorithm,
+    // so the PEM check alone refuses it, whichever way the secret arrives.
+    let text = String::from_utf8(pem.clone()).unwrap();
+    assert!(text.len() >= 64);
+    for secret in [text.clone(), format!("\n  {text}")] {
+        let mut builders: Vec<_> = HMAC
+            .into_iter()
+            .map(|alg| (alg, builder().key(Key::hmac(alg, &secret))))
+            .collect();
+        builders.push((Algorithm::HS256, builder().hs256(&secret)));
+        builders.push((
+            Algorithm::HS256,
+            builder().key(Key::decoding_key(
+                Algorithm::HS256,
+                jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+            )),
+        ));
+        for (alg, b) in builders {
+            let err = b.build().unwrap_err();
+            assert!(
+                matches!(err, BuildError::KeyAlgorithmMismatch { alg: got } if got == alg),
+                "{alg:?}, PEM text as the secret: {err:?}"
+            );
+        }
     }
     // A public key handed over as a jsonwebtoken DecodingKey of the wrong family.
     let dk = jsonwebtoken::DecodingKey::from_rsa_pem(&pem).unwrap();

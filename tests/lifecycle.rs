@@ -8,7 +8,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
@@ -20,14 +20,17 @@ use common::sessions::{
     REFRESH_SECRET, Refreshed, Roles, access_issuer, refresh, refresh_endpoint, refreshed, refused,
 };
 use common::*;
+use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement, scope_contains};
-use tower_jwt_auth::issue::{AccessTokenCookie, RefreshTokens, TokenResponse};
+use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens, TokenResponse};
 use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
-use tower_jwt_auth::{BuildError, Claims, CsrfPolicy, JwtAuthLayer};
+use tower_jwt_auth::{
+    Algorithm, AuthError, BuildError, Claims, Clock, CsrfPolicy, JwtAuthLayer, Key, Tenant,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared bits
@@ -85,6 +88,15 @@ impl HasRoles for ScopedClaims {
 impl HasScopes for ScopedClaims {
     fn has_scope(&self, scope: &str) -> bool {
         scope_contains(&self.scope, scope)
+    }
+}
+
+/// Untyped claims: the crate's own `HasRoles`/`HasScopes` for `serde_json::Value` apply.
+impl Subject for serde_json::Value {
+    fn subject(&self) -> &str {
+        self.get("sub")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -288,6 +300,76 @@ async fn any_scope_and_all_scopes_read_the_space_delimited_scope_claim() {
 
     assert!(scope_contains("a b c", "b"));
     assert!(!scope_contains("a bc", "b"));
+}
+
+/// Microsoft Entra ID sends `scp` as one space-delimited string, other issuers (Okta) as an
+/// array: with untyped claims, a scope requirement reads both, word by word.
+#[tokio::test]
+async fn untyped_claims_read_scp_as_a_space_delimited_string_or_an_array() {
+    use serde_json::Value;
+    let (write, delete) = (hits(), hits());
+    let app = Router::new()
+        .route(
+            "/files",
+            counted::<Value>(&write).route_layer(RequireClaims::<Value>::all_scopes(["write"])),
+        )
+        .route(
+            "/files/delete",
+            counted::<Value>(&delete).route_layer(RequireClaims::<Value>::any_scope(["delete"])),
+        )
+        .layer(auth::<Value>());
+    let base = format!("http://{}", serve(app).await);
+    let (files, remove) = (format!("{base}/files"), format!("{base}/files/delete"));
+
+    let entra = hs256_token(json!({ "sub": "entra", "scp": "read write" }));
+    let array = hs256_token(json!({ "sub": "okta", "scp": ["read", "write"] }));
+    for (token, sub) in [(&entra, "entra"), (&array, "okta")] {
+        let res = get_with(&files, Some(token)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{sub}");
+        assert_eq!(res.text().await.unwrap(), sub);
+        // A scope the token does not carry.
+        assert_forbidden(&get_with(&remove, Some(token)).await, "delete");
+    }
+    // Whole words only, and an array element is one scope, spaces and all.
+    for scp in [
+        json!("read writer"),
+        json!("rewrite"),
+        json!(["read write"]),
+        json!(""),
+    ] {
+        let token = hs256_token(json!({ "sub": "x", "scp": scp }));
+        assert_forbidden(&get_with(&files, Some(&token)).await, "write");
+    }
+    assert_eq!((count(&write), count(&delete)), (2, 0));
+}
+
+/// Roles in untyped claims are read from an array only (Microsoft Entra ID's app roles are
+/// one); a `roles` string grants nothing, so a token cannot gain `admin` from a string that
+/// happens to contain the word.
+#[tokio::test]
+async fn untyped_claims_read_roles_only_as_an_array() {
+    use serde_json::Value;
+    let h = hits();
+    let app = Router::new()
+        .route(
+            "/admin",
+            counted::<Value>(&h).route_layer(RequireClaims::<Value>::any_role(["admin"])),
+        )
+        .layer(auth::<Value>());
+    let url = format!("http://{}/admin", serve(app).await);
+    let entra = hs256_token(json!({ "sub": "entra", "roles": ["admin", "Orders.Read"] }));
+    let res = get_with(&url, Some(&entra)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "entra");
+    for roles in [
+        json!("admin"),
+        json!("user admin"),
+        json!({ "admin": true }),
+    ] {
+        let token = hs256_token(json!({ "sub": "x", "roles": roles }));
+        assert_forbidden(&get_with(&url, Some(&token)).await, "admin");
+    }
+    assert_eq!(count(&h), 1);
 }
 
 #[tokio::test]
@@ -772,22 +854,96 @@ async fn refreshed_access_token_works_and_refresh_token_is_not_an_access_token()
     assert_eq!(count(&me), 3);
 }
 
-/// Even with the refresh secret reused for access tokens and no `token_type` check on the
-/// layer, the refresh token's audience (`<aud>#refresh`) keeps it out.
+/// A refresh token is never accepted as an access token, whatever the access layer checks:
+/// a refresh secret equal to the access secret does not build, and under its own secret a
+/// refresh token fails the signature check of a layer that checks neither `typ` nor `aud`.
 #[tokio::test]
-async fn refresh_token_is_refused_by_audience_when_typ_is_not_checked() {
-    let sessions =
-        RefreshTokens::new(access_issuer(), SECRET, Arc::new(MemoryRevocation::new())).unwrap();
-    let (app, me) = Session::start(sessions, auth::<TestClaims>()).await;
+async fn refresh_token_is_no_access_token_even_without_typ_or_aud_checks() {
+    let same =
+        RefreshTokens::<Roles>::new(access_issuer(), SECRET, Arc::new(MemoryRevocation::new()));
+    assert!(
+        matches!(&same, Err(BuildError::InvalidSetting(m)) if m.contains("must differ")),
+        "{same:?}"
+    );
+    let bare = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .build()
+        .unwrap();
+    let (app, me) = Session::start(memory_sessions(), bare).await;
     let pair = app.login("alice").await;
     assert_eq!(app.me(&pair.access_token).await.status(), StatusCode::OK);
     let res = app.me(&pair.refresh_token).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         www_authenticate(&res),
-        Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"wrong audience\"")
+        Some(
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"invalid signature\""
+        )
     );
     assert_eq!(count(&me), 1);
+}
+
+/// Sessions whose issuer, verifier and store all read `clock`; refresh tokens live 600 s.
+fn clocked_sessions(clock: &Clock) -> RefreshTokens<Roles> {
+    RefreshTokens::new(
+        access_issuer().with_clock(clock.clone()),
+        REFRESH_SECRET,
+        Arc::new(MemoryRevocation::new().with_clock(clock.clone())),
+    )
+    .unwrap()
+    .with_refresh_lifetime(Duration::from_secs(600))
+}
+
+fn at(unix_secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(unix_secs)
+}
+
+/// A copy of a spent refresh token, held until just after its `exp`, gets nothing: refresh
+/// tokens are verified without leeway, and the single-use mark outlives `exp` anyway.
+#[tokio::test]
+async fn a_spent_refresh_token_is_refused_just_after_its_exp() {
+    let clock = Clock::manual(SystemTime::now());
+    let sessions = clocked_sessions(&clock);
+    let roles = Roles { roles: vec![] };
+    let r1 = sessions.issue("alice", &roles).unwrap().refresh;
+    clock.advance(Duration::from_secs(100));
+    let r2 = sessions.refresh(&r1.token).await.unwrap().refresh;
+
+    clock.set(at(r1.expires_at + 30));
+    let replay = sessions.refresh(&r1.token).await;
+    assert!(
+        matches!(replay, Err(RefreshError::Invalid(AuthError::Expired))),
+        "{replay:?}"
+    );
+    // The legitimate holder's rotation goes on.
+    assert!(sessions.refresh(&r2.token).await.is_ok());
+}
+
+/// A revoked family stays revoked for as long as any of its refresh tokens could be accepted,
+/// including one issued at the very instant of the revocation.
+#[tokio::test]
+async fn a_revoked_family_stays_revoked_until_its_last_token_is_dead() {
+    let clock = Clock::manual(SystemTime::now());
+    let sessions = clocked_sessions(&clock);
+    let r1 = sessions
+        .issue("alice", &Roles { roles: vec![] })
+        .unwrap()
+        .refresh;
+    let r2 = sessions.refresh(&r1.token).await.unwrap().refresh;
+    assert!(matches!(
+        sessions.refresh(&r1.token).await,
+        Err(RefreshError::ReuseDetected)
+    ));
+    clock.set(at(r2.expires_at - 1));
+    assert!(matches!(
+        sessions.refresh(&r2.token).await,
+        Err(RefreshError::Revoked)
+    ));
+    for past_exp in [0, 30, 59, 61] {
+        clock.set(at(r2.expires_at + past_exp));
+        let late = sessions.refresh(&r2.token).await;
+        assert!(late.is_err(), "{past_exp} s after exp: {late:?}");
+    }
 }
 
 /// RFC 9700 §4.14.2: attacker and victim hold the same refresh token R1. The attacker rotates
@@ -864,8 +1020,16 @@ async fn tampered_refresh_token_is_refused() {
     assert_eq!(app.me(&next.access_token).await.status(), StatusCode::OK);
 }
 
+/// An access token is no refresh token. The refresh verifier has three checks that keep it
+/// out, and each must hold on its own: the `typ` (`refresh+jwt`), the audience
+/// (`<aud>#refresh`) and the refresh secret. `/refresh` answers every refusal alike
+/// ("invalid"), so which check refused is read from `RefreshTokens::refresh`, with tokens that
+/// pass all but one of them.
 #[tokio::test]
 async fn access_token_is_refused_at_refresh() {
+    use tower_jwt_auth::AuthError;
+    use tower_jwt_auth::issue::{REFRESH_TOKEN_TYPE, RefreshError};
+
     let (app, _me) = Session::start(memory_sessions(), access_layer()).await;
     let pair = app.login("alice").await;
     assert_eq!(refused(app.refresh(&pair.access_token).await), "invalid");
@@ -876,6 +1040,41 @@ async fn access_token_is_refused_at_refresh() {
     );
     // The refresh token itself is unaffected.
     refreshed(app.refresh(&pair.refresh_token).await);
+
+    let sessions = memory_sessions();
+    let refusal = async |token: &str| match sessions.refresh(token).await.err() {
+        Some(RefreshError::Invalid(reason)) => reason,
+        other => panic!("expected an invalid refresh token, got {other:?}"),
+    };
+    // The access token fails the first of them, the `typ`, before its signature is checked.
+    let access = access_issuer()
+        .issue("alice", &Roles { roles: vec![] })
+        .unwrap();
+    assert_eq!(refusal(&access.token).await, AuthError::WrongType);
+
+    // Refresh-shaped tokens that differ from a genuine one in one thing only.
+    let refresh_token = |aud: &str, secret: &[u8]| {
+        sign_raw(
+            &json!({ "alg": "HS256", "typ": REFRESH_TOKEN_TYPE }),
+            &json!({ "iss": ISSUER, "aud": aud, "sub": "alice", "jti": format!("j-{aud}"),
+                     "fam": "f-1", "iat": now(), "exp": now() + 600, "app": { "roles": [] } }),
+            jsonwebtoken::Algorithm::HS256,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+    };
+    let refresh_aud = format!("{AUDIENCE}#refresh");
+    // The access audience, under the refresh secret: the audience check refuses it.
+    let for_access = refresh_token(AUDIENCE, REFRESH_SECRET);
+    assert_eq!(refusal(&for_access).await, AuthError::WrongAudience);
+    // The refresh audience, under the access secret: the signature check refuses it.
+    let under_access_secret = refresh_token(&refresh_aud, SECRET);
+    assert_eq!(
+        refusal(&under_access_secret).await,
+        AuthError::InvalidSignature
+    );
+    // Both right: a genuine refresh token, accepted.
+    let genuine = refresh_token(&refresh_aud, REFRESH_SECRET);
+    assert!(sessions.refresh(&genuine).await.is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -886,6 +1085,10 @@ const REVOKED: &str =
     "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token revoked\"";
 
 async fn revocable_server(store: Arc<MemoryRevocation>) -> (String, Hits) {
+    clocked_revocable_server(store, Clock::system()).await
+}
+
+async fn clocked_revocable_server(store: Arc<MemoryRevocation>, clock: Clock) -> (String, Hits) {
     let h = hits();
     let layer = JwtAuthLayer::<TestClaims>::builder()
         .hs256(SECRET)
@@ -893,6 +1096,7 @@ async fn revocable_server(store: Arc<MemoryRevocation>) -> (String, Hits) {
         .audience(AUDIENCE)
         .token_type("at+jwt")
         .revocation(store)
+        .clock(clock)
         .build()
         .unwrap();
     let app = Router::new()
@@ -947,7 +1151,7 @@ async fn revoked_subject_loses_older_tokens_only() {
 
     let now = now();
     store
-        .revoke_subject("alice", now + 1, now + 3600)
+        .revoke_subject(Some(ISSUER), "alice", now + 1, now + 3600)
         .await
         .unwrap();
     for t in [&alice1, &alice2] {
@@ -983,6 +1187,86 @@ async fn revoked_subject_loses_older_tokens_only() {
     assert_eq!(count(&h), 5);
 }
 
+/// The layer accepts a token until `exp` plus its leeway (60 s): a logged-out token must stay
+/// refused through that window, not come back when the store's entry would have expired.
+#[tokio::test]
+async fn a_revoked_token_stays_revoked_through_the_leeway() {
+    let clock = Clock::manual(SystemTime::now());
+    let store = Arc::new(MemoryRevocation::new().with_clock(clock.clone()));
+    let (url, h) = clocked_revocable_server(store.clone(), clock.clone()).await;
+    let token = access_issuer()
+        .with_clock(clock.clone())
+        .issue("alice", &Roles { roles: vec![] })
+        .unwrap();
+    assert_eq!(
+        get_with(&url, Some(&token.token)).await.status(),
+        StatusCode::OK
+    );
+    store.revoke(&token.jti, token.expires_at).await.unwrap();
+
+    for past_exp in [-1, 0, 30, 59] {
+        clock.set(at(token.expires_at.saturating_add_signed(past_exp)));
+        let res = get_with(&url, Some(&token.token)).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNAUTHORIZED,
+            "{past_exp} s after exp"
+        );
+        assert_eq!(
+            www_authenticate(&res),
+            Some(REVOKED),
+            "{past_exp} s after exp"
+        );
+    }
+    clock.set(at(token.expires_at + 61));
+    let res = get_with(&url, Some(&token.token)).await;
+    assert_eq!(
+        www_authenticate(&res),
+        Some("Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token expired\"")
+    );
+    assert_eq!(count(&h), 1);
+}
+
+/// A subject is unique only within its issuer (RFC 7519 §4.1.2): revoking one issuer's alice
+/// leaves another issuer's alice alone.
+#[tokio::test]
+async fn a_subject_revocation_reaches_only_its_issuer() {
+    const OTHER: &str = "https://other.test";
+    const OTHER_SECRET: &[u8] = b"the other tenant's secret, 32 bytes or more";
+    let store = Arc::new(MemoryRevocation::new());
+    let h = hits();
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(ISSUER).key(Key::hmac(Algorithm::HS256, SECRET)))
+        .tenant(Tenant::new(OTHER).key(Key::hmac(Algorithm::HS256, OTHER_SECRET)))
+        .audience(AUDIENCE)
+        .revocation(store.clone())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/me", counted::<TestClaims>(&h))
+        .layer(layer);
+    let url = format!("http://{}/me", serve(app).await);
+    let ours = hs256_token(json!({ "iat": now() - 10 }));
+    let theirs = sign_raw(
+        &json!({ "alg": "HS256" }),
+        &json!({ "sub": "alice", "roles": [], "iss": OTHER, "aud": AUDIENCE,
+                 "iat": now() - 10, "exp": now() + 600 }),
+        Algorithm::HS256,
+        &EncodingKey::from_secret(OTHER_SECRET),
+    );
+    for t in [&ours, &theirs] {
+        assert_eq!(get_with(&url, Some(t)).await.status(), StatusCode::OK);
+    }
+    store
+        .revoke_subject(Some(ISSUER), "alice", now(), now() + 3600)
+        .await
+        .unwrap();
+    let res = get_with(&url, Some(&ours)).await;
+    assert_eq!(www_authenticate(&res), Some(REVOKED));
+    assert_eq!(get_with(&url, Some(&theirs)).await.status(), StatusCode::OK);
+    assert_eq!(count(&h), 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // CSRF for cookie-borne tokens
 // ---------------------------------------------------------------------------------------------
@@ -1006,7 +1290,8 @@ async fn cookie_server(
 
 #[tokio::test]
 async fn csrf_same_origin_policy_for_cookie_tokens() {
-    let (addr, h) = cookie_server(|b| b).await;
+    // The test server has no TLS: it says so, or `http://` origins would not be its own.
+    let (addr, h) = cookie_server(|b| b.csrf(CsrfPolicy::same_origin().assume_http())).await;
     let url = format!("http://{addr}/action");
     let token = hs256_token(json!({}));
     let cookie = format!("access_token={token}");
@@ -1183,6 +1468,186 @@ async fn csrf_allow_origin_and_disabled_protection() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(count(&h), 1);
+}
+
+/// The status a cookie-borne POST to `url` with `headers` gets.
+async fn csrf_post(
+    c: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    headers: &[(&str, &str)],
+) -> StatusCode {
+    let mut req = c.post(url).header("cookie", cookie);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.unwrap().status()
+}
+
+/// The test server speaks plain http, but an HTTP/1.1 request line names no scheme, and an
+/// https site must never take `Origin: http://<its host>` (a page anyone on the network can
+/// forge) for its own: unless told `assume_http()`, the layer takes the site to be https. A
+/// default port written out is the same origin as none.
+#[tokio::test]
+async fn csrf_origin_compares_scheme_host_and_port() {
+    let (addr, h) = cookie_server(|b| b).await;
+    let url = format!("http://{addr}/action");
+    let cookie = format!("access_token={}", hs256_token(json!({})));
+    let c = client();
+    let port = addr.port();
+    let http_origin = format!("http://127.0.0.1:{port}");
+    let https_origin = format!("https://127.0.0.1:{port}");
+
+    let status = csrf_post(&c, &url, &cookie, &[("origin", &http_origin)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let referer = format!("{http_origin}/form");
+    let status = csrf_post(&c, &url, &cookie, &[("referer", &referer)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(count(&h), 0);
+    let status = csrf_post(&c, &url, &cookie, &[("origin", &https_origin)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count(&h), 1);
+
+    // The site on its default port: `https://shop.example:443` is `https://shop.example`.
+    let (ok, forbidden) = (StatusCode::OK, StatusCode::FORBIDDEN);
+    for (host, origin, expected) in [
+        ("shop.example", "https://shop.example:443", ok),
+        ("shop.example:443", "https://shop.example", ok),
+        ("Shop.Example", "https://shop.EXAMPLE", ok),
+        ("shop.example", "https://shop.example:8443", forbidden),
+        ("shop.example", "http://shop.example", forbidden),
+        ("shop.example", "http://shop.example:443", forbidden),
+    ] {
+        let status = csrf_post(&c, &url, &cookie, &[("host", host), ("origin", origin)]).await;
+        assert_eq!(status, expected, "Host {host}, Origin {origin}");
+    }
+    assert_eq!(count(&h), 4);
+
+    // A site with no TLS anywhere says so; then https is the other origin.
+    let (addr, h) = cookie_server(|b| b.csrf(CsrfPolicy::same_origin().assume_http())).await;
+    let url = format!("http://{addr}/action");
+    let http_origin = format!("http://127.0.0.1:{}", addr.port());
+    let https_origin = format!("https://127.0.0.1:{}", addr.port());
+    let status = csrf_post(&c, &url, &cookie, &[("origin", &http_origin)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let status = csrf_post(&c, &url, &cookie, &[("origin", &https_origin)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(count(&h), 1);
+}
+
+/// Browsers send `Sec-Fetch-Site`, which no page can set, and the layer reads it first: behind
+/// a proxy that rewrote `Host`, `same-origin` passes with no configuration at all, and
+/// `cross-site` is refused even when `Origin` matches `Host`.
+#[tokio::test]
+async fn csrf_sec_fetch_site_is_checked_first() {
+    let (addr, h) = cookie_server(|b| b).await;
+    let url = format!("http://{addr}/action");
+    let cookie = format!("access_token={}", hs256_token(json!({})));
+    let c = client();
+    // What the browser saw: https://shop.example; what reached the server: Host 127.0.0.1.
+    let public = [("origin", "https://shop.example")];
+    let status = csrf_post(&c, &url, &cookie, &public).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let status = csrf_post(
+        &c,
+        &url,
+        &cookie,
+        &[public[0], ("sec-fetch-site", "same-origin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(count(&h), 1);
+
+    let own = format!("https://127.0.0.1:{}", addr.port());
+    for site in ["cross-site", "same-site"] {
+        let headers = [("origin", own.as_str()), ("sec-fetch-site", site)];
+        let status = csrf_post(&c, &url, &cookie, &headers).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{site}");
+    }
+    assert_eq!(count(&h), 1);
+}
+
+/// Behind a reverse proxy that rewrites `Host` and ends TLS (the client plays the proxy: it
+/// calls 127.0.0.1 and names the public site in `X-Forwarded-Host`/`-Proto`), a same-origin
+/// cookie-borne write passes once the forwarded headers are trusted, and is 403 while they are
+/// not: untrusted, they are ignored, so they cannot make a foreign origin the site's own.
+#[tokio::test]
+async fn csrf_behind_a_proxy_trusts_forwarded_headers_only_when_told() {
+    let (trusting, trusting_hits) =
+        cookie_server(|b| b.csrf(CsrfPolicy::same_origin().trust_forwarded_headers())).await;
+    let (untrusting, untrusting_hits) = cookie_server(|b| b).await;
+    let cookie = format!("access_token={}", hs256_token(json!({})));
+    let c = client();
+    let post = |addr: SocketAddr, origin: &'static str, host: &'static str, proto| {
+        let url = format!("http://{addr}/action");
+        let cookie = cookie.clone();
+        let c = c.clone();
+        async move {
+            let headers = [
+                ("origin", origin),
+                ("x-forwarded-host", host),
+                ("x-forwarded-proto", proto),
+            ];
+            csrf_post(&c, &url, &cookie, &headers).await
+        }
+    };
+
+    let res = c
+        .post(format!("http://{trusting}/action"))
+        .header("cookie", &cookie)
+        .header("origin", "https://shop.example")
+        .header("x-forwarded-host", "shop.example")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "alice");
+    // Only the scheme and host the proxy named are the site's own.
+    for (origin, host, proto) in [
+        ("http://shop.example", "shop.example", "https"),
+        ("https://evil.example", "shop.example", "https"),
+        ("https://shop.example:8443", "shop.example", "https"),
+        ("https://shop.example", "shop.example, x.test", "https"),
+    ] {
+        let status = post(trusting, origin, host, proto).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin} {host} {proto}");
+    }
+    assert_eq!(count(&trusting_hits), 1);
+
+    // Not trusted: the same request is refused, and so is one naming the attacker's origin.
+    for (origin, host) in [
+        ("https://shop.example", "shop.example"),
+        ("https://evil.example", "evil.example"),
+    ] {
+        let status = post(untrusting, origin, host, "https").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
+    }
+    assert_eq!(count(&untrusting_hits), 0);
+}
+
+/// The double-submit cookie is read by the crate's one cookie parser: DQUOTEs around its value
+/// (RFC 6265 §4.1.1) are not part of it, and a quoted empty value matches nothing.
+#[tokio::test]
+async fn csrf_double_submit_cookie_in_dquotes() {
+    let (addr, h) = cookie_server(|b| {
+        b.csrf(CsrfPolicy::allowed_origins_only().double_submit("x-csrf-token", "csrf"))
+    })
+    .await;
+    let url = format!("http://{addr}/action");
+    let token = hs256_token(json!({}));
+    let c = client();
+    for (csrf, header, expected) in [
+        ("\"k3y-9f8e7d\"", "k3y-9f8e7d", StatusCode::OK),
+        ("\"k3y-9f8e7d\"", "\"k3y-9f8e7d\"", StatusCode::OK),
+        ("\"\"", "\"\"", StatusCode::FORBIDDEN),
+        ("\"k3y-9f8e7d\"", "k3y-9f8e7e", StatusCode::FORBIDDEN),
+    ] {
+        let cookie = format!("access_token={token}; csrf={csrf}");
+        let status = csrf_post(&c, &url, &cookie, &[("x-csrf-token", header)]).await;
+        assert_eq!(status, expected, "csrf={csrf}, header {header}");
+    }
+    assert_eq!(count(&h), 2);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -535,7 +535,11 @@ fn claims_acceptable(members: &Option<Vec<(String, Value)>>, now: f64) -> bool {
         Some(Some(nbf)) => now + 60.0 >= nbf,
         Some(None) => false,
     };
-    let iat_ok = !matches!(number(get("iat")), Some(None));
+    let iat_ok = match number(get("iat")) {
+        None => true,
+        Some(Some(iat)) => iat <= now + 60.0,
+        Some(None) => false,
+    };
     let iss_ok = get("iss") == Some(&json!(ISSUER));
     let aud_ok = match get("aud") {
         Some(Value::String(s)) => s == AUDIENCE,

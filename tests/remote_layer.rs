@@ -591,7 +591,7 @@ fn token_with(overrides: Value) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_discovered_issuer_is_required_unless_one_is_configured() {
+async fn the_discovered_issuer_is_required_and_no_other_can_be_configured() {
     let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let issuer = server.issuer();
     let keys = RemoteJwks::from_issuer(&issuer)
@@ -625,19 +625,52 @@ async fn the_discovered_issuer_is_required_unless_one_is_configured() {
         .assert_invalid_token("missing required claim");
     assert_eq!(api.handled(), 1);
 
-    // An explicit `.issuer()` replaces the discovered one.
+    // An explicit `.issuer()` other than the discovered one would let tokens claiming it be
+    // verified with the discovered issuer's keys: a build error naming both, also when it is
+    // one of several configured issuers, and issuers compare byte for byte (OpenID Connect
+    // Discovery 1.0 §4.3: a trailing `/` is another issuer).
+    let slash = format!("{issuer}/");
+    for configured in [
+        vec![ISSUER],
+        vec![issuer.as_str(), ISSUER],
+        vec![ISSUER, issuer.as_str()],
+        vec![slash.as_str()],
+    ] {
+        let mut builder = JwtAuthLayer::<Value>::builder()
+            .remote_jwks(keys.clone())
+            .audience(AUDIENCE);
+        for iss in &configured {
+            builder = builder.issuer(*iss);
+        }
+        let err = builder.build().unwrap_err();
+        let text = err.to_string();
+        match err {
+            tower_jwt_auth::BuildError::IssuerMismatch {
+                configured: c,
+                discovered: d,
+            } => {
+                assert_ne!(c, issuer, "{configured:?}");
+                assert_eq!(d, issuer, "{configured:?}");
+                assert!(text.contains(&c) && text.contains(&d), "{text}");
+            }
+            other => panic!("{configured:?}: {other:?}"),
+        }
+    }
+
+    // Configuring the discovered issuer itself is fine.
     let explicit = Api::start(
         JwtAuthLayer::<Value>::builder()
             .remote_jwks(keys)
-            .issuer(ISSUER)
+            .issuer(&issuer)
             .audience(AUDIENCE)
             .build()
             .unwrap(),
     )
     .await;
-    explicit.me(&token_with(json!({}))).await.assert_ok();
+    let reply = explicit.me(&token_with(json!({ "iss": issuer }))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.www_authenticate);
     explicit
-        .me(&token_with(json!({ "iss": issuer })))
+        .me(&token_with(json!({})))
         .await
         .assert_invalid_token("wrong issuer");
     assert_eq!(explicit.handled(), 1);

@@ -184,3 +184,99 @@ async fn unknown_issuers_cause_no_fetch() {
     assert_eq!(status(&url, &token).await.0, StatusCode::OK);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
+
+/// A tenant whose keys were discovered from another issuer: without the check, tokens claiming
+/// the tenant's issuer would be verified with the other issuer's keys. A build error naming
+/// both issuers, compared byte for byte (OpenID Connect Discovery 1.0 §4.3).
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn keys_discovered_from_another_issuer_are_a_build_error() {
+    use common::jwks_server::{JwksServer, jwk};
+    use tower_jwt_auth::{BuildError, RemoteJwks};
+
+    // Provider B is its own OpenID provider (issuer `http://127.0.0.1:<port>`) and publishes
+    // the `rsa` test key under kid `b-1`.
+    let provider_b = JwksServer::start(&[jwk("rsa", "b-1")]).await;
+    let issuer_b = provider_b.issuer();
+    let keys_b = RemoteJwks::from_issuer(&issuer_b)
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(keys_b.issuer(), Some(issuer_b.as_str()));
+
+    let attach = |tenant_issuer: &str| {
+        JwtAuthLayer::<TestClaims>::builder()
+            .tenant(Tenant::new(tenant_issuer).remote_jwks(keys_b.clone()))
+            .audience(AUDIENCE)
+            .build()
+    };
+    // Tenant A with B's keys; and B's issuer with a trailing `/`, which is another issuer.
+    for tenant_issuer in [A.to_owned(), format!("{issuer_b}/")] {
+        let err = attach(&tenant_issuer).unwrap_err();
+        let text = err.to_string();
+        match err {
+            BuildError::IssuerMismatch {
+                configured,
+                discovered,
+            } => assert_eq!(
+                (configured, discovered),
+                (tenant_issuer.clone(), issuer_b.clone())
+            ),
+            other => panic!("{tenant_issuer}: {other:?}"),
+        }
+        assert!(
+            text.contains(&tenant_issuer) && text.contains(&issuer_b),
+            "{text}"
+        );
+    }
+    // Also when the mismatching tenant comes after a correct one.
+    let err = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(&issuer_b).remote_jwks(keys_b.clone()))
+        .tenant(Tenant::new(A).remote_jwks(keys_b.clone()))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::IssuerMismatch { configured, .. } if configured == A),
+        "{err:?}"
+    );
+
+    // The right tenant for B's keys, next to tenant A with its own static key: B's token
+    // passes, a token claiming A but signed with B's key does not.
+    let layer = JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).key(Key::pem(Algorithm::ES256, data("ec_p256_public.pem"))))
+        .tenant(Tenant::new(&issuer_b).remote_jwks(keys_b))
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let (url, hits) = server(layer).await;
+    let signed_by_b = |iss: &str| {
+        sign_raw(
+            &json!({"alg": "RS256", "kid": "b-1"}),
+            &claims(iss, AUDIENCE),
+            Algorithm::RS256,
+            &rsa_key(),
+        )
+    };
+    assert_eq!(
+        status(&url, &signed_by_b(&issuer_b)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&url, &signed_by_b(A)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // A key set from a plain JWKS URL has no issuer: any tenant may use it.
+    let by_url = RemoteJwks::from_jwks_uri(provider_b.jwks_url())
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(by_url.issuer(), None);
+    JwtAuthLayer::<TestClaims>::builder()
+        .tenant(Tenant::new(A).remote_jwks(by_url))
+        .build()
+        .unwrap();
+}

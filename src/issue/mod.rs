@@ -34,7 +34,7 @@
 //! # let _ = (auth, issued.token);
 //! ```
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,9 +42,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::BuildError;
 use crate::backend::provider;
 use crate::keys::min_secret_len;
+use crate::{BuildError, Clock};
 
 mod cookie;
 mod refresh;
@@ -69,6 +69,7 @@ pub struct TokenIssuer {
     audience: Option<String>,
     lifetime: Duration,
     typ: String,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for TokenIssuer {
@@ -135,6 +136,7 @@ impl TokenIssuer {
             audience: None,
             lifetime: DEFAULT_LIFETIME,
             typ: "at+jwt".into(),
+            clock: Clock::system(),
         })
     }
 
@@ -209,6 +211,12 @@ impl TokenIssuer {
         self
     }
 
+    /// Reads the time for `iat` and `exp` from `clock` (default: the system clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The lifetime of the tokens this issuer signs.
     pub fn lifetime(&self) -> Duration {
         self.lifetime
@@ -224,10 +232,7 @@ impl TokenIssuer {
         let Value::Object(mut map) = serde_json::to_value(claims)? else {
             return Err(IssueError::ClaimsNotObject);
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = self.clock.unix_secs();
         let exp = now.saturating_add(self.lifetime.as_secs());
         let jti = random_id()?;
         if let Some(iss) = &self.issuer {
@@ -247,6 +252,16 @@ impl TokenIssuer {
             expires_at: exp,
             expires_in: exp - now,
         })
+    }
+
+    /// For an HMAC issuer, a value equal for two issuers exactly when their secrets are: the
+    /// HMAC-SHA-256 of a fixed message, which reveals nothing of the secret.
+    pub(crate) fn hmac_fingerprint(&self) -> Option<Vec<u8>> {
+        if self.alg.family() != AlgorithmFamily::Hmac {
+            return None;
+        }
+        let signer = (provider().signer_factory)(&Algorithm::HS256, &self.key).ok()?;
+        signer.try_sign(b"tower-jwt-auth secret fingerprint").ok()
     }
 
     fn sign(&self, claims: &Map<String, Value>) -> Result<String, IssueError> {

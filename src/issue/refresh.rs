@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{IssueError, IssuedToken, TokenIssuer, random_id};
 use crate::keys::{AlgSet, KeySet};
-use crate::revocation::{Revocation, RevocationError, TokenId, unix_now};
+use crate::revocation::{Revocation, RevocationError, TokenId};
 use crate::validation::ClaimsPolicy;
 use crate::verify::Verifier;
 use crate::{AuthError, BuildError, Key};
@@ -162,14 +162,28 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
         let mut refresh = TokenIssuer::hs256(secret)?
             .with_audience(&audience)
             .with_type(REFRESH_TOKEN_TYPE)
-            .with_lifetime(DEFAULT_REFRESH_LIFETIME);
+            .with_lifetime(DEFAULT_REFRESH_LIFETIME)
+            .with_clock(access.clock.clone());
         refresh.issuer = access.issuer.clone();
+        // Under the access secret a refresh token would verify as an access token wherever
+        // the access layer checks neither `typ` nor `aud`.
+        if refresh.hmac_fingerprint().is_some()
+            && refresh.hmac_fingerprint() == access.hmac_fingerprint()
+        {
+            return Err(BuildError::InvalidSetting(
+                "the refresh-token secret must differ from the access-token secret",
+            ));
+        }
         let entry = Key::hmac(Algorithm::HS256, secret).into_entry()?;
         let policy = ClaimsPolicy {
             issuers: access.issuer.iter().cloned().collect(),
             audiences: vec![audience],
             token_type: Some(REFRESH_TOKEN_TYPE.into()),
             required: vec!["jti".into(), "sub".into(), "fam".into()],
+            // This service issues its refresh tokens itself, on its own clock: no skew to
+            // allow for, and no window past `exp` in which a spent token could come back.
+            leeway: Duration::ZERO,
+            clock: access.clock.clone(),
             ..ClaimsPolicy::default()
         };
         let verifier = Verifier::new(
@@ -237,20 +251,19 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             .map_err(RefreshError::Invalid)?
             .claims;
         let family_key = family_key(&claims.fam);
-        let family = TokenId {
-            jti: Some(&family_key),
-            sub: Some(&claims.sub),
-            iat: claims.iat,
-        };
+        let family = TokenId::new(
+            self.access.issuer.as_deref(),
+            Some(&family_key),
+            Some(&claims.sub),
+            claims.iat,
+        );
         if self.store.is_revoked(family).await? {
             return Err(RefreshError::Revoked);
         }
         if !self.store.use_once(&claims.jti, claims.exp).await? {
             // RFC 9700 §4.14.2: reuse means one of two parties holds a stolen token; revoke
             // the family so neither can go on without logging in again.
-            self.store
-                .revoke(&family_key, unix_now() + self.lifetime.as_secs())
-                .await?;
+            self.store.revoke(&family_key, self.family_expiry()).await?;
             return Err(RefreshError::ReuseDetected);
         }
         Ok(self.issue_in_family(&claims.sub, &claims.app, &claims.fam)?)
@@ -265,12 +278,20 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             .map_err(RefreshError::Invalid)?
             .claims;
         self.store
-            .revoke(
-                &family_key(&claims.fam),
-                unix_now() + self.lifetime.as_secs(),
-            )
+            .revoke(&family_key(&claims.fam), self.family_expiry())
             .await?;
         Ok(())
+    }
+}
+
+impl<C> RefreshTokens<C> {
+    /// Until when a family's revocation must be kept: the latest `exp` of a refresh token of
+    /// the family issued up to now (the store adds its retention margin).
+    fn family_expiry(&self) -> u64 {
+        self.access
+            .clock
+            .unix_secs()
+            .saturating_add(self.lifetime.as_secs())
     }
 }
 

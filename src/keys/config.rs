@@ -26,7 +26,8 @@ impl KeyConfig {
 
     /// The key source and the algorithm allow-list (`allowed`: the configured one, if any),
     /// checked. A source discovered from an issuer adds that issuer to `issuers` when none is
-    /// configured: its keys are that issuer's, for that issuer's tokens only.
+    /// configured: its keys are that issuer's, for that issuer's tokens only; `issuers` naming
+    /// any other issuer is a [`BuildError::IssuerMismatch`].
     pub(crate) fn build(
         self,
         allowed: Option<AlgSet>,
@@ -43,10 +44,21 @@ impl KeyConfig {
             if allowed.is_empty() {
                 return Err(BuildError::NoUsableAlgorithm);
             }
-            if issuers.is_empty()
-                && let Some(issuer) = remote.issuer()
-            {
-                issuers.push(issuer.to_owned());
+            if let Some(discovered) = remote.issuer() {
+                // The discovery document's `issuer` equals `discovered` exactly (OpenID Connect
+                // Discovery 1.0 §4.3): these are that issuer's keys, and they must verify only
+                // tokens claiming it. Any other accepted issuer (the tenant's, or one of the
+                // layer's `.issuer()`s) would take tokens signed with these keys, so it is
+                // refused, compared byte for byte as §4.3 compares.
+                if let Some(other) = issuers.iter().find(|iss| iss.as_str() != discovered) {
+                    return Err(BuildError::IssuerMismatch {
+                        configured: other.clone(),
+                        discovered: discovered.to_owned(),
+                    });
+                }
+                if issuers.is_empty() {
+                    issuers.push(discovered.to_owned());
+                }
             }
             return Ok((Keys::Remote(remote), allowed));
         }
@@ -61,6 +73,7 @@ impl KeyConfig {
             }
         }
         for jwks in &self.jwks {
+            jwks.check_secret_lengths(allowed)?;
             entries.extend(jwks.entries(allowed));
         }
         if entries.is_empty() {

@@ -7,8 +7,8 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
-use super::min_secret_len;
 use super::set::{AlgSet, KeyEntry, check_strength};
+use super::{algs_for_secret, min_secret_len};
 use crate::BuildError;
 
 /// A JWK Set read from a string or a file, for
@@ -17,6 +17,13 @@ use crate::BuildError;
 /// Each key is judged on its own: one that is malformed, meant for encryption (`use` other
 /// than `sig`, RFC 7517 §4.2), declares an `alg` that does not fit its key type, or is too weak
 /// is skipped and the rest are kept. [`Jwks::skipped`] says how many were.
+///
+/// A key without `alg` verifies the layer's allowed algorithms of its key type (without an
+/// allow-list: RS256, ES256/ES384 by curve, EdDSA, HS256). An HMAC (`oct`) key is never used
+/// with a hash longer than itself (RFC 7518 §3.2): under an allow-list of HS256 and HS512, a
+/// 32-byte `oct` key without `alg` verifies HS256 tokens only, and one too short for every
+/// allowed HMAC algorithm makes [`build`](crate::JwtAuthBuilder::build) fail with
+/// [`BuildError::WeakSecret`].
 ///
 /// ```
 /// use tower_jwt_auth::Jwks;
@@ -104,25 +111,63 @@ impl Jwks {
 
     /// The key entries for a layer whose allow-list is `allowed` (`None`: not configured).
     /// A JWK without `alg` verifies the allowed algorithms of its family, or that family's
-    /// customary one when no allow-list was given.
+    /// customary one when no allow-list was given; an `oct` one only those HMAC algorithms it
+    /// is long enough for (RFC 7518 §3.2).
     pub(crate) fn entries(&self, allowed: Option<AlgSet>) -> Vec<KeyEntry> {
         self.keys
             .iter()
             .filter_map(|k| {
-                let algs = match (k.alg, k.curve_alg, allowed) {
-                    (Some(alg), _, _) | (None, Some(alg), _) => AlgSet::of(alg),
-                    (None, None, Some(allowed)) => {
-                        AlgSet::family(k.key.family()).intersect(allowed)
-                    }
-                    (None, None, None) => AlgSet::of(customary(k.key.family())),
-                };
-                let algs = match allowed {
-                    Some(allowed) => algs.intersect(allowed),
-                    None => algs,
-                };
+                let algs = k.algs(allowed);
                 (!algs.is_empty()).then(|| KeyEntry::new(k.kid.clone(), algs, k.key.clone()))
             })
             .collect()
+    }
+
+    /// Refuses an `oct` JWK without `alg` that the allow-list `allowed` offers HMAC
+    /// algorithms to but that is too short for every one of them: a configuration mistake, like
+    /// [`Key::hmac`](crate::Key::hmac) with a short secret. (One long enough for some of them
+    /// verifies those only, see [`entries`](Self::entries).)
+    pub(crate) fn check_secret_lengths(&self, allowed: Option<AlgSet>) -> Result<(), BuildError> {
+        // Without an allow-list such a key verifies HS256 only, checked when it was parsed.
+        let Some(allowed) = allowed else {
+            return Ok(());
+        };
+        let offered = AlgSet::family(AlgorithmFamily::Hmac).intersect(allowed);
+        for k in &self.keys {
+            if k.alg.is_some() || k.key.family() != AlgorithmFamily::Hmac {
+                continue;
+            }
+            // The weakest offered algorithm: HS256, then HS384, then HS512.
+            if let Some(alg) = offered.iter().next()
+                && k.algs(Some(allowed)).is_empty()
+            {
+                return Err(BuildError::WeakSecret {
+                    alg,
+                    len: k.key.try_get_as_bytes().map_or(0, <[u8]>::len),
+                    min: min_secret_len(alg),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl JwkEntry {
+    /// The algorithms this key verifies under the allow-list `allowed` (`None`: not
+    /// configured). An HMAC key never gets an algorithm whose hash output is longer than it
+    /// (RFC 7518 §3.2): an `oct` JWK without `alg` is offered every allowed HMAC algorithm,
+    /// and its length was checked at parse time against HS256 only.
+    fn algs(&self, allowed: Option<AlgSet>) -> AlgSet {
+        let algs = match (self.alg, self.curve_alg, allowed) {
+            (Some(alg), _, _) | (None, Some(alg), _) => AlgSet::of(alg),
+            (None, None, Some(allowed)) => AlgSet::family(self.key.family()).intersect(allowed),
+            (None, None, None) => AlgSet::of(customary(self.key.family())),
+        };
+        let algs = match allowed {
+            Some(allowed) => algs.intersect(allowed),
+            None => algs,
+        };
+        algs_for_secret(algs, &self.key)
     }
 }
 

@@ -201,3 +201,18 @@ pub(crate) fn min_secret_len(alg: Algorithm) -> usize {
         _ => 32,
     }
 }
+
+/// `algs` without the HMAC algorithms whose hash output is longer than the secret `key`
+/// (RFC 7518 §3.2: "A key of the same size as the hash output ... or larger MUST be used").
+/// A 32-byte secret thus keeps HS256 and loses HS384 and HS512. Keys of other families keep
+/// `algs` unchanged; an HMAC key whose bytes cannot be read keeps no HMAC algorithm.
+pub(crate) fn algs_for_secret(algs: AlgSet, key: &DecodingKey) -> AlgSet {
+    if key.family() != AlgorithmFamily::Hmac {
+        return algs;
+    }
+    let len = key.try_get_as_bytes().map_or(0, <[u8]>::len);
+    AlgSet::from_iter(
+        algs.iter()
+            .filter(|alg| alg.family() != AlgorithmFamily::Hmac || len >= min_secret_len(*alg)),
+    )
+}

@@ -90,6 +90,9 @@ pub(crate) struct KeyEntry {
 
 impl KeyEntry {
     pub(crate) fn new(kid: Option<String>, algs: AlgSet, key: DecodingKey) -> KeyEntry {
+        // Fail closed whoever built the entry: an HMAC secret never verifies an algorithm whose
+        // hash is longer than it (RFC 7518 §3.2), so such a token finds no key.
+        let algs = super::algs_for_secret(algs, &key);
         #[cfg(feature = "aws-lc-rs")]
         let prepared = algs
             .iter()

@@ -2,26 +2,43 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 
-use super::{Revocation, RevocationError, TokenId, unix_now};
+use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
+use crate::Clock;
 
 /// Revocations held in this process's memory: for a single server, tests, and development.
 ///
-/// Entries are dropped once they expire; expired entries are swept as new ones arrive, so
-/// memory stays proportional to the revocations still in force.
-#[derive(Debug, Default)]
+/// Entries are dropped once their expiry plus the retention margin has passed; expired
+/// entries are swept as new ones arrive, so memory stays proportional to the revocations still
+/// in force.
+#[derive(Debug)]
 pub struct MemoryRevocation {
     inner: Mutex<Entries>,
+    margin: Duration,
+    clock: Clock,
+}
+
+impl Default for MemoryRevocation {
+    fn default() -> Self {
+        MemoryRevocation {
+            inner: Mutex::default(),
+            margin: DEFAULT_RETENTION_MARGIN,
+            clock: Clock::system(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// jti → expires_at; revoked and used tokens alike.
+    /// jti → kept until; revoked and used tokens alike.
     jtis: HashMap<String, u64>,
-    /// sub → (issued_before, keep_until).
-    subjects: HashMap<String, (u64, u64)>,
+    /// iss → sub → (issued_before, kept until). Tokens without `iss` are under "".
+    subjects: HashMap<String, HashMap<String, (u64, u64)>>,
+    /// Subject entries across all issuers.
+    subject_count: usize,
     /// Inserts since the last sweep.
     inserts: usize,
 }
@@ -30,25 +47,43 @@ impl Entries {
     /// Sweeps expired entries every so many inserts: amortised O(1) per insert.
     fn sweep_if_due(&mut self, now: u64) {
         self.inserts += 1;
-        if self.inserts >= 64 && self.inserts >= (self.jtis.len() + self.subjects.len()) / 2 {
-            self.jtis.retain(|_, exp| *exp > now);
-            self.subjects.retain(|_, (_, keep)| *keep > now);
+        if self.inserts >= 64 && self.inserts >= (self.jtis.len() + self.subject_count) / 2 {
+            self.jtis.retain(|_, kept| *kept > now);
+            self.subjects.retain(|_, subs| {
+                subs.retain(|_, (_, kept)| *kept > now);
+                !subs.is_empty()
+            });
+            self.subject_count = self.subjects.values().map(HashMap::len).sum();
             self.inserts = 0;
         }
     }
 }
 
 impl MemoryRevocation {
-    /// An empty store.
+    /// An empty store with the default retention margin, on the system clock.
     pub fn new() -> MemoryRevocation {
         MemoryRevocation::default()
+    }
+
+    /// Keeps entries `margin` past their given expiry (default
+    /// [`DEFAULT_RETENTION_MARGIN`]); it must be at least the leeway of every layer that uses
+    /// the store.
+    pub fn with_retention_margin(mut self, margin: Duration) -> MemoryRevocation {
+        self.margin = margin;
+        self
+    }
+
+    /// Reads the time from `clock` (default: the system clock).
+    pub fn with_clock(mut self, clock: Clock) -> MemoryRevocation {
+        self.clock = clock;
+        self
     }
 
     /// The number of entries held (revoked or used `jti`s and subjects), expired ones included
     /// until the next sweep.
     pub fn len(&self) -> usize {
         let e = self.lock();
-        e.jtis.len() + e.subjects.len()
+        e.jtis.len() + e.subject_count
     }
 
     /// True when no entry is held.
@@ -62,17 +97,25 @@ impl MemoryRevocation {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The instant an entry given `expires_at` is kept until.
+    fn kept_until(&self, expires_at: u64) -> u64 {
+        expires_at.saturating_add(self.margin.as_secs())
+    }
+
     fn check(&self, token: TokenId<'_>) -> bool {
-        let now = unix_now();
+        let now = self.clock.unix_secs();
         let e = self.lock();
         if let Some(jti) = token.jti
-            && e.jtis.get(jti).is_some_and(|exp| *exp > now)
+            && e.jtis.get(jti).is_some_and(|kept| *kept > now)
         {
             return true;
         }
         if let Some(sub) = token.sub
-            && let Some((before, keep)) = e.subjects.get(sub)
-            && *keep > now
+            && let Some((before, kept)) = e
+                .subjects
+                .get(token.iss.unwrap_or(""))
+                .and_then(|subs| subs.get(sub))
+            && *kept > now
         {
             return token.iat.is_none_or(|iat| iat < *before);
         }
@@ -93,10 +136,12 @@ impl Revocation for MemoryRevocation {
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        let now = unix_now();
+        let now = self.clock.unix_secs();
+        let kept = self.kept_until(expires_at);
         let mut e = self.lock();
-        if expires_at > now {
-            e.jtis.insert(jti.to_owned(), expires_at);
+        if kept > now {
+            let entry = e.jtis.entry(jti.to_owned()).or_insert(kept);
+            *entry = (*entry).max(kept);
             e.sweep_if_due(now);
         }
         ready(Ok(())).boxed()
@@ -104,19 +149,23 @@ impl Revocation for MemoryRevocation {
 
     fn revoke_subject<'a>(
         &'a self,
+        iss: Option<&'a str>,
         sub: &'a str,
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        let now = unix_now();
+        let now = self.clock.unix_secs();
+        let kept = self.kept_until(keep_until);
         let mut e = self.lock();
-        if keep_until > now {
-            let entry = e
-                .subjects
-                .entry(sub.to_owned())
-                .or_insert((issued_before, keep_until));
+        if kept > now {
+            let subs = e.subjects.entry(iss.unwrap_or("").to_owned()).or_default();
+            let added = !subs.contains_key(sub);
+            let entry = subs.entry(sub.to_owned()).or_insert((issued_before, kept));
             entry.0 = entry.0.max(issued_before);
-            entry.1 = entry.1.max(keep_until);
+            entry.1 = entry.1.max(kept);
+            if added {
+                e.subject_count += 1;
+            }
             e.sweep_if_due(now);
         }
         ready(Ok(())).boxed()
@@ -127,69 +176,116 @@ impl Revocation for MemoryRevocation {
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
-        let now = unix_now();
+        let now = self.clock.unix_secs();
+        let kept = self.kept_until(expires_at).max(now + 1);
         let mut e = self.lock();
         let first = match e.jtis.get(jti) {
-            Some(exp) if *exp > now => false,
+            Some(k) if *k > now => false,
             _ => {
-                e.jtis.insert(jti.to_owned(), expires_at.max(now + 1));
+                e.jtis.insert(jti.to_owned(), kept);
                 e.sweep_if_due(now);
                 true
             }
         };
         ready(Ok(first)).boxed()
     }
+
+    fn retention_margin(&self) -> Duration {
+        self.margin
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
+    const T0: u64 = 1_700_000_000;
+
+    fn store() -> (MemoryRevocation, Clock) {
+        let clock = Clock::manual(UNIX_EPOCH + Duration::from_secs(T0));
+        let store = MemoryRevocation::new()
+            .with_retention_margin(Duration::from_secs(60))
+            .with_clock(clock.clone());
+        (store, clock)
+    }
+
     fn id<'a>(jti: &'a str, sub: &'a str, iat: u64) -> TokenId<'a> {
-        TokenId {
-            jti: Some(jti),
-            sub: Some(sub),
-            iat: Some(iat),
-        }
+        TokenId::new(Some("https://a.example"), Some(jti), Some(sub), Some(iat))
     }
 
     #[tokio::test]
     async fn jti_subject_and_use_once() {
-        let s = MemoryRevocation::new();
-        let now = unix_now();
+        let (s, _) = store();
+        let now = T0;
         assert!(!s.is_revoked(id("a", "alice", now)).await.unwrap());
         s.revoke("a", now + 60).await.unwrap();
         assert!(s.is_revoked(id("a", "alice", now)).await.unwrap());
         assert!(!s.is_revoked(id("b", "alice", now)).await.unwrap());
-        s.revoke_subject("alice", now, now + 60).await.unwrap();
+        s.revoke_subject(Some("https://a.example"), "alice", now, now + 60)
+            .await
+            .unwrap();
         assert!(s.is_revoked(id("b", "alice", now - 1)).await.unwrap());
         assert!(!s.is_revoked(id("c", "alice", now)).await.unwrap());
         assert!(
-            s.is_revoked(TokenId {
-                jti: None,
-                sub: Some("alice"),
-                iat: None
-            })
+            s.is_revoked(TokenId::new(
+                Some("https://a.example"),
+                None,
+                Some("alice"),
+                None
+            ))
             .await
             .unwrap()
         );
         assert!(s.use_once("r1", now + 60).await.unwrap());
         assert!(!s.use_once("r1", now + 60).await.unwrap());
-        // Already expired entries are not stored.
-        s.revoke("old", now - 1).await.unwrap();
+        // Entries whose expiry and margin have both passed are not stored.
+        s.revoke("old", now - 61).await.unwrap();
         assert!(!s.is_revoked(id("old", "bob", now)).await.unwrap());
     }
 
     #[tokio::test]
+    async fn a_subject_is_scoped_by_its_issuer() {
+        let (s, _) = store();
+        s.revoke_subject(Some("https://a.example"), "alice", T0, T0 + 600)
+            .await
+            .unwrap();
+        let other = TokenId::new(Some("https://b.example"), None, Some("alice"), Some(T0 - 5));
+        assert!(!s.is_revoked(other).await.unwrap());
+        let no_iss = TokenId::new(None, None, Some("alice"), Some(T0 - 5));
+        assert!(!s.is_revoked(no_iss).await.unwrap());
+        assert!(s.is_revoked(id("x", "alice", T0 - 5)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn entries_outlive_their_expiry_by_the_margin() {
+        let (s, clock) = store();
+        let exp = T0 + 10;
+        s.revoke("logged-out", exp).await.unwrap();
+        assert!(s.use_once("spent", exp).await.unwrap());
+        s.revoke_subject(None, "bob", T0, exp).await.unwrap();
+        // Past `exp` but within a 60 s leeway: a layer may still accept these tokens.
+        clock.advance(Duration::from_secs(10 + 59));
+        assert!(s.is_revoked(id("logged-out", "x", T0)).await.unwrap());
+        assert!(!s.use_once("spent", exp).await.unwrap());
+        let bob = TokenId::new(None, None, Some("bob"), Some(T0 - 1));
+        assert!(s.is_revoked(bob).await.unwrap());
+        // Past the margin: forgotten.
+        clock.advance(Duration::from_secs(2));
+        assert!(!s.is_revoked(id("logged-out", "x", T0)).await.unwrap());
+        assert!(!s.is_revoked(bob).await.unwrap());
+    }
+
+    #[tokio::test]
     async fn expired_entries_are_swept() {
-        let s = MemoryRevocation::new();
-        let now = unix_now();
+        let (s, clock) = store();
         for i in 0..100 {
-            s.use_once(&format!("j{i}"), now + 60).await.unwrap();
+            s.use_once(&format!("j{i}"), T0 + 60).await.unwrap();
         }
-        s.lock().jtis.values_mut().for_each(|exp| *exp = now - 1);
+        clock.advance(Duration::from_secs(121));
         for i in 0..200 {
-            s.revoke(&format!("k{i}"), now + 60).await.unwrap();
+            s.revoke(&format!("k{i}"), T0 + 600).await.unwrap();
         }
         assert!(s.len() <= 200 + 64, "{}", s.len());
     }

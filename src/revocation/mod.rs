@@ -4,8 +4,18 @@
 //! a refresh-token reuse) the layer consults a [`Revocation`] store after the signature and
 //! claims check. Two kinds of entries:
 //!
-//! - a `jti`, revoked until the token's own `exp` (entries expire with the token);
-//! - a subject "not before": every token of `sub` issued before a time is revoked.
+//! - a `jti`, revoked until the token's own `exp`;
+//! - a subject "not before": every token of one subject of one issuer (`iss` and `sub`
+//!   together, RFC 7519 §4.1.2: a subject is unique only within its issuer) issued before a
+//!   time is revoked.
+//!
+//! A layer accepts a token until `exp` plus its leeway, so a store keeps every entry for a
+//! *retention margin* past the time it is given ([`Revocation::retention_margin`], 5 minutes
+//! by default). A layer whose leeway is longer than its store's margin does not build: a
+//! revoked or spent token would otherwise be forgotten while a layer still accepts it.
+//!
+//! With a store configured, a token must carry a `jti` or a `sub`: one with neither could never
+//! be revoked, so the layer refuses it (`MissingClaim`) rather than let a logout miss it.
 //!
 //! [`MemoryRevocation`] serves one process; `RedisRevocation` (feature `redis`) serves a fleet,
 //! where a logout on one server must be seen by all of them at once.
@@ -40,17 +50,38 @@ pub use memory::MemoryRevocation;
 #[cfg(feature = "redis")]
 pub use redis::RedisRevocation;
 
+use std::time::Duration;
+
 use futures_util::future::BoxFuture;
+
+/// How long past an entry's given expiry a store keeps it by default: longer than any
+/// reasonable leeway (the layer's default is 60 s).
+pub const DEFAULT_RETENTION_MARGIN: Duration = Duration::from_secs(300);
 
 /// What a revocation check looks at: the token's identity and issue time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenId<'a> {
+    /// `iss`, when the token has one: it scopes `sub`.
+    pub iss: Option<&'a str>,
     /// `jti`, when the token has one.
     pub jti: Option<&'a str>,
     /// `sub`, when the token has one.
     pub sub: Option<&'a str>,
     /// `iat` in seconds since the epoch, when the token has one.
     pub iat: Option<u64>,
+}
+
+impl<'a> TokenId<'a> {
+    /// A token's identity: its `iss`, `jti`, `sub` and `iat`, each when present.
+    pub fn new(
+        iss: Option<&'a str>,
+        jti: Option<&'a str>,
+        sub: Option<&'a str>,
+        iat: Option<u64>,
+    ) -> TokenId<'a> {
+        TokenId { iss, jti, sub, iat }
+    }
 }
 
 /// The store could not answer.
@@ -61,43 +92,47 @@ pub struct RevocationError(pub String);
 /// A store of revoked tokens, shared by every layer that should honour the same revocations.
 ///
 /// Methods return boxed futures so the trait stays object-safe (`Arc<dyn Revocation>`).
+///
+/// Every time given to a store is the last instant the caller needs the entry for (a token's
+/// `exp`); the store keeps it [`retention_margin`](Self::retention_margin) longer, because a
+/// layer still accepts the token for its leeway past `exp`.
 pub trait Revocation: Send + Sync + 'static {
-    /// Whether the token is revoked: its `jti` is, or its subject was revoked at or after its
-    /// `iat` (a token without `iat` counts as revoked when its subject has an entry).
+    /// Whether the token is revoked: its `jti` is, or its subject (`iss` and `sub`) was
+    /// revoked at or after its `iat` (a token without `iat` counts as revoked when its subject
+    /// has an entry).
     fn is_revoked<'a>(&'a self, token: TokenId<'a>)
     -> BoxFuture<'a, Result<bool, RevocationError>>;
 
-    /// Revokes `jti` until `expires_at` (seconds since the epoch; the token's `exp`), after
-    /// which the entry may be forgotten.
+    /// Revokes `jti` until `expires_at` (seconds since the epoch; the token's `exp`) plus the
+    /// retention margin, after which the entry may be forgotten.
     fn revoke<'a>(
         &'a self,
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>>;
 
-    /// Revokes every token of `sub` issued before `issued_before` (seconds since the epoch).
-    /// The entry is kept until `keep_until`, which should be at least the longest lifetime of
-    /// a token of that subject.
+    /// Revokes every token of `sub` from `iss` (`None` for tokens without `iss`) issued
+    /// before `issued_before` (seconds since the epoch). The entry is kept until `keep_until`
+    /// plus the retention margin; `keep_until` should be at least the latest `exp` of a
+    /// token of that subject.
     fn revoke_subject<'a>(
         &'a self,
+        iss: Option<&'a str>,
         sub: &'a str,
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>>;
 
     /// Marks `jti` as used, atomically: `Ok(true)` the first time, `Ok(false)` ever after
-    /// (until `expires_at`). Refresh-token rotation builds its reuse detection on this.
+    /// (until `expires_at` plus the retention margin). Refresh-token rotation builds its
+    /// reuse detection on this.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>>;
-}
 
-/// The current time in whole seconds since the epoch.
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    /// How long past its given expiry the store keeps an entry. A layer refuses to build with
+    /// a leeway longer than this.
+    fn retention_margin(&self) -> Duration;
 }

@@ -5,13 +5,15 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Revocation, RevocationError, TokenId};
+use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
 
 /// Revocations kept in Redis, so that every server sharing the Redis sees a revocation as soon
 /// as it is written.
 ///
-/// Keys (under a prefix, default `jwt:`): `<prefix>jti:<jti>` with an absolute expiry equal to
-/// the token's `exp` (`SET … EXAT`), and `<prefix>sub:<sub>` holding the subject's "not before".
+/// Keys (under a prefix, default `jwt:`): `<prefix>jti:<jti>` with an absolute expiry of the
+/// token's `exp` plus the retention margin (`SET … EXAT`), and
+/// `<prefix>sub:<length of iss>:<iss>:<sub>` holding the subject's "not before" (the length
+/// keeps `iss` and `sub` apart whatever characters they hold).
 /// A check is one round trip (`EXISTS` and `GET` pipelined). Every operation has an overall
 /// deadline (1 s by default, [`with_timeout`](Self::with_timeout)) that covers reconnect
 /// attempts too, so an unreachable Redis turns into a quick 503 rather than a hung request;
@@ -41,6 +43,7 @@ pub struct RedisRevocation {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
+    margin: Duration,
 }
 
 impl std::fmt::Debug for RedisRevocation {
@@ -84,7 +87,24 @@ impl RedisRevocation {
             conn,
             prefix: "jwt:".into(),
             timeout: Duration::from_secs(1),
+            margin: DEFAULT_RETENTION_MARGIN,
         }
+    }
+
+    /// Keeps entries `margin` past their given expiry (default
+    /// [`DEFAULT_RETENTION_MARGIN`](super::DEFAULT_RETENTION_MARGIN)); it must be at least the
+    /// leeway of every layer that uses the store.
+    pub fn with_retention_margin(mut self, margin: Duration) -> RedisRevocation {
+        self.margin = margin;
+        self
+    }
+
+    /// The absolute expiry of an entry given `expires_at`, never in the past (EXAT refuses
+    /// that).
+    fn kept_until(&self, expires_at: u64) -> u64 {
+        expires_at
+            .saturating_add(self.margin.as_secs())
+            .max(unix_now() + 1)
     }
 
     /// Sets the deadline of each operation, reconnects included (default 1 s).
@@ -113,8 +133,9 @@ impl RedisRevocation {
         format!("{}jti:{jti}", self.prefix)
     }
 
-    fn sub_key(&self, sub: &str) -> String {
-        format!("{}sub:{sub}", self.prefix)
+    fn sub_key(&self, iss: Option<&str>, sub: &str) -> String {
+        let iss = iss.unwrap_or("");
+        format!("{}sub:{}:{iss}:{sub}", self.prefix, iss.len())
     }
 }
 
@@ -131,7 +152,12 @@ impl Revocation for RedisRevocation {
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
             pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
-            pipe.get(token.sub.map(|s| self.sub_key(s)).unwrap_or_default());
+            pipe.get(
+                token
+                    .sub
+                    .map(|s| self.sub_key(token.iss, s))
+                    .unwrap_or_default(),
+            );
             let (jti_revoked, not_before): (bool, Option<u64>) =
                 pipe.query_async(&mut conn).await.map_err(err)?;
             let jti_revoked = jti_revoked && token.jti.is_some();
@@ -148,7 +174,7 @@ impl Revocation for RedisRevocation {
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         let op = async move {
-            if expires_at <= super::unix_now() {
+            if expires_at.saturating_add(self.margin.as_secs()) <= unix_now() {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
@@ -156,7 +182,7 @@ impl Revocation for RedisRevocation {
                 .arg(self.jti_key(jti))
                 .arg(1)
                 .arg("EXAT")
-                .arg(expires_at)
+                .arg(self.kept_until(expires_at))
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(err)
@@ -166,19 +192,20 @@ impl Revocation for RedisRevocation {
 
     fn revoke_subject<'a>(
         &'a self,
+        iss: Option<&'a str>,
         sub: &'a str,
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         let op = async move {
-            if keep_until <= super::unix_now() {
+            if keep_until.saturating_add(self.margin.as_secs()) <= unix_now() {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
             redis::Script::new(REVOKE_SUBJECT)
-                .key(self.sub_key(sub))
+                .key(self.sub_key(iss, sub))
                 .arg(issued_before)
-                .arg(keep_until)
+                .arg(self.kept_until(keep_until))
                 .invoke_async::<u64>(&mut conn)
                 .await
                 .map(|_| ())
@@ -194,13 +221,12 @@ impl Revocation for RedisRevocation {
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
         let op = async move {
             let mut conn = self.conn.clone();
-            let expires_at = expires_at.max(super::unix_now() + 1);
             let set: Option<String> = redis::cmd("SET")
                 .arg(self.jti_key(jti))
                 .arg(1)
                 .arg("NX")
                 .arg("EXAT")
-                .arg(expires_at)
+                .arg(self.kept_until(expires_at))
                 .query_async(&mut conn)
                 .await
                 .map_err(err)?;
@@ -208,4 +234,16 @@ impl Revocation for RedisRevocation {
         };
         async move { self.deadline(op).await }.boxed()
     }
+
+    fn retention_margin(&self) -> Duration {
+        self.margin
+    }
+}
+
+/// Whole seconds since the epoch. `EXAT` is read on Redis's clock, which NTP keeps in step
+/// with this one.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -608,7 +608,9 @@ impl RemoteJwks {
     }
 
     /// The issuer given to [`from_issuer`](Self::from_issuer) (the discovery document agreed
-    /// with it), or `None` for [`from_jwks_uri`](Self::from_jwks_uri).
+    /// with it), or `None` for [`from_jwks_uri`](Self::from_jwks_uri). A layer or
+    /// [`Tenant`](crate::Tenant) using this source accepts tokens of this issuer only: any other
+    /// configured issuer is a [`BuildError::IssuerMismatch`].
     pub fn issuer(&self) -> Option<&str> {
         self.inner.issuer.as_deref()
     }
