@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Load test over loopback: requests/s and latency of /health (no auth) and /me (JWT) on the
-# quickstart server, and on the same routes behind jwt-authorizer. Numbers go to
+# quickstart server, and on the same routes behind jwt-authorizer (peers/src/bin). Numbers go to
 # BENCHMARKS.md. Needs wrk (apt-get install wrk), curl, jq. Bounded: each run is $DURATION.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,10 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 export JWT_SECRET=loadtest-secret-that-is-long-enough-0123456789
 
-cargo build --release --example quickstart --example compare_jwt_authorizer >/dev/null 2>&1
+# The jwt-authorizer server is in the peers/ workspace member. Two commands, not one, so that
+# neither package's features leak into the other's build.
+cargo build --release --example quickstart >/dev/null 2>&1
+cargo build --release -p tower-jwt-auth-peers --bin compare_jwt_authorizer >/dev/null 2>&1
 
 wait_listening() { # log file
   for _ in $(seq 300); do grep -q "listening on" "$1" && return 0; sleep 0.1; done
@@ -31,7 +34,7 @@ run() { # name url [token]
 
 log1=$(mktemp); log2=$(mktemp)
 BIND_ADDR=127.0.0.1:38200 target/release/examples/quickstart >"$log1" 2>&1 & q=$!
-BIND_ADDR=127.0.0.1:38201 target/release/examples/compare_jwt_authorizer >"$log2" 2>&1 & j=$!
+BIND_ADDR=127.0.0.1:38201 target/release/compare_jwt_authorizer >"$log2" 2>&1 & j=$!
 trap 'kill $q $j 2>/dev/null || true; rm -f "$log1" "$log2"' EXIT
 wait_listening "$log1"; wait_listening "$log2"
 

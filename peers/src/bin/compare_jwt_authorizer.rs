@@ -2,7 +2,7 @@
 //! tower-jwt-auth, for the load test in BENCHMARKS.md (`scripts/loadtest.sh`).
 //!
 //! ```text
-//! JWT_SECRET=… cargo run --release --example compare_jwt_authorizer
+//! JWT_SECRET=… cargo run --release -p tower-jwt-auth-peers --bin compare_jwt_authorizer
 //! ```
 //!
 //! Environment: `BIND_ADDR` (default 127.0.0.1:3100), `JWT_SECRET` (required: the secret the

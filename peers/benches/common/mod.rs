@@ -1,5 +1,5 @@
-//! What both benches share: keys from tests/data, the claims type, tokens per algorithm,
-//! and the rejection-path tokens (bad signature, garbage, 64 KiB).
+//! What both benches share: keys from the crate's tests/data, the claims type, tokens per
+//! algorithm, and the rejection-path tokens (bad signature, garbage, 64 KiB).
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ struct Roles {
 }
 
 pub fn data(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

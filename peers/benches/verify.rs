@@ -7,8 +7,8 @@
 //! any authentication). `ours - noauth` is the layer's own cost; compare it to `jsonwebtoken`.
 //!
 //! ```sh
-//! cargo bench --bench verify
-//! cargo bench --bench verify --no-default-features --features rust-crypto,axum
+//! cargo bench -p tower-jwt-auth-peers --bench verify --features cache
+//! cargo bench -p tower-jwt-auth-peers --bench verify --no-default-features --features rust-crypto
 //! ```
 
 mod common;
@@ -25,8 +25,8 @@ use tower_jwt_auth::jsonwebtoken::{self, Algorithm, DecodingKey, Validation};
 use tower_jwt_auth::{Claims, backend_name};
 
 /// jsonwebtoken's `decode` goes through a process-global provider; install the one our crate
-/// compiles in (aws-lc-rs wins when both features are on, as in `src/backend.rs`), so the
-/// baseline and our layer use the same crypto.
+/// compiles in (aws-lc-rs wins when both features are on, as in the crate's `src/backend.rs`),
+/// so the baseline and our layer use the same crypto.
 fn install_jsonwebtoken_provider() {
     #[cfg(feature = "aws-lc-rs")]
     let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;

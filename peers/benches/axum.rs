@@ -23,7 +23,7 @@
 //! benchmark never measures a path other than the one its id names.
 //!
 //! Backends differ between peers (ours: aws-lc-rs by default or RustCrypto with
-//! `--no-default-features --features rust-crypto,axum`; axum-jwt-auth: RustCrypto always;
+//! `--no-default-features --features rust-crypto`; axum-jwt-auth: RustCrypto always;
 //! jwt-authorizer: ring always): RS256 numbers include that difference. `benches/verify.rs`
 //! gives the raw jsonwebtoken 11 cost per backend to separate it out.
 
