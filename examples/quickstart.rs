@@ -28,7 +28,7 @@ use serde_json::json;
 use tower_jwt_auth::authorize::HasRoles;
 use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens};
 use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
-use tower_jwt_auth::{Claims, JwtAuthLayer, RequireClaims, TokenIssuer};
+use tower_jwt_auth::{Claims, JwtAuthLayer, RequireClaimsLayer, TokenIssuer};
 
 /// What a handler learns about the caller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/admin",
             get(admin).route_layer(
-                RequireClaims::<User>::any_role(["admin"]).realm("tower-jwt-auth-demo"),
+                RequireClaimsLayer::<User>::any_role(["admin"]).realm("tower-jwt-auth-demo"),
             ),
         )
         .route("/logout", post(logout))

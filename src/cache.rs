@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-use crate::verify::OwnedTokenId;
+use crate::verify::TokenId;
 
 /// The size limits of the verified-token cache.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +81,7 @@ pub(crate) struct Entry {
     pub claims: Arc<dyn Any + Send + Sync>,
     pub exp: Option<f64>,
     pub nbf: Option<f64>,
-    pub id: Option<OwnedTokenId>,
+    pub id: Option<TokenId>,
     /// The key-set generation the token was verified under.
     pub generation: u64,
 }

@@ -1,9 +1,5 @@
 //! The verified claims, as handed to handlers.
 //!
-//! [`JwtAuth`](crate::JwtAuth) inserts a [`Claims<C>`] into the request extensions of every
-//! request it lets through with a token. Any handler can read it from there; with the feature
-//! `axum` it is also an extractor:
-//!
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{Router, routing::get};
@@ -34,6 +30,20 @@
 //!     .layer(auth);
 //! # }
 //! ```
+//!
+//! [`JwtAuth`](crate::JwtAuth) inserts a [`Claims<C>`] into the request extensions of every
+//! request it lets through with a token. Any handler can read it from there; with the feature
+//! `axum` it is also an extractor. The extractor tells three cases apart:
+//!
+//! | the request | `Claims<C>` | `Option<Claims<C>>` |
+//! |---|---|---|
+//! | has a valid token | the claims | `Some` |
+//! | has none, let through by a layer in optional mode | 401, bare `Bearer` challenge | `None` |
+//! | no `JwtAuthLayer<C>` ran on it (a wiring mistake) | 500 | 500 |
+//!
+//! Like axum's `Extension`, a missing layer is the server's fault, so it is a 500 with a text
+//! naming the layer (`ClaimsRejection::MissingLayer`), never a pass and never a 401 that
+//! would send the client after a token it already sent.
 //!
 //! The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
 //! copies them, and `C` itself need not be `Clone`.
@@ -82,7 +92,7 @@ impl<C> Deref for Claims<C> {
 }
 
 /// Marks a request the layer let through without a token (optional mode, CORS preflight), so
-/// `RequireClaims` can tell it from a request no layer looked at.
+/// `RequireClaims` and the `Claims` extractor can tell it from a request no layer looked at.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Anonymous;
 
@@ -93,48 +103,121 @@ impl<C> From<Arc<C>> for Claims<C> {
 }
 
 #[cfg(feature = "axum")]
-mod axum_impl {
-    use std::convert::Infallible;
+pub use self::axum_impl::ClaimsRejection;
 
+#[cfg(feature = "axum")]
+mod axum_impl {
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
+    use http::header::{CONTENT_TYPE, HeaderValue};
     use http::request::Parts;
+    use http::{Extensions, StatusCode};
 
-    use super::Claims;
+    use super::{Anonymous, Claims};
     use crate::{AuthError, ErrorResponder, Rfc6750};
 
-    /// Reads the claims the layer inserted. Without them (no layer in front of the handler,
-    /// or the layer is in optional mode and no token came) the request is answered like a
-    /// request without a token: 401 with `WWW-Authenticate: Bearer`.
+    /// Why the [`Claims`] extractor refused a request.
+    ///
+    /// As a response: [`MissingToken`](Self::MissingToken) is what [`Rfc6750`] answers for a
+    /// request without a token, [`MissingLayer`](Self::MissingLayer) a 500 with its text.
+    /// [`AuthError::from`] turns it into the reason an own
+    /// [`ErrorResponder`](crate::ErrorResponder) answers.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+    #[non_exhaustive]
+    pub enum ClaimsRejection {
+        /// A `JwtAuthLayer` in optional mode let the request through without a token: 401
+        /// with `WWW-Authenticate: Bearer realm="api"`, as for any request without a token.
+        #[error("no bearer token")]
+        MissingToken,
+        /// No `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500
+        /// with this text, and an error event naming the claims type (feature `tracing`).
+        #[error(
+            "no JwtAuthLayer ran on this request: put JwtAuthLayer, with the claims type \
+             of the Claims extractor, in front of the handler"
+        )]
+        MissingLayer,
+    }
+
+    impl From<ClaimsRejection> for AuthError {
+        /// `MissingToken` for an anonymous request, `Misconfigured` for a missing layer.
+        fn from(rejection: ClaimsRejection) -> AuthError {
+            match rejection {
+                ClaimsRejection::MissingToken => AuthError::MissingToken,
+                ClaimsRejection::MissingLayer => AuthError::Misconfigured,
+            }
+        }
+    }
+
+    impl IntoResponse for ClaimsRejection {
+        fn into_response(self) -> Response {
+            match self {
+                ClaimsRejection::MissingToken => AuthError::MissingToken.into_response(),
+                ClaimsRejection::MissingLayer => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    [(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    )],
+                    self.to_string(),
+                )
+                    .into_response(),
+            }
+        }
+    }
+
+    /// The claims the layer inserted; `None` for a request the layer marked anonymous; an
+    /// error when no layer for `C` ran.
+    fn claims<C: Send + Sync + 'static>(
+        extensions: &Extensions,
+    ) -> Result<Option<Claims<C>>, ClaimsRejection> {
+        if let Some(claims) = extensions.get::<Claims<C>>() {
+            return Ok(Some(claims.clone()));
+        }
+        if extensions.get::<Anonymous>().is_some() {
+            return Ok(None);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::error!(
+            target: "tower_jwt_auth",
+            claims_type = std::any::type_name::<C>(),
+            "the Claims extractor found no claims: put JwtAuthLayer with the same claims type in front of the handler"
+        );
+        Err(ClaimsRejection::MissingLayer)
+    }
+
+    /// Reads the claims the layer inserted. A request the layer let through without a token
+    /// (optional mode) is answered 401, as any request without a token; a request no
+    /// `JwtAuthLayer` for `C` ran on is answered 500 (see [`ClaimsRejection`]).
     impl<S, C> FromRequestParts<S> for Claims<C>
     where
         S: Send + Sync,
         C: Send + Sync + 'static,
     {
-        type Rejection = AuthError;
+        type Rejection = ClaimsRejection;
 
-        async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AuthError> {
-            parts
-                .extensions
-                .get::<Claims<C>>()
-                .cloned()
-                .ok_or(AuthError::MissingToken)
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, ClaimsRejection> {
+            claims(&parts.extensions)?.ok_or(ClaimsRejection::MissingToken)
         }
     }
 
-    /// `Option<Claims<C>>`: `None` for anonymous requests in optional mode.
+    /// `Option<Claims<C>>`: `None` for a request the layer let through without a token
+    /// (optional mode). A request no `JwtAuthLayer` for `C` ran on is still answered 500: a
+    /// missing layer would otherwise make every caller look anonymous.
     impl<S, C> OptionalFromRequestParts<S> for Claims<C>
     where
         S: Send + Sync,
         C: Send + Sync + 'static,
     {
-        type Rejection = Infallible;
+        type Rejection = ClaimsRejection;
 
         async fn from_request_parts(
             parts: &mut Parts,
             _state: &S,
-        ) -> Result<Option<Self>, Infallible> {
-            Ok(parts.extensions.get::<Claims<C>>().cloned())
+        ) -> Result<Option<Self>, ClaimsRejection> {
+            claims(&parts.extensions)
         }
     }
 
@@ -142,6 +225,23 @@ mod axum_impl {
     impl IntoResponse for AuthError {
         fn into_response(self) -> Response {
             Rfc6750::default().respond(&self, &http::HeaderMap::new())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_rejection_answers_like_the_auth_error_it_maps_to() {
+            for rejection in [ClaimsRejection::MissingToken, ClaimsRejection::MissingLayer] {
+                let error = AuthError::from(rejection);
+                assert_eq!(rejection.into_response().status(), error.status());
+            }
+            assert_eq!(
+                AuthError::from(ClaimsRejection::MissingLayer),
+                AuthError::Misconfigured
+            );
         }
     }
 }

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth;
 pub mod authorize;
 mod backend;
 #[cfg(feature = "cache")]
@@ -14,17 +15,16 @@ pub mod csrf;
 pub mod error;
 pub mod issue;
 pub mod keys;
-pub mod layer;
 pub mod response;
 pub mod revocation;
-mod service;
 pub mod source;
 pub mod tenant;
 mod token;
 pub mod validation;
 mod verify;
 
-pub use authorize::{RequireClaims, Requirement};
+pub use auth::{DEFAULT_MAX_TOKEN_SIZE, JwtAuth, JwtAuthBuilder, JwtAuthLayer, ResponseFuture};
+pub use authorize::{RequireClaims, RequireClaimsLayer, Requirement};
 pub use backend::backend_name;
 pub use claims::Claims;
 pub use clock::Clock;
@@ -34,9 +34,7 @@ pub use issue::{IssueError, IssuedToken, TokenIssuer};
 #[cfg(feature = "remote")]
 pub use keys::remote::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::{Jwks, Key};
-pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthBuilder, JwtAuthLayer};
 pub use response::{ErrorResponder, Rfc6750};
-pub use service::{JwtAuth, ResponseFuture};
 pub use source::TokenSource;
 pub use tenant::Tenant;
 

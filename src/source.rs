@@ -135,9 +135,6 @@ pub(crate) struct Found<'r> {
     pub token: &'r str,
     /// True when only cookies carried it: the request may be forged cross-site (see `csrf`).
     pub cookie_only: bool,
-    /// True when every byte is in the base64url alphabet or a dot, as a compact JWS must be:
-    /// learnt during the `b64token` check, so the verifier need not scan the token again.
-    pub jws_alphabet: bool,
 }
 
 /// Finds the request's token. `Ok(None)`: no source holds one. The token borrows from the
@@ -152,24 +149,22 @@ pub(crate) fn extract<'r>(
     max_len: usize,
 ) -> Result<Option<Found<'r>>, AuthError> {
     let mut found: Option<Found<'r>> = None;
-    let mut offer =
-        |(token, jws_alphabet): (&'r str, bool), cookie: bool| -> Result<(), AuthError> {
-            match &mut found {
-                Some(prev) if prev.token != token => Err(AuthError::MultipleTokens),
-                Some(prev) => {
-                    prev.cookie_only &= cookie;
-                    Ok(())
-                }
-                None => {
-                    found = Some(Found {
-                        token,
-                        cookie_only: cookie,
-                        jws_alphabet,
-                    });
-                    Ok(())
-                }
+    let mut offer = |token: &'r str, cookie: bool| -> Result<(), AuthError> {
+        match &mut found {
+            Some(prev) if prev.token != token => Err(AuthError::MultipleTokens),
+            Some(prev) => {
+                prev.cookie_only &= cookie;
+                Ok(())
             }
-        };
+            None => {
+                found = Some(Found {
+                    token,
+                    cookie_only: cookie,
+                });
+                Ok(())
+            }
+        }
+    };
     for source in sources {
         match source {
             Source::Header { name, scheme } => {
@@ -207,7 +202,7 @@ fn from_header<'r>(
     value: &'r [u8],
     scheme: Option<&str>,
     max_len: usize,
-) -> Result<Option<(&'r str, bool)>, AuthError> {
+) -> Result<Option<&'r str>, AuthError> {
     let rest = match scheme {
         None => value,
         Some(scheme) => {
@@ -232,47 +227,20 @@ fn from_header<'r>(
 }
 
 /// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-/// Longer than `max_len`: refused unread. Also tells whether the token is in the narrower
-/// alphabet of a compact JWS (no `~`, `+`, `/` or `=`), from the same pass.
-fn b64token(bytes: &[u8], max_len: usize) -> Result<(&str, bool), AuthError> {
+/// Longer than `max_len`: refused unread.
+fn b64token(bytes: &[u8], max_len: usize) -> Result<&str, AuthError> {
     if bytes.len() > max_len {
         return Err(AuthError::TokenTooLarge);
     }
-    let body = bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count();
-    // A branch-free table lookup per byte; every byte it admits is ASCII, so the UTF-8 check
-    // is trivial.
-    let class = bytes[..body]
-        .iter()
-        .fold(0u8, |acc, b| acc | CLASS[usize::from(*b)]);
-    if body == 0 || class & NOT_B64TOKEN != 0 {
+    let body = &bytes[..bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count()];
+    let b64 =
+        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+    if body.is_empty() || !body.iter().all(b64) {
         return Err(AuthError::MalformedCredentials);
     }
-    let jws_alphabet = class == 0 && body == bytes.len();
-    let token = std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedCredentials)?;
-    Ok((token, jws_alphabet))
+    // Every byte is ASCII now, so this cannot fail.
+    std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedCredentials)
 }
-
-/// Bit set for a byte outside RFC 6750's `b64token` characters (the trailing `=`s excepted).
-const NOT_B64TOKEN: u8 = 2;
-/// Bit set for a `b64token` character outside the JWS alphabet (base64url and the dot).
-const NOT_JWS: u8 = 1;
-
-/// Each byte's class: 0 in a compact JWS, [`NOT_JWS`] for `~`, `+` and `/`,
-/// [`NOT_B64TOKEN`] for everything else.
-static CLASS: [u8; 256] = {
-    let mut table = [NOT_B64TOKEN; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
-            table[i] = 0;
-        } else if matches!(b, b'~' | b'+' | b'/') {
-            table[i] = NOT_JWS;
-        }
-        i += 1;
-    }
-    table
-};
 
 /// The values of every cookie called `name` in the request's `Cookie` headers, in order: the
 /// crate's one cookie parser, for token sources and the CSRF double-submit check alike.
@@ -330,23 +298,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn b64token_tells_whether_the_token_is_in_the_jws_alphabet() {
-        for (token, jws) in [
-            ("a.b-_c.d09Z", true),
-            ("a.b~c", false),
-            ("a+b.c", false),
-            ("a.b/c", false),
-            ("abc==", false),
-        ] {
-            assert_eq!(b64token(token.as_bytes(), 100), Ok((token, jws)), "{token}");
+    fn b64token_is_rfc_6750s_grammar() {
+        for token in ["a.b-_c.d09Z", "a.b~c", "a+b.c", "a.b/c", "abc==", "a"] {
+            assert_eq!(b64token(token.as_bytes(), 100), Ok(token), "{token}");
         }
-        // Byte by byte, the flag agrees with the verifier's own alphabet scan.
-        for b in 0..=255u8 {
-            let bytes = [b'x', b, b'y'];
-            if let Ok((_, jws)) = b64token(&bytes, 100) {
-                assert_eq!(jws, crate::token::is_jws_alphabet(&bytes), "byte {b:#04x}");
-            }
+        for bad in ["", "=", "a=b", "a b", "a,b", "é", "a\0"] {
+            assert_eq!(
+                b64token(bad.as_bytes(), 100),
+                Err(AuthError::MalformedCredentials),
+                "{bad:?}"
+            );
         }
+        assert_eq!(b64token(b"abcd", 3), Err(AuthError::TokenTooLarge));
     }
 
     fn run(

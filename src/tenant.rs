@@ -33,7 +33,7 @@
 use std::borrow::Cow;
 
 use crate::keys::KeyConfig;
-use crate::token;
+use crate::token::Jws;
 use crate::verify::Verifier;
 use crate::{AuthError, Jwks, Key};
 
@@ -115,12 +115,12 @@ pub(crate) enum Verifiers {
 }
 
 impl Verifiers {
-    /// The verifier for `token`: with tenants, the one of the issuer its payload names.
-    pub(crate) fn select(&self, token: &str, max_len: usize) -> Result<&Verifier, AuthError> {
+    /// The verifier for `jws`: with tenants, the one of the issuer its payload names.
+    pub(crate) fn select(&self, jws: &Jws<'_>) -> Result<&Verifier, AuthError> {
         match self {
             Verifiers::One(verifier) => Ok(verifier),
             Verifiers::ByIssuer(tenants) => {
-                let issuer = unverified_issuer(token, max_len)?;
+                let issuer = unverified_issuer(&jws.payload)?;
                 tenants
                     .iter()
                     .find(|(iss, _)| *iss == issuer)
@@ -131,21 +131,15 @@ impl Verifiers {
     }
 }
 
-/// The `iss` of a token's payload, read without verifying anything. Used only to choose whose
-/// keys verify the token; the verification then checks `iss` again, signed.
-fn unverified_issuer(token: &str, max_len: usize) -> Result<String, AuthError> {
+/// The `iss` of a payload, read without verifying anything. Used only to choose whose keys
+/// verify the token; the verification then checks `iss` again, signed.
+fn unverified_issuer(payload: &[u8]) -> Result<Cow<'_, str>, AuthError> {
     #[derive(serde::Deserialize)]
     struct Iss<'a> {
         #[serde(borrow)]
         iss: Option<Cow<'a, str>>,
     }
-    let segments = token::split(token, max_len)?;
-    let mut buf = [0u8; crate::verify::PAYLOAD_BUF];
-    let payload = token::decode_segment(segments.payload, &mut buf, AuthError::MalformedClaims)?;
     let claims: Iss<'_> =
-        serde_json::from_slice(&payload).map_err(|_| AuthError::MalformedClaims)?;
-    claims
-        .iss
-        .map(Cow::into_owned)
-        .ok_or(AuthError::MissingClaim)
+        serde_json::from_slice(payload).map_err(|_| AuthError::MalformedClaims)?;
+    claims.iss.ok_or(AuthError::MissingClaim)
 }

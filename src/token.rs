@@ -1,8 +1,11 @@
-//! The compact JWS on the wire: cheap checks on its bytes, then its JOSE header.
+//! The compact JWS on the wire, parsed once: its segments, checked byte by byte, and its
+//! JOSE header, decoded and checked against the header policy.
 //!
 //! Everything here runs before any signature is checked, on bytes an attacker chose, so it is
-//! strict and allocation-light: the byte checks allocate nothing, and the header is decoded
-//! once into a small buffer whose strings are borrowed, not copied.
+//! strict: a size cap before anything is read, the unpadded base64url alphabet, exactly three
+//! segments, and a header that must be a JSON object with unique members, no `crit`, no key
+//! carried in the token and a known `alg`. The payload is decoded here too, and read only by
+//! the tenant choice (its `iss`, unverified) and, after the signature, by the claims check.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,61 +18,55 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::AuthError;
 
-/// The three base64url segments of a compact JWS (RFC 7515 §7.1).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Segments<'a> {
-    pub header: &'a str,
-    pub payload: &'a str,
-    pub signature: &'a str,
+/// A compact JWS (RFC 7515 §7.1) whose form and header passed: what every later step reads.
+#[derive(Debug)]
+pub(crate) struct Jws<'t> {
+    /// The token as received: the cache key.
+    pub token: &'t str,
     /// `header '.' payload`: the JWS signing input (RFC 7515 §5.1 step 8).
-    pub signing_input: &'a str,
+    pub signing_input: &'t str,
+    /// The signature segment, still base64url.
+    pub signature: &'t str,
+    /// The decoded header.
+    pub header: JoseHeader,
+    /// The decoded payload: not read before the signature is checked, except for the tenant
+    /// choice.
+    pub payload: Vec<u8>,
 }
 
-/// Splits a token into its segments after checking, byte by byte, that it can be a compact
-/// JWS at all: at most `max_len` bytes, exactly two dots, a header and a signature, and only
-/// the unpadded base64url alphabet (RFC 7515 §2, RFC 4648 §5). Nothing is decoded.
-pub(crate) fn split(token: &str, max_len: usize) -> Result<Segments<'_>, AuthError> {
-    split_scanned(token, max_len, false)
-}
-
-/// [`split`], skipping the alphabet pass when the caller has already seen every byte of
-/// `token` in the base64url alphabet or a dot (the extractor does, as it checks RFC 6750's
-/// `b64token`).
-pub(crate) fn split_scanned(
-    token: &str,
-    max_len: usize,
-    alphabet_checked: bool,
-) -> Result<Segments<'_>, AuthError> {
-    if token.len() > max_len {
-        return Err(AuthError::TokenTooLarge);
+impl<'t> Jws<'t> {
+    /// Checks the form of `token` and parses its header. Refuses, in this order: more than
+    /// `max_len` bytes, a byte outside the unpadded base64url alphabet or the dot (RFC 7515 §2,
+    /// RFC 4648 §5), other than three segments or an empty header or signature, a header that
+    /// does not decode or fails [`parse_header`], and a payload that does not decode.
+    pub(crate) fn parse(token: &'t str, max_len: usize) -> Result<Jws<'t>, AuthError> {
+        if token.len() > max_len {
+            return Err(AuthError::TokenTooLarge);
+        }
+        if !is_jws_alphabet(token.as_bytes()) {
+            return Err(AuthError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AuthError::Malformed);
+        };
+        // The payload may be empty (RFC 7515 allows it; no claims set is, and the claims check
+        // refuses it); the header and the signature may not.
+        if header.is_empty() || signature.is_empty() {
+            return Err(AuthError::Malformed);
+        }
+        let mut buf = [0u8; 256];
+        let header = parse_header(&decode_into(header, &mut buf, AuthError::MalformedHeader)?)?;
+        Ok(Jws {
+            token,
+            signing_input: &token[..token.len() - signature.len() - 1],
+            signature,
+            header,
+            payload: decode(payload, AuthError::MalformedClaims)?,
+        })
     }
-    // The alphabet in one branch-free pass (no early exit: the token is already capped, and
-    // a valid one is read to the end anyway), then the dots, found by `memchr`.
-    if !alphabet_checked && !is_jws_alphabet(token.as_bytes()) {
-        return Err(AuthError::Malformed);
-    }
-    let d1 = token.find('.').ok_or(AuthError::Malformed)?;
-    let d2 = token[d1 + 1..]
-        .find('.')
-        .map(|i| d1 + 1 + i)
-        .ok_or(AuthError::Malformed)?;
-    if token[d2 + 1..].contains('.') {
-        return Err(AuthError::Malformed);
-    }
-    let header = &token[..d1];
-    let payload = &token[d1 + 1..d2];
-    let signature = &token[d2 + 1..];
-    // The payload may be empty (RFC 7515 allows it; no claims set is, and claims parsing
-    // refuses it); the header and the signature may not.
-    if header.is_empty() || signature.is_empty() {
-        return Err(AuthError::Malformed);
-    }
-    Ok(Segments {
-        header,
-        payload,
-        signature,
-        signing_input: &token[..d2],
-    })
 }
 
 /// Whether every byte is in the base64url alphabet or a dot.
@@ -95,33 +92,34 @@ static NOT_JWS: [u8; 256] = {
     table
 };
 
-/// Decodes one base64url segment into `buf` when it fits, onto the heap otherwise, so the
-/// common token is decoded without allocating or copying. The engine refuses non-canonical
-/// trailing bits, so two different strings never decode to the same bytes.
-pub(crate) fn decode_segment<'b>(
+/// Decodes one segment: unpadded base64url only, and canonical, since the decoder refuses
+/// non-zero trailing bits, so two different strings never decode to the same bytes.
+pub(crate) fn decode(segment: &str, err: AuthError) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| err)
+}
+
+/// [`decode`] into `buf` when the segment fits, onto the heap otherwise: the header and the
+/// signature of a common token are decoded without allocating.
+pub(crate) fn decode_into<'b>(
     segment: &str,
     buf: &'b mut [u8],
     err: AuthError,
 ) -> Result<Cow<'b, [u8]>, AuthError> {
-    if base64::decoded_len_estimate(segment.len()) <= buf.len() {
-        let len = URL_SAFE_NO_PAD
-            .decode_slice(segment, buf)
-            .map_err(|_| err)?;
-        Ok(Cow::Borrowed(&buf[..len]))
-    } else {
-        URL_SAFE_NO_PAD
-            .decode(segment)
-            .map(Cow::Owned)
-            .map_err(|_| err)
+    if base64::decoded_len_estimate(segment.len()) > buf.len() {
+        return decode(segment, err).map(Cow::Owned);
     }
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(segment, buf)
+        .map_err(|_| err)?;
+    Ok(Cow::Borrowed(&buf[..len]))
 }
 
 /// The JOSE header members the layer acts on (RFC 7515 §4.1).
 #[derive(Debug)]
-pub(crate) struct JoseHeader<'a> {
+pub(crate) struct JoseHeader {
     pub alg: Algorithm,
-    pub kid: Option<Cow<'a, str>>,
-    pub typ: Option<Cow<'a, str>>,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
 }
 
 /// Parses a decoded header. Refuses, in this order: anything that is not a JSON object with
@@ -129,7 +127,7 @@ pub(crate) struct JoseHeader<'a> {
 /// member (RFC 7515 §4.1.11: we understand no extension), a key or key reference carried in
 /// the token (`jwk`, `jku`, `x5u`: RFC 8725 §3.10, keys come from configuration only), and an
 /// `alg` that is `none` or unknown (RFC 8725 §3.1). The allow-list check is the caller's.
-pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader<'_>, AuthError> {
+pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader, AuthError> {
     // RFC 7515 §5.2 step 3: the header must be UTF-8 JSON. serde_json skips members it is not
     // asked for without checking their encoding, so the whole text is checked first.
     let json = std::str::from_utf8(json).map_err(|_| AuthError::MalformedHeader)?;
@@ -146,8 +144,8 @@ pub(crate) fn parse_header(json: &[u8]) -> Result<JoseHeader<'_>, AuthError> {
     let alg = parse_alg(&alg).ok_or(AuthError::AlgorithmNotAllowed)?;
     Ok(JoseHeader {
         alg,
-        kid: raw.kid,
-        typ: raw.typ,
+        kid: raw.kid.map(Cow::into_owned),
+        typ: raw.typ.map(Cow::into_owned),
     })
 }
 
@@ -318,10 +316,18 @@ impl<'de> Visitor<'de> for CowStrVisitor {
 mod tests {
     use super::*;
 
+    /// Whether `token` passes the form checks (whatever its header and payload decode to).
+    fn form_ok(token: &str, max_len: usize) -> Result<(), AuthError> {
+        match Jws::parse(token, max_len) {
+            Err(e @ (AuthError::Malformed | AuthError::TokenTooLarge)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     #[test]
     fn alphabet_boundaries() {
         for ok in ["a.b.c", "A-_.z09.Z", "-.-._"] {
-            assert!(split(ok, 100).is_ok(), "{ok}");
+            assert!(form_ok(ok, 100).is_ok(), "{ok}");
         }
         for bad in [
             "a.b.c=",
@@ -332,25 +338,45 @@ mod tests {
             "a.b.c~",
             "a.b.c%",
         ] {
-            assert!(split(bad, 100).is_err(), "{bad:?}");
+            assert!(form_ok(bad, 100).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn split_accepts_three_segments() {
-        let s = split("aGVh.cGF5.c2ln", 100).unwrap();
-        assert_eq!((s.header, s.payload, s.signature), ("aGVh", "cGF5", "c2ln"));
-        assert_eq!(s.signing_input, "aGVh.cGF5");
+    fn parse_reads_three_segments() {
+        // {"alg":"HS256","kid":"k"} . {"a":1} . "sig"
+        let token = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ.eyJhIjoxfQ.c2ln";
+        let jws = Jws::parse(token, 100).unwrap();
+        assert_eq!(
+            jws.signing_input,
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsifQ.eyJhIjoxfQ"
+        );
+        assert_eq!(jws.signature, "c2ln");
+        assert_eq!(jws.payload, br#"{"a":1}"#);
+        assert_eq!(jws.header.alg, Algorithm::HS256);
+        assert_eq!(jws.header.kid.as_deref(), Some("k"));
     }
 
     #[test]
-    fn split_refuses_what_cannot_be_a_jws() {
+    fn parse_refuses_what_cannot_be_a_jws() {
         for bad in [
             "", "a.b", "a.b.c.d", ".b.c", "a.b.", "a=.b.c", "a+.b.c", "a/.b.c", "a.b.c d",
         ] {
-            assert!(split(bad, 100).is_err(), "{bad:?}");
+            assert!(form_ok(bad, 100).is_err(), "{bad:?}");
         }
-        assert_eq!(split("a.b.c", 4).unwrap_err(), AuthError::TokenTooLarge);
+        assert_eq!(form_ok("a.b.c", 4).unwrap_err(), AuthError::TokenTooLarge);
+        assert_eq!(
+            Jws::parse("eyJhbGciOiJIUzI1NiJ9.%.c2ln", 100).unwrap_err(),
+            AuthError::Malformed
+        );
+        assert_eq!(
+            Jws::parse("eyJhbGciOiJIUzI1NiJ9.eyJhIjox.c2ln", 100).map(|j| j.payload),
+            Ok(br#"{"a":1"#.to_vec())
+        );
+        assert_eq!(
+            Jws::parse("e30.eyJhIjoxfQ.c2ln", 100).unwrap_err(),
+            AuthError::MalformedHeader
+        );
     }
 
     #[test]

@@ -2,10 +2,8 @@
 //!
 //! jsonwebtoken's own validation has gaps a middleware must close (its `nbf` check is off by
 //! default, `iss`/`aud` are checked only when present, `typ` never), so the registered claims
-//! are read here by a strict visitor instead: every claim of RFC 7519 §4.1 that the policy
-//! looks at must have its registered type (a NumericDate is a JSON number, `iss` a string,
-//! `aud` a string or an array of strings), and a claim name that appears twice is refused
-//! (RFC 7519 §4: such a JWT must be rejected or read as its last value; we reject).
+//! are read by the crate's own strict reader (wrong JSON types and repeated claims refused) and
+//! checked here, before the application's claims type is read.
 //!
 //! The policy is configured on [`JwtAuthBuilder`](crate::JwtAuthBuilder):
 //!
@@ -80,15 +78,6 @@ impl ClaimsPolicy {
         } else {
             Err(AuthError::WrongType)
         }
-    }
-
-    /// Reads the registered claims of a decoded payload, refusing wrong types and duplicates.
-    ///
-    /// Takes text: RFC 7519 §7.2 step 10 wants the whole claims set to be UTF-8 JSON,
-    /// including members no one reads (serde_json skips those unchecked), so the caller checks
-    /// the bytes once and every later parse of the same text can skip that check.
-    pub(crate) fn parse<'a>(&self, payload: &'a str) -> Result<Registered<'a>, AuthError> {
-        crate::claims_set::registered(self, payload).map_err(|_| AuthError::MalformedClaims)
     }
 
     /// Checks `exp` and `nbf` at time `now`, with the leeway: all a cached token needs again.
@@ -206,7 +195,9 @@ mod tests {
     }
 
     fn check(p: &ClaimsPolicy, json: &str) -> Result<(), AuthError> {
-        p.check(&p.parse(json)?, 1_000_000.0)
+        let registered =
+            crate::claims_set::read(p, json).map_err(|_| AuthError::MalformedClaims)?;
+        p.check(&registered, 1_000_000.0)
     }
 
     #[test]

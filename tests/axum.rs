@@ -25,6 +25,14 @@ fn layer() -> JwtAuthLayer<TestClaims> {
 
 /// A server whose `/me` counts the requests that reach it.
 async fn server(layer: JwtAuthLayer<TestClaims>) -> (String, Arc<AtomicUsize>) {
+    let (app, hits) = routes();
+    let addr = serve(app.layer(layer)).await;
+    (format!("http://{addr}"), hits)
+}
+
+/// `/me` (`Claims`, counting the requests that reach it) and `/maybe` (`Option<Claims>`),
+/// without any layer.
+fn routes() -> (Router, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
     let app = Router::new()
@@ -41,10 +49,8 @@ async fn server(layer: JwtAuthLayer<TestClaims>) -> (String, Arc<AtomicUsize>) {
                 c.map(|c| c.sub.clone())
                     .unwrap_or_else(|| "anonymous".into())
             }),
-        )
-        .layer(layer);
-    let addr = serve(app).await;
-    (format!("http://{addr}"), hits)
+        );
+    (app, hits)
 }
 
 #[tokio::test]
@@ -168,8 +174,70 @@ async fn optional_mode_lets_anonymous_through_but_not_bad_tokens() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
-    // A handler that insists on claims answers 401 for anonymous requests.
+    // A handler that insists on claims answers 401 for anonymous requests, with the bare
+    // challenge of a request without a token.
     let res = client.get(format!("{url}/me")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"api\"");
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// Asserts the extractor's answer to a request no `JwtAuthLayer` of its claims type ran on:
+/// 500, a text naming the missing layer, no challenge.
+async fn assert_missing_layer(res: reqwest::Response) {
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(res.headers().get("www-authenticate").is_none());
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    let body = res.text().await.unwrap();
+    assert!(
+        body.starts_with("no JwtAuthLayer ran on this request"),
+        "{body}"
+    );
+}
+
+/// Forgetting the layer is the server's fault (as with axum's `Extension`): 500 from
+/// `Claims<C>` and from `Option<Claims<C>>` alike, whatever the request carries. A silent
+/// `None` would make every caller look anonymous.
+#[tokio::test]
+async fn claims_without_a_layer_are_500_naming_the_layer() {
+    let (app, hits) = routes();
+    let url = format!("http://{}", serve(app).await);
+    let client = reqwest::Client::new();
+    for path in ["/me", "/maybe"] {
+        let res = client.get(format!("{url}{path}")).send().await.unwrap();
+        assert_missing_layer(res).await;
+        let res = client
+            .get(format!("{url}{path}"))
+            .bearer_auth(hs256_token(json!({})))
+            .send()
+            .await
+            .unwrap();
+        assert_missing_layer(res).await;
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+}
+
+/// A layer for another claims type verifies the token but inserts no `Claims<TestClaims>`:
+/// the same wiring mistake, answered the same way.
+#[tokio::test]
+async fn claims_behind_a_layer_of_another_claims_type_are_500() {
+    let other = JwtAuthLayer::<serde_json::Value>::builder()
+        .hs256(SECRET)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let (app, hits) = routes();
+    let url = format!("http://{}", serve(app.layer(other)).await);
+    let client = reqwest::Client::new();
+    for path in ["/me", "/maybe"] {
+        let res = client
+            .get(format!("{url}{path}"))
+            .bearer_auth(hs256_token(json!({})))
+            .send()
+            .await
+            .unwrap();
+        assert_missing_layer(res).await;
+    }
     assert_eq!(hits.load(Ordering::SeqCst), 0);
 }

@@ -25,7 +25,9 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
-use tower_jwt_auth::authorize::{HasRoles, HasScopes, RequireClaims, Requirement, scope_contains};
+use tower_jwt_auth::authorize::{
+    HasRoles, HasScopes, RequireClaimsLayer, Requirement, scope_contains,
+};
 use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens, TokenResponse};
 use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
 use tower_jwt_auth::{
@@ -179,7 +181,8 @@ async fn any_role_admits_admins_and_refuses_others_with_insufficient_scope() {
     let app = Router::new()
         .route(
             "/admin",
-            counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+            counted::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
         )
         .layer(auth::<TestClaims>());
     let url = format!("http://{}/admin", serve(app).await);
@@ -216,8 +219,9 @@ async fn all_roles_needs_every_role() {
     let app = Router::new()
         .route(
             "/audit",
-            counted::<TestClaims>(&h)
-                .route_layer(RequireClaims::<TestClaims>::all_roles(["admin", "auditor"])),
+            counted::<TestClaims>(&h).route_layer(RequireClaimsLayer::<TestClaims>::all_roles([
+                "admin", "auditor",
+            ])),
         )
         .layer(auth::<TestClaims>());
     let url = format!("http://{}/audit", serve(app).await);
@@ -244,16 +248,15 @@ async fn any_scope_and_all_scopes_read_the_space_delimited_scope_claim() {
     let app = Router::new()
         .route(
             "/orders",
-            counted::<ScopedClaims>(&read).route_layer(RequireClaims::<ScopedClaims>::any_scope([
-                "orders:read",
-                "orders:admin",
-            ])),
+            counted::<ScopedClaims>(&read).route_layer(
+                RequireClaimsLayer::<ScopedClaims>::any_scope(["orders:read", "orders:admin"]),
+            ),
         )
         .route(
             "/orders/new",
-            counted::<ScopedClaims>(&write).route_layer(RequireClaims::<ScopedClaims>::all_scopes(
-                ["orders:read", "orders:write"],
-            )),
+            counted::<ScopedClaims>(&write).route_layer(
+                RequireClaimsLayer::<ScopedClaims>::all_scopes(["orders:read", "orders:write"]),
+            ),
         )
         .layer(auth::<ScopedClaims>());
     let base = format!("http://{}", serve(app).await);
@@ -311,11 +314,13 @@ async fn untyped_claims_read_scp_as_a_space_delimited_string_or_an_array() {
     let app = Router::new()
         .route(
             "/files",
-            counted::<Value>(&write).route_layer(RequireClaims::<Value>::all_scopes(["write"])),
+            counted::<Value>(&write)
+                .route_layer(RequireClaimsLayer::<Value>::all_scopes(["write"])),
         )
         .route(
             "/files/delete",
-            counted::<Value>(&delete).route_layer(RequireClaims::<Value>::any_scope(["delete"])),
+            counted::<Value>(&delete)
+                .route_layer(RequireClaimsLayer::<Value>::any_scope(["delete"])),
         )
         .layer(auth::<Value>());
     let base = format!("http://{}", serve(app).await);
@@ -353,7 +358,7 @@ async fn untyped_claims_read_roles_only_as_an_array() {
     let app = Router::new()
         .route(
             "/admin",
-            counted::<Value>(&h).route_layer(RequireClaims::<Value>::any_role(["admin"])),
+            counted::<Value>(&h).route_layer(RequireClaimsLayer::<Value>::any_role(["admin"])),
         )
         .layer(auth::<Value>());
     let url = format!("http://{}/admin", serve(app).await);
@@ -396,19 +401,19 @@ async fn requirements_compose_with_any_of_all_of_and_or() {
     let app = Router::new()
         .route(
             "/or",
-            counted::<ScopedClaims>(&h_or).route_layer(RequireClaims::new(staff_reader)),
+            counted::<ScopedClaims>(&h_or).route_layer(RequireClaimsLayer::new(staff_reader)),
         )
         .route(
             "/and",
-            counted::<ScopedClaims>(&h_and).route_layer(RequireClaims::new(support)),
+            counted::<ScopedClaims>(&h_and).route_layer(RequireClaimsLayer::new(support)),
         )
         .route(
             "/any",
-            counted::<ScopedClaims>(&h_any).route_layer(RequireClaims::new(any)),
+            counted::<ScopedClaims>(&h_any).route_layer(RequireClaimsLayer::new(any)),
         )
         .route(
             "/all",
-            counted::<ScopedClaims>(&h_all).route_layer(RequireClaims::new(all)),
+            counted::<ScopedClaims>(&h_all).route_layer(RequireClaimsLayer::new(all)),
         )
         .layer(auth::<ScopedClaims>());
     let base = format!("http://{}", serve(app).await);
@@ -496,7 +501,7 @@ async fn predicate_requirement_over_http() {
     let app = Router::new()
         .route(
             "/corp",
-            counted::<TestClaims>(&h).route_layer(RequireClaims::new(Requirement::predicate(
+            counted::<TestClaims>(&h).route_layer(RequireClaimsLayer::new(Requirement::predicate(
                 "corp-account",
                 |c: &TestClaims| c.sub.ends_with("@corp.example"),
             ))),
@@ -523,7 +528,7 @@ async fn predicate_requirement_over_http() {
 async fn predicate_async_awaits_an_external_decision() {
     let h = hits();
     let (ask_tx, mut ask_rx) = mpsc::channel::<(String, oneshot::Sender<bool>)>(4);
-    let require = RequireClaims::<TestClaims>::predicate_async("entitled", move |claims| {
+    let require = RequireClaimsLayer::<TestClaims>::predicate_async("entitled", move |claims| {
         let ask_tx = ask_tx.clone();
         async move {
             let (reply_tx, reply_rx) = oneshot::channel();
@@ -586,13 +591,14 @@ async fn allow_anonymous_behind_an_optional_layer() {
     let app = Router::new()
         .route(
             "/public",
-            counted::<TestClaims>(&open)
-                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"]).allow_anonymous()),
+            counted::<TestClaims>(&open).route_layer(
+                RequireClaimsLayer::<TestClaims>::any_role(["admin"]).allow_anonymous(),
+            ),
         )
         .route(
             "/members",
             counted::<TestClaims>(&closed)
-                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
         )
         .layer(optional);
     let base = format!("http://{}", serve(app).await);
@@ -637,7 +643,8 @@ async fn require_claims_without_jwt_auth_layer_is_500() {
     let h = hits();
     let app = Router::new().route(
         "/admin",
-        counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+        counted::<TestClaims>(&h)
+            .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
     );
     let url = format!("http://{}/admin", serve(app).await);
 
@@ -652,7 +659,7 @@ async fn require_claims_without_jwt_auth_layer_is_500() {
         .route(
             "/admin",
             counted::<TestClaims>(&h2)
-                .route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
         )
         .layer(auth::<ScopedClaims>());
     let url = format!("http://{}/admin", serve(app).await);
@@ -668,7 +675,8 @@ async fn grpc_callers_get_grpc_status_permission_denied() {
     let app = Router::new()
         .route(
             "/pkg.Admin/Do",
-            counted::<TestClaims>(&h).route_layer(RequireClaims::<TestClaims>::any_role(["admin"])),
+            counted::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
         )
         .layer(auth::<TestClaims>());
     let url = format!("http://{}/pkg.Admin/Do", serve(app).await);

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{IssueError, IssuedToken, TokenIssuer, random_id};
-use crate::keys::{AlgSet, KeySet};
+use crate::keys::{AlgSet, KeySet, Keys};
 use crate::revocation::{Revocation, RevocationError, TokenId};
+use crate::token::Jws;
 use crate::validation::ClaimsPolicy;
 use crate::verify::Verifier;
 use crate::{AuthError, BuildError, Key};
@@ -186,13 +187,12 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             clock: access.clock.clone(),
             ..ClaimsPolicy::default()
         };
-        let verifier = Verifier::new(
-            crate::verify::Keys::Static(KeySet::new(vec![entry])),
-            AlgSet::of(Algorithm::HS256),
+        let verifier = Verifier {
+            keys: Keys::Static(KeySet::new(vec![entry])),
+            allowed: AlgSet::of(Algorithm::HS256),
             policy,
-            crate::DEFAULT_MAX_TOKEN_SIZE,
-            false,
-        );
+            revocable: false,
+        };
         Ok(RefreshTokens {
             access,
             refresh,
@@ -245,11 +245,7 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
     /// Rotates: checks `refresh_token`, marks it used, and returns a new pair of its family.
     /// A token used before revokes its family ([`RefreshError::ReuseDetected`]).
     pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, RefreshError> {
-        let claims = self
-            .verifier
-            .verify::<RefreshClaims<C>>(refresh_token)
-            .map_err(RefreshError::Invalid)?
-            .claims;
+        let claims = self.verify::<RefreshClaims<C>>(refresh_token)?;
         let family_key = family_key(&claims.fam);
         let family = TokenId::new(
             self.access.issuer.as_deref(),
@@ -272,11 +268,7 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
     /// Revokes the family of `refresh_token` (logout everywhere that session reached). An
     /// invalid token is reported, not ignored.
     pub async fn revoke_family(&self, refresh_token: &str) -> Result<(), RefreshError> {
-        let claims = self
-            .verifier
-            .verify::<RefreshClaims<C>>(refresh_token)
-            .map_err(RefreshError::Invalid)?
-            .claims;
+        let claims = self.verify::<RefreshClaims<C>>(refresh_token)?;
         self.store
             .revoke(&family_key(&claims.fam), self.family_expiry())
             .await?;
@@ -285,6 +277,16 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
 }
 
 impl<C> RefreshTokens<C> {
+    /// The claims of a valid refresh token of this service.
+    fn verify<T: DeserializeOwned>(&self, refresh_token: &str) -> Result<T, RefreshError> {
+        let invalid = RefreshError::Invalid;
+        let jws = Jws::parse(refresh_token, crate::DEFAULT_MAX_TOKEN_SIZE).map_err(invalid)?;
+        self.verifier
+            .verify::<T>(&jws)
+            .map(|verified| verified.claims)
+            .map_err(|refused| invalid(refused.error))
+    }
+
     /// Until when a family's revocation must be kept: the latest `exp` of a refresh token of
     /// the family issued up to now (the store adds its retention margin).
     fn family_expiry(&self) -> u64 {

@@ -2,9 +2,8 @@
 
 use jsonwebtoken::AlgorithmFamily;
 
-use super::{AlgSet, Jwks, Key, KeySet};
+use super::{AlgSet, Jwks, Key, KeySet, Keys};
 use crate::BuildError;
-use crate::verify::Keys;
 
 /// Static keys, static JWKS documents, or one remote source.
 #[derive(Default)]

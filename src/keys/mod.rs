@@ -39,7 +39,53 @@ pub(crate) use set::{AlgSet, KeyEntry, KeySet};
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
-use crate::BuildError;
+use crate::{AuthError, BuildError};
+
+/// Where a verifier's keys come from.
+pub(crate) enum Keys {
+    /// Keys fixed at build time.
+    Static(KeySet),
+    /// Keys from an identity provider, refreshed and rotated behind a lock-free snapshot.
+    #[cfg(feature = "remote")]
+    Remote(remote::RemoteJwks),
+}
+
+impl Keys {
+    /// Verifies `signature` over `input` with the key that `kid` and `alg` select.
+    pub(crate) fn verify(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+        input: &[u8],
+        signature: &[u8],
+    ) -> Result<(), AuthError> {
+        match self {
+            Keys::Static(set) => set.verify(alg, kid, input, signature),
+            #[cfg(feature = "remote")]
+            Keys::Remote(remote) => remote.snapshot().verify(alg, kid, input, signature),
+        }
+    }
+
+    /// Changes whenever the key set does (always 0 for static keys): a cached verification
+    /// holds only under the generation it was made with.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u64 {
+        match self {
+            Keys::Static(_) => 0,
+            #[cfg(feature = "remote")]
+            Keys::Remote(remote) => remote.generation(),
+        }
+    }
+
+    /// The remote source, when the keys come from one.
+    #[cfg(feature = "remote")]
+    pub(crate) fn remote(&self) -> Option<&remote::RemoteJwks> {
+        match self {
+            Keys::Remote(remote) => Some(remote),
+            Keys::Static(_) => None,
+        }
+    }
+}
 
 /// One verification key and the algorithm it verifies.
 ///

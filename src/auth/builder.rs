@@ -1,0 +1,443 @@
+//! [`JwtAuthBuilder`]: the whole configuration, validated once in `build`.
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
+use super::pipeline::Pipeline;
+use crate::keys::{AlgSet, KeyConfig};
+use crate::revocation::Revocation;
+use crate::source::Source;
+use crate::tenant::Verifiers;
+use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
+use crate::verify::Verifier;
+use crate::{BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant, TokenSource};
+
+/// Configuration of a [`JwtAuthLayer`]; every check happens in [`build`](Self::build).
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct JwtAuthBuilder<C, R = Rfc6750> {
+    keys: KeyConfig,
+    tenants: Vec<Tenant>,
+    allowed: Option<AlgSet>,
+    policy: ClaimsPolicy,
+    max_token_size: usize,
+    sources: Vec<TokenSource>,
+    optional: bool,
+    pass_preflight: bool,
+    csrf: Option<CsrfPolicy>,
+    revocation: Option<Arc<dyn Revocation>>,
+    revocation_fail_open: bool,
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::CacheConfig>,
+    responder: R,
+    error: Option<BuildError>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<C> JwtAuthBuilder<C> {
+    pub(crate) fn new() -> Self {
+        JwtAuthBuilder {
+            keys: KeyConfig::default(),
+            tenants: Vec::new(),
+            allowed: None,
+            policy: ClaimsPolicy::default(),
+            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+            sources: vec![TokenSource::Bearer],
+            optional: false,
+            pass_preflight: true,
+            csrf: Some(CsrfPolicy::default()),
+            revocation: None,
+            revocation_fail_open: false,
+            #[cfg(feature = "cache")]
+            cache: None,
+            responder: Rfc6750::default(),
+            error: None,
+            _claims: PhantomData,
+        }
+    }
+
+    /// Names the realm in `WWW-Authenticate` challenges (default `"api"`).
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.responder = Rfc6750::with_realm(realm);
+        self
+    }
+}
+
+impl<C, R> JwtAuthBuilder<C, R> {
+    /// Verifies HS256 tokens with `secret` (at least 32 bytes, RFC 7518 §3.2).
+    pub fn hs256(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS256, secret))
+    }
+
+    /// Verifies HS384 tokens with `secret` (at least 48 bytes).
+    pub fn hs384(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS384, secret))
+    }
+
+    /// Verifies HS512 tokens with `secret` (at least 64 bytes).
+    pub fn hs512(self, secret: impl AsRef<[u8]>) -> Self {
+        self.key(Key::hmac(Algorithm::HS512, secret))
+    }
+
+    /// Verifies RS256 tokens with an RSA public key in PEM (at least 2048 bits).
+    pub fn rs256_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::RS256, pem))
+    }
+
+    /// Verifies ES256 tokens with a P-256 public key in PEM.
+    pub fn es256_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::ES256, pem))
+    }
+
+    /// Verifies EdDSA (Ed25519) tokens with a public key in PEM.
+    pub fn eddsa_pem(self, pem: impl AsRef<[u8]>) -> Self {
+        self.key(Key::pem(Algorithm::EdDSA, pem))
+    }
+
+    /// Adds a key; see [`Key`] for the kinds and for `kid`.
+    pub fn key(mut self, key: Key) -> Self {
+        self.keys.keys.push(key);
+        self
+    }
+
+    /// Adds the keys of a static JWKS document.
+    pub fn jwks(mut self, jwks: Jwks) -> Self {
+        self.keys.jwks.push(jwks);
+        self
+    }
+
+    /// Adds the keys of a JWKS document given as JSON text.
+    pub fn jwks_json(self, json: &str) -> Self {
+        match Jwks::from_json(json) {
+            Ok(jwks) => self.jwks(jwks),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Adds the keys of a JWKS file.
+    pub fn jwks_file(self, path: impl AsRef<Path>) -> Self {
+        match Jwks::from_file(path) {
+            Ok(jwks) => self.jwks(jwks),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Takes the keys from an identity provider's JWKS, found by URL or by OpenID Connect
+    /// discovery, refreshed and rotated without a restart (see [`keys::remote`]). A token
+    /// whose `kid` the current set lacks triggers a (rate-limited) refresh; while the provider
+    /// is unreachable and no key fits, requests get 503 with `Retry-After`. When the source
+    /// was discovered from an issuer, that issuer is required: it is added when no
+    /// [`issuer`](Self::issuer) is configured, and a configured issuer other than it (compared
+    /// exactly, OpenID Connect Discovery 1.0 §4.3) makes [`build`](Self::build) fail with
+    /// [`BuildError::IssuerMismatch`], since that issuer's tokens would be verified with these
+    /// keys.
+    ///
+    /// [`keys::remote`]: crate::keys::remote
+    #[cfg(feature = "remote")]
+    pub fn remote_jwks(mut self, remote: crate::keys::remote::RemoteJwks) -> Self {
+        self.keys.remote = Some(remote);
+        self
+    }
+
+    /// Adds a tenant: an issuer with its own keys and audiences (see [`tenant`](crate::tenant)).
+    /// With tenants, keys and issuers are configured on the tenants, not on the layer.
+    pub fn tenant(mut self, tenant: Tenant) -> Self {
+        self.tenants.push(tenant);
+        self
+    }
+
+    /// Restricts the accepted algorithms to these (RFC 8725 §3.1). Without it, each key's own
+    /// algorithm is accepted; JWKs that name no `alg` verify the allowed algorithms of their
+    /// key type (RS256/ES256/EdDSA when no list is given), `oct` ones only the HMAC algorithms
+    /// they are long enough for (RFC 7518 §3.2, see [`Jwks`]).
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.allowed = Some(AlgSet::from_iter(algs));
+        self
+    }
+
+    /// Accepts tokens whose `iss` is `issuer`; may be called again to accept several. Once an
+    /// issuer is configured, tokens without `iss` are refused.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.policy.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts tokens whose `aud` contains `audience`; may be called again to accept several.
+    /// Once an audience is configured, tokens without `aud` are refused.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.policy.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp` and `nbf`, and on `iat` when a
+    /// [maximum lifetime](Self::max_lifetime) is set (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.policy.leeway = leeway;
+        self
+    }
+
+    /// Requires the header `typ` to be `typ`, compared case-insensitively with any
+    /// `application/` prefix ignored: `"at+jwt"` admits only RFC 9068 access tokens, which
+    /// keeps ID tokens and refresh tokens out (RFC 8725 §3.11).
+    pub fn token_type(mut self, typ: impl Into<String>) -> Self {
+        self.policy.token_type = Some(typ.into());
+        self
+    }
+
+    /// Refuses tokens whose lifetime `exp - iat` exceeds `max` (and tokens without `iat`):
+    /// a stolen signing key cannot mint tokens that never expire.
+    pub fn max_lifetime(mut self, max: Duration) -> Self {
+        self.policy.max_lifetime = Some(max);
+        self
+    }
+
+    /// Refuses tokens that lack the claim `name`.
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.policy.required.contains(&name) {
+            self.policy.required.push(name);
+        }
+        self
+    }
+
+    /// Accepts tokens without `exp`. Off by default: a token without expiry is valid forever.
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.policy.require_exp = false;
+        self
+    }
+
+    /// Caps the token size in bytes (default [`DEFAULT_MAX_TOKEN_SIZE`]); larger tokens are
+    /// refused before any decoding.
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_size = bytes;
+        self
+    }
+
+    /// Also looks for the token in header `name` (the raw token).
+    pub fn token_from_header(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::header(name))
+    }
+
+    /// Also looks for the token in cookie `name`.
+    pub fn token_from_cookie(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::cookie(name))
+    }
+
+    /// Also looks for the token in query parameter `name`; see [`TokenSource::query`].
+    pub fn token_from_query(self, name: impl Into<String>) -> Self {
+        self.token_from(TokenSource::query(name))
+    }
+
+    /// Also looks for the token in `source`, after the sources already configured.
+    pub fn token_from(mut self, source: TokenSource) -> Self {
+        if !self.sources.contains(&source) {
+            self.sources.push(source);
+        }
+        self
+    }
+
+    /// Looks for the token in exactly these sources, in this order (replacing the default
+    /// `Authorization: Bearer`).
+    pub fn token_sources(mut self, sources: impl IntoIterator<Item = TokenSource>) -> Self {
+        self.sources.clear();
+        for s in sources {
+            self = self.token_from(s);
+        }
+        self
+    }
+
+    /// Lets requests without any token through, without claims. A token that is present
+    /// but invalid is still refused.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Also authenticates CORS preflight requests. By default they pass untouched, since
+    /// browsers send them without credentials.
+    pub fn authenticate_preflight(mut self) -> Self {
+        self.pass_preflight = false;
+        self
+    }
+
+    /// Sets what proves a cookie-authenticated, state-changing request genuine (see
+    /// [`csrf`](crate::csrf)). The default, [`CsrfPolicy::same_origin`], applies whenever a
+    /// cookie source is configured.
+    pub fn csrf(mut self, policy: CsrfPolicy) -> Self {
+        self.csrf = Some(policy);
+        self
+    }
+
+    /// Turns the CSRF check off for cookie-borne tokens. Only for cookies that cannot be sent
+    /// cross-site by construction (e.g. a non-browser client); see [`csrf`](crate::csrf).
+    pub fn disable_csrf_protection(mut self) -> Self {
+        self.csrf = None;
+        self
+    }
+
+    /// Reads the time for `exp`, `nbf` and `iat` from `clock` (default: the system clock); a
+    /// test moves a [`Clock::manual`] instead of sleeping.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.policy.clock = clock;
+        self
+    }
+
+    /// Consults `store` for every verified token (see [`revocation`](crate::revocation)).
+    /// The build fails when the leeway is longer than the store's
+    /// [`retention_margin`](Revocation::retention_margin).
+    pub fn revocation(mut self, store: Arc<dyn Revocation>) -> Self {
+        self.revocation = Some(store);
+        self
+    }
+
+    /// Lets requests through when the revocation store cannot be asked, instead of answering
+    /// 503. Logged-out tokens then work again while the store is down: choose this only where
+    /// availability matters more than revocation.
+    pub fn revocation_fail_open(mut self) -> Self {
+        self.revocation_fail_open = true;
+        self
+    }
+
+    /// Keeps verified tokens in a bounded cache, so a token seen again skips the signature
+    /// check and the JSON parse (see [`cache`](crate::cache)).
+    #[cfg(feature = "cache")]
+    pub fn cache(mut self, config: crate::cache::CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
+    /// Answers refused requests with `responder` instead of [`Rfc6750`].
+    pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
+        JwtAuthBuilder {
+            keys: self.keys,
+            tenants: self.tenants,
+            allowed: self.allowed,
+            policy: self.policy,
+            max_token_size: self.max_token_size,
+            sources: self.sources,
+            optional: self.optional,
+            pass_preflight: self.pass_preflight,
+            csrf: self.csrf,
+            revocation: self.revocation,
+            revocation_fail_open: self.revocation_fail_open,
+            #[cfg(feature = "cache")]
+            cache: self.cache,
+            responder,
+            error: self.error,
+            _claims: PhantomData,
+        }
+    }
+
+    fn fail(mut self, error: BuildError) -> Self {
+        self.error.get_or_insert(error);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<JwtAuthLayer<C, R>, BuildError> {
+        Ok(JwtAuthLayer {
+            pipeline: Arc::new(self.build_pipeline()?),
+            _claims: PhantomData,
+        })
+    }
+
+    /// One verifier, or one per tenant.
+    fn build_verifiers(&mut self) -> Result<Verifiers, BuildError> {
+        let revocable = self.revocation.is_some();
+        let keys = std::mem::take(&mut self.keys);
+        let tenants = std::mem::take(&mut self.tenants);
+        if tenants.is_empty() {
+            let (keys, allowed) = keys.build(self.allowed, &mut self.policy.issuers)?;
+            return Ok(Verifiers::One(Verifier {
+                keys,
+                allowed,
+                policy: self.policy.clone(),
+                revocable,
+            }));
+        }
+        if !keys.is_empty() || !self.policy.issuers.is_empty() {
+            return Err(BuildError::InvalidSetting(
+                "with tenants, keys and issuers belong to the tenants, not the layer",
+            ));
+        }
+        let mut verifiers = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            if let Some(e) = tenant.error {
+                return Err(e);
+            }
+            if verifiers.iter().any(|(iss, _)| *iss == tenant.issuer) {
+                return Err(BuildError::InvalidSetting(
+                    "two tenants with the same issuer",
+                ));
+            }
+            let mut policy = self.policy.clone();
+            policy.issuers = vec![tenant.issuer.clone()];
+            if !tenant.audiences.is_empty() {
+                policy.audiences = tenant.audiences;
+            }
+            let (keys, allowed) = tenant.keys.build(self.allowed, &mut policy.issuers)?;
+            let verifier = Verifier {
+                keys,
+                allowed,
+                policy,
+                revocable,
+            };
+            verifiers.push((tenant.issuer, verifier));
+        }
+        Ok(Verifiers::ByIssuer(verifiers))
+    }
+
+    fn build_pipeline(mut self) -> Result<Pipeline<R>, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.max_token_size == 0 {
+            return Err(BuildError::InvalidSetting(
+                "max_token_size must be positive",
+            ));
+        }
+        if self.policy.required.len() > MAX_REQUIRED_CLAIMS {
+            return Err(BuildError::InvalidSetting("at most 64 required claims"));
+        }
+        if self.sources.is_empty() {
+            return Err(BuildError::InvalidSetting("no token source"));
+        }
+        let sources = self
+            .sources
+            .iter()
+            .map(TokenSource::compile)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        if let Some(store) = &self.revocation
+            && self.policy.leeway > store.retention_margin()
+        {
+            // The store would forget a revoked token while this layer still accepts it.
+            return Err(BuildError::InvalidSetting(
+                "the leeway is longer than the revocation store's retention margin",
+            ));
+        }
+        let verifiers = self.build_verifiers()?;
+        let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
+        let csrf = match self.csrf {
+            Some(policy) if uses_cookies => Some(policy.compile()?),
+            _ => None,
+        };
+        Ok(Pipeline {
+            verifiers,
+            max_token_size: self.max_token_size,
+            sources,
+            optional: self.optional,
+            pass_preflight: self.pass_preflight,
+            csrf,
+            revocation: self.revocation,
+            revocation_fail_open: self.revocation_fail_open,
+            #[cfg(feature = "cache")]
+            cache: self.cache.map(crate::cache::TokenCache::new),
+            responder: self.responder,
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! The per-request steps, in the order they run:
+//!
+//! extract → CSRF → parse → choose verifier → cache → verify → claims policy → revocation →
+//! hand on, or respond.
+//!
+//! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
+//! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
+//! key source that lacks the token's `kid`; [`Pipeline::check_revocation`] and
+//! [`Pipeline::refresh_keys_then_verify`] are the futures for them. Every refusal, immediate
+//! or after a wait, is answered and traced in one place, [`Pipeline::respond`].
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use http::{Extensions, HeaderMap, Method, Response, Uri};
+use jsonwebtoken::Algorithm;
+use serde::de::DeserializeOwned;
+
+use crate::csrf::Csrf;
+use crate::revocation::Revocation;
+use crate::source::{self, Source};
+use crate::tenant::Verifiers;
+use crate::token::{JoseHeader, Jws};
+use crate::verify::{Refused, TokenId, Verifier};
+use crate::{AuthError, Claims, ErrorResponder};
+
+/// Everything a layer checks requests with, fixed at build time and shared by its services.
+pub(crate) struct Pipeline<R> {
+    pub verifiers: Verifiers,
+    pub max_token_size: usize,
+    pub sources: Vec<Source>,
+    pub optional: bool,
+    pub pass_preflight: bool,
+    pub csrf: Option<Csrf>,
+    pub revocation: Option<Arc<dyn Revocation>>,
+    pub revocation_fail_open: bool,
+    #[cfg(feature = "cache")]
+    pub cache: Option<crate::cache::TokenCache>,
+    pub responder: R,
+}
+
+/// What to do with a request once the steps without I/O are done.
+pub(crate) enum Decision<C> {
+    /// Let it through, with these claims (`None`: anonymously).
+    Pass(Option<Claims<C>>),
+    /// The token verified; let it through once the revocation store has been asked.
+    CheckRevocation(Claims<C>, TokenId),
+    /// No key of the remote source fits: refresh the keys, then verify the token again.
+    #[cfg(feature = "remote")]
+    RefreshKeys(String),
+}
+
+/// A refusal, with what its tracing event may name: the reason, and what the token claims
+/// about itself (`alg`, `kid`, `iss`), never the token.
+pub(crate) struct Rejection {
+    pub error: AuthError,
+    alg: Option<Algorithm>,
+    kid: Option<String>,
+    iss: Option<String>,
+}
+
+impl From<AuthError> for Rejection {
+    fn from(error: AuthError) -> Rejection {
+        Rejection {
+            error,
+            alg: None,
+            kid: None,
+            iss: None,
+        }
+    }
+}
+
+impl Rejection {
+    fn about(error: AuthError, header: &JoseHeader) -> Rejection {
+        Rejection {
+            error,
+            alg: Some(header.alg),
+            kid: header.kid.clone(),
+            iss: None,
+        }
+    }
+}
+
+impl<R> Pipeline<R> {
+    /// Extract → CSRF → parse → choose verifier → cache → verify → claims policy: everything
+    /// that needs no I/O.
+    pub(crate) fn authenticate<C: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Decision<C>, Rejection> {
+        // A CORS preflight: browsers never attach credentials to it (Fetch §3.2.2), so
+        // authenticating it would break CORS.
+        if self.pass_preflight
+            && method == Method::OPTIONS
+            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return Ok(Decision::Pass(None));
+        }
+        let Some(found) = source::extract(&self.sources, headers, uri, self.max_token_size)? else {
+            if self.optional {
+                return Ok(Decision::Pass(None));
+            }
+            return Err(AuthError::MissingToken.into());
+        };
+        if found.cookie_only
+            && let Some(csrf) = &self.csrf
+        {
+            csrf.check(method, headers, uri)?;
+        }
+        let jws = Jws::parse(found.token, self.max_token_size)?;
+        let verifier = self
+            .verifiers
+            .select(&jws)
+            .map_err(|e| Rejection::about(e, &jws.header))?;
+        self.verify(verifier, &jws)
+    }
+
+    /// Cache → verify → claims policy, for a parsed token and its verifier.
+    fn verify<C: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        verifier: &Verifier,
+        jws: &Jws<'_>,
+    ) -> Result<Decision<C>, Rejection> {
+        #[cfg(feature = "cache")]
+        if let Some(hit) = self.cached::<C>(verifier, jws) {
+            return Ok(hit);
+        }
+        // Read before verifying: an entry is tagged with a generation no newer than its keys.
+        #[cfg(feature = "cache")]
+        let generation = verifier.keys.generation();
+        let verified = match verifier.verify::<C>(jws) {
+            Ok(verified) => verified,
+            #[cfg(feature = "remote")]
+            Err(Refused {
+                error: AuthError::UnknownKey,
+                ..
+            }) if verifier.keys.remote().is_some() => {
+                return Ok(Decision::RefreshKeys(jws.token.to_owned()));
+            }
+            Err(Refused { error, iss }) => {
+                let mut rejection = Rejection::about(error, &jws.header);
+                rejection.iss = iss;
+                return Err(rejection);
+            }
+        };
+        let claims = Arc::new(verified.claims);
+        #[cfg(feature = "cache")]
+        if let Some(cache) = &self.cache {
+            let entry = crate::cache::Entry {
+                claims: claims.clone(),
+                exp: verified.exp,
+                nbf: verified.nbf,
+                id: verified.id.clone(),
+                generation,
+            };
+            cache.insert(jws.token, entry);
+        }
+        Ok(self.decide(Claims::from(claims), verified.id))
+    }
+
+    /// A cache hit for exactly this token, verified under the current generation of
+    /// `verifier`'s keys and still within its `exp`/`nbf`. A failing time check falls through
+    /// to full verification, which reports it.
+    #[cfg(feature = "cache")]
+    fn cached<C: Send + Sync + 'static>(
+        &self,
+        verifier: &Verifier,
+        jws: &Jws<'_>,
+    ) -> Option<Decision<C>> {
+        let entry = self
+            .cache
+            .as_ref()?
+            .get(jws.token, verifier.keys.generation())?;
+        verifier
+            .policy
+            .check_times(entry.exp, entry.nbf, verifier.policy.clock.now())
+            .ok()?;
+        let claims = entry.claims.downcast::<C>().ok()?;
+        Some(self.decide(Claims::from(claims), entry.id))
+    }
+
+    fn decide<C>(&self, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
+        match id {
+            Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id),
+            _ => Decision::Pass(Some(claims)),
+        }
+    }
+
+    /// Revocation: asks the store about a verified token. An unreachable store fails closed
+    /// (503) unless the layer was told otherwise: it must not turn logged-out tokens back into
+    /// valid ones.
+    /// The future yields nothing to add to the request (the claims are already in it).
+    pub(crate) fn check_revocation(
+        &self,
+        id: TokenId,
+    ) -> BoxFuture<'static, Result<Extensions, Rejection>> {
+        let store = self.revocation.clone();
+        let fail_open = self.revocation_fail_open;
+        Box::pin(async move {
+            let Some(store) = store else {
+                return Ok(Extensions::new());
+            };
+            match store.is_revoked(id.as_ref()).await {
+                Ok(false) => Ok(Extensions::new()),
+                Ok(true) => Err(AuthError::Revoked.into()),
+                Err(_) if fail_open => Ok(Extensions::new()),
+                Err(_) => Err(AuthError::RevocationUnavailable.into()),
+            }
+        })
+    }
+
+    /// Refreshes the remote key source for the token's `kid`, then runs the same steps again
+    /// from the choice of verifier on (cache insert and revocation included). An unreachable
+    /// source is a 503, not a 401: the token may well be valid.
+    #[cfg(feature = "remote")]
+    pub(crate) fn refresh_keys_then_verify<C>(
+        self: Arc<Self>,
+        token: String,
+    ) -> BoxFuture<'static, Result<Extensions, Rejection>>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+        R: Send + Sync + 'static,
+    {
+        Box::pin(async move {
+            let jws = Jws::parse(&token, self.max_token_size)?;
+            let verifier = self
+                .verifiers
+                .select(&jws)
+                .map_err(|e| Rejection::about(e, &jws.header))?;
+            let remote = verifier
+                .keys
+                .remote()
+                .ok_or_else(|| Rejection::about(AuthError::UnknownKey, &jws.header))?;
+            if let Err(unavailable) = remote
+                .refresh_for_unknown_kid(jws.header.kid.as_deref())
+                .await
+            {
+                let error = AuthError::KeysUnavailable {
+                    retry_after_secs: unavailable.retry_after.as_secs().max(1),
+                };
+                return Err(Rejection::about(error, &jws.header));
+            }
+            let mut extensions = Extensions::new();
+            match self.verify::<C>(verifier, &jws)? {
+                Decision::Pass(claims) => {
+                    if let Some(claims) = claims {
+                        extensions.insert(claims);
+                    }
+                }
+                Decision::CheckRevocation(claims, id) => {
+                    self.check_revocation(id).await?;
+                    extensions.insert(claims);
+                }
+                // Still no key after the refresh.
+                Decision::RefreshKeys(_) => {
+                    return Err(Rejection::about(AuthError::UnknownKey, &jws.header));
+                }
+            }
+            Ok(extensions)
+        })
+    }
+
+    /// Answers a refusal with the responder, after its one tracing event (feature `tracing`).
+    pub(crate) fn respond<B>(&self, rejection: &Rejection, headers: &HeaderMap) -> Response<B>
+    where
+        R: ErrorResponder<B>,
+    {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            target: "tower_jwt_auth",
+            reason = rejection.error.reason(),
+            alg = rejection.alg.map(tracing::field::debug),
+            kid = rejection.kid.as_deref(),
+            iss = rejection.iss.as_deref(),
+            "request rejected"
+        );
+        self.responder.respond(&rejection.error, headers)
+    }
+
+    /// The whole check of one token outside any request (no source, CSRF, cache or
+    /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
+    pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+        let jws = Jws::parse(token, self.max_token_size)?;
+        let verifier = self.verifiers.select(&jws)?;
+        verifier
+            .verify::<C>(&jws)
+            .map(|v| v.claims)
+            .map_err(|r| r.error)
+    }
+
+    /// Form, header policy and signature only; the decoded payload, which need not be a claims
+    /// set: for [`JwtAuthLayer::verify_signature`](crate::JwtAuthLayer::verify_signature).
+    pub(crate) fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
+        let jws = Jws::parse(token, self.max_token_size)?;
+        let verifier = self.verifiers.select(&jws)?;
+        verifier.verify_signature(&jws)?;
+        Ok(jws.payload)
+    }
+}

@@ -1,0 +1,116 @@
+//! [`JwtAuth`], the middleware service.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use serde::de::DeserializeOwned;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::pipeline::{Decision, Pipeline};
+use crate::claims::Anonymous;
+use crate::{Claims, ErrorResponder};
+
+/// Middleware that authenticates each request by JWT; made by [`JwtAuthLayer`](crate::JwtAuthLayer).
+///
+/// A request with a valid token reaches the inner service with [`Claims<C>`](crate::Claims)
+/// in its extensions; any other is answered by the responder `R` without reaching it.
+pub struct JwtAuth<S, C, R = crate::Rfc6750> {
+    inner: S,
+    pipeline: Arc<Pipeline<R>>,
+    _claims: PhantomData<fn() -> C>,
+}
+
+impl<S, C, R> JwtAuth<S, C, R> {
+    pub(crate) fn new(inner: S, pipeline: Arc<Pipeline<R>>) -> Self {
+        JwtAuth {
+            inner,
+            pipeline,
+            _claims: PhantomData,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, C, R> Clone for JwtAuth<S, C, R> {
+    fn clone(&self) -> Self {
+        JwtAuth {
+            inner: self.inner.clone(),
+            pipeline: Arc::clone(&self.pipeline),
+            _claims: PhantomData,
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, C, R> std::fmt::Debug for JwtAuth<S, C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, C, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuth<S, C, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    C: DeserializeOwned + Send + Sync + 'static,
+    R: ErrorResponder<ResBody> + Send + Sync + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let decision = self
+            .pipeline
+            .authenticate::<C>(req.method(), req.headers(), req.uri());
+        // Only this layer vouches for claims: whatever sits in the extensions under our types
+        // is replaced or removed.
+        let ext = req.extensions_mut();
+        ext.remove::<Anonymous>();
+        ext.remove::<Claims<C>>();
+        match decision {
+            Ok(Decision::Pass(Some(claims))) => {
+                ext.insert(claims);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Ok(Decision::Pass(None)) => {
+                ext.insert(Anonymous);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Ok(Decision::CheckRevocation(claims, id)) => {
+                ext.insert(claims);
+                let check = self.pipeline.check_revocation(id);
+                ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
+            }
+            #[cfg(feature = "remote")]
+            Ok(Decision::RefreshKeys(token)) => {
+                let check = Arc::clone(&self.pipeline).refresh_keys_then_verify::<C>(token);
+                ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
+            }
+            Err(rejection) => {
+                ResponseFuture::rejected(self.pipeline.respond(&rejection, req.headers()))
+            }
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! What a route requires of the claims: [`Requirement`], and the [`HasRoles`] / [`HasScopes`]
+//! traits it reads roles and scopes through.
+
+use std::sync::Arc;
+
+/// Claims that carry roles (e.g. a `roles` array).
+pub trait HasRoles {
+    /// Whether the claims grant `role`.
+    fn has_role(&self, role: &str) -> bool;
+}
+
+/// Claims that carry OAuth scopes: the space-delimited `scope` claim (RFC 9068 §2.2.3), or
+/// `scp` (a space-delimited string or an array of strings, depending on the issuer).
+pub trait HasScopes {
+    /// Whether the claims grant `scope`.
+    fn has_scope(&self, scope: &str) -> bool;
+}
+
+/// Whether the space-delimited `scope` string (RFC 6749 §3.3) contains `wanted` as a whole
+/// word. An empty `wanted` is never contained: a scope token has at least one character, so
+/// the empty words between two spaces grant nothing.
+pub fn scope_contains(scope: &str, wanted: &str) -> bool {
+    !wanted.is_empty() && scope.split(' ').any(|s| s == wanted)
+}
+
+/// Untyped claims: roles from a `roles` array of strings (RFC 9068 §2.2.3.1 names `roles` among
+/// the attributes an access token may carry, and Microsoft Entra ID sends its app roles as an
+/// array). Any other form, a string included, grants no role: no issuer documents a delimited
+/// string, and splitting one on spaces would hand a subject whose role is `"Tenant Admin"` the
+/// role `Admin`. Claims types that need another form implement [`HasRoles`] themselves.
+impl HasRoles for serde_json::Value {
+    fn has_role(&self, role: &str) -> bool {
+        self.get("roles")
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(|roles| roles.iter().any(|r| r.as_str() == Some(role)))
+    }
+}
+
+/// Untyped claims: scopes from the space-delimited `scope` string (RFC 9068 §2.2.3), or from
+/// `scp` in either form issuers send it: a space-delimited string (Microsoft Entra ID, v1 and
+/// v2 tokens) or an array of strings, each one scope (e.g. Okta). Any other JSON type grants
+/// nothing.
+impl HasScopes for serde_json::Value {
+    fn has_scope(&self, scope: &str) -> bool {
+        let in_scope = self
+            .get("scope")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|s| scope_contains(s, scope));
+        let in_scp = match self.get("scp") {
+            Some(serde_json::Value::String(scp)) => scope_contains(scp, scope),
+            Some(serde_json::Value::Array(scp)) => {
+                !scope.is_empty() && scp.iter().any(|s| s.as_str() == Some(scope))
+            }
+            _ => false,
+        };
+        in_scope || in_scp
+    }
+}
+
+type Check<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
+
+/// A condition on the claims, with the scope text a refusal names.
+///
+/// Cloning is cheap: the check and the text are shared.
+pub struct Requirement<C> {
+    check: Check<C>,
+    /// The `scope` attribute of a refusal's challenge (RFC 6750 §3).
+    pub(super) scope: Arc<str>,
+}
+
+impl<C> Clone for Requirement<C> {
+    fn clone(&self) -> Self {
+        Requirement {
+            check: Arc::clone(&self.check),
+            scope: Arc::clone(&self.scope),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Requirement<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requirement")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn strings<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+impl<C: 'static> Requirement<C> {
+    /// Any claims at all (a valid token).
+    pub fn authenticated() -> Requirement<C> {
+        Requirement {
+            check: Arc::new(|_| true),
+            scope: Arc::from(""),
+        }
+    }
+
+    /// `check` must hold; `description` is what a refusal names in its `scope` attribute.
+    pub fn predicate(
+        description: impl Into<String>,
+        check: impl Fn(&C) -> bool + Send + Sync + 'static,
+    ) -> Requirement<C> {
+        Requirement {
+            check: Arc::new(check),
+            scope: description.into().into(),
+        }
+    }
+
+    /// At least one of `roles`.
+    pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Requirement<C>
+    where
+        C: HasRoles,
+    {
+        let roles = strings(roles);
+        let scope = roles.join(" ").into();
+        Requirement {
+            check: Arc::new(move |c: &C| roles.iter().any(|r| c.has_role(r))),
+            scope,
+        }
+    }
+
+    /// All of `roles`.
+    pub fn all_roles<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Requirement<C>
+    where
+        C: HasRoles,
+    {
+        let roles = strings(roles);
+        let scope = roles.join(" ").into();
+        Requirement {
+            check: Arc::new(move |c: &C| roles.iter().all(|r| c.has_role(r))),
+            scope,
+        }
+    }
+
+    /// At least one of `scopes`.
+    pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Requirement<C>
+    where
+        C: HasScopes,
+    {
+        let scopes = strings(scopes);
+        let scope = scopes.join(" ").into();
+        Requirement {
+            check: Arc::new(move |c: &C| scopes.iter().any(|s| c.has_scope(s))),
+            scope,
+        }
+    }
+
+    /// All of `scopes`.
+    pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Requirement<C>
+    where
+        C: HasScopes,
+    {
+        let scopes = strings(scopes);
+        let scope = scopes.join(" ").into();
+        Requirement {
+            check: Arc::new(move |c: &C| scopes.iter().all(|s| c.has_scope(s))),
+            scope,
+        }
+    }
+
+    /// Both this and `other`.
+    pub fn and(self, other: Requirement<C>) -> Requirement<C> {
+        Requirement::all_of([self, other])
+    }
+
+    /// This or `other`.
+    pub fn or(self, other: Requirement<C>) -> Requirement<C> {
+        Requirement::any_of([self, other])
+    }
+
+    /// Every one of `requirements` (Envoy's `requires_all`).
+    pub fn all_of(requirements: impl IntoIterator<Item = Requirement<C>>) -> Requirement<C> {
+        let parts: Vec<_> = requirements.into_iter().collect();
+        let scope = join_scopes(&parts);
+        Requirement {
+            check: Arc::new(move |c: &C| parts.iter().all(|r| (r.check)(c))),
+            scope,
+        }
+    }
+
+    /// At least one of `requirements` (Envoy's `requires_any`).
+    pub fn any_of(requirements: impl IntoIterator<Item = Requirement<C>>) -> Requirement<C> {
+        let parts: Vec<_> = requirements.into_iter().collect();
+        let scope = join_scopes(&parts);
+        Requirement {
+            check: Arc::new(move |c: &C| parts.iter().any(|r| (r.check)(c))),
+            scope,
+        }
+    }
+
+    /// Whether `claims` meet the requirement.
+    pub fn is_met_by(&self, claims: &C) -> bool {
+        (self.check)(claims)
+    }
+}
+
+/// The words of every part's scope, each once, in order of first appearance.
+fn join_scopes<C>(parts: &[Requirement<C>]) -> Arc<str> {
+    let mut out: Vec<&str> = Vec::new();
+    for word in parts
+        .iter()
+        .flat_map(|p| p.scope.split(' '))
+        .filter(|w| !w.is_empty())
+    {
+        if !out.contains(&word) {
+            out.push(word);
+        }
+    }
+    out.join(" ").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn untyped_claims_roles_and_scopes() {
+        let claims =
+            json!({ "roles": ["admin"], "scope": "orders:read orders:write", "scp": ["billing"] });
+        assert!(claims.has_role("admin") && !claims.has_role("user"));
+        assert!(claims.has_scope("orders:read") && claims.has_scope("billing"));
+        assert!(!claims.has_scope("orders") && !json!({ "roles": "admin" }).has_role("admin"));
+        let admin = Requirement::<serde_json::Value>::any_role(["admin"])
+            .and(Requirement::all_scopes(["orders:read"]));
+        assert!(admin.is_met_by(&claims));
+        assert!(!admin.is_met_by(&json!({ "roles": ["admin"] })));
+    }
+
+    #[test]
+    fn scp_is_read_as_a_space_delimited_string_or_an_array() {
+        // Microsoft Entra ID's form.
+        let entra = json!({ "scp": "User.Read Files.ReadWrite" });
+        // Okta's form.
+        let okta = json!({ "scp": ["User.Read", "Files.ReadWrite"] });
+        for claims in [&entra, &okta] {
+            assert!(claims.has_scope("User.Read"), "{claims}");
+            assert!(claims.has_scope("Files.ReadWrite"), "{claims}");
+            // Whole scopes only: no prefix, no longer word, no two scopes as one.
+            for other in [
+                "User",
+                "Files.Read",
+                "User.Read Files.ReadWrite",
+                "Mail.Send",
+                "",
+            ] {
+                assert!(!claims.has_scope(other), "{claims} {other:?}");
+            }
+            let write = Requirement::<serde_json::Value>::all_scopes(["Files.ReadWrite"]);
+            assert!(write.is_met_by(claims), "{claims}");
+            assert!(!Requirement::any_scope(["Mail.Send"]).is_met_by(claims));
+        }
+        // An array element is one scope, spaces and all.
+        let joined = json!({ "scp": ["User.Read Files.ReadWrite"] });
+        assert!(!joined.has_scope("User.Read") && !joined.has_scope("Files.ReadWrite"));
+        // Empty words (double, leading, trailing spaces) grant nothing.
+        assert!(!json!({ "scp": " a  b " }).has_scope(""));
+        assert!(!json!({ "scope": "a  b" }).has_scope(""));
+        assert!(!json!({ "scp": [""] }).has_scope(""));
+        // Other JSON types grant nothing.
+        for scp in [
+            json!(1),
+            json!(true),
+            json!({ "User.Read": true }),
+            json!(null),
+        ] {
+            assert!(!json!({ "scp": scp }).has_scope("User.Read"), "{scp}");
+        }
+        // `scope` and `scp` together: either grants.
+        let both = json!({ "scope": "a", "scp": "b" });
+        assert!(both.has_scope("a") && both.has_scope("b"));
+    }
+
+    #[test]
+    fn roles_are_read_only_as_an_array() {
+        // Microsoft Entra ID's app roles.
+        let entra = json!({ "roles": ["Tenant.Admin", "Orders.Read"] });
+        assert!(entra.has_role("Tenant.Admin") && entra.has_role("Orders.Read"));
+        assert!(!entra.has_role("Tenant") && !entra.has_role(""));
+        // A string is no list of roles, however it is delimited.
+        for roles in [json!("admin"), json!("Tenant Admin"), json!("a,admin")] {
+            let claims = json!({ "roles": roles });
+            assert!(
+                !claims.has_role("admin") && !claims.has_role("Admin"),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn composed_requirements_name_each_word_once() {
+        type R = Requirement<serde_json::Value>;
+        let r = R::any_role(["staff", "admin"])
+            .or(R::all_scopes(["admin", "orders:read"]))
+            .and(R::authenticated());
+        assert_eq!(&*r.scope, "staff admin orders:read");
+    }
+}
