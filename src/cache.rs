@@ -81,6 +81,7 @@ pub(crate) struct Entry {
     pub claims: Arc<dyn Any + Send + Sync>,
     pub exp: Option<f64>,
     pub nbf: Option<f64>,
+    pub iat: Option<f64>,
     pub id: Option<TokenId>,
     /// The key-set generation the token was verified under.
     pub generation: u64,
@@ -189,6 +190,7 @@ mod tests {
             claims: Arc::new(()),
             exp: Some(exp),
             nbf: None,
+            iat: None,
             id: None,
             generation,
         }

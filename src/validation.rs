@@ -80,11 +80,13 @@ impl ClaimsPolicy {
         }
     }
 
-    /// Checks `exp` and `nbf` at time `now`, with the leeway: all a cached token needs again.
+    /// Checks `exp`, `nbf` and `iat` at time `now`, with the leeway: all a cached token needs
+    /// again.
     pub(crate) fn check_times(
         &self,
         exp: Option<f64>,
         nbf: Option<f64>,
+        iat: Option<f64>,
         now: f64,
     ) -> Result<(), AuthError> {
         let leeway = self.leeway.as_secs_f64();
@@ -96,12 +98,17 @@ impl ClaimsPolicy {
         if nbf.is_some_and(|nbf| now + leeway < nbf) {
             return Err(AuthError::NotYetValid);
         }
+        // A token issued in the future would outlive a subject's revocation "not before"
+        // (which compares `iat`), so it is refused like one that is not yet valid. RFC 7519
+        // §4.1.6 leaves the use of `iat` to the application; this is ours.
+        if iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(AuthError::NotYetValid);
+        }
         Ok(())
     }
 
     /// Checks registered claims against the policy at time `now`.
     pub(crate) fn check(&self, reg: &Registered<'_>, now: f64) -> Result<(), AuthError> {
-        let leeway = self.leeway.as_secs_f64();
         let required_all = if self.required.is_empty() {
             0
         } else {
@@ -110,13 +117,7 @@ impl ClaimsPolicy {
         if reg.required_seen != required_all {
             return Err(AuthError::MissingClaim);
         }
-        self.check_times(reg.exp, reg.nbf, now)?;
-        // A token issued in the future would outlive a subject's revocation "not before"
-        // (which compares `iat`), so it is refused like one that is not yet valid. RFC 7519
-        // §4.1.6 leaves the use of `iat` to the application; this is ours.
-        if reg.iat.is_some_and(|iat| iat > now + leeway) {
-            return Err(AuthError::NotYetValid);
-        }
+        self.check_times(reg.exp, reg.nbf, reg.iat, now)?;
         if reg.exp.is_none() && self.require_exp {
             return Err(AuthError::MissingClaim);
         }

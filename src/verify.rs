@@ -24,11 +24,13 @@ pub(crate) struct Verified<C> {
     pub claims: C,
     /// The identity for the revocation check, when one follows.
     pub id: Option<TokenId>,
-    /// `exp` and `nbf`, for a cached copy that must be re-checked on every hit.
+    /// `exp`, `nbf` and `iat`, for a cached copy that must be re-checked on every hit.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub exp: Option<f64>,
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub nbf: Option<f64>,
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub iat: Option<f64>,
 }
 
 /// Why a token was refused, and its `iss` when the claims were read that far (for the
@@ -105,6 +107,7 @@ impl Verifier {
             id,
             exp: registered.exp,
             nbf: registered.nbf,
+            iat: registered.iat,
         })
     }
 

@@ -152,6 +152,7 @@ impl<R> Pipeline<R> {
                 claims: claims.clone(),
                 exp: verified.exp,
                 nbf: verified.nbf,
+                iat: verified.iat,
                 id: verified.id.clone(),
                 generation,
             };
@@ -161,7 +162,7 @@ impl<R> Pipeline<R> {
     }
 
     /// A cache hit for exactly this token, verified under the current generation of
-    /// `verifier`'s keys and still within its `exp`/`nbf`. A failing time check falls through
+    /// `verifier`'s keys and still within its `exp`/`nbf`/`iat`. A failing time check falls through
     /// to full verification, which reports it.
     #[cfg(feature = "cache")]
     fn cached<C: Send + Sync + 'static>(
@@ -175,7 +176,7 @@ impl<R> Pipeline<R> {
             .get(jws.token, verifier.keys.generation())?;
         verifier
             .policy
-            .check_times(entry.exp, entry.nbf, verifier.policy.clock.now())
+            .check_times(entry.exp, entry.nbf, entry.iat, verifier.policy.clock.now())
             .ok()?;
         let claims = entry.claims.downcast::<C>().ok()?;
         Some(self.decide(Claims::from(claims), entry.id))

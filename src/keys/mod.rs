@@ -236,7 +236,9 @@ impl Key {
 
 /// Whether `secret` is PEM text (public keys are not secrets).
 pub(crate) fn looks_like_pem(secret: &[u8]) -> bool {
-    secret.trim_ascii_start().starts_with(b"-----BEGIN")
+    // A UTF-8 byte order mark, as editors write it, does not make it any less a PEM text.
+    let text = secret.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(secret);
+    text.trim_ascii_start().starts_with(b"-----BEGIN")
 }
 
 /// RFC 7518 §3.2: "A key of the same size as the hash output ... or larger MUST be used".

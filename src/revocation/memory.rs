@@ -99,7 +99,7 @@ impl MemoryRevocation {
 
     /// The instant an entry given `expires_at` is kept until.
     fn kept_until(&self, expires_at: u64) -> u64 {
-        expires_at.saturating_add(self.margin.as_secs())
+        super::kept_until(expires_at, self.margin)
     }
 
     fn check(&self, token: TokenId<'_>) -> bool {

@@ -58,6 +58,14 @@ use futures_util::future::BoxFuture;
 /// reasonable leeway (the layer's default is 60 s).
 pub const DEFAULT_RETENTION_MARGIN: Duration = Duration::from_secs(300);
 
+/// The last instant (whole seconds) a store keeps an entry given `expires_at`: `margin` later,
+/// rounded up to whole seconds, plus one second, because a token's `exp` may be fractional
+/// while the time a store is given is whole seconds (`exp` truncated).
+pub(crate) fn kept_until(expires_at: u64, margin: Duration) -> u64 {
+    let margin = margin.as_secs() + u64::from(margin.subsec_nanos() > 0);
+    expires_at.saturating_add(margin).saturating_add(1)
+}
+
 /// What a revocation check looks at: the token's identity and issue time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -114,7 +122,12 @@ pub trait Revocation: Send + Sync + 'static {
     /// Revokes every token of `sub` from `iss` (`None` for tokens without `iss`) issued
     /// before `issued_before` (seconds since the epoch). The entry is kept until `keep_until`
     /// plus the retention margin; `keep_until` should be at least the latest `exp` of a
-    /// token of that subject.
+    /// token of that subject (refresh tokens included).
+    ///
+    /// `issued_before` is compared with the token's `iat`, in whole seconds and on the
+    /// issuer's clock: pass at least `now + 1` to reach a token issued earlier in the same
+    /// second, and `now + leeway` when the issuer's clock may run ahead of this one (a token
+    /// whose `iat` is up to the leeway in the future is accepted).
     fn revoke_subject<'a>(
         &'a self,
         iss: Option<&'a str>,

@@ -19,6 +19,10 @@ use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
 /// attempts too, so an unreachable Redis turns into a quick 503 rather than a hung request;
 /// the connection manager reconnects by itself once Redis is back.
 ///
+/// Every handle keeps entries [`DEFAULT_RETENTION_MARGIN`](super::DEFAULT_RETENTION_MARGIN)
+/// (5 minutes) past the expiry it is given, so all the servers sharing a Redis agree on how
+/// long a revocation lasts whoever wrote it; a layer's leeway may not be longer.
+///
 /// Revocations live only as long as Redis keeps them: run it with persistence (AOF or RDB)
 /// or replication. Failing closed covers the time Redis is down, not a Redis that comes back
 /// empty — that would turn every revoked token valid again until its `exp`.
@@ -43,7 +47,6 @@ pub struct RedisRevocation {
     conn: ConnectionManager,
     prefix: String,
     timeout: Duration,
-    margin: Duration,
 }
 
 impl std::fmt::Debug for RedisRevocation {
@@ -53,6 +56,13 @@ impl std::fmt::Debug for RedisRevocation {
             .finish_non_exhaustive()
     }
 }
+
+/// The latest `EXAT` Redis takes: 9999-12-31T23:59:59Z.
+const MAX_EXAT: u64 = 253_402_300_799;
+
+/// The largest "not before" kept: the script's Lua numbers print integers exactly only up to
+/// 14 digits. It is far beyond any `iat` the layer accepts (a future `iat` is refused).
+const MAX_NOT_BEFORE: u64 = 99_999_999_999_999;
 
 /// Raises a subject's "not before" and its retention, never lowers either, atomically.
 /// `EXPIRETIME` (Redis 7) is -2 for a missing key and -1 for one without expiry.
@@ -87,24 +97,14 @@ impl RedisRevocation {
             conn,
             prefix: "jwt:".into(),
             timeout: Duration::from_secs(1),
-            margin: DEFAULT_RETENTION_MARGIN,
         }
     }
 
-    /// Keeps entries `margin` past their given expiry (default
-    /// [`DEFAULT_RETENTION_MARGIN`](super::DEFAULT_RETENTION_MARGIN)); it must be at least the
-    /// leeway of every layer that uses the store.
-    pub fn with_retention_margin(mut self, margin: Duration) -> RedisRevocation {
-        self.margin = margin;
-        self
-    }
-
-    /// The absolute expiry of an entry given `expires_at`, never in the past (EXAT refuses
-    /// that).
-    fn kept_until(&self, expires_at: u64) -> u64 {
-        expires_at
-            .saturating_add(self.margin.as_secs())
-            .max(unix_now() + 1)
+    /// The absolute expiry of an entry given `expires_at`: never in the past (`EXAT` refuses
+    /// that), and at most the end of year 9999 (a larger one is refused too, and would leave a
+    /// token with an absurd `exp` unrevocable).
+    fn kept_until(expires_at: u64) -> u64 {
+        super::kept_until(expires_at, DEFAULT_RETENTION_MARGIN).clamp(unix_now() + 1, MAX_EXAT)
     }
 
     /// Sets the deadline of each operation, reconnects included (default 1 s).
@@ -174,7 +174,7 @@ impl Revocation for RedisRevocation {
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         let op = async move {
-            if expires_at.saturating_add(self.margin.as_secs()) <= unix_now() {
+            if super::kept_until(expires_at, DEFAULT_RETENTION_MARGIN) <= unix_now() {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
@@ -182,7 +182,7 @@ impl Revocation for RedisRevocation {
                 .arg(self.jti_key(jti))
                 .arg(1)
                 .arg("EXAT")
-                .arg(self.kept_until(expires_at))
+                .arg(Self::kept_until(expires_at))
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(err)
@@ -198,14 +198,14 @@ impl Revocation for RedisRevocation {
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
         let op = async move {
-            if keep_until.saturating_add(self.margin.as_secs()) <= unix_now() {
+            if super::kept_until(keep_until, DEFAULT_RETENTION_MARGIN) <= unix_now() {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
             redis::Script::new(REVOKE_SUBJECT)
                 .key(self.sub_key(iss, sub))
-                .arg(issued_before)
-                .arg(self.kept_until(keep_until))
+                .arg(issued_before.min(MAX_NOT_BEFORE))
+                .arg(Self::kept_until(keep_until))
                 .invoke_async::<u64>(&mut conn)
                 .await
                 .map(|_| ())
@@ -226,7 +226,7 @@ impl Revocation for RedisRevocation {
                 .arg(1)
                 .arg("NX")
                 .arg("EXAT")
-                .arg(self.kept_until(expires_at))
+                .arg(Self::kept_until(expires_at))
                 .query_async(&mut conn)
                 .await
                 .map_err(err)?;
@@ -236,7 +236,7 @@ impl Revocation for RedisRevocation {
     }
 
     fn retention_margin(&self) -> Duration {
-        self.margin
+        DEFAULT_RETENTION_MARGIN
     }
 }
 
