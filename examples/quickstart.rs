@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_jwt_auth::authorize::HasRoles;
 use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens};
-use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
+use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
 use tower_jwt_auth::{Claims, JwtAuthLayer, RequireClaimsLayer, TokenIssuer};
 
 /// What a handler learns about the caller.
@@ -62,7 +62,7 @@ const USERS: &[(&str, &str, &[&str])] = &[
 
 struct App {
     sessions: RefreshTokens<Roles>,
-    revocation: Arc<dyn Revocation>,
+    revocation: Arc<dyn RevocationStore>,
     /// Plain-http cookies are allowed only when the server listens on loopback.
     addr: SocketAddr,
 }
@@ -98,9 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let refresh_secret = [secret.as_slice(), b"/refresh"].concat();
     let revocation = revocation_store().await?;
 
-    let access = TokenIssuer::hs256(&secret)?
-        .with_issuer(&iss)
-        .with_audience(&aud);
+    let access = TokenIssuer::hs256(&secret)?.issuer(&iss).audience(&aud);
     let sessions = RefreshTokens::new(access, &refresh_secret, revocation.clone())?;
     let auth = JwtAuthLayer::<User>::builder()
         .hs256(&secret)
@@ -142,7 +140,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Redis when `REDIS_URL` is set (a fleet shares revocations), memory otherwise.
-async fn revocation_store() -> Result<Arc<dyn Revocation>, Box<dyn std::error::Error>> {
+async fn revocation_store() -> Result<Arc<dyn RevocationStore>, Box<dyn std::error::Error>> {
     match std::env::var("REDIS_URL") {
         #[cfg(feature = "redis")]
         Ok(url) => Ok(Arc::new(

@@ -103,8 +103,8 @@ async fn client(addr: &str) -> Result<(), Box<dyn Error>> {
     // In production an identity provider issues the token; here the client signs its own
     // with the shared secret, as the example's stand-in for a login.
     let issued = TokenIssuer::hs256(secret.as_bytes())?
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
         .issue("alice", &serde_json::json!({ "roles": ["ops"] }))?;
     let bearer: MetadataValue<_> = format!("Bearer {}", issued.token).parse()?;
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use jsonwebtoken::EncodingKey;
 use serde_json::Value;
 use tower::{Layer, Service, service_fn};
-use tower_jwt_auth::jsonwebtoken::{self, EncodingKey};
 use tower_jwt_auth::{Algorithm, Claims, Jwks, JwtAuthLayer, Key};
 
 /// The HMAC secret of the fixed key set (48 bytes: long enough for HS256 and HS384).
@@ -54,7 +54,7 @@ pub fn layers() -> &'static Layers {
     LAYERS.get_or_init(|| Layers {
         hmac: JwtAuthLayer::builder()
             .hs256(SECRET)
-            .key(Key::hmac(Algorithm::HS384, SECRET).with_kid("hs384"))
+            .key(Key::hmac(Algorithm::HS384, SECRET).kid("hs384"))
             .build()
             .expect("hmac layer"),
         strict: JwtAuthLayer::builder()
@@ -68,7 +68,7 @@ pub fn layers() -> &'static Layers {
             .expect("strict layer"),
         public: JwtAuthLayer::builder()
             .rs256_pem(RSA_PUBLIC)
-            .key(Key::pem(Algorithm::PS256, RSA_PUBLIC).with_kid("ps"))
+            .key(Key::pem(Algorithm::PS256, RSA_PUBLIC).kid("ps"))
             .es256_pem(P256_PUBLIC)
             .key(Key::pem(Algorithm::ES384, P384_PUBLIC))
             .eddsa_pem(ED25519_PUBLIC)
@@ -102,6 +102,13 @@ pub fn now() -> f64 {
 
 /// Signs `header.payload` (both as given, base64url-encoded here) with HS256 or HS384 and the
 /// fixed secret, as an issuer would: lets the fuzzer reach the claims policy.
+/// The crypto backend's name for `alg`, for calls into jsonwebtoken.
+fn jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    alg.name()
+        .parse()
+        .expect("every Algorithm is one of jsonwebtoken's")
+}
+
 pub fn sign_hmac(header: &[u8], payload: &[u8], alg: Algorithm) -> String {
     install_provider();
     let input = format!(
@@ -109,8 +116,12 @@ pub fn sign_hmac(header: &[u8], payload: &[u8], alg: Algorithm) -> String {
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(payload)
     );
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &EncodingKey::from_secret(SECRET), alg)
-        .expect("HMAC signing cannot fail");
+    let sig = jsonwebtoken::crypto::sign(
+        input.as_bytes(),
+        &EncodingKey::from_secret(SECRET),
+        jwt(alg),
+    )
+    .expect("HMAC signing cannot fail");
     format!("{input}.{sig}")
 }
 

@@ -7,14 +7,15 @@
 //! them and moves it past an expiry instead of sleeping:
 //!
 //! ```
+//! # #[cfg(feature = "issue")] {
 //! use std::time::{Duration, SystemTime};
 //! use tower_jwt_auth::{Clock, JwtAuthLayer, TokenIssuer};
 //!
 //! let clock = Clock::manual(SystemTime::now());
 //! let secret = b"an example secret that is 32 bytes+";
 //! let issuer = TokenIssuer::hs256(secret).unwrap()
-//!     .with_lifetime(Duration::from_secs(60))
-//!     .with_clock(clock.clone());
+//!     .lifetime(Duration::from_secs(60))
+//!     .clock(clock.clone());
 //! let layer = JwtAuthLayer::<serde_json::Value>::builder()
 //!     .hs256(secret)
 //!     .leeway(Duration::from_secs(5))
@@ -25,6 +26,7 @@
 //! assert!(layer.verify(&token).is_ok());
 //! clock.advance(Duration::from_secs(65));
 //! assert!(layer.verify(&token).is_err());
+//! # }
 //! ```
 
 use std::sync::Arc;

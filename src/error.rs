@@ -284,7 +284,7 @@ pub enum BuildError {
     #[error("{alg:?} secret is {len} bytes; RFC 7518 §3.2 requires at least {min}")]
     WeakSecret {
         /// The algorithm the secret was given for.
-        alg: jsonwebtoken::Algorithm,
+        alg: crate::Algorithm,
         /// The secret's length in bytes.
         len: usize,
         /// The minimum length for that algorithm.
@@ -308,7 +308,7 @@ pub enum BuildError {
     #[error("key for {alg:?} is not of that algorithm's family")]
     KeyAlgorithmMismatch {
         /// The algorithm the key was declared for.
-        alg: jsonwebtoken::Algorithm,
+        alg: crate::Algorithm,
     },
     /// HMAC secrets and public keys in one key set: the classic algorithm-confusion set-up
     /// (RFC 8725 §2.1), refused outright.

@@ -22,6 +22,7 @@ use crate::AuthError;
 #[derive(Debug)]
 pub(crate) struct Jws<'t> {
     /// The token as received: the cache key.
+    #[cfg_attr(not(any(feature = "cache", feature = "remote")), allow(dead_code))]
     pub token: &'t str,
     /// `header '.' payload`: the JWS signing input (RFC 7515 §5.1 step 8).
     pub signing_input: &'t str,

@@ -123,9 +123,9 @@ fn valid_token() -> String {
     }
     TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
-        .with_lifetime(Duration::from_secs(3600))
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .lifetime(Duration::from_secs(3600))
         .issue(
             "alice",
             &Roles {

@@ -167,7 +167,7 @@ fn sign_segments(header: &str, payload: &str, alg: Algorithm, key: &EncodingKey)
 
 fn raw_signature(header: &str, payload: &str, alg: Algorithm, key: &EncodingKey) -> String {
     install_provider();
-    jsonwebtoken::crypto::sign(format!("{header}.{payload}").as_bytes(), key, alg).unwrap()
+    jsonwebtoken::crypto::sign(format!("{header}.{payload}").as_bytes(), key, jwt(alg)).unwrap()
 }
 
 fn segments(token: &str) -> (&str, &str, &str) {
@@ -780,9 +780,10 @@ async fn crit_header() {
 
 fn attacker_jwk() -> Value {
     install_provider();
-    let mut jwk =
-        serde_json::to_value(Jwk::from_encoding_key(&attacker_key(), Algorithm::RS256).unwrap())
-            .unwrap();
+    let mut jwk = serde_json::to_value(
+        Jwk::from_encoding_key(&attacker_key(), jwt(Algorithm::RS256)).unwrap(),
+    )
+    .unwrap();
     jwk["kid"] = json!("attacker");
     assert!(jwk.get("n").is_some() && jwk.get("d").is_none(), "{jwk}");
     jwk
@@ -897,8 +898,8 @@ async fn exp_u64_max_with_max_lifetime() {
 #[tokio::test]
 async fn token_signed_for_another_kid() {
     let layer = JwtAuthLayer::<TestClaims>::builder()
-        .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).with_kid("k1"))
-        .key(Key::pem(Algorithm::RS256, data("rsa_2048_b_public.pem")).with_kid("k2"))
+        .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).kid("k1"))
+        .key(Key::pem(Algorithm::RS256, data("rsa_2048_b_public.pem")).kid("k2"))
         .issuer(ISSUER)
         .audience(AUDIENCE)
         .build()

@@ -21,14 +21,17 @@ use common::jwks_server::{JwksServer, jwk, private_key};
 use common::redis_server::RedisServer;
 use common::sessions::{REFRESH_SECRET, Roles, access_issuer};
 use common::*;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::authorize::{HasScopes, RequireClaimsLayer};
 use tower_jwt_auth::cache::CacheConfig;
 use tower_jwt_auth::issue::{RefreshError, RefreshTokens};
-use tower_jwt_auth::revocation::{MemoryRevocation, RedisRevocation, Revocation, TokenId};
+use tower_jwt_auth::revocation::{
+    MemoryRevocation, RedisRevocation, Revocation, RevocationStore, TokenId,
+};
 use tower_jwt_auth::{
     BuildError, Claims, Clock, CsrfPolicy, JwtAuthLayer, Key, RemoteJwks, Tenant, TokenIssuer,
 };
@@ -59,8 +62,8 @@ fn hs_raw_payload(payload: &str) -> String {
         b64(br#"{"alg":"HS256","typ":"JWT"}"#),
         b64(payload.as_bytes())
     );
-    let sig =
-        jsonwebtoken::crypto::sign(input.as_bytes(), &hs256_key(), Algorithm::HS256).expect("sign");
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &hs256_key(), jwt(Algorithm::HS256))
+        .expect("sign");
     format!("{input}.{sig}")
 }
 
@@ -94,7 +97,7 @@ fn reason(reply: &common::api::Reply) -> String {
 async fn a_fractional_exp_stays_revoked_when_leeway_equals_margin() {
     let t0 = now() as f64;
     let clock = Clock::manual(at(t0));
-    let store = Arc::new(MemoryRevocation::new().with_clock(clock.clone()));
+    let store = Arc::new(MemoryRevocation::new().clock(clock.clone()));
     let margin = store.retention_margin(); // DEFAULT_RETENTION_MARGIN, 300 s
     let layer = base()
         .leeway(margin) // leeway == margin: builds
@@ -131,8 +134,8 @@ async fn a_subsecond_margin_is_rounded_up() {
     let margin = Duration::from_millis(1500);
     let store = Arc::new(
         MemoryRevocation::new()
-            .with_retention_margin(margin)
-            .with_clock(clock.clone()),
+            .retain_past_expiry(margin)
+            .clock(clock.clone()),
     );
     let layer = base()
         .leeway(margin) // == margin: builds
@@ -163,7 +166,7 @@ async fn a_subsecond_margin_is_rounded_up() {
 async fn a_cache_hit_rechecks_a_future_iat() {
     let t0 = now() as f64;
     let clock = Clock::manual(at(t0));
-    let store = Arc::new(MemoryRevocation::new().with_clock(clock.clone()));
+    let store = Arc::new(MemoryRevocation::new().clock(clock.clone()));
     let build = |cache: bool| {
         let b = base()
             .leeway(Duration::from_secs(60))
@@ -288,7 +291,7 @@ async fn redis_revokes_a_token_with_a_huge_exp() {
     let store = Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap());
     let api = Api::start(base().revocation(store.clone()).build().unwrap()).await;
     let issued = access_issuer()
-        .with_lifetime(Duration::from_secs(1 << 60))
+        .lifetime(Duration::from_secs(1 << 60))
         .issue("alice", &json!({}))
         .unwrap();
     assert_eq!(api.me(&issued.token).await.status, StatusCode::OK);
@@ -305,16 +308,16 @@ async fn spent_refresh_token_at_its_exp_edge() {
     let clock = Clock::manual(at(t0));
     let store = Arc::new(
         MemoryRevocation::new()
-            .with_retention_margin(Duration::ZERO)
-            .with_clock(clock.clone()),
+            .retain_past_expiry(Duration::ZERO)
+            .clock(clock.clone()),
     );
     let sessions = RefreshTokens::<Roles>::new(
-        access_issuer().with_clock(clock.clone()),
+        access_issuer().clock(clock.clone()),
         REFRESH_SECRET,
         store.clone(),
     )
     .unwrap()
-    .with_refresh_lifetime(Duration::from_secs(100));
+    .refresh_lifetime(Duration::from_secs(100));
     let login = sessions.issue("alice", &Roles { roles: vec![] }).unwrap();
     clock.set(at(t0 + 10.0));
     let second = sessions.refresh(&login.refresh.token).await.unwrap();
@@ -354,7 +357,7 @@ fn leeway_longer_than_margin_never_builds() {
         ),
         (Duration::from_millis(1), Duration::ZERO),
     ] {
-        let store = Arc::new(MemoryRevocation::new().with_retention_margin(margin));
+        let store = Arc::new(MemoryRevocation::new().retain_past_expiry(margin));
         let err = base().leeway(leeway).revocation(store.clone()).build();
         assert!(err.is_err(), "{leeway:?} > {margin:?} built");
         let err = JwtAuthLayer::<Value>::builder()
@@ -373,7 +376,7 @@ fn leeway_longer_than_margin_never_builds() {
 async fn integer_and_huge_exp_edges_stay_revoked() {
     let t0 = now() as f64;
     let clock = Clock::manual(at(t0));
-    let store = Arc::new(MemoryRevocation::new().with_clock(clock.clone()));
+    let store = Arc::new(MemoryRevocation::new().clock(clock.clone()));
     let api = Api::start(
         base()
             .leeway(Duration::from_secs(300))
@@ -435,7 +438,7 @@ fn sha(alg: &'static aws_lc_rs::digest::Algorithm, data: &[u8]) -> Vec<u8> {
 /// its SHA-256, a key vs the key with trailing zero bytes (HMAC zero-pads short keys).
 #[test]
 fn hmac_equivalent_refresh_secrets_are_refused() {
-    let store: Arc<dyn Revocation> = Arc::new(MemoryRevocation::new());
+    let store: Arc<dyn RevocationStore> = Arc::new(MemoryRevocation::new());
     let s64: Vec<u8> = (0u8..64).collect();
     let s100: Vec<u8> = (0u8..100).map(|b| b.wrapping_mul(7)).collect();
     let s40: Vec<u8> = b"0123456789abcdef0123456789abcdef-40bytes".to_vec();
@@ -487,13 +490,13 @@ fn hmac_equivalent_refresh_secrets_are_refused() {
 /// it names the secret as an HS512 key or as an `oct` JWK without `alg` (HS256..HS512).
 #[tokio::test]
 async fn accepted_pairs_never_cross_over() {
-    let store: Arc<dyn Revocation> = Arc::new(MemoryRevocation::new());
+    let store: Arc<dyn RevocationStore> = Arc::new(MemoryRevocation::new());
     let s200: Vec<u8> = (0u8..200).collect();
     let r64 = sha(&aws_lc_rs::digest::SHA512, &s200); // the same HMAC-SHA-512 key as s200
     let access = TokenIssuer::hmac(Algorithm::HS512, &s200)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE);
+        .issuer(ISSUER)
+        .audience(AUDIENCE);
     let sessions = RefreshTokens::<Roles>::new(access, &r64, store.clone()).unwrap();
     let pair = sessions.issue("alice", &Roles { roles: vec![] }).unwrap();
     let oct = json!({ "keys": [{ "kty": "oct", "k": URL_SAFE_NO_PAD.encode(&s200) }] });
@@ -519,7 +522,7 @@ async fn accepted_pairs_never_cross_over() {
     // RSA access issuer: nothing to compare, nothing to confuse.
     let rsa = TokenIssuer::pem(Algorithm::RS256, data("rsa_2048_private.pem"))
         .unwrap()
-        .with_issuer(ISSUER);
+        .issuer(ISSUER);
     let sessions = RefreshTokens::<Roles>::new(rsa, REFRESH_SECRET, store).unwrap();
     let pair = sessions.issue("alice", &Roles { roles: vec![] }).unwrap();
     let layer = JwtAuthLayer::<Value>::builder()
@@ -535,11 +538,11 @@ async fn accepted_pairs_never_cross_over() {
 /// saved with one is no refresh-token secret.
 #[test]
 fn a_public_key_pem_with_a_bom_is_no_refresh_secret() {
-    let store: Arc<dyn Revocation> = Arc::new(MemoryRevocation::new());
+    let store: Arc<dyn RevocationStore> = Arc::new(MemoryRevocation::new());
     let rsa = || {
         TokenIssuer::pem(Algorithm::RS256, data("rsa_2048_private.pem"))
             .unwrap()
-            .with_issuer(ISSUER)
+            .issuer(ISSUER)
     };
     let public = data("rsa_2048_public.pem");
     assert!(RefreshTokens::<Roles>::new(rsa(), &public, store.clone()).is_err());
@@ -1170,7 +1173,7 @@ async fn future_iat_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_keys_do_not_collide() {
     let redis = RedisServer::start().await;
-    let stores: Vec<Arc<dyn Revocation>> = vec![
+    let stores: Vec<Arc<dyn RevocationStore>> = vec![
         Arc::new(MemoryRevocation::new()),
         Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap()),
     ];
@@ -1264,7 +1267,7 @@ async fn every_accepted_token_is_revocable() {
         (format!(r#"{{{head},"sub ":"x"}}"#), Revoke::Refused),
         (format!(r#"{{{head}}}"#), Revoke::Refused),
     ];
-    let stores: Vec<Arc<dyn Revocation>> = vec![
+    let stores: Vec<Arc<dyn RevocationStore>> = vec![
         Arc::new(MemoryRevocation::new()),
         Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap()),
     ];

@@ -133,9 +133,9 @@ async fn offline_hs256_token_verifies_through_the_layer() {
 async fn issued_hs256_token_verifies_through_the_layer() {
     let issuer = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
-        .with_lifetime(Duration::from_secs(300));
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .lifetime(Duration::from_secs(300));
     let issued = issuer
         .issue(
             "alice",
@@ -193,9 +193,9 @@ async fn issued_asymmetric_tokens_verify_through_the_layer() {
     for (alg, private, public) in cases {
         let issuer = TokenIssuer::pem(alg, data(private))
             .unwrap_or_else(|e| panic!("{alg:?} issuer: {e}"))
-            .with_kid("k1")
-            .with_issuer(ISSUER)
-            .with_audience(AUDIENCE);
+            .kid("k1")
+            .issuer(ISSUER)
+            .audience(AUDIENCE);
         let token = issuer.issue("bob", &Roles { roles: vec![] }).unwrap().token;
         let builder = JwtAuthLayer::<Subject>::builder()
             .issuer(ISSUER)

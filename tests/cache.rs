@@ -11,7 +11,7 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use tower_jwt_auth::cache::CacheConfig;
-use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
+use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
 use tower_jwt_auth::{Claims, Clock, JwtAuthLayer, TokenIssuer};
 
 async fn server(layer: JwtAuthLayer<TestClaims>) -> String {
@@ -59,7 +59,7 @@ async fn second_use_is_a_hit_and_a_forged_lookalike_never_is() {
     let other = sign_raw(
         &json!({"alg": "HS256", "typ": "JWT"}),
         &claims,
-        jsonwebtoken::Algorithm::HS256,
+        tower_jwt_auth::Algorithm::HS256,
         &other_key,
     );
     let res = client.get(&url).bearer_auth(&other).send().await.unwrap();
@@ -79,8 +79,8 @@ async fn revocation_is_checked_on_every_hit() {
     let client = reqwest::Client::new();
     let issued = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
         .issue("alice", &json!({ "roles": [] }))
         .unwrap();
     for _ in 0..2 {

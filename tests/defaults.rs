@@ -482,21 +482,6 @@ impl Revocation for Unreachable {
     fn is_revoked<'a>(&'a self, _: TokenId<'a>) -> BoxFut<'a, Result<bool, RevocationError>> {
         Box::pin(async { Err(RevocationError("connection refused".into())) })
     }
-    fn revoke<'a>(&'a self, _: &'a str, _: u64) -> BoxFut<'a, Result<(), RevocationError>> {
-        Box::pin(async { Err(RevocationError("connection refused".into())) })
-    }
-    fn revoke_subject<'a>(
-        &'a self,
-        _: Option<&'a str>,
-        _: &'a str,
-        _: u64,
-        _: u64,
-    ) -> BoxFut<'a, Result<(), RevocationError>> {
-        Box::pin(async { Err(RevocationError("connection refused".into())) })
-    }
-    fn use_once<'a>(&'a self, _: &'a str, _: u64) -> BoxFut<'a, Result<bool, RevocationError>> {
-        Box::pin(async { Err(RevocationError("connection refused".into())) })
-    }
     fn retention_margin(&self) -> std::time::Duration {
         tower_jwt_auth::revocation::DEFAULT_RETENTION_MARGIN
     }
@@ -554,7 +539,7 @@ async fn unrevocable_tokens_are_refused_while_a_store_is_configured() {
 /// accepted the token later than that (a longer leeway) would let it back in.
 #[test]
 fn a_leeway_longer_than_the_stores_retention_margin_is_refused_at_build() {
-    let store = || Arc::new(MemoryRevocation::new().with_retention_margin(Duration::from_secs(60)));
+    let store = || Arc::new(MemoryRevocation::new().retain_past_expiry(Duration::from_secs(60)));
     let err = builder()
         .leeway(Duration::from_secs(61))
         .revocation(store())

@@ -33,11 +33,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::{Json, Router};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::cache::CacheConfig;
 use tower_jwt_auth::keys::remote::RemoteJwks;
-use tower_jwt_auth::revocation::{RedisRevocation, Revocation};
+use tower_jwt_auth::revocation::{RedisRevocation, RevocationStore};
 use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 use common::jwks_server::{JwksServer, Mode, jwk, private_key};

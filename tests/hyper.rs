@@ -18,9 +18,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::json;
 use tower::{Layer, service_fn};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 fn layer() -> JwtAuthLayer<TestClaims> {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -190,7 +190,7 @@ fn corrupt_signature(token: &str) -> String {
 
 fn jwk(alg: Algorithm, key: &EncodingKey, kid: Option<&str>) -> Value {
     install_provider();
-    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(key, alg).unwrap()).unwrap();
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(key, jwt(alg)).unwrap()).unwrap();
     if let Some(kid) = kid {
         jwk["kid"] = json!(kid);
     }
@@ -263,7 +263,7 @@ async fn check_asymmetric(layer: &JwtAuthLayer<TestClaims>, alg: Algorithm, how:
         &what,
     );
     // Only the key's own algorithm: the other RSA variants are refused, even by the same key.
-    if matches!(alg.family(), jsonwebtoken::AlgorithmFamily::Rsa) {
+    if matches!(jwt(alg).family(), jsonwebtoken::AlgorithmFamily::Rsa) {
         for other in ASYMMETRIC[..6].iter().filter(|a| **a != alg) {
             let t = token(*other, None, &signing_key(*other));
             assert_refused(
@@ -511,8 +511,8 @@ async fn check_kid_selection(layer: &JwtAuthLayer<TestClaims>, how: &str) {
 async fn two_rsa_keys_selected_by_kid() {
     let layer = build(
         builder()
-            .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).with_kid("k1"))
-            .key(Key::pem(Algorithm::RS256, data("rsa_2048_b_public.pem")).with_kid("k2")),
+            .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).kid("k1"))
+            .key(Key::pem(Algorithm::RS256, data("rsa_2048_b_public.pem")).kid("k2")),
     );
     check_kid_selection(&layer, "Key::pem").await;
 }
@@ -726,7 +726,7 @@ fn rsa_1024_is_refused() {
     // Together with a good key it still fails: a weak key is never silently dropped.
     let err = builder()
         .rs256_pem(data("rsa_2048_public.pem"))
-        .key(Key::pem(Algorithm::RS256, &pem).with_kid("weak"))
+        .key(Key::pem(Algorithm::RS256, &pem).kid("weak"))
         .build()
         .unwrap_err();
     assert!(matches!(err, BuildError::WeakRsaKey { .. }), "{err:?}");
@@ -790,9 +790,9 @@ fn pem_key_for_hs256_refused() {
         builders.push((Algorithm::HS256, builder().hs256(&secret)));
         builders.push((
             Algorithm::HS256,
-            builder().key(Key::decoding_key(
+            builder().key(Key::jwk(
                 Algorithm::HS256,
-                jsonwebtoken::DecodingKey::from_secret(secret.as_bytes()),
+                &json!({ "kty": "oct", "k": URL_SAFE_NO_PAD.encode(&secret) }).to_string(),
             )),
         ));
         for (alg, b) in builders {
@@ -803,10 +803,10 @@ fn pem_key_for_hs256_refused() {
             );
         }
     }
-    // A public key handed over as a jsonwebtoken DecodingKey of the wrong family.
-    let dk = jsonwebtoken::DecodingKey::from_rsa_pem(&pem).unwrap();
+    // A public key handed over as a JWK of the wrong family.
+    let rsa_jwk = jwk(Algorithm::RS256, &rsa_key(), None).to_string();
     let err = builder()
-        .key(Key::decoding_key(Algorithm::HS256, dk))
+        .key(Key::jwk(Algorithm::HS256, &rsa_jwk))
         .build()
         .unwrap_err();
     assert!(
@@ -927,14 +927,14 @@ fn jwks_rsa_2044_bits_is_skipped() {
     assert_eq!((jwks.len(), jwks.skipped()), (0, 1));
 }
 
-/// `Key::with_kid`: "Tokens whose header names this kid are verified with this key". A token
+/// `Key::kid`: "Tokens whose header names this kid are verified with this key". A token
 /// naming `k1` must not be verified by some other key just because `k1` is for another
 /// algorithm.
 #[tokio::test]
 async fn kid_named_by_a_key_is_never_served_by_another_key() {
     let layer = build(
         builder()
-            .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).with_kid("k1"))
+            .key(Key::pem(Algorithm::RS256, data("rsa_2048_public.pem")).kid("k1"))
             .key(Key::pem(Algorithm::PS256, data("rsa_2048_b_public.pem"))),
     );
     // Sanity: each key serves its own tokens.

@@ -29,7 +29,7 @@ use tower_jwt_auth::authorize::{
     HasRoles, HasScopes, RequireClaimsLayer, Requirement, scope_contains,
 };
 use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens, TokenResponse};
-use tower_jwt_auth::revocation::{MemoryRevocation, Revocation};
+use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
 use tower_jwt_auth::{
     Algorithm, AuthError, BuildError, Claims, Clock, CsrfPolicy, JwtAuthLayer, Key, Tenant,
 };
@@ -894,12 +894,12 @@ async fn refresh_token_is_no_access_token_even_without_typ_or_aud_checks() {
 /// Sessions whose issuer, verifier and store all read `clock`; refresh tokens live 600 s.
 fn clocked_sessions(clock: &Clock) -> RefreshTokens<Roles> {
     RefreshTokens::new(
-        access_issuer().with_clock(clock.clone()),
+        access_issuer().clock(clock.clone()),
         REFRESH_SECRET,
-        Arc::new(MemoryRevocation::new().with_clock(clock.clone())),
+        Arc::new(MemoryRevocation::new().clock(clock.clone())),
     )
     .unwrap()
-    .with_refresh_lifetime(Duration::from_secs(600))
+    .refresh_lifetime(Duration::from_secs(600))
 }
 
 fn at(unix_secs: u64) -> SystemTime {
@@ -1012,12 +1012,7 @@ async fn tampered_refresh_token_is_refused() {
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, parts[0])
             .unwrap();
     let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
-    let resigned = sign_raw(
-        &header,
-        &claims,
-        jsonwebtoken::Algorithm::HS256,
-        &hs256_key(),
-    );
+    let resigned = sign_raw(&header, &claims, Algorithm::HS256, &hs256_key());
     assert_eq!(refused(app.refresh(&resigned).await), "invalid");
 
     // Garbage.
@@ -1066,7 +1061,7 @@ async fn access_token_is_refused_at_refresh() {
             &json!({ "alg": "HS256", "typ": REFRESH_TOKEN_TYPE }),
             &json!({ "iss": ISSUER, "aud": aud, "sub": "alice", "jti": format!("j-{aud}"),
                      "fam": "f-1", "iat": now(), "exp": now() + 600, "app": { "roles": [] } }),
-            jsonwebtoken::Algorithm::HS256,
+            Algorithm::HS256,
             &jsonwebtoken::EncodingKey::from_secret(secret),
         )
     };
@@ -1176,7 +1171,7 @@ async fn revoked_subject_loses_older_tokens_only() {
         &json!({ "alg": "HS256", "typ": "at+jwt" }),
         &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "after-cutoff",
                  "iat": now + 2, "exp": now + 900 }),
-        jsonwebtoken::Algorithm::HS256,
+        Algorithm::HS256,
         &hs256_key(),
     );
     assert_eq!(get_with(&url, Some(&later)).await.status(), StatusCode::OK);
@@ -1185,7 +1180,7 @@ async fn revoked_subject_loses_older_tokens_only() {
         &json!({ "alg": "HS256", "typ": "at+jwt" }),
         &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "undated",
                  "exp": now + 900 }),
-        jsonwebtoken::Algorithm::HS256,
+        Algorithm::HS256,
         &hs256_key(),
     );
     assert_eq!(
@@ -1200,10 +1195,10 @@ async fn revoked_subject_loses_older_tokens_only() {
 #[tokio::test]
 async fn a_revoked_token_stays_revoked_through_the_leeway() {
     let clock = Clock::manual(SystemTime::now());
-    let store = Arc::new(MemoryRevocation::new().with_clock(clock.clone()));
+    let store = Arc::new(MemoryRevocation::new().clock(clock.clone()));
     let (url, h) = clocked_revocable_server(store.clone(), clock.clone()).await;
     let token = access_issuer()
-        .with_clock(clock.clone())
+        .clock(clock.clone())
         .issue("alice", &Roles { roles: vec![] })
         .unwrap();
     assert_eq!(

@@ -22,9 +22,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::keys::remote::RemoteJwks;
 

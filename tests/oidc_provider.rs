@@ -13,8 +13,9 @@ mod common;
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::keys::remote::RemoteJwks;
 
 use common::install_provider;
@@ -37,7 +38,7 @@ async fn check_token(
 
     let jwks = provider.jwks().await;
     let jwk = jwks.find(kid).expect("the provider publishes the kid");
-    let mut validation = Validation::new(alg);
+    let mut validation = Validation::new(common::jwt(alg));
     validation.set_audience(&[AUDIENCE]);
     validation.set_issuer(&[&provider.issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);

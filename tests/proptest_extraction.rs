@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -611,7 +611,7 @@ fn sign_segments(h: &str, p: &str, key: &[u8]) -> String {
     let sig = jsonwebtoken::crypto::sign(
         format!("{h}.{p}").as_bytes(),
         &jsonwebtoken::EncodingKey::from_secret(key),
-        Algorithm::HS256,
+        jsonwebtoken::Algorithm::HS256,
     )
     .unwrap();
     format!("{h}.{p}.{sig}")

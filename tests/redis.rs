@@ -21,8 +21,8 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use tower_jwt_auth::issue::{RefreshTokens, TokenResponse};
-use tower_jwt_auth::revocation::{RedisRevocation, Revocation};
-use tower_jwt_auth::{Claims, IssuedToken, JwtAuthLayer};
+use tower_jwt_auth::revocation::{RedisRevocation, RevocationStore};
+use tower_jwt_auth::{Algorithm, Claims, IssuedToken, JwtAuthLayer};
 
 async fn store(redis: &RedisServer) -> Arc<RedisRevocation> {
     Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap())
@@ -184,7 +184,7 @@ async fn revoked_subject_on_one_server_is_refused_by_the_other_at_once() {
         &json!({ "alg": "HS256", "typ": "at+jwt" }),
         &json!({ "sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "jti": "after-cutoff",
                  "iat": now + 2, "exp": now + 900 }),
-        jsonwebtoken::Algorithm::HS256,
+        Algorithm::HS256,
         &hs256_key(),
     );
     assert_eq!(a.status(&later).await, StatusCode::OK);
@@ -482,7 +482,7 @@ async fn entries_expire_with_the_tokens() {
     let prefixed = RedisRevocation::connect(&redis.url())
         .await
         .unwrap()
-        .with_prefix("tenant-7:");
+        .prefix("tenant-7:");
     prefixed.revoke("j2", now + 60).await.unwrap();
     let t = ttl(&mut conn, "tenant-7:jti:j2").await;
     assert!((356..=361).contains(&t), "TTL {t}");

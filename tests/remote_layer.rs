@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::keys::remote::{RemoteJwks, RemoteJwksBuilder};
 

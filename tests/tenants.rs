@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::Router;
 use axum::routing::get;
 use common::*;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::{Claims, JwtAuthLayer, Key, Tenant};
 
 const A: &str = "https://a.test";

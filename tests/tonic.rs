@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use common::*;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde_json::json;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
@@ -19,6 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::Service;
+use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
 
 /// Wraps a gRPC service and records, for every request that reaches it, the `sub` of the
@@ -150,8 +151,8 @@ async fn token_from_token_issuer_is_served() {
     let (channel, seen) = server(layer()).await;
     let issued = TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
         .issue("bob", &json!({ "roles": ["ops"] }))
         .unwrap();
     let res = check(channel, Some(&issued.token)).await.unwrap();

@@ -15,14 +15,10 @@
 //! [`JWK_DISAGREEMENTS`] (a deliberate or known difference, explained). Crate bugs these
 //! vectors found are fixed; each keeps a regression test here (`FINDING (fixed)`).
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use tower_jwt_auth::jsonwebtoken::DecodingKey;
-use tower_jwt_auth::jsonwebtoken::jwk::Jwk;
+use std::collections::BTreeMap;
 use tower_jwt_auth::{Algorithm, BuildError, Jwks, JwtAuthLayer, Key};
 
 type Layer = JwtAuthLayer<Value>;
@@ -137,11 +133,19 @@ impl Verdict {
     }
 }
 
-/// The key's own `alg` as a JWS algorithm jsonwebtoken knows (`None`: absent or unknown).
+/// The algorithm named `name`, if the crate has it.
+fn alg_named(name: &str) -> Option<Algorithm> {
+    use Algorithm::*;
+    [
+        HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ]
+    .into_iter()
+    .find(|alg| alg.name() == name)
+}
+
+/// The key's own `alg` as a JWS algorithm the crate knows (`None`: absent or unknown).
 fn key_alg(jwk: &Value) -> Option<Algorithm> {
-    jwk.get("alg")?
-        .as_str()
-        .and_then(|a| Algorithm::from_str(a).ok())
+    jwk.get("alg")?.as_str().and_then(alg_named)
 }
 
 /// ES512 (P-521) is not implemented by jsonwebtoken 11; the vectors spell its key `alg`
@@ -168,11 +172,9 @@ fn jwks_layer(keys: &[Value], allow: Option<Algorithm>) -> Result<Layer, String>
 /// A layer over one JWK handed over as a [`Key`] for `alg` (its `use`/`key_ops` are the
 /// caller's business on this path), with its `kid`.
 fn key_layer(jwk: &Value, alg: Algorithm) -> Result<Layer, String> {
-    let parsed: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("jwk: {e}"))?;
-    let decoding = DecodingKey::from_jwk(&parsed).map_err(|e| format!("jwk: {e}"))?;
-    let mut key = Key::decoding_key(alg, decoding);
+    let mut key = Key::jwk(alg, &jwk.to_string());
     if let Some(kid) = jwk.get("kid").and_then(Value::as_str) {
-        key = key.with_kid(kid);
+        key = key.kid(kid);
     }
     JwtAuthLayer::<Value>::builder()
         .key(key)
@@ -662,13 +664,10 @@ fn duplicate_kid_with_two_well_formed_keys() {
     );
 }
 
-/// FINDING (fixed; failed closed): `Key::decoding_key(alg, key)` is documented as "a key
-/// already in jsonwebtoken's form. Its family must match `alg`", but an HMAC `DecodingKey`
-/// (from `from_secret`, or `from_jwk` of an `oct` JWK) was always refused at build with
-/// `KeyAlgorithmMismatch`, although its family is HMAC: `Key::into_entry` wanted `secret_len`,
-/// which only `Key::hmac` set. The secret-length rule must still apply on this path.
+/// `Key::jwk` takes an `oct` JWK as an HMAC key, and the secret-length rule still applies on
+/// this path.
 #[test]
-fn key_decoding_key_takes_an_hmac_jwk() {
+fn key_jwk_takes_an_hmac_jwk() {
     let doc = load("json_web_signature_test.json");
     let (group, case) = find_case(&doc, 1);
     assert_eq!(case["result"], "valid");
@@ -687,12 +686,9 @@ fn key_decoding_key_takes_an_hmac_jwk() {
     // The secret-length rule still holds on this path (Wycheproof JWK tcId 10: 31 bytes).
     let jwk_doc = load("json_web_key_test.json");
     let (short, _) = find_case(&jwk_doc, 10);
-    let jwk: Jwk = serde_json::from_value(group_key(short)["keys"][0].clone()).unwrap();
+    let jwk = group_key(short)["keys"][0].to_string();
     let err = JwtAuthLayer::<Value>::builder()
-        .key(Key::decoding_key(
-            Algorithm::HS256,
-            DecodingKey::from_jwk(&jwk).unwrap(),
-        ))
+        .key(Key::jwk(Algorithm::HS256, &jwk))
         .build()
         .unwrap_err();
     assert!(

@@ -20,9 +20,9 @@ use common::{AUDIENCE, AlgCase, BenchClaims, ISSUER};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
+use jsonwebtoken::{DecodingKey, Validation};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_jwt_auth::jsonwebtoken::{self, Algorithm, DecodingKey, Validation};
-use tower_jwt_auth::{Claims, backend_name};
+use tower_jwt_auth::{Algorithm, Claims, backend_name};
 
 /// jsonwebtoken's `decode` goes through a process-global provider; install the one our crate
 /// compiles in (aws-lc-rs wins when both features are on, as in the crate's `src/backend.rs`),
@@ -49,6 +49,10 @@ fn decoding_key(case: &AlgCase) -> DecodingKey {
 /// The same checks our layer makes by default once issuer and audience are set: signature,
 /// `exp` required, leeway 60 s, `iss`, `aud`.
 fn validation(alg: Algorithm) -> Validation {
+    let alg = alg
+        .name()
+        .parse()
+        .expect("every Algorithm is one of jsonwebtoken's");
     let mut v = Validation::new(alg);
     v.set_issuer(&[ISSUER]);
     v.set_audience(&[AUDIENCE]);

@@ -5,8 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
-
 use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
 use crate::keys::{AlgSet, KeyConfig};
@@ -15,7 +13,7 @@ use crate::source::Source;
 use crate::tenant::Verifiers;
 use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
 use crate::verify::Verifier;
-use crate::{BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant, TokenSource};
+use crate::{Algorithm, BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant, TokenSource};
 
 /// Configuration of a [`JwtAuthLayer`]; every check happens in [`build`](Self::build).
 #[must_use = "a builder does nothing until `build` is called"]
@@ -155,7 +153,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// key type (RS256/ES256/EdDSA when no list is given), `oct` ones only the HMAC algorithms
     /// they are long enough for (RFC 7518 §3.2, see [`Jwks`]).
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
-        self.allowed = Some(AlgSet::from_iter(algs));
+        self.allowed = Some(AlgSet::from_iter(algs.into_iter().map(Algorithm::jwt)));
         self
     }
 

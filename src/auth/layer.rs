@@ -46,6 +46,7 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// apply.
     ///
     /// ```
+    /// # #[cfg(feature = "issue")] {
     /// use tower_jwt_auth::{AuthError, JwtAuthLayer, TokenIssuer};
     ///
     /// #[derive(Debug, serde::Deserialize)]
@@ -56,6 +57,7 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// let token = TokenIssuer::hs256(secret).unwrap().issue("alice", &serde_json::json!({})).unwrap().token;
     /// assert_eq!(auth.verify(&token).unwrap().sub, "alice");
     /// assert_eq!(auth.verify("not.a.token").unwrap_err(), AuthError::MalformedHeader);
+    /// # }
     /// ```
     pub fn verify(&self, token: &str) -> Result<Claims<C>, AuthError> {
         self.pipeline.verify_token::<C>(token).map(Claims::new)

@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderMap, Method, Response, Uri};
-use jsonwebtoken::Algorithm;
 use serde::de::DeserializeOwned;
 
 use crate::csrf::Csrf;
@@ -50,12 +49,15 @@ pub(crate) enum Decision<C> {
     RefreshKeys(String),
 }
 
-/// A refusal, with what its tracing event may name: the reason, and what the token claims
-/// about itself (`alg`, `kid`, `iss`), never the token.
+/// A refusal, with what its tracing event may name (feature `tracing`): the reason, and what
+/// the token claims about itself (`alg`, `kid`, `iss`), never the token.
 pub(crate) struct Rejection {
     pub error: AuthError,
-    alg: Option<Algorithm>,
+    #[cfg(feature = "tracing")]
+    alg: Option<jsonwebtoken::Algorithm>,
+    #[cfg(feature = "tracing")]
     kid: Option<String>,
+    #[cfg(feature = "tracing")]
     iss: Option<String>,
 }
 
@@ -63,21 +65,37 @@ impl From<AuthError> for Rejection {
     fn from(error: AuthError) -> Rejection {
         Rejection {
             error,
+            #[cfg(feature = "tracing")]
             alg: None,
+            #[cfg(feature = "tracing")]
             kid: None,
+            #[cfg(feature = "tracing")]
             iss: None,
         }
     }
 }
 
 impl Rejection {
+    /// `error`, about a token with this header.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables, unused_mut))]
     fn about(error: AuthError, header: &JoseHeader) -> Rejection {
-        Rejection {
-            error,
-            alg: Some(header.alg),
-            kid: header.kid.clone(),
-            iss: None,
+        let mut rejection = Rejection::from(error);
+        #[cfg(feature = "tracing")]
+        {
+            rejection.alg = Some(header.alg);
+            rejection.kid = header.kid.clone();
         }
+        rejection
+    }
+
+    /// The same, naming the token's `iss`.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables, unused_mut))]
+    fn with_iss(mut self, iss: Option<String>) -> Rejection {
+        #[cfg(feature = "tracing")]
+        {
+            self.iss = iss;
+        }
+        self
     }
 }
 
@@ -140,9 +158,7 @@ impl<R> Pipeline<R> {
                 return Ok(Decision::RefreshKeys(jws.token.to_owned()));
             }
             Err(Refused { error, iss }) => {
-                let mut rejection = Rejection::about(error, &jws.header);
-                rejection.iss = iss;
-                return Err(rejection);
+                return Err(Rejection::about(error, &jws.header).with_iss(iss));
             }
         };
         let claims = Arc::new(verified.claims);

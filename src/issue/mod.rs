@@ -17,9 +17,9 @@
 //! let secret = b"an example secret that is 32 bytes+";
 //! let issuer = TokenIssuer::hs256(secret)
 //!     .unwrap()
-//!     .with_issuer("https://id.example.com")
-//!     .with_audience("orders-api")
-//!     .with_lifetime(Duration::from_secs(900));
+//!     .issuer("https://id.example.com")
+//!     .audience("orders-api")
+//!     .lifetime(Duration::from_secs(900));
 //! let issued = issuer.issue("alice", &Roles { roles: vec!["admin".into()] }).unwrap();
 //! assert_eq!(issued.expires_in, 900);
 //!
@@ -38,13 +38,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey};
+use jsonwebtoken::{AlgorithmFamily, EncodingKey};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::backend::provider;
 use crate::keys::min_secret_len;
-use crate::{BuildError, Clock};
+use crate::{Algorithm, BuildError, Clock};
 
 mod cookie;
 mod refresh;
@@ -117,14 +117,13 @@ pub enum IssueError {
 }
 
 impl TokenIssuer {
-    /// An issuer signing with `key` under `alg`. The key family must fit the algorithm;
-    /// HMAC secrets are better given to [`TokenIssuer::hmac`], which checks their length.
-    pub fn new(alg: Algorithm, key: EncodingKey) -> Result<TokenIssuer, BuildError> {
-        if key.family() != alg.family() {
+    /// An issuer signing with `key` under `alg`; the key family must fit the algorithm.
+    fn new(alg: Algorithm, key: EncodingKey) -> Result<TokenIssuer, BuildError> {
+        if key.family() != alg.jwt().family() {
             return Err(BuildError::KeyAlgorithmMismatch { alg });
         }
         // Fails early (at start-up) on a key the backend cannot sign with.
-        (provider().signer_factory)(&alg, &key).map_err(|e| BuildError::InvalidKey {
+        (provider().signer_factory)(&alg.jwt(), &key).map_err(|e| BuildError::InvalidKey {
             kid: None,
             reason: e.to_string(),
         })?;
@@ -143,13 +142,13 @@ impl TokenIssuer {
     /// An HMAC issuer; the secret must be at least as long as the hash (RFC 7518 §3.2).
     pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<TokenIssuer, BuildError> {
         let secret = secret.as_ref();
-        if alg.family() != AlgorithmFamily::Hmac {
+        if alg.jwt().family() != AlgorithmFamily::Hmac {
             return Err(BuildError::KeyAlgorithmMismatch { alg });
         }
         if crate::keys::looks_like_pem(secret) {
             return Err(BuildError::KeyAlgorithmMismatch { alg });
         }
-        let min = min_secret_len(alg);
+        let min = min_secret_len(alg.jwt());
         if secret.len() < min {
             return Err(BuildError::WeakSecret {
                 alg,
@@ -168,7 +167,7 @@ impl TokenIssuer {
     /// An issuer with a PEM private key (PKCS#8, or PKCS#1 for RSA).
     pub fn pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<TokenIssuer, BuildError> {
         let pem = pem.as_ref();
-        let key = match alg.family() {
+        let key = match alg.jwt().family() {
             AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
             AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
             AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
@@ -182,44 +181,39 @@ impl TokenIssuer {
     }
 
     /// Names the signing key in the header (`kid`), so verifiers can pick it after rotation.
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Some(kid.into());
         self
     }
 
     /// Sets `iss`.
-    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(issuer.into());
         self
     }
 
     /// Sets `aud`.
-    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audience = Some(audience.into());
         self
     }
 
     /// Sets the lifetime (`exp - iat`, default [`DEFAULT_LIFETIME`]).
-    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
     }
 
     /// Sets the header `typ` (default `at+jwt`, RFC 9068 §2.1).
-    pub fn with_type(mut self, typ: impl Into<String>) -> Self {
+    pub fn token_type(mut self, typ: impl Into<String>) -> Self {
         self.typ = typ.into();
         self
     }
 
     /// Reads the time for `iat` and `exp` from `clock` (default: the system clock).
-    pub fn with_clock(mut self, clock: Clock) -> Self {
+    pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
-    }
-
-    /// The lifetime of the tokens this issuer signs.
-    pub fn lifetime(&self) -> Duration {
-        self.lifetime
     }
 
     /// Signs a token for `subject` carrying `claims` (which must serialize to a JSON object).
@@ -257,16 +251,17 @@ impl TokenIssuer {
     /// For an HMAC issuer, a value equal for two issuers exactly when their secrets are: the
     /// HMAC-SHA-256 of a fixed message, which reveals nothing of the secret.
     pub(crate) fn hmac_fingerprint(&self) -> Option<Vec<u8>> {
-        if self.alg.family() != AlgorithmFamily::Hmac {
+        if self.alg.jwt().family() != AlgorithmFamily::Hmac {
             return None;
         }
-        let signer = (provider().signer_factory)(&Algorithm::HS256, &self.key).ok()?;
+        let signer =
+            (provider().signer_factory)(&jsonwebtoken::Algorithm::HS256, &self.key).ok()?;
         signer.try_sign(b"tower-jwt-auth secret fingerprint").ok()
     }
 
     fn sign(&self, claims: &Map<String, Value>) -> Result<String, IssueError> {
         let mut header = Map::new();
-        header.insert("alg".into(), format!("{:?}", self.alg).into());
+        header.insert("alg".into(), self.alg.name().into());
         header.insert("typ".into(), self.typ.clone().into());
         if let Some(kid) = &self.kid {
             header.insert("kid".into(), kid.clone().into());
@@ -274,7 +269,7 @@ impl TokenIssuer {
         let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
-        let signer = (provider().signer_factory)(&self.alg, &self.key)
+        let signer = (provider().signer_factory)(&self.alg.jwt(), &self.key)
             .map_err(|e| IssueError::Sign(e.to_string()))?;
         let signature = signer
             .try_sign(token.as_bytes())

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{IssueError, IssuedToken, TokenIssuer, random_id};
 use crate::keys::{AlgSet, KeySet, Keys};
-use crate::revocation::{Revocation, RevocationError, TokenId};
+use crate::revocation::{RevocationError, RevocationStore, TokenId};
 use crate::token::Jws;
 use crate::validation::ClaimsPolicy;
 use crate::verify::Verifier;
@@ -103,7 +103,7 @@ pub enum RefreshError {
 /// struct Roles { roles: Vec<String> }
 ///
 /// let access = TokenIssuer::hs256(b"access-token secret, 32 bytes or more").unwrap()
-///     .with_issuer("https://login.example").with_audience("api");
+///     .issuer("https://login.example").audience("api");
 /// let sessions = RefreshTokens::<Roles>::new(
 ///     access,
 ///     b"a different secret for refresh tokens",
@@ -122,7 +122,7 @@ pub struct RefreshTokens<C> {
     access: TokenIssuer,
     refresh: TokenIssuer,
     verifier: Verifier,
-    store: Arc<dyn Revocation>,
+    store: Arc<dyn RevocationStore>,
     lifetime: Duration,
     _claims: PhantomData<fn() -> C>,
 }
@@ -156,15 +156,15 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
     pub fn new(
         access: TokenIssuer,
         refresh_secret: impl AsRef<[u8]>,
-        store: Arc<dyn Revocation>,
+        store: Arc<dyn RevocationStore>,
     ) -> Result<RefreshTokens<C>, BuildError> {
         let secret = refresh_secret.as_ref();
         let audience = format!("{}#refresh", access.audience.as_deref().unwrap_or(""));
         let mut refresh = TokenIssuer::hs256(secret)?
-            .with_audience(&audience)
-            .with_type(REFRESH_TOKEN_TYPE)
-            .with_lifetime(DEFAULT_REFRESH_LIFETIME)
-            .with_clock(access.clock.clone());
+            .audience(&audience)
+            .token_type(REFRESH_TOKEN_TYPE)
+            .lifetime(DEFAULT_REFRESH_LIFETIME)
+            .clock(access.clock.clone());
         refresh.issuer = access.issuer.clone();
         // Under the access secret a refresh token would verify as an access token wherever
         // the access layer checks neither `typ` nor `aud`.
@@ -175,7 +175,7 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
                 "the refresh-token secret must differ from the access-token secret",
             ));
         }
-        let entry = Key::hmac(Algorithm::HS256, secret).into_entry()?;
+        let entry = Key::hmac(crate::Algorithm::HS256, secret).into_entry()?;
         let policy = ClaimsPolicy {
             issuers: access.issuer.iter().cloned().collect(),
             audiences: vec![audience],
@@ -204,9 +204,9 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
     }
 
     /// Sets the refresh-token lifetime (default 14 days). Each rotation starts a new one.
-    pub fn with_refresh_lifetime(mut self, lifetime: Duration) -> Self {
+    pub fn refresh_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
-        self.refresh = self.refresh.with_lifetime(lifetime);
+        self.refresh = self.refresh.lifetime(lifetime);
         self
     }
 

@@ -142,7 +142,11 @@ impl Jwks {
                 && k.algs(Some(allowed)).is_empty()
             {
                 return Err(BuildError::WeakSecret {
-                    alg,
+                    alg: match alg {
+                        Algorithm::HS384 => crate::Algorithm::HS384,
+                        Algorithm::HS512 => crate::Algorithm::HS512,
+                        _ => crate::Algorithm::HS256,
+                    },
                     len: k.key.try_get_as_bytes().map_or(0, <[u8]>::len),
                     min: min_secret_len(alg),
                 });

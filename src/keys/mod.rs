@@ -16,8 +16,8 @@
 //!
 //! let pem = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
 //! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .key(Key::pem(Algorithm::RS256, &pem).with_kid("2024-01"))
-//!     .key(Key::pem(Algorithm::PS256, &pem).with_kid("2024-01"))
+//!     .key(Key::pem(Algorithm::RS256, &pem).kid("2024-01"))
+//!     .key(Key::pem(Algorithm::PS256, &pem).kid("2024-01"))
 //!     .build()
 //!     .unwrap();
 //! # let _ = layer;
@@ -94,7 +94,7 @@ impl Keys {
 #[derive(Clone)]
 pub struct Key {
     pub(crate) kid: Option<String>,
-    pub(crate) alg: Algorithm,
+    pub(crate) alg: crate::Algorithm,
     pub(crate) material: Result<DecodingKey, String>,
     /// Length of an HMAC secret, checked against the hash output at build time.
     pub(crate) secret_len: Option<usize>,
@@ -112,7 +112,7 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// An HMAC secret for `HS256`, `HS384` or `HS512`. It must be at least as long as the hash
     /// output (32, 48 or 64 bytes, RFC 7518 §3.2).
-    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Key {
+    pub fn hmac(alg: crate::Algorithm, secret: impl AsRef<[u8]>) -> Key {
         let secret = secret.as_ref();
         Key {
             kid: None,
@@ -124,9 +124,9 @@ impl Key {
 
     /// A PEM public key (`PUBLIC KEY`, or `RSA PUBLIC KEY` for RSA) for an RSA, ECDSA or
     /// EdDSA algorithm.
-    pub fn pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Key {
+    pub fn pem(alg: crate::Algorithm, pem: impl AsRef<[u8]>) -> Key {
         let pem = pem.as_ref();
-        let material = match alg.family() {
+        let material = match alg.jwt().family() {
             AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
             AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
             AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
@@ -144,9 +144,9 @@ impl Key {
 
     /// A DER public key: PKCS#1 `RSAPublicKey` for RSA, the uncompressed point for ECDSA,
     /// the 32 raw bytes for Ed25519.
-    pub fn der(alg: Algorithm, der: impl AsRef<[u8]>) -> Key {
+    pub fn der(alg: crate::Algorithm, der: impl AsRef<[u8]>) -> Key {
         let der = der.as_ref();
-        let material = match alg.family() {
+        let material = match alg.jwt().family() {
             AlgorithmFamily::Rsa => DecodingKey::from_rsa_der(der),
             AlgorithmFamily::Ec => DecodingKey::from_ec_der(der),
             AlgorithmFamily::Ed => DecodingKey::from_ed_der(der),
@@ -162,8 +162,18 @@ impl Key {
         }
     }
 
-    /// A key already in jsonwebtoken's form. Its family must match `alg`.
-    pub fn decoding_key(alg: Algorithm, key: DecodingKey) -> Key {
+    /// One JWK (RFC 7517 §4) given as JSON text, for `alg`; its `kid` is not taken over (use
+    /// [`kid`](Self::kid)), and its `use`, `key_ops` and `alg` members are not
+    /// consulted: the key verifies `alg`, as configured. For a JWK Set, see [`Jwks`], which
+    /// does honour them.
+    pub fn jwk(alg: crate::Algorithm, json: &str) -> Key {
+        let parsed = serde_json::from_str::<jsonwebtoken::jwk::Jwk>(json)
+            .map_err(|e| e.to_string())
+            .and_then(|jwk| DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string()));
+        let key = match parsed {
+            Ok(key) => key,
+            Err(reason) => return Key::broken(alg, reason),
+        };
         // An HMAC key keeps its length check (RFC 7518 §3.2) whichever way it was made.
         let secret_len = match key.family() {
             AlgorithmFamily::Hmac => key.try_get_as_bytes().ok().map(<[u8]>::len),
@@ -178,12 +188,12 @@ impl Key {
     }
 
     /// Tokens whose header names this `kid` are verified with this key (RFC 7515 §4.1.4).
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Key {
+    pub fn kid(mut self, kid: impl Into<String>) -> Key {
         self.kid = Some(kid.into());
         self
     }
 
-    fn broken(alg: Algorithm, reason: String) -> Key {
+    fn broken(alg: crate::Algorithm, reason: String) -> Key {
         Key {
             kid: None,
             alg,
@@ -194,11 +204,12 @@ impl Key {
 
     /// Checks the key and turns it into the form the request path uses.
     pub(crate) fn into_entry(self) -> Result<KeyEntry, BuildError> {
+        let alg = self.alg.jwt();
         let invalid = |reason: String| BuildError::InvalidKey {
             kid: self.kid.clone(),
             reason,
         };
-        let is_hmac = self.alg.family() == AlgorithmFamily::Hmac;
+        let is_hmac = alg.family() == AlgorithmFamily::Hmac;
         if is_hmac != self.secret_len.is_some() {
             // A PEM/DER key for HS*, or a secret for a public-key algorithm.
             return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
@@ -209,11 +220,11 @@ impl Key {
             // known to anyone who can read the public key (RFC 8725 §2.1).
             return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
         }
-        if key.family() != self.alg.family() {
+        if key.family() != alg.family() {
             return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
         }
         if let Some(len) = self.secret_len {
-            let min = min_secret_len(self.alg);
+            let min = min_secret_len(alg);
             if len < min {
                 return Err(BuildError::WeakSecret {
                     alg: self.alg,
@@ -222,11 +233,11 @@ impl Key {
                 });
             }
         }
-        set::check_strength(self.alg, &key).map_err(|e| match e {
+        set::check_strength(alg, &key).map_err(|e| match e {
             BuildError::InvalidKey { reason, .. } => invalid(reason),
             other => other,
         })?;
-        let entry = KeyEntry::new(self.kid.clone(), AlgSet::of(self.alg), key);
+        let entry = KeyEntry::new(self.kid.clone(), AlgSet::of(alg), key);
         if !entry.is_usable() {
             return Err(invalid("the crypto backend refuses this key".into()));
         }

@@ -205,7 +205,11 @@ pub(crate) fn check_strength(alg: Algorithm, key: &DecodingKey) -> Result<(), Bu
             rsa_bits(&n)
         }
         (AlgorithmFamily::Ec, DecodingKeyKind::SecretOrDer(point)) => {
-            let want = if alg == Algorithm::ES384 { 97 } else { 65 };
+            let (want, alg) = if alg == Algorithm::ES384 {
+                (97, crate::Algorithm::ES384)
+            } else {
+                (65, crate::Algorithm::ES256)
+            };
             if point.len() == want && point.first() == Some(&4) {
                 Ok(())
             } else {

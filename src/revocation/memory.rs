@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
 
-use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
+use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, RevocationStore, TokenId};
 use crate::Clock;
 
 /// Revocations held in this process's memory: for a single server, tests, and development.
@@ -68,13 +68,13 @@ impl MemoryRevocation {
     /// Keeps entries `margin` past their given expiry (default
     /// [`DEFAULT_RETENTION_MARGIN`]); it must be at least the leeway of every layer that uses
     /// the store.
-    pub fn with_retention_margin(mut self, margin: Duration) -> MemoryRevocation {
+    pub fn retain_past_expiry(mut self, margin: Duration) -> MemoryRevocation {
         self.margin = margin;
         self
     }
 
     /// Reads the time from `clock` (default: the system clock).
-    pub fn with_clock(mut self, clock: Clock) -> MemoryRevocation {
+    pub fn clock(mut self, clock: Clock) -> MemoryRevocation {
         self.clock = clock;
         self
     }
@@ -131,6 +131,12 @@ impl Revocation for MemoryRevocation {
         ready(Ok(self.check(token))).boxed()
     }
 
+    fn retention_margin(&self) -> Duration {
+        self.margin
+    }
+}
+
+impl RevocationStore for MemoryRevocation {
     fn revoke<'a>(
         &'a self,
         jti: &'a str,
@@ -189,10 +195,6 @@ impl Revocation for MemoryRevocation {
         };
         ready(Ok(first)).boxed()
     }
-
-    fn retention_margin(&self) -> Duration {
-        self.margin
-    }
 }
 
 #[cfg(test)]
@@ -206,8 +208,8 @@ mod tests {
     fn store() -> (MemoryRevocation, Clock) {
         let clock = Clock::manual(UNIX_EPOCH + Duration::from_secs(T0));
         let store = MemoryRevocation::new()
-            .with_retention_margin(Duration::from_secs(60))
-            .with_clock(clock.clone());
+            .retain_past_expiry(Duration::from_secs(60))
+            .clock(clock.clone());
         (store, clock)
     }
 

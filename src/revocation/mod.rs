@@ -97,13 +97,12 @@ impl<'a> TokenId<'a> {
 #[error("revocation store error: {0}")]
 pub struct RevocationError(pub String);
 
-/// A store of revoked tokens, shared by every layer that should honour the same revocations.
+/// What the layer asks for every verified token: is it revoked?
 ///
-/// Methods return boxed futures so the trait stays object-safe (`Arc<dyn Revocation>`).
-///
-/// Every time given to a store is the last instant the caller needs the entry for (a token's
-/// `exp`); the store keeps it [`retention_margin`](Self::retention_margin) longer, because a
-/// layer still accepts the token for its leeway past `exp`.
+/// Methods return boxed futures so the trait stays object-safe (`Arc<dyn Revocation>`). Every
+/// time given to a store is the last instant the caller needs the entry for (a token's `exp`);
+/// the store keeps it [`retention_margin`](Self::retention_margin) longer, because a layer
+/// still accepts the token for its leeway past `exp`.
 pub trait Revocation: Send + Sync + 'static {
     /// Whether the token is revoked: its `jti` is, or its subject (`iss` and `sub`) was
     /// revoked at or after its `iat` (a token without `iat` counts as revoked when its subject
@@ -111,6 +110,14 @@ pub trait Revocation: Send + Sync + 'static {
     fn is_revoked<'a>(&'a self, token: TokenId<'a>)
     -> BoxFuture<'a, Result<bool, RevocationError>>;
 
+    /// How long past its given expiry the store keeps an entry. A layer refuses to build with
+    /// a leeway longer than this.
+    fn retention_margin(&self) -> Duration;
+}
+
+/// What an issuer or an administrator does with a store: revoke tokens and subjects, and mark
+/// single-use tokens (refresh-token rotation builds its reuse detection on it).
+pub trait RevocationStore: Revocation {
     /// Revokes `jti` until `expires_at` (seconds since the epoch; the token's `exp`) plus the
     /// retention margin, after which the entry may be forgotten.
     fn revoke<'a>(
@@ -137,15 +144,10 @@ pub trait Revocation: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), RevocationError>>;
 
     /// Marks `jti` as used, atomically: `Ok(true)` the first time, `Ok(false)` ever after
-    /// (until `expires_at` plus the retention margin). Refresh-token rotation builds its
-    /// reuse detection on this.
+    /// (until `expires_at` plus the retention margin).
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>>;
-
-    /// How long past its given expiry the store keeps an entry. A layer refuses to build with
-    /// a leeway longer than this.
-    fn retention_margin(&self) -> Duration;
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
+use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, RevocationStore, TokenId};
 
 /// Revocations kept in Redis, so that every server sharing the Redis sees a revocation as soon
 /// as it is written.
@@ -15,7 +15,7 @@ use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, TokenId};
 /// `<prefix>sub:<length of iss>:<iss>:<sub>` holding the subject's "not before" (the length
 /// keeps `iss` and `sub` apart whatever characters they hold).
 /// A check is one round trip (`EXISTS` and `GET` pipelined). Every operation has an overall
-/// deadline (1 s by default, [`with_timeout`](Self::with_timeout)) that covers reconnect
+/// deadline (1 s by default, [`timeout`](Self::timeout)) that covers reconnect
 /// attempts too, so an unreachable Redis turns into a quick 503 rather than a hung request;
 /// the connection manager reconnects by itself once Redis is back.
 ///
@@ -88,16 +88,11 @@ impl RedisRevocation {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(err)?;
-        Ok(RedisRevocation::new(conn))
-    }
-
-    /// Uses an existing connection manager (to share it, or to set other timeouts).
-    pub fn new(conn: ConnectionManager) -> RedisRevocation {
-        RedisRevocation {
+        Ok(RedisRevocation {
             conn,
             prefix: "jwt:".into(),
             timeout: Duration::from_secs(1),
-        }
+        })
     }
 
     /// The absolute expiry of an entry given `expires_at`: never in the past (`EXAT` refuses
@@ -108,7 +103,7 @@ impl RedisRevocation {
     }
 
     /// Sets the deadline of each operation, reconnects included (default 1 s).
-    pub fn with_timeout(mut self, timeout: Duration) -> RedisRevocation {
+    pub fn timeout(mut self, timeout: Duration) -> RedisRevocation {
         self.timeout = timeout;
         self
     }
@@ -124,7 +119,7 @@ impl RedisRevocation {
     }
 
     /// Puts the keys under `prefix` instead of `jwt:`.
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> RedisRevocation {
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisRevocation {
         self.prefix = prefix.into();
         self
     }
@@ -168,6 +163,12 @@ impl Revocation for RedisRevocation {
         async move { self.deadline(op).await }.boxed()
     }
 
+    fn retention_margin(&self) -> Duration {
+        DEFAULT_RETENTION_MARGIN
+    }
+}
+
+impl RevocationStore for RedisRevocation {
     fn revoke<'a>(
         &'a self,
         jti: &'a str,
@@ -233,10 +234,6 @@ impl Revocation for RedisRevocation {
             Ok(set.is_some())
         };
         async move { self.deadline(op).await }.boxed()
-    }
-
-    fn retention_margin(&self) -> Duration {
-        DEFAULT_RETENTION_MARGIN
     }
 }
 

@@ -19,10 +19,11 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use tower_jwt_auth::Algorithm;
 
 use super::{data, install_provider};
 
@@ -57,7 +58,8 @@ pub fn jwk(which: &str, kid: &str) -> Value {
     // `Jwk::from_encoding_key` uses jsonwebtoken's process default.
     install_provider();
     let (key, alg) = private_key(which);
-    let mut value = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
+    let mut value =
+        serde_json::to_value(Jwk::from_encoding_key(&key, super::jwt(alg)).unwrap()).unwrap();
     value["kid"] = kid.into();
     value["use"] = "sig".into();
     value

@@ -18,9 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tower_jwt_auth::Algorithm;
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 pub const ISSUER: &str = "https://id.test";
@@ -60,6 +61,13 @@ pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The crypto backend's name for `alg`, for calls into jsonwebtoken.
+pub fn jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    alg.name()
+        .parse()
+        .expect("every Algorithm is one of jsonwebtoken's")
+}
+
 /// Signs `header` and `claims` exactly as given (any `alg`, any extra header members).
 pub fn sign_raw(header: &Value, claims: &Value, alg: Algorithm, key: &EncodingKey) -> String {
     install_provider();
@@ -68,7 +76,7 @@ pub fn sign_raw(header: &Value, claims: &Value, alg: Algorithm, key: &EncodingKe
         b64(header.to_string().as_bytes()),
         b64(claims.to_string().as_bytes())
     );
-    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("sign");
+    let sig = jsonwebtoken::crypto::sign(input.as_bytes(), key, jwt(alg)).expect("sign");
     format!("{input}.{sig}")
 }
 

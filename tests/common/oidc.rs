@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
 use serde_json::Value;
+use tower_jwt_auth::Algorithm;
 
 /// The client registered in the harness.
 pub const CLIENT_ID: &str = "test-client";

@@ -26,8 +26,8 @@ pub struct Roles {
 pub fn access_issuer() -> TokenIssuer {
     TokenIssuer::hs256(SECRET)
         .unwrap()
-        .with_issuer(ISSUER)
-        .with_audience(AUDIENCE)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
 }
 
 /// The body of `POST /refresh`.

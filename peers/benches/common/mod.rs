@@ -106,9 +106,9 @@ impl AlgCase {
         let issuer = self
             .signer
             .clone()
-            .with_issuer(ISSUER)
-            .with_audience(AUDIENCE)
-            .with_lifetime(std::time::Duration::from_secs(3600));
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .lifetime(std::time::Duration::from_secs(3600));
         issuer
             .issue(
                 "alice",
