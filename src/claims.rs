@@ -1,53 +1,3 @@
-//! The verified claims, as handed to handlers.
-//!
-//! ```
-//! # #[cfg(feature = "axum")] {
-//! use axum::{Router, routing::get};
-//! use tower_jwt_auth::{Claims, JwtAuthLayer};
-//!
-//! #[derive(serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! async fn me(claims: Claims<MyClaims>) -> String {
-//!     claims.sub.clone()
-//! }
-//!
-//! // With `.optional()` on the layer, anonymous requests come through as `None`.
-//! async fn greet(claims: Option<Claims<MyClaims>>) -> String {
-//!     match claims {
-//!         Some(c) => format!("hello {}", c.sub),
-//!         None => "hello stranger".into(),
-//!     }
-//! }
-//!
-//! let auth = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .build()
-//!     .unwrap();
-//! let app: Router = Router::new()
-//!     .route("/me", get(me))
-//!     .route("/greet", get(greet))
-//!     .layer(auth);
-//! # }
-//! ```
-//!
-//! [`JwtAuth`](crate::JwtAuth) inserts a [`Claims<C>`] into the request extensions of every
-//! request it lets through with a token. Any handler can read it from there; with the feature
-//! `axum` it is also an extractor. The extractor tells three cases apart:
-//!
-//! | the request | `Claims<C>` | `Option<Claims<C>>` |
-//! |---|---|---|
-//! | has a valid token | the claims | `Some` |
-//! | has none, let through by a layer in optional mode | 401, bare `Bearer` challenge | `None` |
-//! | no `JwtAuthLayer<C>` ran on it (a wiring mistake) | 500 | 500 |
-//!
-//! Like axum's `Extension`, a missing layer is the server's fault, so it is a 500 with a text
-//! naming the layer (`ClaimsRejection::MissingLayer`), never a pass and never a 401 that
-//! would send the client after a token it already sent.
-//!
-//! The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
-//! copies them, and `C` itself need not be `Clone`.
-
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -55,6 +5,56 @@ use std::sync::Arc;
 ///
 /// Dereferences to `C`. [`Claims::into_inner`] takes `C` out (cloning only when another
 /// reference is still alive).
+///
+/// The verified claims, as handed to handlers.
+///
+/// ```
+/// # #[cfg(feature = "axum")] {
+/// use axum::{Router, routing::get};
+/// use tower_jwt_auth::{Claims, JwtAuthLayer};
+///
+/// #[derive(serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// async fn me(claims: Claims<MyClaims>) -> String {
+///     claims.sub.clone()
+/// }
+///
+/// // With `.optional()` on the layer, anonymous requests come through as `None`.
+/// async fn greet(claims: Option<Claims<MyClaims>>) -> String {
+///     match claims {
+///         Some(c) => format!("hello {}", c.sub),
+///         None => "hello stranger".into(),
+///     }
+/// }
+///
+/// let auth = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .build()
+///     .unwrap();
+/// let app: Router = Router::new()
+///     .route("/me", get(me))
+///     .route("/greet", get(greet))
+///     .layer(auth);
+/// # }
+/// ```
+///
+/// [`JwtAuth`](crate::JwtAuth) inserts a [`Claims<C>`] into the request extensions of every
+/// request it lets through with a token. Any handler can read it from there; with the feature
+/// `axum` it is also an extractor. The extractor tells three cases apart:
+///
+/// | the request | `Claims<C>` | `Option<Claims<C>>` |
+/// |---|---|---|
+/// | has a valid token | the claims | `Some` |
+/// | has none, let through by a layer in optional mode | 401, bare `Bearer` challenge | `None` |
+/// | no `JwtAuthLayer<C>` ran on it (a wiring mistake) | 500 | 500 |
+///
+/// Like axum's `Extension`, a missing layer is the server's fault, so it is a 500 with a text
+/// naming the layer (`ClaimsRejection::MissingLayer`), never a pass and never a 401 that
+/// would send the client after a token it already sent.
+///
+/// The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
+/// copies them, and `C` itself need not be `Clone`.
 #[derive(Debug)]
 pub struct Claims<C>(Arc<C>);
 

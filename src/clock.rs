@@ -3,13 +3,14 @@
 //! Every time-dependent decision reads the same [`Clock`]: `exp`, `nbf` and `iat` in the layer
 //! (a cache hit included), the retention of revocation and single-use entries in
 //! [`MemoryRevocation`](crate::revocation::MemoryRevocation), and the times a
-//! [`TokenIssuer`](crate::TokenIssuer) writes. A test hands the same manual clock to each of
+//! [`TokenIssuer`](crate::issue::TokenIssuer) writes. A test hands the same manual clock to each of
 //! them and moves it past an expiry instead of sleeping:
 //!
 //! ```
 //! # #[cfg(feature = "issue")] {
 //! use std::time::{Duration, SystemTime};
-//! use tower_jwt_auth::{Clock, JwtAuthLayer, TokenIssuer};
+//! use tower_jwt_auth::{Clock, JwtAuthLayer};
+//! use tower_jwt_auth::issue::TokenIssuer;
 //!
 //! let clock = Clock::manual(SystemTime::now());
 //! let secret = b"an example secret that is 32 bytes+";

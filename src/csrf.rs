@@ -1,99 +1,3 @@
-//! CSRF defence for tokens carried in cookies.
-//!
-//! An `HttpOnly` cookie keeps the token away from page scripts (XSS cannot read it), but the
-//! browser attaches it to every request to the site, including requests a hostile page makes
-//! it send: cross-site request forgery. A token in the `Authorization` header is immune, since
-//! a page on another origin cannot set that header without a CORS grant.
-//!
-//! So when the token came from a cookie only and the method is not safe (RFC 9110 §9.2.1:
-//! anything but GET, HEAD, OPTIONS, TRACE), the layer asks for proof that the request comes
-//! from the site itself, as OWASP's CSRF cheat sheet recommends. Any one of these is proof:
-//!
-//! 1. a double-submit header equal to a CSRF cookie ([`CsrfPolicy::double_submit`]), which a
-//!    foreign page can neither read nor set; compared in constant time;
-//! 2. an `Origin` header (or, without one, the origin of `Referer`) listed with
-//!    [`CsrfPolicy::allow_origin`];
-//! 3. with [`CsrfPolicy::same_origin`] (the default): when the browser sends `Sec-Fetch-Site`
-//!    (Fetch Metadata), its verdict `same-origin` or `none`; otherwise an `Origin` (or
-//!    `Referer`) equal to the site's own origin.
-//!
-//! Otherwise the answer is 403. This is on by default whenever a cookie source is configured.
-//!
-//! # Origins
-//!
-//! Origins are compared as RFC 6454 §4 defines them: scheme, host *and* port, the scheme and
-//! host without regard to case, a missing port standing for the scheme's default (80 for
-//! `http`, 443 for `https`; RFC 3986 §6.2.3), so `https://site`, `https://SITE:443` and
-//! `HTTPS://site` are one origin while `http://site` and `https://site:8443` are two others.
-//! `Origin: null` (an opaque origin, RFC 6454 §7.3) is never a match, nor is an `Origin`
-//! carrying a path, user information or several values.
-//!
-//! # `Sec-Fetch-Site` first
-//!
-//! Current browsers add `Sec-Fetch-Site` to requests for `https` (and `localhost`) URLs, and
-//! pages cannot set or change it (Fetch's `Sec-` prefix is forbidden to scripts). When it is
-//! present it decides, before any comparison of `Origin` with `Host`, because the browser knows
-//! the origin it sent the request to, even behind a proxy that rewrites `Host`:
-//!
-//! - `same-origin` passes;
-//! - `none` passes: the user started the request (address bar, bookmark), no page did, so it
-//!   cannot be a forgery; Go's `net/http.CrossOriginProtection` makes the same call;
-//! - `same-site`, `cross-site` and anything else are refused unless the `Origin` is listed with
-//!   [`CsrfPolicy::allow_origin`]. `same-site` is not enough: a sibling subdomain is another
-//!   origin and may be less trusted.
-//!
-//! # The site's own origin
-//!
-//! Without `Sec-Fetch-Site` (older browsers, plain-`http` sites), the `Origin` is compared with
-//! the origin the request was sent to, `<scheme>://<host>[:<port>]`:
-//!
-//! - host and port: the request target's authority when the request line has one (HTTP/2
-//!   `:authority`, an absolute-form target; RFC 9112 §3.2.2), else the `Host` header
-//!   (RFC 9110 §7.2; a request with several `Host` headers has no own origin);
-//! - scheme: the request target's scheme when it has one (HTTP/2 `:scheme`). An HTTP/1.1
-//!   request line has none, and TLS is usually ended before the request reaches this layer, so
-//!   the server cannot tell `http` from `https` by itself. It assumes **`https`**: an
-//!   `Origin: http://site` never passes for an `https` site, whatever the proxy set-up. A site
-//!   served over plain `http` says so with [`CsrfPolicy::assume_http`];
-//! - behind a reverse proxy, with [`CsrfPolicy::trust_forwarded_headers`] only:
-//!   `X-Forwarded-Host` and `X-Forwarded-Proto` replace the host and the scheme. Without that
-//!   call they are ignored, since any client can send them.
-//!
-//! Behind a proxy, listing the public origin with [`CsrfPolicy::allow_origin`] is the simplest
-//! set-up; modern browsers pass on `Sec-Fetch-Site` whatever the proxy does to `Host`.
-//!
-//! ```
-//! use tower_jwt_auth::{CsrfPolicy, JwtAuthLayer};
-//!
-//! #[derive(Clone, serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! // An https site whose single-page app is served from another origin.
-//! let auth = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .token_from_cookie("access_token")
-//!     .csrf(CsrfPolicy::same_origin().allow_origin("https://app.example.com"))
-//!     .build()
-//!     .unwrap();
-//!
-//! // Behind a reverse proxy that sets (overwrites) X-Forwarded-Host and X-Forwarded-Proto.
-//! let proxied = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .token_from_cookie("access_token")
-//!     .csrf(CsrfPolicy::same_origin().trust_forwarded_headers())
-//!     .build()
-//!     .unwrap();
-//!
-//! // A development server on plain http.
-//! let dev = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .token_from_cookie("access_token")
-//!     .csrf(CsrfPolicy::same_origin().assume_http())
-//!     .build()
-//!     .unwrap();
-//! # let _ = (auth, proxied, dev);
-//! ```
-
 use http::header::{HOST, ORIGIN, REFERER};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
@@ -111,7 +15,103 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 /// What counts as proof that a cookie-authenticated, state-changing request is not forged.
 ///
-/// See the [module documentation](crate::csrf) for the checks and the order they run in.
+/// See the [module documentation](crate::CsrfPolicy) for the checks and the order they run in.
+///
+/// CSRF defence for tokens carried in cookies.
+///
+/// An `HttpOnly` cookie keeps the token away from page scripts (XSS cannot read it), but the
+/// browser attaches it to every request to the site, including requests a hostile page makes
+/// it send: cross-site request forgery. A token in the `Authorization` header is immune, since
+/// a page on another origin cannot set that header without a CORS grant.
+///
+/// So when the token came from a cookie only and the method is not safe (RFC 9110 §9.2.1:
+/// anything but GET, HEAD, OPTIONS, TRACE), the layer asks for proof that the request comes
+/// from the site itself, as OWASP's CSRF cheat sheet recommends. Any one of these is proof:
+///
+/// 1. a double-submit header equal to a CSRF cookie ([`CsrfPolicy::double_submit`]), which a
+///    foreign page can neither read nor set; compared in constant time;
+/// 2. an `Origin` header (or, without one, the origin of `Referer`) listed with
+///    [`CsrfPolicy::allow_origin`];
+/// 3. with [`CsrfPolicy::same_origin`] (the default): when the browser sends `Sec-Fetch-Site`
+///    (Fetch Metadata), its verdict `same-origin` or `none`; otherwise an `Origin` (or
+///    `Referer`) equal to the site's own origin.
+///
+/// Otherwise the answer is 403. This is on by default whenever a cookie source is configured.
+///
+/// # Origins
+///
+/// Origins are compared as RFC 6454 §4 defines them: scheme, host *and* port, the scheme and
+/// host without regard to case, a missing port standing for the scheme's default (80 for
+/// `http`, 443 for `https`; RFC 3986 §6.2.3), so `https://site`, `https://SITE:443` and
+/// `HTTPS://site` are one origin while `http://site` and `https://site:8443` are two others.
+/// `Origin: null` (an opaque origin, RFC 6454 §7.3) is never a match, nor is an `Origin`
+/// carrying a path, user information or several values.
+///
+/// # `Sec-Fetch-Site` first
+///
+/// Current browsers add `Sec-Fetch-Site` to requests for `https` (and `localhost`) URLs, and
+/// pages cannot set or change it (Fetch's `Sec-` prefix is forbidden to scripts). When it is
+/// present it decides, before any comparison of `Origin` with `Host`, because the browser knows
+/// the origin it sent the request to, even behind a proxy that rewrites `Host`:
+///
+/// - `same-origin` passes;
+/// - `none` passes: the user started the request (address bar, bookmark), no page did, so it
+///   cannot be a forgery; Go's `net/http.CrossOriginProtection` makes the same call;
+/// - `same-site`, `cross-site` and anything else are refused unless the `Origin` is listed with
+///   [`CsrfPolicy::allow_origin`]. `same-site` is not enough: a sibling subdomain is another
+///   origin and may be less trusted.
+///
+/// # The site's own origin
+///
+/// Without `Sec-Fetch-Site` (older browsers, plain-`http` sites), the `Origin` is compared with
+/// the origin the request was sent to, `<scheme>://<host>[:<port>]`:
+///
+/// - host and port: the request target's authority when the request line has one (HTTP/2
+///   `:authority`, an absolute-form target; RFC 9112 §3.2.2), else the `Host` header
+///   (RFC 9110 §7.2; a request with several `Host` headers has no own origin);
+/// - scheme: the request target's scheme when it has one (HTTP/2 `:scheme`). An HTTP/1.1
+///   request line has none, and TLS is usually ended before the request reaches this layer, so
+///   the server cannot tell `http` from `https` by itself. It assumes **`https`**: an
+///   `Origin: http://site` never passes for an `https` site, whatever the proxy set-up. A site
+///   served over plain `http` says so with [`CsrfPolicy::assume_http`];
+/// - behind a reverse proxy, with [`CsrfPolicy::trust_forwarded_headers`] only:
+///   `X-Forwarded-Host` and `X-Forwarded-Proto` replace the host and the scheme. Without that
+///   call they are ignored, since any client can send them.
+///
+/// Behind a proxy, listing the public origin with [`CsrfPolicy::allow_origin`] is the simplest
+/// set-up; modern browsers pass on `Sec-Fetch-Site` whatever the proxy does to `Host`.
+///
+/// ```
+/// use tower_jwt_auth::{CsrfPolicy, JwtAuthLayer};
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// // An https site whose single-page app is served from another origin.
+/// let auth = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .token_from_cookie("access_token")
+///     .csrf(CsrfPolicy::same_origin().allow_origin("https://app.example.com"))
+///     .build()
+///     .unwrap();
+///
+/// // Behind a reverse proxy that sets (overwrites) X-Forwarded-Host and X-Forwarded-Proto.
+/// let proxied = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .token_from_cookie("access_token")
+///     .csrf(CsrfPolicy::same_origin().trust_forwarded_headers())
+///     .build()
+///     .unwrap();
+///
+/// // A development server on plain http.
+/// let dev = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .token_from_cookie("access_token")
+///     .csrf(CsrfPolicy::same_origin().assume_http())
+///     .build()
+///     .unwrap();
+/// # let _ = (auth, proxied, dev);
+/// ```
 #[derive(Debug, Clone)]
 pub struct CsrfPolicy {
     same_origin: bool,
@@ -130,7 +130,7 @@ impl Default for CsrfPolicy {
 impl CsrfPolicy {
     /// Accepts requests from the site's own origin: `Sec-Fetch-Site: same-origin` (or `none`)
     /// when the browser sends it, else an `Origin` (or `Referer`) equal to the origin the
-    /// request was sent to, scheme, host and port (see the [module documentation](crate::csrf)).
+    /// request was sent to, scheme, host and port (see the [module documentation](crate::CsrfPolicy)).
     pub fn same_origin() -> CsrfPolicy {
         CsrfPolicy {
             same_origin: true,

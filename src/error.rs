@@ -1,30 +1,30 @@
-//! Why a request was refused, and why a configuration was.
-//!
-//! [`AuthError`] has one variant per reason a request is turned away. Each variant knows the
-//! HTTP status and the RFC 6750 §3.1 error code it maps to, so every [`ErrorResponder`]
-//! answers the same reason the same way. The `error_description` texts are fixed strings: they
-//! never contain the token or anything copied out of it.
-//!
-//! [`BuildError`] is what [`JwtAuthBuilder::build`](crate::JwtAuthBuilder::build) returns for a
-//! configuration that would be unsafe or could never accept a token.
-//!
-//! ```
-//! use tower_jwt_auth::AuthError;
-//!
-//! let err = AuthError::Expired;
-//! assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
-//! assert_eq!(err.error_code(), Some("invalid_token"));
-//! assert_eq!(AuthError::MissingToken.error_code(), None);
-//! ```
-//!
-//! [`ErrorResponder`]: crate::ErrorResponder
-
 use http::StatusCode;
 
 /// The reason a request was not let through.
 ///
 /// The `Display` text is the `error_description` sent to the client: short, fixed, and free of
 /// anything the client sent.
+///
+/// Why a request was refused, and why a configuration was.
+///
+/// [`AuthError`] has one variant per reason a request is turned away. Each variant knows the
+/// HTTP status and the RFC 6750 §3.1 error code it maps to, so every [`ErrorResponder`]
+/// answers the same reason the same way. The `error_description` texts are fixed strings: they
+/// never contain the token or anything copied out of it.
+///
+/// [`BuildError`] is what [`JwtAuthBuilder::build`](crate::JwtAuthBuilder::build) returns for a
+/// configuration that would be unsafe or could never accept a token.
+///
+/// ```
+/// use tower_jwt_auth::AuthError;
+///
+/// let err = AuthError::Expired;
+/// assert_eq!(err.status(), http::StatusCode::UNAUTHORIZED);
+/// assert_eq!(err.error_code(), Some("invalid_token"));
+/// assert_eq!(AuthError::MissingToken.error_code(), None);
+/// ```
+///
+/// [`ErrorResponder`]: crate::ErrorResponder
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {

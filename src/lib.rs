@@ -16,35 +16,35 @@ pub mod authorize;
 mod backend;
 #[cfg(feature = "cache")]
 pub mod cache;
-pub mod claims;
+mod claims;
 mod claims_set;
 mod clock;
-pub mod csrf;
-pub mod error;
+mod csrf;
+mod error;
 #[cfg(feature = "issue")]
 pub mod issue;
-pub mod keys;
-pub mod response;
+mod keys;
+mod response;
 pub mod revocation;
-pub mod source;
-pub mod tenant;
+mod source;
+mod tenant;
 mod token;
-pub mod validation;
+mod validation;
 mod verify;
+
+#[cfg(feature = "remote")]
+pub use keys::remote;
 
 pub use algorithm::Algorithm;
 pub use auth::{DEFAULT_MAX_TOKEN_SIZE, JwtAuth, JwtAuthBuilder, JwtAuthLayer, ResponseFuture};
-pub use authorize::{RequireClaims, RequireClaimsLayer, Requirement};
 pub use backend::backend_name;
 pub use claims::Claims;
+#[cfg(feature = "axum")]
+pub use claims::ClaimsRejection;
 pub use clock::Clock;
 pub use csrf::CsrfPolicy;
 pub use error::{AuthError, BuildError};
-#[cfg(feature = "issue")]
-pub use issue::{IssueError, IssuedToken, TokenIssuer};
-#[cfg(feature = "remote")]
-pub use keys::remote::{RemoteJwks, RemoteJwksBuilder};
 pub use keys::{Jwks, Key};
-pub use response::{ErrorResponder, Rfc6750};
+pub use response::{ErrorResponder, Rfc6750, is_grpc};
 pub use source::TokenSource;
 pub use tenant::Tenant;

@@ -1,50 +1,3 @@
-//! How a refused request is answered.
-//!
-//! The default, [`Rfc6750`], writes what RFC 6750 §3 prescribes for HTTP callers and a
-//! trailers-only gRPC response for gRPC callers (`content-type: application/grpc*`), whose
-//! clients read `grpc-status` rather than the HTTP status:
-//!
-//! | reason | HTTP | `WWW-Authenticate` | gRPC |
-//! |---|---|---|---|
-//! | no token | 401 | `Bearer realm="…"` | 16 `UNAUTHENTICATED` |
-//! | bad token (signature, expiry, claims, …) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` | 16 |
-//! | malformed request (two tokens, bad syntax) | 400 | `…, error="invalid_request", …` | 16 |
-//! | missing scope or role (`RequireClaims`) | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
-//! | cookie-authenticated write without CSRF proof | 403 | none | 7 |
-//! | key source or revocation store unreachable | 503 + `Retry-After` | none | 14 `UNAVAILABLE` |
-//! | middleware wired wrongly | 500 | none | 13 `INTERNAL` |
-//!
-//! The body is empty (`B::default()`), so the layer works with any body type that has a
-//! default: axum's, tonic's, and `http_body_util::Full`/`Empty`.
-//!
-//! A different shape, say a JSON problem document, comes from an own [`ErrorResponder`]:
-//!
-//! ```
-//! use http::{HeaderMap, Response, StatusCode};
-//! use tower_jwt_auth::{AuthError, ErrorResponder, JwtAuthLayer};
-//!
-//! #[derive(Clone)]
-//! struct Json;
-//!
-//! impl ErrorResponder<String> for Json {
-//!     fn respond(&self, error: &AuthError, _request: &HeaderMap) -> Response<String> {
-//!         let mut res = Response::new(format!(r#"{{"error":"{}"}}"#, error.reason()));
-//!         *res.status_mut() = error.status();
-//!         res
-//!     }
-//! }
-//!
-//! #[derive(Clone, serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .responder(Json)
-//!     .build()
-//!     .unwrap();
-//! # let _ = layer;
-//! ```
-
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use std::sync::{Arc, LazyLock};
 
@@ -53,6 +6,53 @@ use http::{HeaderMap, HeaderValue, Response};
 use crate::AuthError;
 
 /// Turns a rejection into a response with body type `B`.
+///
+/// How a refused request is answered.
+///
+/// The default, [`Rfc6750`], writes what RFC 6750 §3 prescribes for HTTP callers and a
+/// trailers-only gRPC response for gRPC callers (`content-type: application/grpc*`), whose
+/// clients read `grpc-status` rather than the HTTP status:
+///
+/// | reason | HTTP | `WWW-Authenticate` | gRPC |
+/// |---|---|---|---|
+/// | no token | 401 | `Bearer realm="…"` | 16 `UNAUTHENTICATED` |
+/// | bad token (signature, expiry, claims, …) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` | 16 |
+/// | malformed request (two tokens, bad syntax) | 400 | `…, error="invalid_request", …` | 16 |
+/// | missing scope or role (`RequireClaims`) | 403 | `…, error="insufficient_scope", …, scope="…"` | 7 `PERMISSION_DENIED` |
+/// | cookie-authenticated write without CSRF proof | 403 | none | 7 |
+/// | key source or revocation store unreachable | 503 + `Retry-After` | none | 14 `UNAVAILABLE` |
+/// | middleware wired wrongly | 500 | none | 13 `INTERNAL` |
+///
+/// The body is empty (`B::default()`), so the layer works with any body type that has a
+/// default: axum's, tonic's, and `http_body_util::Full`/`Empty`.
+///
+/// A different shape, say a JSON problem document, comes from an own [`ErrorResponder`]:
+///
+/// ```
+/// use http::{HeaderMap, Response, StatusCode};
+/// use tower_jwt_auth::{AuthError, ErrorResponder, JwtAuthLayer};
+///
+/// #[derive(Clone)]
+/// struct Json;
+///
+/// impl ErrorResponder<String> for Json {
+///     fn respond(&self, error: &AuthError, _request: &HeaderMap) -> Response<String> {
+///         let mut res = Response::new(format!(r#"{{"error":"{}"}}"#, error.reason()));
+///         *res.status_mut() = error.status();
+///         res
+///     }
+/// }
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .responder(Json)
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
 pub trait ErrorResponder<B>: Send + Sync + 'static {
     /// The response for `error`; `request` holds the refused request's headers (for example
     /// to tell gRPC callers apart). Must not echo the token.

@@ -1,42 +1,42 @@
-//! Where a request's token comes from.
-//!
-//! By default only `Authorization: Bearer <token>` is read (RFC 6750 §2.1; the scheme name is
-//! case-insensitive). Other sources are added in the order they should be looked at:
-//!
-//! ```
-//! use tower_jwt_auth::{JwtAuthLayer, TokenSource};
-//!
-//! #[derive(Clone, serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .token_from_cookie("access_token")        // Bearer header, then this cookie
-//!     .build()
-//!     .unwrap();
-//!
-//! // Or replace the list outright:
-//! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .token_sources([TokenSource::header("x-api-token")])
-//!     .build()
-//!     .unwrap();
-//! # let _ = layer;
-//! ```
-//!
-//! Every source is read on every request. RFC 6750 §2 allows one transmission method per
-//! request, so a request carrying two *different* tokens (two `Authorization` headers, or a
-//! header and a cookie that disagree) is answered 400 `invalid_request` instead of guessing
-//! which one the client meant. The same token sent twice is accepted.
-//!
-//! Query parameters (RFC 6750 §2.3) are read only when [`TokenSource::query`] is configured:
-//! URLs end up in logs and `Referer` headers.
-
 use http::{HeaderMap, HeaderName, Uri, header};
 
 use crate::{AuthError, BuildError};
 
 /// One place a token may be found.
+///
+/// Where a request's token comes from.
+///
+/// By default only `Authorization: Bearer <token>` is read (RFC 6750 §2.1; the scheme name is
+/// case-insensitive). Other sources are added in the order they should be looked at:
+///
+/// ```
+/// use tower_jwt_auth::{JwtAuthLayer, TokenSource};
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .token_from_cookie("access_token")        // Bearer header, then this cookie
+///     .build()
+///     .unwrap();
+///
+/// // Or replace the list outright:
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .token_sources([TokenSource::header("x-api-token")])
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
+///
+/// Every source is read on every request. RFC 6750 §2 allows one transmission method per
+/// request, so a request carrying two *different* tokens (two `Authorization` headers, or a
+/// header and a cookie that disagree) is answered 400 `invalid_request` instead of guessing
+/// which one the client meant. The same token sent twice is accepted.
+///
+/// Query parameters (RFC 6750 §2.3) are read only when [`TokenSource::query`] is configured:
+/// URLs end up in logs and `Referer` headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenSource {

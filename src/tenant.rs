@@ -1,35 +1,3 @@
-//! Several issuers behind one layer (multi-tenant).
-//!
-//! Each [`Tenant`] is an issuer with its own keys (static or [remote](crate::keys::remote))
-//! and, optionally, its own audiences. The layer reads the token's `iss` *unverified*, only to
-//! choose the tenant; the token is then verified with that tenant's keys alone and must carry
-//! that very `iss`. A token from an issuer no tenant names is refused (401) without any key
-//! fetch, so unknown issuers cannot make the layer contact anything. A tenant's
-//! [`RemoteJwks`](crate::keys::remote::RemoteJwks) found by discovery must have been
-//! discovered from that tenant's issuer (otherwise
-//! [`BuildError::IssuerMismatch`](crate::BuildError::IssuerMismatch)).
-//!
-//! ```
-//! use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key, Tenant};
-//!
-//! #[derive(serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! let pem_a = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
-//! let pem_b = std::fs::read("tests/data/ec_p256_public.pem").unwrap();
-//! let auth = JwtAuthLayer::<MyClaims>::builder()
-//!     .tenant(Tenant::new("https://a.example").key(Key::pem(Algorithm::RS256, &pem_a)))
-//!     .tenant(
-//!         Tenant::new("https://b.example")
-//!             .key(Key::pem(Algorithm::ES256, &pem_b))
-//!             .audience("b-api"),
-//!     )
-//!     .audience("shared-api") // for tenants that name no audience of their own
-//!     .build()
-//!     .unwrap();
-//! # let _ = auth;
-//! ```
-
 use std::borrow::Cow;
 
 use crate::keys::KeyConfig;
@@ -38,6 +6,38 @@ use crate::verify::Verifier;
 use crate::{AuthError, Jwks, Key};
 
 /// One issuer of a multi-tenant layer: its keys and audiences.
+///
+/// Several issuers behind one layer (multi-tenant).
+///
+/// Each [`Tenant`] is an issuer with its own keys (static or [remote](crate::keys::remote))
+/// and, optionally, its own audiences. The layer reads the token's `iss` *unverified*, only to
+/// choose the tenant; the token is then verified with that tenant's keys alone and must carry
+/// that very `iss`. A token from an issuer no tenant names is refused (401) without any key
+/// fetch, so unknown issuers cannot make the layer contact anything. A tenant's
+/// [`RemoteJwks`](crate::keys::remote::RemoteJwks) found by discovery must have been
+/// discovered from that tenant's issuer (otherwise
+/// [`BuildError::IssuerMismatch`](crate::BuildError::IssuerMismatch)).
+///
+/// ```
+/// use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key, Tenant};
+///
+/// #[derive(serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let pem_a = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
+/// let pem_b = std::fs::read("tests/data/ec_p256_public.pem").unwrap();
+/// let auth = JwtAuthLayer::<MyClaims>::builder()
+///     .tenant(Tenant::new("https://a.example").key(Key::pem(Algorithm::RS256, &pem_a)))
+///     .tenant(
+///         Tenant::new("https://b.example")
+///             .key(Key::pem(Algorithm::ES256, &pem_b))
+///             .audience("b-api"),
+///     )
+///     .audience("shared-api") // for tenants that name no audience of their own
+///     .build()
+///     .unwrap();
+/// # let _ = auth;
+/// ```
 #[must_use]
 pub struct Tenant {
     pub(crate) issuer: String,

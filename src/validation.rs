@@ -1,31 +1,4 @@
 //! The claims policy: time claims with leeway, `iss`, `aud`, `typ`, required claims, lifetime.
-//!
-//! jsonwebtoken's own validation has gaps a middleware must close (its `nbf` check is off by
-//! default, `iss`/`aud` are checked only when present, `typ` never), so the registered claims
-//! are read by the crate's own strict reader (wrong JSON types and repeated claims refused) and
-//! checked here, before the application's claims type is read.
-//!
-//! The policy is configured on [`JwtAuthBuilder`](crate::JwtAuthBuilder):
-//!
-//! ```
-//! use std::time::Duration;
-//! use tower_jwt_auth::JwtAuthLayer;
-//!
-//! #[derive(Clone, serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .hs256(b"an example secret that is 32 bytes+")
-//!     .issuer("https://id.example.com")   // now a required claim
-//!     .audience("orders-api")             // now a required claim
-//!     .leeway(Duration::from_secs(30))
-//!     .token_type("at+jwt")               // RFC 9068 access tokens only
-//!     .max_lifetime(Duration::from_secs(3600))
-//!     .require_claim("sub")
-//!     .build()
-//!     .unwrap();
-//! # let _ = layer;
-//! ```
 
 use std::borrow::Cow;
 use std::time::Duration;

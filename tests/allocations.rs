@@ -24,7 +24,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, StatusCode};
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 // ---- the counting allocator -----------------------------------------------------------------
 

@@ -28,13 +28,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::authorize::{HasScopes, RequireClaimsLayer};
 use tower_jwt_auth::cache::CacheConfig;
+use tower_jwt_auth::issue::TokenIssuer;
 use tower_jwt_auth::issue::{RefreshError, RefreshTokens};
+use tower_jwt_auth::remote::RemoteJwks;
 use tower_jwt_auth::revocation::{
     MemoryRevocation, RedisRevocation, Revocation, RevocationStore, TokenId,
 };
-use tower_jwt_auth::{
-    BuildError, Claims, Clock, CsrfPolicy, JwtAuthLayer, Key, RemoteJwks, Tenant, TokenIssuer,
-};
+use tower_jwt_auth::{BuildError, Claims, Clock, CsrfPolicy, JwtAuthLayer, Key, Tenant};
 
 // =============================================================================================
 // Helpers
@@ -643,7 +643,8 @@ async fn cross_site_requests_never_pass_same_origin_policy() {
         assert_eq!(hits.load(Ordering::SeqCst), before + 1);
     }
     let before = hits.load(Ordering::SeqCst);
-    let attacks: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    type Attack<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let attacks: Vec<Attack<'_>> = vec![
         ("POST", "/x", vec![host, ("Origin", "https://evil.example")]),
         ("POST", "/x", vec![host, ("Origin", "http://site.example")]),
         (
@@ -1178,7 +1179,8 @@ async fn subject_keys_do_not_collide() {
         Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap()),
     ];
     let t = now();
-    let pairs: &[((Option<&str>, &str), (Option<&str>, &str))] = &[
+    type Subject<'a> = (Option<&'a str>, &'a str);
+    let pairs: &[(Subject<'_>, Subject<'_>)] = &[
         ((Some("a:1"), "x"), (Some("a"), "1:x")),
         ((Some("1:a"), "x"), (Some("1"), "a:x")),
         (

@@ -19,7 +19,8 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tower::{ServiceExt, service_fn};
-use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 const ISSUER: &str = "https://id.test";

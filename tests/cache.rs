@@ -11,8 +11,9 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use tower_jwt_auth::cache::CacheConfig;
+use tower_jwt_auth::issue::TokenIssuer;
 use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
-use tower_jwt_auth::{Claims, Clock, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::{Claims, Clock, JwtAuthLayer};
 
 async fn server(layer: JwtAuthLayer<TestClaims>) -> String {
     let app = Router::new()

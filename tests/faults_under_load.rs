@@ -37,7 +37,7 @@ use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
 use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::cache::CacheConfig;
-use tower_jwt_auth::keys::remote::RemoteJwks;
+use tower_jwt_auth::remote::RemoteJwks;
 use tower_jwt_auth::revocation::{RedisRevocation, RevocationStore};
 use tower_jwt_auth::{Claims, JwtAuthLayer};
 

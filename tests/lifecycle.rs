@@ -1108,7 +1108,7 @@ async fn clocked_revocable_server(store: Arc<MemoryRevocation>, clock: Clock) ->
     (format!("http://{}/me", serve(app).await), h)
 }
 
-fn issue(sub: &str) -> tower_jwt_auth::IssuedToken {
+fn issue(sub: &str) -> tower_jwt_auth::issue::IssuedToken {
     access_issuer()
         .issue(sub, &Roles { roles: vec![] })
         .unwrap()

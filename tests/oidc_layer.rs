@@ -27,7 +27,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::JwtAuthLayer;
-use tower_jwt_auth::keys::remote::RemoteJwks;
+use tower_jwt_auth::remote::RemoteJwks;
 
 use common::api::{Api, Reply, call};
 use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES, first_line, header, payload};

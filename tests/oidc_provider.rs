@@ -16,7 +16,7 @@ use std::time::Duration;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;
 use tower_jwt_auth::Algorithm;
-use tower_jwt_auth::keys::remote::RemoteJwks;
+use tower_jwt_auth::remote::RemoteJwks;
 
 use common::install_provider;
 use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES, header};

@@ -20,9 +20,10 @@ use common::sessions::{
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
+use tower_jwt_auth::issue::IssuedToken;
 use tower_jwt_auth::issue::{RefreshTokens, TokenResponse};
 use tower_jwt_auth::revocation::{RedisRevocation, RevocationStore};
-use tower_jwt_auth::{Algorithm, Claims, IssuedToken, JwtAuthLayer};
+use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
 
 async fn store(redis: &RedisServer) -> Arc<RedisRevocation> {
     Arc::new(RedisRevocation::connect(&redis.url()).await.unwrap())

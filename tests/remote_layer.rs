@@ -21,7 +21,7 @@ use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
 use tower_jwt_auth::Algorithm;
 use tower_jwt_auth::JwtAuthLayer;
-use tower_jwt_auth::keys::remote::{RemoteJwks, RemoteJwksBuilder};
+use tower_jwt_auth::remote::{RemoteJwks, RemoteJwksBuilder};
 
 use common::api::{Api, Reply};
 use common::jwks_server::{JwksServer, Mode, jwk, private_key};
@@ -569,10 +569,10 @@ async fn a_provider_down_from_the_start_is_503_until_it_recovers() {
     // The provider recovers: the background retry (1 s, then backing off) loads the keys.
     server.mode(Mode::Keys);
     let mut changes = keys.subscribe();
-    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|g| *g >= 1))
+    tokio::time::timeout(Duration::from_secs(10), changes.reached(1))
         .await
         .expect("the background retry loads the keys")
-        .unwrap();
+        .expect("the key source is alive");
     api.me(&good).await.assert_ok();
     assert_eq!(api.handled(), 1);
 }
@@ -703,19 +703,19 @@ async fn known_keys_serve_past_expiry_until_max_stale_then_503() {
     api.me(&good).await.assert_ok();
 
     // Past max_stale: the keys are dropped, and even a token of the old key cannot be judged.
-    tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|g| *g >= 2))
+    tokio::time::timeout(Duration::from_secs(10), changes.reached(2))
         .await
         .expect("the keys are dropped after max_stale")
-        .unwrap();
+        .expect("the key source is alive");
     assert!(keys.kids().is_empty());
     api.me(&good).await.assert_unavailable();
 
     // Back up: the next retry loads the keys again.
     server.mode(Mode::Keys);
-    tokio::time::timeout(Duration::from_secs(30), changes.wait_for(|g| *g >= 3))
+    tokio::time::timeout(Duration::from_secs(30), changes.reached(3))
         .await
         .expect("the keys come back")
-        .unwrap();
+        .expect("the key source is alive");
     api.me(&good).await.assert_ok();
     assert_eq!(api.handled(), 3);
 }

@@ -152,7 +152,7 @@ fn tenant_configuration_mistakes_are_build_errors() {
 #[tokio::test]
 async fn unknown_issuers_cause_no_fetch() {
     use common::jwks_server::{JwksServer, jwk};
-    use tower_jwt_auth::RemoteJwks;
+    use tower_jwt_auth::remote::RemoteJwks;
 
     // Tenant A's key (`rsa_key()`), published under kid `a-1`.
     let jwks = JwksServer::start(&[jwk("rsa", "a-1")]).await;
@@ -193,7 +193,8 @@ async fn unknown_issuers_cause_no_fetch() {
 #[tokio::test]
 async fn keys_discovered_from_another_issuer_are_a_build_error() {
     use common::jwks_server::{JwksServer, jwk};
-    use tower_jwt_auth::{BuildError, RemoteJwks};
+    use tower_jwt_auth::BuildError;
+    use tower_jwt_auth::remote::RemoteJwks;
 
     // Provider B is its own OpenID provider (issuer `http://127.0.0.1:<port>`) and publishes
     // the `rsa` test key under kid `b-1`.

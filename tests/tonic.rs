@@ -20,7 +20,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower::Service;
 use tower_jwt_auth::Algorithm;
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 /// Wraps a gRPC service and records, for every request that reaches it, the `sub` of the
 /// claims the layer handed over (`None` if there were none).

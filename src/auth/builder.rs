@@ -16,6 +16,35 @@ use crate::verify::Verifier;
 use crate::{Algorithm, BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant, TokenSource};
 
 /// Configuration of a [`JwtAuthLayer`]; every check happens in [`build`](Self::build).
+///
+/// # The claims policy
+///
+/// jsonwebtoken's own validation has gaps a middleware must close (its `nbf` check is off by
+/// default, `iss`/`aud` are checked only when present, `typ` never), so the registered claims
+/// are read by the crate's own strict reader (wrong JSON types and repeated claims refused) and
+/// checked here, before the application's claims type is read.
+///
+/// The policy is configured on [`JwtAuthBuilder`](crate::JwtAuthBuilder):
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_jwt_auth::JwtAuthLayer;
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .issuer("https://id.example.com")   // now a required claim
+///     .audience("orders-api")             // now a required claim
+///     .leeway(Duration::from_secs(30))
+///     .token_type("at+jwt")               // RFC 9068 access tokens only
+///     .max_lifetime(Duration::from_secs(3600))
+///     .require_claim("sub")
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct JwtAuthBuilder<C, R = Rfc6750> {
     keys: KeyConfig,
@@ -141,7 +170,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
-    /// Adds a tenant: an issuer with its own keys and audiences (see [`tenant`](crate::tenant)).
+    /// Adds a tenant: an issuer with its own keys and audiences (see [`tenant`](crate::Tenant)).
     /// With tenants, keys and issuers are configured on the tenants, not on the layer.
     pub fn tenant(mut self, tenant: Tenant) -> Self {
         self.tenants.push(tenant);
@@ -263,7 +292,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     }
 
     /// Sets what proves a cookie-authenticated, state-changing request genuine (see
-    /// [`csrf`](crate::csrf)). The default, [`CsrfPolicy::same_origin`], applies whenever a
+    /// [`csrf`](crate::CsrfPolicy)). The default, [`CsrfPolicy::same_origin`], applies whenever a
     /// cookie source is configured.
     pub fn csrf(mut self, policy: CsrfPolicy) -> Self {
         self.csrf = Some(policy);
@@ -271,7 +300,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     }
 
     /// Turns the CSRF check off for cookie-borne tokens. Only for cookies that cannot be sent
-    /// cross-site by construction (e.g. a non-browser client); see [`csrf`](crate::csrf).
+    /// cross-site by construction (e.g. a non-browser client); see [`csrf`](crate::CsrfPolicy).
     pub fn disable_csrf_protection(mut self) -> Self {
         self.csrf = None;
         self

@@ -47,7 +47,8 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     ///
     /// ```
     /// # #[cfg(feature = "issue")] {
-    /// use tower_jwt_auth::{AuthError, JwtAuthLayer, TokenIssuer};
+    /// use tower_jwt_auth::{AuthError, JwtAuthLayer};
+    /// use tower_jwt_auth::issue::TokenIssuer;
     ///
     /// #[derive(Debug, serde::Deserialize)]
     /// struct MyClaims { sub: String }

@@ -203,9 +203,10 @@ mod tests {
 
     #[test]
     fn each_state_finishes_once() {
-        let sync = RequireClaimsLayer::new(crate::Requirement::predicate("alice", |c: &&str| {
-            *c == "alice"
-        }));
+        let sync = RequireClaimsLayer::new(crate::authorize::Requirement::predicate(
+            "alice",
+            |c: &&str| *c == "alice",
+        ));
         let asynchronous =
             RequireClaimsLayer::predicate_async("alice", |c: Claims<&'static str>| async move {
                 *c == "alice"

@@ -16,7 +16,8 @@ use crate::BuildError;
 /// the same machine talks plain http during development.
 ///
 /// ```
-/// use tower_jwt_auth::{TokenIssuer, issue::AccessTokenCookie};
+/// use tower_jwt_auth::issue::AccessTokenCookie;
+/// use tower_jwt_auth::issue::TokenIssuer;
 ///
 /// let issued = TokenIssuer::hs256(b"an example secret that is 32 bytes+").unwrap()
 ///     .issue("alice", &serde_json::json!({})).unwrap();

@@ -9,7 +9,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tower_jwt_auth::{JwtAuthLayer, TokenIssuer};
+//! use tower_jwt_auth::JwtAuthLayer;
+//! use tower_jwt_auth::issue::TokenIssuer;
 //!
 //! #[derive(Clone, serde::Serialize, serde::Deserialize)]
 //! struct Roles { roles: Vec<String> }

@@ -90,14 +90,15 @@ pub enum RefreshError {
 ///
 /// Refresh tokens are HS256 JWTs under their own secret with `typ` [`REFRESH_TOKEN_TYPE`] and
 /// the audience `<access audience>#refresh`, so a layer checking access tokens never accepts
-/// them. The used-token and revoked-family records live in a [`Revocation`] store: a
+/// them. The used-token and revoked-family records live in a [`RevocationStore`](crate::revocation::RevocationStore): a
 /// `MemoryRevocation` for one server, a `RedisRevocation` for a fleet.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::sync::Arc;
 /// use tower_jwt_auth::issue::{RefreshError, RefreshTokens};
-/// use tower_jwt_auth::{TokenIssuer, revocation::MemoryRevocation};
+/// use tower_jwt_auth::revocation::MemoryRevocation;
+/// use tower_jwt_auth::issue::TokenIssuer;
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Roles { roles: Vec<String> }

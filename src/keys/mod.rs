@@ -1,28 +1,3 @@
-//! Verification keys: HMAC secrets, PEM/DER public keys, and static JWKS documents.
-//!
-//! Keys are parsed once, when the layer is built, and checked there: an HMAC secret shorter
-//! than its hash (RFC 7518 §3.2), an RSA modulus under 2048 bits (RFC 7518 §3.3), an EC key on
-//! the wrong curve for its algorithm, or HMAC secrets mixed with public keys (the set-up that
-//! makes algorithm confusion possible, RFC 8725 §2.1) are build errors, not per-request ones.
-//!
-//! A token picks its key by `kid`; the algorithm always comes from the key's configuration
-//! and the allow-list, never from the token alone.
-//!
-//! ```
-//! use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key};
-//!
-//! #[derive(Clone, serde::Deserialize)]
-//! struct MyClaims { sub: String }
-//!
-//! let pem = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
-//! let layer = JwtAuthLayer::<MyClaims>::builder()
-//!     .key(Key::pem(Algorithm::RS256, &pem).kid("2024-01"))
-//!     .key(Key::pem(Algorithm::PS256, &pem).kid("2024-01"))
-//!     .build()
-//!     .unwrap();
-//! # let _ = layer;
-//! ```
-
 mod config;
 mod jwks;
 #[cfg(feature = "aws-lc-rs")]
@@ -91,6 +66,31 @@ impl Keys {
 ///
 /// Constructors never fail; what is wrong with the material is reported by
 /// [`build`](crate::JwtAuthBuilder::build).
+///
+/// Verification keys: HMAC secrets, PEM/DER public keys, and static JWKS documents.
+///
+/// Keys are parsed once, when the layer is built, and checked there: an HMAC secret shorter
+/// than its hash (RFC 7518 §3.2), an RSA modulus under 2048 bits (RFC 7518 §3.3), an EC key on
+/// the wrong curve for its algorithm, or HMAC secrets mixed with public keys (the set-up that
+/// makes algorithm confusion possible, RFC 8725 §2.1) are build errors, not per-request ones.
+///
+/// A token picks its key by `kid`; the algorithm always comes from the key's configuration
+/// and the allow-list, never from the token alone.
+///
+/// ```
+/// use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key};
+///
+/// #[derive(Clone, serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let pem = std::fs::read("tests/data/rsa_2048_public.pem").unwrap();
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .key(Key::pem(Algorithm::RS256, &pem).kid("2024-01"))
+///     .key(Key::pem(Algorithm::PS256, &pem).kid("2024-01"))
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
 #[derive(Clone)]
 pub struct Key {
     pub(crate) kid: Option<String>,

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tower_jwt_auth::TokenIssuer;
+use tower_jwt_auth::issue::TokenIssuer;
 use tower_jwt_auth::issue::{RefreshError, RefreshTokens, TokenResponse};
 
 use super::{AUDIENCE, ISSUER, SECRET};

@@ -6,7 +6,24 @@
 
 use std::time::Duration;
 
-use super::Trigger;
+/// What caused a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    Initial,
+    Background,
+    UnknownKid,
+}
+
+impl Trigger {
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Initial => "initial",
+            Trigger::Background => "background",
+            Trigger::UnknownKid => "unknown_kid",
+        }
+    }
+}
 
 pub(super) fn fetching(uri: &str, trigger: Trigger) {
     #[cfg(feature = "tracing")]
@@ -37,15 +54,23 @@ pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
     }
 }
 
-pub(super) fn rotated(uri: &str, added: &[String], removed: &[String], generation: u64) {
+/// `old` and `new` are sorted `kid`s.
+pub(super) fn rotated(uri: &str, old: &[Box<str>], new: &[Box<str>], generation: u64) {
     #[cfg(feature = "tracing")]
     tracing::info!(
         jwks_uri = uri,
-        added = ?added,
-        removed = ?removed,
+        added = ?missing(new, old),
+        removed = ?missing(old, new),
         generation,
         "JWKS key set changed"
     );
+}
+
+/// The `kid`s of `kids` that sorted `other` lacks.
+#[cfg(feature = "tracing")]
+fn missing<'a>(kids: &'a [Box<str>], other: &[Box<str>]) -> Vec<&'a str> {
+    let kids = kids.iter().filter(|k| !super::has_kid(other, k));
+    kids.map(|k| &**k).collect()
 }
 
 pub(super) fn not_modified(uri: &str, ttl: Duration) {
