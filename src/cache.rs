@@ -62,7 +62,7 @@ impl CacheConfig {
     }
 
     /// Holds at most `bytes` bytes of tokens (each counted as its length plus
-    /// [`ENTRY_OVERHEAD`]).
+    /// 256 bytes of bookkeeping).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self
@@ -71,7 +71,7 @@ impl CacheConfig {
 
 /// What an entry is assumed to cost beyond the token text: the claims, the map slot, the
 /// bookkeeping of the cache.
-pub const ENTRY_OVERHEAD: u64 = 256;
+pub(crate) const ENTRY_OVERHEAD: u64 = 256;
 
 /// One verified token.
 #[derive(Clone)]

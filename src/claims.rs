@@ -64,11 +64,6 @@ impl<C> Claims<C> {
         Claims(Arc::new(claims))
     }
 
-    /// The shared claims.
-    pub fn as_arc(&self) -> &Arc<C> {
-        &self.0
-    }
-
     /// The claims by value.
     pub fn into_inner(self) -> C
     where

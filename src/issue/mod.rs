@@ -51,14 +51,11 @@ mod cookie;
 mod refresh;
 
 pub use cookie::AccessTokenCookie;
-pub use refresh::{
-    DEFAULT_REFRESH_LIFETIME, REFRESH_TOKEN_TYPE, RefreshError, RefreshTokens, TokenPair,
-    TokenResponse,
-};
+pub use refresh::{REFRESH_TOKEN_TYPE, RefreshError, RefreshTokens, TokenPair, TokenResponse};
 
 /// The default access-token lifetime: short, because a bearer token cannot be taken back
 /// before it expires without a revocation check.
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(15 * 60);
 
 /// Signs access tokens.
 #[derive(Clone)]
@@ -199,7 +196,7 @@ impl TokenIssuer {
         self
     }
 
-    /// Sets the lifetime (`exp - iat`, default [`DEFAULT_LIFETIME`]).
+    /// Sets the lifetime (`exp - iat`, default 15 minutes).
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self

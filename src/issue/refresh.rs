@@ -20,7 +20,7 @@ use crate::{AuthError, BuildError, Key};
 pub const REFRESH_TOKEN_TYPE: &str = "refresh+jwt";
 
 /// The default refresh-token lifetime.
-pub const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
+pub(crate) const DEFAULT_REFRESH_LIFETIME: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// An access token and the refresh token that renews it.
 #[derive(Debug, Clone)]

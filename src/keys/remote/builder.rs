@@ -174,7 +174,7 @@ impl RemoteJwksBuilder {
         self
     }
 
-    /// Fetch through this client instead of the default [`ReqwestFetcher`].
+    /// Fetch through this client instead of the default (reqwest with rustls).
     pub fn fetcher(mut self, fetcher: impl HttpFetcher) -> Self {
         self.fetcher = Some(Arc::new(fetcher));
         self

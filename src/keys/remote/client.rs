@@ -13,7 +13,7 @@ pub type FetchFuture<'a> =
 /// An HTTP client that can `GET` a URL: the JWKS document and the OpenID Connect discovery
 /// document are fetched through it.
 ///
-/// The default is [`ReqwestFetcher`]. Implement this to use another client (a corporate
+/// The default is reqwest with rustls. Implement this to use another client (a corporate
 /// proxy, a private CA, a test double). An implementation must:
 ///
 /// * send a `GET` to [`FetchRequest::url`] with [`FetchRequest::headers`];
@@ -109,13 +109,13 @@ pub enum FetchError {
 /// timeouts, and sends `User-Agent: tower-jwt-auth/<version>`. Proxies from the
 /// `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` environment variables are honoured, as reqwest does.
 #[derive(Debug, Clone)]
-pub struct ReqwestFetcher {
+pub(crate) struct ReqwestFetcher {
     client: reqwest::Client,
 }
 
 impl ReqwestFetcher {
     /// A client with these timeouts.
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<ReqwestFetcher, FetchError> {
+    pub(crate) fn new(connect_timeout: Duration, timeout: Duration) -> Result<ReqwestFetcher, FetchError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)

@@ -109,7 +109,7 @@ mod url;
 
 pub use builder::{DEFAULT_ALGORITHMS, RemoteJwksBuilder};
 pub use client::{
-    FetchError, FetchFuture, FetchRequest, FetchResponse, HttpFetcher, ReqwestFetcher,
+    FetchError, FetchFuture, FetchRequest, FetchResponse, HttpFetcher,
 };
 
 use std::fmt;
