@@ -6,8 +6,6 @@ use std::sync::Arc;
 /// Dereferences to `C`. [`Claims::into_inner`] takes `C` out (cloning only when another
 /// reference is still alive).
 ///
-/// The verified claims, as handed to handlers.
-///
 /// ```
 /// # #[cfg(feature = "axum")] {
 /// use axum::{Router, routing::get};

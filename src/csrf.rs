@@ -15,9 +15,6 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 /// What counts as proof that a cookie-authenticated, state-changing request is not forged.
 ///
-/// See the [module documentation](crate::CsrfPolicy) for the checks and the order they run in.
-///
-/// CSRF defence for tokens carried in cookies.
 ///
 /// An `HttpOnly` cookie keeps the token away from page scripts (XSS cannot read it), but the
 /// browser attaches it to every request to the site, including requests a hostile page makes

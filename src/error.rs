@@ -5,8 +5,6 @@ use http::StatusCode;
 /// The `Display` text is the `error_description` sent to the client: short, fixed, and free of
 /// anything the client sent.
 ///
-/// Why a request was refused, and why a configuration was.
-///
 /// [`AuthError`] has one variant per reason a request is turned away. Each variant knows the
 /// HTTP status and the RFC 6750 §3.1 error code it maps to, so every [`ErrorResponder`]
 /// answers the same reason the same way. The `error_description` texts are fixed strings: they

@@ -5,9 +5,7 @@ use http::{HeaderMap, HeaderValue, Response};
 
 use crate::AuthError;
 
-/// Turns a rejection into a response with body type `B`.
-///
-/// How a refused request is answered.
+/// Turns a rejection into a response with body type `B`: how a refused request is answered.
 ///
 /// The default, [`Rfc6750`], writes what RFC 6750 §3 prescribes for HTTP callers and a
 /// trailers-only gRPC response for gRPC callers (`content-type: application/grpc*`), whose

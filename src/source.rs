@@ -4,8 +4,6 @@ use crate::{AuthError, BuildError};
 
 /// One place a token may be found.
 ///
-/// Where a request's token comes from.
-///
 /// By default only `Authorization: Bearer <token>` is read (RFC 6750 §2.1; the scheme name is
 /// case-insensitive). Other sources are added in the order they should be looked at:
 ///

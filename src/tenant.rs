@@ -5,11 +5,10 @@ use crate::token::Jws;
 use crate::verify::Verifier;
 use crate::{AuthError, Jwks, Key};
 
-/// One issuer of a multi-tenant layer: its keys and audiences.
+/// One issuer of a multi-tenant layer (several issuers behind one layer): its keys and
+/// audiences.
 ///
-/// Several issuers behind one layer (multi-tenant).
-///
-/// Each [`Tenant`] is an issuer with its own keys (static or [remote](crate::keys::remote))
+/// Each [`Tenant`] is an issuer with its own keys (static or [remote](crate::remote))
 /// and, optionally, its own audiences. The layer reads the token's `iss` *unverified*, only to
 /// choose the tenant; the token is then verified with that tenant's keys alone and must carry
 /// that very `iss`. A token from an issuer no tenant names is refused (401) without any key

@@ -67,8 +67,6 @@ impl Keys {
 /// Constructors never fail; what is wrong with the material is reported by
 /// [`build`](crate::JwtAuthBuilder::build).
 ///
-/// Verification keys: HMAC secrets, PEM/DER public keys, and static JWKS documents.
-///
 /// Keys are parsed once, when the layer is built, and checked there: an HMAC secret shorter
 /// than its hash (RFC 7518 §3.2), an RSA modulus under 2048 bits (RFC 7518 §3.3), an EC key on
 /// the wrong curve for its algorithm, or HMAC secrets mixed with public keys (the set-up that
