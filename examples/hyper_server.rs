@@ -21,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tower::{Layer, service_fn};
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 /// What the handler reads from a verified token.
 #[derive(Debug, Serialize, Deserialize)]

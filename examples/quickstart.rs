@@ -26,9 +26,11 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_jwt_auth::authorize::HasRoles;
+use tower_jwt_auth::authorize::RequireClaimsLayer;
+use tower_jwt_auth::issue::TokenIssuer;
 use tower_jwt_auth::issue::{AccessTokenCookie, RefreshError, RefreshTokens};
 use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
-use tower_jwt_auth::{Claims, JwtAuthLayer, RequireClaimsLayer, TokenIssuer};
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 /// What a handler learns about the caller.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -47,7 +47,7 @@
 //! ```
 //!
 //! The resources `urn:test:api:ps256`, `urn:test:api:es256` and `urn:test:api:eddsa` give
-//! tokens signed PS256, ES256 and EdDSA; all have `aud` = `urn:test:api`. tests/oidc_layer.rs
+//! tokens signed PS256, ES256 and EdDSA; all have `aud` = `urn:test:api`. tests/it/oidc_layer.rs
 //! runs this binary this way.
 
 use std::net::SocketAddr;
@@ -55,7 +55,7 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
-use tower_jwt_auth::keys::remote::RemoteJwks;
+use tower_jwt_auth::remote::RemoteJwks;
 use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
 
 /// The algorithms accepted: asymmetric only, never HMAC (a provider's keys are public).

@@ -22,7 +22,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use tower_jwt_auth::{Claims, JwtAuthLayer, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 const ISSUER: &str = "https://id.example.com";
 const AUDIENCE: &str = "health-api";

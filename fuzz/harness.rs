@@ -1,5 +1,5 @@
 //! The fuzz harness, shared word for word by the cargo-fuzz targets (`fuzz/fuzz_targets/*`) and
-//! by their proptest equivalents in `tests/fuzz_equivalents.rs`, which include this file with
+//! by their proptest equivalents in `tests/it/fuzz_equivalents.rs`, which include this file with
 //! `#[path]`. Every function takes arbitrary bytes, must never panic on them, and checks the
 //! layer's answers against independent oracles: a panic here is a finding.
 //!
@@ -146,7 +146,7 @@ fn install_provider() {
 /// UTF-16 surrogate escape (`"\ud800"`) in a header member or claim the layer does not read is
 /// accepted. RFC 8259's grammar admits it (§8.2 leaves its meaning open); `serde_json::Value`
 /// refuses it. (Raw bytes that are not UTF-8 were accepted the same way until the fix that
-/// `regression_non_utf8_header_or_claims_is_refused` in tests/fuzz_equivalents.rs asserts;
+/// `regression_non_utf8_header_or_claims_is_refused` in tests/it/fuzz_equivalents.rs asserts;
 /// the oracles no longer tolerate those.)
 const TOLERATE_KNOWN_QUIRKS: bool = true;
 

@@ -3,9 +3,10 @@
 //! jsonwebtoken's own `encode`/`decode`/`crypto::sign` consult a process default that panics
 //! when both backend features (or neither) are enabled, unless someone calls
 //! `CryptoProvider::install_default`. This file never installs a default and never signs with
-//! those global functions (and deliberately does not use `tests/common`, whose `sign_raw`
-//! installs one): tokens come from `TokenIssuer`, which signs through the crate's own backend,
-//! or are hard-coded. Run it with each backend feature and with both:
+//! those global functions: tokens come from `TokenIssuer`, which signs through the crate's own
+//! backend, or are hard-coded. It is a test binary of its own, apart from tests/it, because the
+//! shared harness there (tests/it/common, whose `sign_raw` installs the default) would hide a
+//! read of the global in the same process. Run it with each backend feature and with both:
 //!
 //! ```text
 //! cargo test --test backend

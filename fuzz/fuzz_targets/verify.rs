@@ -1,5 +1,5 @@
 //! cargo-fuzz target `verify`; the harness is fuzz/harness.rs (shared with
-//! tests/fuzz_equivalents.rs).
+//! tests/it/fuzz_equivalents.rs).
 #![no_main]
 
 #[path = "../harness.rs"]

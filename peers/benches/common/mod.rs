@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use serde::{Deserialize, Serialize};
-use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key, TokenIssuer};
+use tower_jwt_auth::issue::TokenIssuer;
+use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key};
 
 /// HMAC secret: ASCII, because jwt-authorizer's `from_secret` takes a `&str`.
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef-bench-secret";

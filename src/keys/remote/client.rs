@@ -115,7 +115,10 @@ pub(crate) struct ReqwestFetcher {
 
 impl ReqwestFetcher {
     /// A client with these timeouts.
-    pub(crate) fn new(connect_timeout: Duration, timeout: Duration) -> Result<ReqwestFetcher, FetchError> {
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<ReqwestFetcher, FetchError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)

@@ -108,9 +108,7 @@ mod tests;
 mod url;
 
 pub use builder::{DEFAULT_ALGORITHMS, RemoteJwksBuilder};
-pub use client::{
-    FetchError, FetchFuture, FetchRequest, FetchResponse, HttpFetcher,
-};
+pub use client::{FetchError, FetchFuture, FetchRequest, FetchResponse, HttpFetcher};
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
