@@ -85,6 +85,8 @@ pub(crate) struct Entry {
     pub id: Option<TokenId>,
     /// The key-set generation the token was verified under.
     pub generation: u64,
+    /// Which of the layer's verifiers (one per tenant) verified it.
+    pub verifier: usize,
 }
 
 /// The cache itself.
@@ -147,9 +149,15 @@ impl TokenCache {
     }
 
     /// The entry for exactly this token, if it was verified under key-set `generation`.
-    pub(crate) fn get(&self, token: &str, generation: u64) -> Option<Entry> {
+    /// The entry for exactly `token`, if the key set of the verifier that verified it is still
+    /// at the generation it was verified under (`generation` of that verifier's index).
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        generation: impl Fn(usize) -> Option<u64>,
+    ) -> Option<Entry> {
         let entry = self.map.get(token).filter(|entry| {
-            if entry.generation == generation {
+            if generation(entry.verifier) == Some(entry.generation) {
                 return true;
             }
             // The key set changed since this entry was verified: drop everything verified
@@ -193,6 +201,7 @@ mod tests {
             iat: None,
             id: None,
             generation,
+            verifier: 0,
         }
     }
 
@@ -201,11 +210,11 @@ mod tests {
         let cache = TokenCache::new(CacheConfig::default());
         let exp = crate::Clock::system().now() + 600.0;
         cache.insert("a.b.c", entry(0, exp));
-        assert!(cache.get("a.b.c", 0).is_some());
-        assert!(cache.get("a.b.d", 0).is_none());
-        assert!(cache.get("a.b.", 0).is_none());
+        assert!(cache.get("a.b.c", |_| Some(0)).is_some());
+        assert!(cache.get("a.b.d", |_| Some(0)).is_none());
+        assert!(cache.get("a.b.", |_| Some(0)).is_none());
         // A new key set invalidates everything verified under the old one.
-        assert!(cache.get("a.b.c", 1).is_none());
+        assert!(cache.get("a.b.c", |_| Some(1)).is_none());
         assert_eq!(cache.stats().entries, 0);
         assert_eq!((cache.stats().hits, cache.stats().misses), (1, 3));
     }
@@ -238,6 +247,6 @@ mod tests {
     fn entries_do_not_outlive_exp() {
         let cache = TokenCache::new(CacheConfig::default());
         cache.insert("expired", entry(0, crate::Clock::system().now() - 1.0));
-        assert!(cache.get("expired", 0).is_none());
+        assert!(cache.get("expired", |_| Some(0)).is_none());
     }
 }

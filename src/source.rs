@@ -231,14 +231,29 @@ fn b64token(bytes: &[u8], max_len: usize) -> Result<&str, AuthError> {
         return Err(AuthError::TokenTooLarge);
     }
     let body = &bytes[..bytes.len() - bytes.iter().rev().take_while(|b| **b == b'=').count()];
-    let b64 =
-        |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-    if body.is_empty() || !body.iter().all(b64) {
+    // One table lookup per byte, folded without an early exit: branch-free on the common path.
+    let outside = body
+        .iter()
+        .fold(false, |acc, b| acc | !B64TOKEN[usize::from(*b)]);
+    if body.is_empty() || outside {
         return Err(AuthError::MalformedCredentials);
     }
     // Every byte is ASCII now, so this cannot fail.
     std::str::from_utf8(bytes).map_err(|_| AuthError::MalformedCredentials)
 }
+
+/// The `b64token` characters (the trailing `=`s aside).
+static B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        i += 1;
+    }
+    table
+};
 
 /// The values of every cookie called `name` in the request's `Cookie` headers, in order: the
 /// crate's one cookie parser, for token sources and the CSRF double-submit check alike.

@@ -114,18 +114,28 @@ pub(crate) enum Verifiers {
 }
 
 impl Verifiers {
-    /// The verifier for `jws`: with tenants, the one of the issuer its payload names.
-    pub(crate) fn select(&self, jws: &Jws<'_>) -> Result<&Verifier, AuthError> {
+    /// The verifier for `jws` and its index: with tenants, the one of the issuer its payload
+    /// names.
+    pub(crate) fn select(&self, jws: &Jws<'_>) -> Result<(usize, &Verifier), AuthError> {
         match self {
-            Verifiers::One(verifier) => Ok(verifier),
+            Verifiers::One(verifier) => Ok((0, verifier)),
             Verifiers::ByIssuer(tenants) => {
                 let issuer = unverified_issuer(&jws.payload)?;
                 tenants
                     .iter()
-                    .find(|(iss, _)| *iss == issuer)
-                    .map(|(_, verifier)| verifier)
+                    .position(|(iss, _)| *iss == issuer)
+                    .map(|i| (i, &tenants[i].1))
                     .ok_or(AuthError::WrongIssuer)
             }
+        }
+    }
+
+    /// The verifier at `index`, as [`select`](Self::select) numbers them.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn get(&self, index: usize) -> Option<&Verifier> {
+        match self {
+            Verifiers::One(verifier) => (index == 0).then_some(verifier),
+            Verifiers::ByIssuer(tenants) => tenants.get(index).map(|(_, verifier)| verifier),
         }
     }
 }

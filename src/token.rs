@@ -8,7 +8,6 @@
 //! the tenant choice (its `iss`, unverified) and, after the signature, by the claims check.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::fmt;
 
 use base64::Engine;
@@ -229,18 +228,57 @@ impl<'de> Visitor<'de> for RawHeaderVisitor {
     }
 }
 
-/// The member names seen in one JSON object, to refuse duplicates (RFC 7515 §4, RFC 7519 §4).
-/// A B-tree keeps an object stuffed with members (as many as the size cap allows) from costing
-/// quadratic time; names borrowed from the input are not copied.
+/// Remembers the member names seen in one JSON object, to refuse duplicates (RFC 7515 §4,
+/// RFC 7519 §4). The members the layer acts on are tracked in a bit set; other names borrowed
+/// from the input go into a small inline array; only unusual objects (escaped names, or more
+/// than 16 others) spill into a hash set, which also keeps a token stuffed with members from
+/// costing quadratic time.
 #[derive(Default)]
-pub(crate) struct MemberSet<'de>(BTreeSet<Cow<'de, str>>);
+pub(crate) struct MemberSet<'de> {
+    bits: u32,
+    inline: [&'de str; 16],
+    len: usize,
+    spilled: Option<std::collections::HashSet<Cow<'de, str>>>,
+}
 
 impl<'de> MemberSet<'de> {
+    const KNOWN: [&'static str; 16] = [
+        "alg", "kid", "typ", "crit", "jwk", "jku", "x5u", "x5c", "x5t", "cty", "iss", "sub", "aud",
+        "exp", "nbf", "iat",
+    ];
+
     /// Returns false when `name` was already inserted.
     // The `Cow` itself (not a `&str`): a name borrowed from the input is kept without copying.
     #[allow(clippy::ptr_arg)]
     pub(crate) fn insert(&mut self, name: &Cow<'de, str>) -> bool {
-        self.0.insert(name.clone())
+        if let Some(i) = Self::KNOWN.iter().position(|k| *k == name.as_ref()) {
+            let bit = 1u32 << i;
+            let fresh = self.bits & bit == 0;
+            self.bits |= bit;
+            return fresh;
+        }
+        if self.inline[..self.len].contains(&name.as_ref()) {
+            return false;
+        }
+        if let Some(spilled) = &mut self.spilled {
+            return spilled.insert(name.clone());
+        }
+        match name {
+            Cow::Borrowed(borrowed) if self.len < self.inline.len() => {
+                self.inline[self.len] = borrowed;
+                self.len += 1;
+                true
+            }
+            _ => {
+                let mut spilled: std::collections::HashSet<Cow<'de, str>> = self.inline[..self.len]
+                    .iter()
+                    .map(|n| Cow::Borrowed(*n))
+                    .collect();
+                let fresh = spilled.insert(name.clone());
+                self.spilled = Some(spilled);
+                fresh
+            }
+        }
     }
 }
 

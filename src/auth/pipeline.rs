@@ -127,24 +127,29 @@ impl<R> Pipeline<R> {
         {
             csrf.check(method, headers, uri)?;
         }
+        // Only verified tokens are cached, so a hit needs no parse: the token is compared
+        // whole, and the verifier that verified it is known.
+        #[cfg(feature = "cache")]
+        if let Some(hit) = self.cached::<C>(found.token) {
+            return Ok(hit);
+        }
         let jws = Jws::parse(found.token, self.max_token_size)?;
-        let verifier = self
+        let (index, verifier) = self
             .verifiers
             .select(&jws)
             .map_err(|e| Rejection::about(e, &jws.header))?;
-        self.verify(verifier, &jws)
+        self.verify(index, verifier, &jws)
     }
 
-    /// Cache → verify → claims policy, for a parsed token and its verifier.
+    /// Verify → claims policy → cache insert, for a parsed token and its verifier (the
+    /// `index`th of the layer's).
+    #[cfg_attr(not(feature = "cache"), allow(unused_variables))]
     fn verify<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
+        index: usize,
         verifier: &Verifier,
         jws: &Jws<'_>,
     ) -> Result<Decision<C>, Rejection> {
-        #[cfg(feature = "cache")]
-        if let Some(hit) = self.cached::<C>(verifier, jws) {
-            return Ok(hit);
-        }
         // Read before verifying: an entry is tagged with a generation no newer than its keys.
         #[cfg(feature = "cache")]
         let generation = verifier.keys.generation();
@@ -171,25 +176,21 @@ impl<R> Pipeline<R> {
                 iat: verified.iat,
                 id: verified.id.clone(),
                 generation,
+                verifier: index,
             };
             cache.insert(jws.token, entry);
         }
         Ok(self.decide(Claims::from(claims), verified.id))
     }
 
-    /// A cache hit for exactly this token, verified under the current generation of
-    /// `verifier`'s keys and still within its `exp`/`nbf`/`iat`. A failing time check falls through
-    /// to full verification, which reports it.
+    /// A cache hit for exactly this token, verified under the current generation of its
+    /// verifier's keys and still within its `exp`/`nbf`/`iat`. A failing time check falls
+    /// through to full verification, which reports it.
     #[cfg(feature = "cache")]
-    fn cached<C: Send + Sync + 'static>(
-        &self,
-        verifier: &Verifier,
-        jws: &Jws<'_>,
-    ) -> Option<Decision<C>> {
-        let entry = self
-            .cache
-            .as_ref()?
-            .get(jws.token, verifier.keys.generation())?;
+    fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
+        let generation = |i| self.verifiers.get(i).map(|v| v.keys.generation());
+        let entry = self.cache.as_ref()?.get(token, generation)?;
+        let verifier = self.verifiers.get(entry.verifier)?;
         verifier
             .policy
             .check_times(entry.exp, entry.nbf, entry.iat, verifier.policy.clock.now())
@@ -242,7 +243,7 @@ impl<R> Pipeline<R> {
     {
         Box::pin(async move {
             let jws = Jws::parse(&token, self.max_token_size)?;
-            let verifier = self
+            let (index, verifier) = self
                 .verifiers
                 .select(&jws)
                 .map_err(|e| Rejection::about(e, &jws.header))?;
@@ -260,7 +261,7 @@ impl<R> Pipeline<R> {
                 return Err(Rejection::about(error, &jws.header));
             }
             let mut extensions = Extensions::new();
-            match self.verify::<C>(verifier, &jws)? {
+            match self.verify::<C>(index, verifier, &jws)? {
                 Decision::Pass(claims) => {
                     if let Some(claims) = claims {
                         extensions.insert(claims);
@@ -300,7 +301,7 @@ impl<R> Pipeline<R> {
     /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
     pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
         let jws = Jws::parse(token, self.max_token_size)?;
-        let verifier = self.verifiers.select(&jws)?;
+        let (_, verifier) = self.verifiers.select(&jws)?;
         verifier
             .verify::<C>(&jws)
             .map(|v| v.claims)
@@ -311,7 +312,7 @@ impl<R> Pipeline<R> {
     /// set: for [`JwtAuthLayer::verify_signature`](crate::JwtAuthLayer::verify_signature).
     pub(crate) fn verify_signature(&self, token: &str) -> Result<Vec<u8>, AuthError> {
         let jws = Jws::parse(token, self.max_token_size)?;
-        let verifier = self.verifiers.select(&jws)?;
+        let (_, verifier) = self.verifiers.select(&jws)?;
         verifier.verify_signature(&jws)?;
         Ok(jws.payload)
     }
