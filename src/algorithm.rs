@@ -44,8 +44,7 @@ pub enum Algorithm {
 }
 
 /// Every algorithm, in declaration order.
-#[cfg(test)]
-const ALL: [Algorithm; 12] = [
+pub(crate) const ALL: [Algorithm; 12] = [
     Algorithm::HS256,
     Algorithm::HS384,
     Algorithm::HS512,
