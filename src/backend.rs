@@ -36,3 +36,27 @@ pub fn backend_name() -> &'static str {
         "rust-crypto"
     }
 }
+
+/// A compact JWS (RFC 7515 §7.1) of `header` and `claims`, signed with `key` under `alg`
+/// through [`provider`]: what `TokenIssuer` and the testing kit sign with.
+#[cfg(any(feature = "issue", feature = "test-util"))]
+pub(crate) fn sign_compact(
+    alg: crate::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    header: &serde_json::Map<String, serde_json::Value>,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let encode = |v| serde_json::to_vec(v).map_err(|e| e.to_string());
+    let mut token = URL_SAFE_NO_PAD.encode(encode(header)?);
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(encode(claims)?));
+    let signer = (provider().signer_factory)(&alg.jwt(), key).map_err(|e| e.to_string())?;
+    let signature = signer
+        .try_sign(token.as_bytes())
+        .map_err(|e| e.to_string())?;
+    token.push('.');
+    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(token)
+}

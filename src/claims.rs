@@ -44,11 +44,11 @@ use std::sync::Arc;
 /// | the request | `Claims<C>` | `Option<Claims<C>>` |
 /// |---|---|---|
 /// | has a valid token | the claims | `Some` |
-/// | has none, let through by a layer in optional mode | 401, bare `Bearer` challenge | `None` |
+/// | has none, let through by a layer in optional mode | the layer's responder: 401, bare `Bearer` challenge (its realm) | `None` |
 /// | no `JwtAuthLayer<C>` ran on it (a wiring mistake) | 500 | 500 |
 ///
 /// Like axum's `Extension`, a missing layer is the server's fault, so it is a 500 with a text
-/// naming the layer (`ClaimsRejection::MissingLayer`), never a pass and never a 401 that
+/// naming the layer (`ClaimsRejection`), never a pass and never a 401 that
 /// would send the client after a token it already sent.
 ///
 /// The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
@@ -100,60 +100,125 @@ pub use self::axum_impl::ClaimsRejection;
 
 #[cfg(feature = "axum")]
 mod axum_impl {
+    use axum_core::body::Body;
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
     use http::header::{CONTENT_TYPE, HeaderValue};
     use http::request::Parts;
-    use http::{Extensions, StatusCode};
+    use http::{Extensions, HeaderMap, StatusCode};
 
     use super::{Anonymous, Claims};
+    use crate::response::LayerResponder;
     use crate::{AuthError, ErrorResponder, Rfc6750};
 
-    /// Why the [`Claims`] extractor refused a request.
+    /// Why the [`Claims`] extractor refused a request, and how it is answered.
     ///
-    /// As a response: [`MissingToken`](Self::MissingToken) is what [`Rfc6750`] answers for a
-    /// request without a token, [`MissingLayer`](Self::MissingLayer) a 500 with its text.
-    /// [`AuthError::from`] turns it into the reason an own
-    /// [`ErrorResponder`](crate::ErrorResponder) answers.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-    #[non_exhaustive]
-    pub enum ClaimsRejection {
-        /// A `JwtAuthLayer` in optional mode let the request through without a token: 401
-        /// with `WWW-Authenticate: Bearer realm="api"`, as for any request without a token.
-        #[error("no bearer token")]
-        MissingToken,
-        /// No `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500
-        /// with this text, and an error event naming the claims type (feature `tracing`).
-        #[error(
-            "no JwtAuthLayer ran on this request: put JwtAuthLayer, with the claims type \
-             of the Claims extractor, in front of the handler"
-        )]
-        MissingLayer,
+    /// Two reasons, told apart by [`is_missing_token`](Self::is_missing_token) and
+    /// [`is_missing_layer`](Self::is_missing_layer), or by [`AuthError::from`]
+    /// (`MissingToken` and `Misconfigured`):
+    ///
+    /// - a `JwtAuthLayer` in optional mode let the request through without a token: answered
+    ///   by that layer's responder, as the layer itself answers a request without a token
+    ///   (with [`Rfc6750`]: 401 and `WWW-Authenticate: Bearer realm="…"` naming the layer's
+    ///   realm; with [`ProblemJson`](crate::ProblemJson): a problem document; gRPC callers get
+    ///   status 16). When the layer's response body type is not axum's (a layer wrapped
+    ///   around something else than axum routes), the answer is `Rfc6750::default()`'s.
+    /// - no `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500 with
+    ///   the text of this error, and an error event naming the claims type (feature
+    ///   `tracing`).
+    ///
+    /// ```
+    /// use tower_jwt_auth::{AuthError, Claims};
+    /// # #[derive(serde::Deserialize)] struct MyClaims { sub: String }
+    ///
+    /// async fn me(claims: Result<Claims<MyClaims>, tower_jwt_auth::ClaimsRejection>) -> String {
+    ///     match claims {
+    ///         Ok(claims) => claims.sub.clone(),
+    ///         Err(rejection) if rejection.is_missing_token() => "anonymous".into(),
+    ///         Err(rejection) => AuthError::from(rejection).reason().into(),
+    ///     }
+    /// }
+    /// # let _ = me;
+    /// ```
+    #[derive(Clone, thiserror::Error)]
+    #[error("{}", self.text())]
+    pub struct ClaimsRejection {
+        missing_layer: bool,
+        /// For a missing token: the responder of the layer that let the request through,
+        /// and the request's headers it answers by.
+        answer: Option<(LayerResponder<Body>, HeaderMap)>,
+    }
+
+    impl ClaimsRejection {
+        const MISSING_LAYER: &'static str = "no JwtAuthLayer ran on this request: put \
+             JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
+
+        fn missing_layer() -> ClaimsRejection {
+            ClaimsRejection {
+                missing_layer: true,
+                answer: None,
+            }
+        }
+
+        /// True when a `JwtAuthLayer` in optional mode let the request through without a
+        /// token (answered like any request without a token).
+        pub fn is_missing_token(&self) -> bool {
+            !self.missing_layer
+        }
+
+        /// True when no `JwtAuthLayer` for the claims type ran on the request (answered 500).
+        pub fn is_missing_layer(&self) -> bool {
+            self.missing_layer
+        }
+
+        fn text(&self) -> &'static str {
+            if self.missing_layer {
+                Self::MISSING_LAYER
+            } else {
+                "no bearer token"
+            }
+        }
+    }
+
+    impl std::fmt::Debug for ClaimsRejection {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(if self.missing_layer {
+                "ClaimsRejection::MissingLayer"
+            } else {
+                "ClaimsRejection::MissingToken"
+            })
+        }
     }
 
     impl From<ClaimsRejection> for AuthError {
         /// `MissingToken` for an anonymous request, `Misconfigured` for a missing layer.
         fn from(rejection: ClaimsRejection) -> AuthError {
-            match rejection {
-                ClaimsRejection::MissingToken => AuthError::MissingToken,
-                ClaimsRejection::MissingLayer => AuthError::Misconfigured,
+            if rejection.missing_layer {
+                AuthError::Misconfigured
+            } else {
+                AuthError::MissingToken
             }
         }
     }
 
     impl IntoResponse for ClaimsRejection {
         fn into_response(self) -> Response {
-            match self {
-                ClaimsRejection::MissingToken => AuthError::MissingToken.into_response(),
-                ClaimsRejection::MissingLayer => (
+            if self.missing_layer {
+                return (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [(
                         CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; charset=utf-8"),
                     )],
-                    self.to_string(),
+                    Self::MISSING_LAYER,
                 )
-                    .into_response(),
+                    .into_response();
+            }
+            match self.answer {
+                Some((responder, headers)) => {
+                    responder.0.respond(&AuthError::MissingToken, &headers)
+                }
+                None => AuthError::MissingToken.into_response(),
             }
         }
     }
@@ -175,12 +240,13 @@ mod axum_impl {
             claims_type = std::any::type_name::<C>(),
             "the Claims extractor found no claims: put JwtAuthLayer with the same claims type in front of the handler"
         );
-        Err(ClaimsRejection::MissingLayer)
+        Err(ClaimsRejection::missing_layer())
     }
 
     /// Reads the claims the layer inserted. A request the layer let through without a token
-    /// (optional mode) is answered 401, as any request without a token; a request no
-    /// `JwtAuthLayer` for `C` ran on is answered 500 (see [`ClaimsRejection`]).
+    /// (optional mode) is answered by the layer's responder, as the layer answers any request
+    /// without a token; a request no `JwtAuthLayer` for `C` ran on is answered 500 (see
+    /// [`ClaimsRejection`]).
     impl<S, C> FromRequestParts<S> for Claims<C>
     where
         S: Send + Sync,
@@ -192,7 +258,13 @@ mod axum_impl {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, ClaimsRejection> {
-            claims(&parts.extensions)?.ok_or(ClaimsRejection::MissingToken)
+            claims(&parts.extensions)?.ok_or_else(|| ClaimsRejection {
+                missing_layer: false,
+                answer: parts
+                    .extensions
+                    .get::<LayerResponder<Body>>()
+                    .map(|responder| (responder.clone(), parts.headers.clone())),
+            })
         }
     }
 
@@ -227,12 +299,16 @@ mod axum_impl {
 
         #[test]
         fn a_rejection_answers_like_the_auth_error_it_maps_to() {
-            for rejection in [ClaimsRejection::MissingToken, ClaimsRejection::MissingLayer] {
-                let error = AuthError::from(rejection);
+            let missing_token = ClaimsRejection {
+                missing_layer: false,
+                answer: None,
+            };
+            for rejection in [missing_token, ClaimsRejection::missing_layer()] {
+                let error = AuthError::from(rejection.clone());
                 assert_eq!(rejection.into_response().status(), error.status());
             }
             assert_eq!(
-                AuthError::from(ClaimsRejection::MissingLayer),
+                AuthError::from(ClaimsRejection::missing_layer()),
                 AuthError::Misconfigured
             );
         }

@@ -21,6 +21,8 @@ mod claims_set;
 mod clock;
 mod csrf;
 mod error;
+#[cfg(feature = "tonic")]
+pub mod grpc;
 #[cfg(feature = "issue")]
 pub mod issue;
 mod keys;
@@ -28,6 +30,8 @@ mod response;
 pub mod revocation;
 mod source;
 mod tenant;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token;
 mod validation;
 mod verify;
@@ -45,6 +49,6 @@ pub use clock::Clock;
 pub use csrf::CsrfPolicy;
 pub use error::{AuthError, BuildError};
 pub use keys::{Jwks, Key};
-pub use response::{ErrorResponder, Rfc6750, is_grpc};
+pub use response::{ErrorResponder, ProblemJson, Rfc6750, grpc_response, is_grpc};
 pub use source::TokenSource;
 pub use tenant::Tenant;

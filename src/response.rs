@@ -24,7 +24,9 @@ use crate::AuthError;
 /// The body is empty (`B::default()`), so the layer works with any body type that has a
 /// default: axum's, tonic's, and `http_body_util::Full`/`Empty`.
 ///
-/// A different shape, say a JSON problem document, comes from an own [`ErrorResponder`]:
+/// [`ProblemJson`] answers HTTP callers with an RFC 9457 `application/problem+json` document
+/// instead. Any other shape comes from an own [`ErrorResponder`]; [`grpc_response`] gives it
+/// the built-in answer for gRPC callers in one call:
 ///
 /// ```
 /// use http::{HeaderMap, Response, StatusCode};
@@ -151,15 +153,65 @@ pub fn is_grpc(request: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// A trailers-only gRPC response: HTTP 200 with `grpc-status` and `grpc-message` headers.
-pub(crate) fn grpc_response<B: Default>(status: u16, message: &str) -> Response<B> {
+/// The trailers-only gRPC response for `error`, exactly as [`Rfc6750`] and [`ProblemJson`]
+/// answer gRPC callers: HTTP 200, `content-type: application/grpc`, `grpc-status`
+/// ([`AuthError::grpc_status`]) and `grpc-message` (the reason's fixed text, never the token),
+/// and an empty body.
+///
+/// An own [`ErrorResponder`] that answers HTTP callers in its own way hands gRPC callers
+/// ([`is_grpc`]) to this function, and they get what the built-in responders send:
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, Response};
+/// use tower_jwt_auth::{AuthError, ErrorResponder, Rfc6750, grpc_response, is_grpc};
+///
+/// #[derive(Clone)]
+/// struct Plain;
+///
+/// impl ErrorResponder<String> for Plain {
+///     fn respond(&self, error: &AuthError, request: &HeaderMap) -> Response<String> {
+///         if is_grpc(request) {
+///             return grpc_response(error);
+///         }
+///         let mut res = Response::new(format!("refused: {}", error.reason()));
+///         *res.status_mut() = error.status();
+///         res
+///     }
+/// }
+///
+/// let mut grpc = HeaderMap::new();
+/// grpc.insert("content-type", HeaderValue::from_static("application/grpc"));
+/// let ours = Plain.respond(&AuthError::Expired, &grpc);
+/// let builtin: Response<String> = Rfc6750::default().respond(&AuthError::Expired, &grpc);
+/// assert_eq!(ours.status(), builtin.status()); // 200: gRPC carries the status in a header
+/// assert_eq!(ours.headers(), builtin.headers());
+/// assert_eq!(ours.headers()["grpc-status"], "16"); // UNAUTHENTICATED
+/// assert_eq!(ours.headers()["grpc-message"], "token expired");
+/// ```
+pub fn grpc_response<B: Default>(error: &AuthError) -> Response<B> {
     let mut res = Response::new(B::default());
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.insert("grpc-status", HeaderValue::from(status));
+    headers.insert("grpc-status", HeaderValue::from(error.grpc_status()));
     // Our messages are fixed ASCII text, which needs no percent-encoding.
-    if let Ok(msg) = HeaderValue::from_str(message) {
+    if let Ok(msg) = HeaderValue::from_str(&error.to_string()) {
         headers.insert("grpc-message", msg);
+    }
+    res
+}
+
+/// The headers both built-in responders put on an HTTP refusal: the status, the RFC 6750
+/// challenge where there is one, and `Retry-After` where a retry may succeed.
+fn http_refusal<B>(body: B, challenges: &Rfc6750, error: &AuthError) -> Response<B> {
+    let mut res = Response::new(body);
+    *res.status_mut() = error.status();
+    if error.has_challenge() {
+        res.headers_mut()
+            .insert(WWW_AUTHENTICATE, challenges.challenge(error));
+    }
+    if let Some(secs) = error.retry_after() {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     res
 }
@@ -167,19 +219,120 @@ pub(crate) fn grpc_response<B: Default>(status: u16, message: &str) -> Response<
 impl<B: Default> ErrorResponder<B> for Rfc6750 {
     fn respond(&self, error: &AuthError, request: &HeaderMap) -> Response<B> {
         if is_grpc(request) {
-            return grpc_response(error.grpc_status(), &error.to_string());
+            return grpc_response(error);
         }
-        let mut res = Response::new(B::default());
-        *res.status_mut() = error.status();
-        if error.has_challenge() {
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, self.challenge(error));
+        http_refusal(B::default(), self, error)
+    }
+}
+
+/// An RFC 9457 responder: refusals as `application/problem+json` documents.
+///
+/// The document has four members with fixed texts, never the token or anything else taken
+/// from the request:
+///
+/// ```json
+/// {"type":"about:blank","title":"Unauthorized","status":401,"detail":"token expired"}
+/// ```
+///
+/// `title` is the status's reason phrase (RFC 9457 §4.2.1 for `about:blank`), `detail` the
+/// reason's text ([`AuthError`]'s `Display`). Everything else is as with [`Rfc6750`]: the
+/// same statuses, the RFC 6750 `WWW-Authenticate` challenge (naming the realm) on every 400,
+/// 401 and `insufficient_scope` 403, `Retry-After` on a 503 where
+/// [`AuthError::retry_after`] gives one, and gRPC callers ([`is_grpc`]) get the gRPC status
+/// ([`grpc_response`]), not a document.
+///
+/// The body type needs `From<String>` (for the document) and `Default` (for gRPC): axum's
+/// body, `String`, `http_body_util::Full<Bytes>` are fine.
+///
+/// ```
+/// use tower_jwt_auth::{JwtAuthLayer, ProblemJson};
+///
+/// #[derive(serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// let layer = JwtAuthLayer::<MyClaims>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .responder(ProblemJson::with_realm("orders"))
+///     .build()
+///     .unwrap();
+/// # let _ = layer;
+/// ```
+///
+/// The `Claims` extractor and `RequireClaimsLayer` behind this layer answer in the same way.
+#[derive(Debug, Clone, Default)]
+pub struct ProblemJson {
+    challenges: Rfc6750,
+}
+
+impl ProblemJson {
+    /// A responder naming `realm` in its challenges (default `"api"`).
+    pub fn with_realm(realm: impl Into<String>) -> ProblemJson {
+        ProblemJson {
+            challenges: Rfc6750::with_realm(realm),
         }
-        if let Some(secs) = error.retry_after() {
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+
+    /// The problem document for `error`, as a JSON text.
+    ///
+    /// ```
+    /// use tower_jwt_auth::{AuthError, ProblemJson};
+    ///
+    /// assert_eq!(
+    ///     ProblemJson::document(&AuthError::MissingToken),
+    ///     r#"{"type":"about:blank","title":"Unauthorized","status":401,"detail":"no bearer token"}"#,
+    /// );
+    /// ```
+    pub fn document(error: &AuthError) -> String {
+        /// The members in RFC 9457's order.
+        #[derive(serde::Serialize)]
+        struct Problem<'a> {
+            r#type: &'static str,
+            title: &'static str,
+            status: u16,
+            detail: &'a str,
         }
+        let status = error.status();
+        let detail = error.to_string();
+        let problem = Problem {
+            r#type: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: &detail,
+        };
+        // Serializing four plain members cannot fail; the fallback keeps the status anyway.
+        serde_json::to_string(&problem)
+            .unwrap_or_else(|_| format!(r#"{{"status":{}}}"#, status.as_u16()))
+    }
+}
+
+impl<B: Default + From<String>> ErrorResponder<B> for ProblemJson {
+    fn respond(&self, error: &AuthError, request: &HeaderMap) -> Response<B> {
+        if is_grpc(request) {
+            return grpc_response(error);
+        }
+        let mut res = http_refusal(B::from(Self::document(error)), &self.challenges, error);
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         res
+    }
+}
+
+/// The responder of the [`JwtAuth`](crate::JwtAuth) that let a request through, put into its
+/// extensions (keyed by the response body type `B`), so that the `Claims` extractor and
+/// `RequireClaims` behind it answer as the layer does.
+pub(crate) struct LayerResponder<B>(pub(crate) Arc<dyn ErrorResponder<B>>);
+
+impl<B> Clone for LayerResponder<B> {
+    fn clone(&self) -> Self {
+        LayerResponder(Arc::clone(&self.0))
+    }
+}
+
+impl<B> std::fmt::Debug for LayerResponder<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LayerResponder")
     }
 }
 
@@ -229,5 +382,62 @@ mod tests {
         let res: Response<()> = Rfc6750::default().respond(&AuthError::Expired, &h);
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(res.headers()["grpc-status"], "16");
+        let problem: Response<String> = ProblemJson::default().respond(&AuthError::Expired, &h);
+        assert_eq!(problem.status(), StatusCode::OK);
+        assert_eq!(problem.headers(), res.headers());
+        assert_eq!(problem.body(), "");
+    }
+
+    #[test]
+    fn problem_json() {
+        let responder = ProblemJson::with_realm("orders");
+        let http = HeaderMap::new();
+        let scope = AuthError::InsufficientScope {
+            scope: "admin".into(),
+        };
+        let cases = [
+            (AuthError::Expired, 401, Some("invalid_token"), None),
+            (AuthError::MissingToken, 401, None, None),
+            (
+                AuthError::MultipleTokens,
+                400,
+                Some("invalid_request"),
+                None,
+            ),
+            (scope, 403, Some("insufficient_scope"), None),
+            (AuthError::CsrfRejected, 403, None, None),
+            (AuthError::RevocationUnavailable, 503, None, Some("1")),
+            (AuthError::Misconfigured, 500, None, None),
+        ];
+        for (error, status, code, retry) in cases {
+            let res: Response<String> = responder.respond(&error, &http);
+            assert_eq!(res.status().as_u16(), status, "{error:?}");
+            assert_eq!(res.headers()[CONTENT_TYPE], "application/problem+json");
+            let doc: serde_json::Value = serde_json::from_str(res.body()).unwrap();
+            assert_eq!(doc["status"], status, "{error:?}");
+            assert_eq!(doc["type"], "about:blank");
+            assert_eq!(doc["title"], res.status().canonical_reason().unwrap());
+            assert_eq!(doc["detail"], error.to_string());
+            assert_eq!(doc.as_object().unwrap().len(), 4);
+            let rfc: Response<()> = Rfc6750::with_realm("orders").respond(&error, &http);
+            assert_eq!(
+                res.headers().get(WWW_AUTHENTICATE),
+                rfc.headers().get(WWW_AUTHENTICATE),
+                "{error:?}"
+            );
+            if let Some(code) = code {
+                let challenge = res.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+                assert!(
+                    challenge.starts_with("Bearer realm=\"orders\""),
+                    "{challenge}"
+                );
+                assert!(challenge.contains(code), "{challenge}");
+            }
+            assert_eq!(
+                res.headers().get(RETRY_AFTER).map(|v| v.to_str().unwrap()),
+                retry,
+                "{error:?}"
+            );
+        }
     }
 }

@@ -11,7 +11,8 @@ use tower_service::Service;
 use super::future::ResponseFuture;
 use super::pipeline::{Decision, Pipeline};
 use crate::claims::Anonymous;
-use crate::{Claims, ErrorResponder};
+use crate::response::LayerResponder;
+use crate::{AuthError, Claims, ErrorResponder};
 
 /// Middleware that authenticates each request by JWT; made by [`JwtAuthLayer`](crate::JwtAuthLayer).
 ///
@@ -71,6 +72,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: DeserializeOwned + Send + Sync + 'static,
     R: ErrorResponder<ResBody> + Send + Sync + 'static,
+    ResBody: 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -89,6 +91,11 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous>();
         ext.remove::<Claims<C>>();
+        // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
+        if decision.is_ok() {
+            let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
+            ext.insert(LayerResponder(responder));
+        }
         match decision {
             Ok(Decision::Pass(Some(claims))) => {
                 ext.insert(claims);
@@ -112,5 +119,13 @@ where
                 ResponseFuture::rejected(self.pipeline.respond(&rejection, req.headers()))
             }
         }
+    }
+}
+
+/// The layer's responder, shared with the handlers behind it as a [`LayerResponder`] (an
+/// `Arc` clone of the pipeline, no allocation).
+impl<R: ErrorResponder<B>, B> ErrorResponder<B> for Pipeline<R> {
+    fn respond(&self, error: &AuthError, request: &http::HeaderMap) -> Response<B> {
+        self.responder.respond(error, request)
     }
 }

@@ -48,6 +48,8 @@ pub(super) struct Parked<S, ReqBody, R> {
     pub(super) request: Request<ReqBody>,
     pub(super) inner: S,
     pub(super) responder: Arc<R>,
+    /// Answer as the `JwtAuth` in front does (see `RequireClaimsLayer::inherit`).
+    pub(super) inherit: bool,
     /// What a refusal names in its `scope` attribute.
     pub(super) scope: Arc<str>,
 }
@@ -84,6 +86,7 @@ impl<S, ReqBody, ResBody, R> Future for ResponseFuture<S, ReqBody, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     R: ErrorResponder<ResBody>,
+    ResBody: 'static,
 {
     type Output = Result<Response<ResBody>, S::Error>;
 
@@ -103,6 +106,7 @@ where
                         request,
                         mut inner,
                         responder,
+                        inherit,
                         scope,
                     } = *parked
                         .take()
@@ -111,7 +115,12 @@ where
                         let error = AuthError::InsufficientScope {
                             scope: scope.to_string(),
                         };
-                        return Poll::Ready(Ok(responder.respond(&error, request.headers())));
+                        return Poll::Ready(Ok(super::service::respond(
+                            &*responder,
+                            inherit,
+                            &error,
+                            &request,
+                        )));
                     }
                     state.set(State::Inner {
                         future: inner.call(request),

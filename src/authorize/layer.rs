@@ -47,10 +47,19 @@ impl<C> Clone for Rule<C> {
 ///
 /// Goes behind [`JwtAuthLayer`](crate::JwtAuthLayer) with the same claims type `C`. Cloning
 /// is cheap: the requirement and the responder are shared.
+///
+/// Refusals are answered by the responder of the `JwtAuthLayer` in front (its realm, or its
+/// [`ProblemJson`](crate::ProblemJson) documents), found in the request's extensions, unless
+/// [`responder`](Self::responder) or [`realm`](Self::realm) was set here. When neither was
+/// set and no such responder is found (the layer in front answers with another body type),
+/// the answer is `Rfc6750::default()`'s.
 pub struct RequireClaimsLayer<C, R = Rfc6750> {
     pub(super) rule: Rule<C>,
     pub(super) allow_anonymous: bool,
     pub(super) responder: Arc<R>,
+    /// No responder was set: answer as the `JwtAuthLayer` in front does, with `responder`
+    /// only when none is found.
+    pub(super) inherit: bool,
 }
 
 impl<C, R> Clone for RequireClaimsLayer<C, R> {
@@ -59,6 +68,7 @@ impl<C, R> Clone for RequireClaimsLayer<C, R> {
             rule: self.rule.clone(),
             allow_anonymous: self.allow_anonymous,
             responder: Arc::clone(&self.responder),
+            inherit: self.inherit,
         }
     }
 }
@@ -68,6 +78,7 @@ impl<C, R> std::fmt::Debug for RequireClaimsLayer<C, R> {
         f.debug_struct("RequireClaimsLayer")
             .field("scope", &self.rule.scope())
             .field("allow_anonymous", &self.allow_anonymous)
+            .field("inherit_responder", &self.inherit)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +90,7 @@ impl<C: 'static> RequireClaimsLayer<C> {
             rule: Rule::Sync(requirement),
             allow_anonymous: false,
             responder: Arc::new(Rfc6750::default()),
+            inherit: true,
         }
     }
 
@@ -129,10 +141,12 @@ impl<C: 'static> RequireClaimsLayer<C> {
             },
             allow_anonymous: false,
             responder: Arc::new(Rfc6750::default()),
+            inherit: true,
         }
     }
 
-    /// Names `realm` in the challenge of a refusal (default `"api"`).
+    /// Answers refusals with [`Rfc6750`] naming `realm` in its challenges, instead of with
+    /// the responder of the `JwtAuthLayer` in front.
     pub fn realm(self, realm: impl Into<String>) -> Self {
         self.responder(Rfc6750::with_realm(realm))
     }
@@ -146,12 +160,26 @@ impl<C, R> RequireClaimsLayer<C, R> {
         self
     }
 
-    /// Answers refusals with `responder`.
+    /// Answers refusals with `responder`, instead of with the responder of the
+    /// `JwtAuthLayer` in front.
+    ///
+    /// ```
+    /// use tower_jwt_auth::ProblemJson;
+    /// use tower_jwt_auth::authorize::RequireClaimsLayer;
+    /// # #[derive(serde::Deserialize)] struct MyClaims { roles: Vec<String> }
+    /// # impl tower_jwt_auth::authorize::HasRoles for MyClaims {
+    /// #     fn has_role(&self, role: &str) -> bool { self.roles.iter().any(|r| r == role) }
+    /// # }
+    ///
+    /// let admins = RequireClaimsLayer::<MyClaims>::any_role(["admin"]).responder(ProblemJson::default());
+    /// # let _ = admins;
+    /// ```
     pub fn responder<R2>(self, responder: R2) -> RequireClaimsLayer<C, R2> {
         RequireClaimsLayer {
             rule: self.rule,
             allow_anonymous: self.allow_anonymous,
             responder: Arc::new(responder),
+            inherit: false,
         }
     }
 }

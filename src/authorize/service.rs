@@ -10,6 +10,7 @@ use tower_service::Service;
 use super::future::{Parked, ResponseFuture};
 use super::layer::{RequireClaimsLayer, Rule};
 use crate::claims::Anonymous;
+use crate::response::LayerResponder;
 use crate::{AuthError, Claims, ErrorResponder, Rfc6750};
 
 /// Middleware that lets through only requests whose claims meet a requirement; made by
@@ -104,6 +105,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     C: Send + Sync + 'static,
     R: ErrorResponder<ResBody>,
+    ResBody: 'static,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -116,9 +118,12 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.judge(&req) {
             Verdict::Pass => ResponseFuture::inner(self.inner.call(req)),
-            Verdict::Deny(error) => {
-                ResponseFuture::rejected(self.layer.responder.respond(&error, req.headers()))
-            }
+            Verdict::Deny(error) => ResponseFuture::rejected(respond(
+                &*self.layer.responder,
+                self.layer.inherit,
+                &error,
+                &req,
+            )),
             Verdict::Ask(check, scope) => {
                 // The service polled ready goes with the request; a clone stays behind
                 // (tower's `mem::replace` pattern), so the call after the check goes to a
@@ -131,10 +136,30 @@ where
                         request: req,
                         inner,
                         responder: Arc::clone(&self.layer.responder),
+                        inherit: self.layer.inherit,
                         scope,
                     },
                 )
             }
         }
     }
+}
+
+/// Answers `error` with the responder of the `JwtAuth` that let `req` through when `inherit`
+/// (no responder was set on the `RequireClaimsLayer`) and there is one for this body type;
+/// with `responder` otherwise.
+pub(super) fn respond<R, ReqBody, ResBody>(
+    responder: &R,
+    inherit: bool,
+    error: &AuthError,
+    req: &Request<ReqBody>,
+) -> Response<ResBody>
+where
+    R: ErrorResponder<ResBody>,
+    ResBody: 'static,
+{
+    if inherit && let Some(layer) = req.extensions().get::<LayerResponder<ResBody>>() {
+        return layer.0.respond(error, req.headers());
+    }
+    responder.respond(error, req.headers())
 }

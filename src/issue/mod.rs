@@ -264,17 +264,7 @@ impl TokenIssuer {
         if let Some(kid) = &self.kid {
             header.insert("kid".into(), kid.clone().into());
         }
-        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
-        let signer = (provider().signer_factory)(&self.alg.jwt(), &self.key)
-            .map_err(|e| IssueError::Sign(e.to_string()))?;
-        let signature = signer
-            .try_sign(token.as_bytes())
-            .map_err(|e| IssueError::Sign(e.to_string()))?;
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-        Ok(token)
+        crate::backend::sign_compact(self.alg, &self.key, &header, claims).map_err(IssueError::Sign)
     }
 }
 

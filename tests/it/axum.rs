@@ -6,7 +6,9 @@ use axum::Router;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
-use tower_jwt_auth::JwtAuthLayer;
+use tower_jwt_auth::{
+    AuthError, ErrorResponder, JwtAuthLayer, ProblemJson, grpc_response, is_grpc,
+};
 
 fn layer() -> JwtAuthLayer<TestClaims> {
     hs256_builder()
@@ -206,4 +208,222 @@ async fn claims_behind_a_layer_of_another_claims_type_are_500() {
         assert_missing_layer(res).await;
     }
     assert_eq!(hits.count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One responder everywhere: the layer's realm and responder in the extractor's answer
+// ---------------------------------------------------------------------------------------------
+
+/// The realm configured on an optional layer is the one the extractor's 401 names: the
+/// extractor answers an anonymous request as the layer answers a request without a token.
+#[tokio::test]
+async fn extractor_answers_anonymous_requests_in_the_layers_realm() {
+    let layer = hs256_builder().optional().realm("test").build().unwrap();
+    let (url, hits) = server(layer).await;
+    let res = get_with(&format!("{url}/me"), None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(www_authenticate(&res), Some("Bearer realm=\"test\""));
+    assert_eq!(res.text().await.unwrap(), "");
+    // `Option<Claims>` still sees an anonymous caller.
+    let res = get_with(&format!("{url}/maybe"), None).await;
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+    assert_eq!(hits.count(), 0);
+}
+
+/// Asserts an RFC 9457 problem document: `status`, its reason phrase as `title`, `detail`,
+/// exactly the four members, `challenge` (if any) as `WWW-Authenticate`, and no token in it.
+pub(crate) async fn assert_problem(
+    res: reqwest::Response,
+    status: StatusCode,
+    detail: &str,
+    challenge: Option<&str>,
+) {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(www_authenticate(&res), challenge);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap(),
+            "status": status.as_u16(),
+            "detail": detail,
+        })
+    );
+}
+
+/// A `ProblemJson` layer answers problem documents for a missing and an expired token, and
+/// the extractor behind it (optional mode) answers an anonymous request with the same.
+#[tokio::test]
+async fn problem_json_from_the_layer_and_from_the_extractor() {
+    let strict = hs256_builder::<TestClaims>()
+        .responder(ProblemJson::with_realm("test"))
+        .build()
+        .unwrap();
+    let (app, hits) = routes();
+    let url = format!("http://{}", serve(app.layer(strict)).await);
+    let me = format!("{url}/me");
+    let missing = Some("Bearer realm=\"test\"");
+    let expired =
+        Some("Bearer realm=\"test\", error=\"invalid_token\", error_description=\"token expired\"");
+    let old = hs256_token(json!({ "exp": now() - 3600 }));
+    let res = get_with(&me, None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "no bearer token", missing).await;
+    let res = get_with(&me, Some(&old)).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "token expired", expired).await;
+    let res = get_with(&me, Some(&hs256_token(json!({})))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(hits.take(), 1);
+
+    let optional = hs256_builder::<TestClaims>()
+        .optional()
+        .responder(ProblemJson::with_realm("test"))
+        .build()
+        .unwrap();
+    let (app, hits) = routes();
+    let url = format!("http://{}", serve(app.layer(optional)).await);
+    let me = format!("{url}/me");
+    // From the extractor: the layer let the request through.
+    let res = get_with(&me, None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "no bearer token", missing).await;
+    // From the layer: an optional layer still refuses a bad token.
+    let res = get_with(&me, Some(&old)).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "token expired", expired).await;
+    let res = get_with(&format!("{url}/maybe"), None).await;
+    assert_eq!(res.text().await.unwrap(), "anonymous");
+    assert_eq!(hits.count(), 0);
+}
+
+/// `POST url` as a gRPC call (`content-type: application/grpc`), with `token` if any.
+async fn grpc_call(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = client()
+        .post(url)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts a trailers-only gRPC `UNAUTHENTICATED`: HTTP 200, `grpc-status: 16`, no body, no
+/// problem document.
+async fn assert_grpc_unauthenticated(res: reqwest::Response, message: &str) {
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "application/grpc");
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["grpc-message"], message);
+    assert!(www_authenticate(&res).is_none());
+    assert!(res.bytes().await.unwrap().is_empty());
+}
+
+/// gRPC callers of a `ProblemJson` layer get the gRPC status mapping, from the layer and from
+/// the extractor alike.
+#[tokio::test]
+async fn problem_json_answers_grpc_callers_with_grpc_status() {
+    let all = |routes: Router| {
+        routes.route(
+            "/grpc",
+            axum::routing::post(|_: tower_jwt_auth::Claims<TestClaims>| async { "reached" }),
+        )
+    };
+    let strict = hs256_builder::<TestClaims>()
+        .responder(ProblemJson::default())
+        .build()
+        .unwrap();
+    let (app, hits) = routes();
+    let url = format!("http://{}/grpc", serve(all(app).layer(strict)).await);
+    let res = grpc_call(&url, None).await;
+    assert_grpc_unauthenticated(res, "no bearer token").await;
+    let old = hs256_token(json!({ "exp": now() - 3600 }));
+    assert_grpc_unauthenticated(grpc_call(&url, Some(&old)).await, "token expired").await;
+
+    let optional = hs256_builder::<TestClaims>()
+        .optional()
+        .responder(ProblemJson::default())
+        .build()
+        .unwrap();
+    let (app, _) = routes();
+    let url = format!("http://{}/grpc", serve(all(app).layer(optional)).await);
+    let res = grpc_call(&url, None).await;
+    assert_grpc_unauthenticated(res, "no bearer token").await;
+    let res = grpc_call(&url, Some(&hs256_token(json!({})))).await;
+    assert_eq!(res.text().await.unwrap(), "reached");
+    assert_eq!(hits.count(), 0);
+}
+
+/// An own responder: plain text for HTTP callers, the built-in gRPC answer for gRPC ones.
+#[derive(Clone)]
+struct PlainText;
+
+impl ErrorResponder<axum::body::Body> for PlainText {
+    fn respond(
+        &self,
+        error: &AuthError,
+        request: &http::HeaderMap,
+    ) -> http::Response<axum::body::Body> {
+        if is_grpc(request) {
+            return grpc_response(error);
+        }
+        let mut res = http::Response::new(axum::body::Body::from(error.reason()));
+        *res.status_mut() = error.status();
+        res
+    }
+}
+
+/// Status, headers (but `date`) and body, byte for byte.
+async fn wire(res: reqwest::Response) -> (u16, Vec<(String, Vec<u8>)>, Vec<u8>) {
+    let status = res.status().as_u16();
+    let mut headers: Vec<_> = res
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != "date")
+        .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+        .collect();
+    headers.sort();
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+/// A custom responder built on `grpc_response` answers gRPC callers exactly as `Rfc6750`
+/// does, from the layer and from the extractor, and HTTP callers in its own way.
+#[tokio::test]
+async fn custom_responder_on_grpc_response_matches_rfc6750_for_grpc() {
+    let serve_with = |custom: bool| async move {
+        let app = Router::new().route(
+            "/grpc",
+            axum::routing::post(|_: tower_jwt_auth::Claims<TestClaims>| async { "reached" }),
+        );
+        let app = if custom {
+            app.layer(
+                hs256_builder::<TestClaims>()
+                    .optional()
+                    .responder(PlainText)
+                    .build()
+                    .unwrap(),
+            )
+        } else {
+            app.layer(hs256_builder::<TestClaims>().optional().build().unwrap())
+        };
+        format!("http://{}/grpc", serve(app).await)
+    };
+    let (ours, builtin) = (serve_with(true).await, serve_with(false).await);
+    let expired = hs256_token(json!({ "exp": now() - 3600 }));
+    let forged = tamper_signature(&hs256_token(json!({})));
+    // No token (the extractor answers), expired and forged (the layer answers).
+    for token in [None, Some(expired.as_str()), Some(forged.as_str())] {
+        let a = wire(grpc_call(&ours, token).await).await;
+        let b = wire(grpc_call(&builtin, token).await).await;
+        assert_eq!(a, b, "{token:?}");
+        assert_eq!(a.0, 200);
+        assert!(a.1.contains(&("grpc-status".into(), b"16".to_vec())));
+    }
+    let res = client()
+        .post(&ours)
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.text().await.unwrap(), "expired");
 }

@@ -557,6 +557,121 @@ async fn allow_anonymous_behind_an_optional_layer() {
     assert_eq!(closed.count(), 1);
 }
 
+/// `RequireClaimsLayer` answers as the `JwtAuthLayer` in front does (here `ProblemJson` in
+/// realm `test`): the 403 `insufficient_scope` of a sync and of an async requirement, and the
+/// 401 of an anonymous request behind an optional layer; a responder or realm set on the
+/// `RequireClaimsLayer` itself wins.
+#[tokio::test]
+async fn require_claims_answers_with_the_layers_responder() {
+    use crate::axum::assert_problem;
+    use tower_jwt_auth::ProblemJson;
+
+    let h = Hits::default();
+    let layer = hs256_builder::<TestClaims>()
+        .optional()
+        .responder(ProblemJson::with_realm("test"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/admin",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+        )
+        .route(
+            "/entitled",
+            subject::<TestClaims>(&h).route_layer(
+                RequireClaimsLayer::<TestClaims>::predicate_async(
+                    "entitled",
+                    |claims| async move { claims.sub == "alice" },
+                ),
+            ),
+        )
+        .route(
+            "/own-realm",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"]).realm("own")),
+        )
+        .layer(layer);
+    let base = format!("http://{}", serve(app).await);
+    let user = token_with_roles("bob", &["user"]);
+    let forbidden = |scope: &str| {
+        format!(
+            "Bearer realm=\"test\", error=\"insufficient_scope\", \
+             error_description=\"insufficient scope\", scope=\"{scope}\""
+        )
+    };
+
+    let res = get_with(&format!("{base}/admin"), Some(&user)).await;
+    let challenge = forbidden("admin");
+    assert_problem(
+        res,
+        StatusCode::FORBIDDEN,
+        "insufficient scope",
+        Some(&challenge),
+    )
+    .await;
+    let res = get_with(&format!("{base}/entitled"), Some(&user)).await;
+    let challenge = forbidden("entitled");
+    assert_problem(
+        res,
+        StatusCode::FORBIDDEN,
+        "insufficient scope",
+        Some(&challenge),
+    )
+    .await;
+    let res = get_with(&format!("{base}/admin"), None).await;
+    let bare = Some("Bearer realm=\"test\"");
+    assert_problem(res, StatusCode::UNAUTHORIZED, "no bearer token", bare).await;
+
+    // Set on the RequireClaimsLayer: RFC 6750 in its own realm, no document.
+    let res = get_with(&format!("{base}/own-realm"), Some(&user)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&res),
+        Some(
+            insufficient_scope("admin")
+                .replace("realm=\"api\"", "realm=\"own\"")
+                .as_str()
+        )
+    );
+    assert!(res.headers().get("content-type").is_none());
+    assert_eq!(res.text().await.unwrap(), "");
+
+    let admin = token_with_roles("alice", &["admin"]);
+    for path in ["/admin", "/entitled", "/own-realm"] {
+        let res = get_with(&format!("{base}{path}"), Some(&admin)).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(h.count(), 3);
+}
+
+/// The realm configured on the `JwtAuthLayer` is the realm of `RequireClaims`' refusals.
+#[tokio::test]
+async fn require_claims_names_the_realm_of_the_layer_in_front() {
+    let h = Hits::default();
+    let layer = hs256_builder::<TestClaims>().realm("test").build().unwrap();
+    let app = Router::new()
+        .route(
+            "/admin",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(layer);
+    let url = format!("http://{}/admin", serve(app).await);
+    let res = get_with(&url, Some(&token_with_roles("bob", &["user"]))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&res),
+        Some(
+            insufficient_scope("admin")
+                .replace("realm=\"api\"", "realm=\"test\"")
+                .as_str()
+        )
+    );
+    assert_eq!(h.count(), 0);
+}
+
 /// Forgetting `JwtAuthLayer` is a wiring mistake: 500, never a pass, whatever the request
 /// carries.
 #[tokio::test]

@@ -44,6 +44,8 @@ mod remote_jwks;
 #[cfg(feature = "remote")]
 mod remote_layer;
 mod tenants;
+#[cfg(feature = "test-util")]
+mod testing;
 mod tonic;
 #[cfg(feature = "tracing")]
 mod tracing;

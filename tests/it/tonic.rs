@@ -1,6 +1,9 @@
-//! The layer in a real tonic server on 127.0.0.1 (the generated gRPC health service), called
-//! by a real tonic client: gRPC callers get `Code::Unauthenticated`, and refused calls never
-//! reach the service.
+//! The layer in a real tonic server on 127.0.0.1, called by a real tonic client: gRPC callers
+//! get `Code::Unauthenticated`, and refused calls never reach the service. First the layer in
+//! front of the whole server (the generated gRPC health service); then, with the feature
+//! `tonic` ([`greeter`]), in front of one service only (`add_service(auth.layer(greeter))`)
+//! with health left open, the claims read by `grpc::claims`, and examples/tonic_server.rs run
+//! as a black box against its contract in EXAMPLES.md.
 
 use crate::common;
 
@@ -177,4 +180,475 @@ async fn refused_and_accepted_calls_share_a_connection() {
     let res = check(channel, Some(&good)).await.unwrap();
     assert_eq!(res.status(), ServingStatus::Serving);
     assert_eq!(*seen.lock().unwrap(), [Some("alice".to_owned())]);
+}
+
+/// The layer in front of one service, with the feature `tonic`: a hand-written
+/// `helloworld.Greeter` (no protoc) behind `add_service(auth.layer(greeter))`, the standard
+/// health service beside it without the layer.
+#[cfg(feature = "tonic")]
+mod greeter {
+    use super::*;
+
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::io::{BufRead, BufReader};
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::pin::Pin;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http::uri::PathAndQuery;
+    use jsonwebtoken::EncodingKey;
+    use serde_json::Value;
+    use tonic::body::Body;
+    use tonic::{Request, Response, Status};
+    use tonic_prost::ProstCodec;
+    use tower::Layer;
+    use tower_jwt_auth::issue::TokenIssuer;
+    use tower_jwt_auth::{Algorithm, JwtAuth, grpc};
+
+    /// `message HelloRequest { string name = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct HelloRequest {
+        #[prost(string, tag = "1")]
+        name: String,
+    }
+
+    /// `message HelloReply { string message = 1; }`
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct HelloReply {
+        #[prost(string, tag = "1")]
+        message: String,
+    }
+
+    const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
+
+    /// `helloworld.Greeter`: SayHello answers `hello <name> from <sub>`, the `sub` read with
+    /// `grpc::claims` (`nobody` without claims). Counts the calls that reach it.
+    #[derive(Clone, Default)]
+    struct Greeter {
+        reached: Arc<AtomicUsize>,
+    }
+
+    impl Greeter {
+        fn reached(&self) -> usize {
+            self.reached.load(Ordering::SeqCst)
+        }
+    }
+
+    impl NamedService for Greeter {
+        const NAME: &'static str = "helloworld.Greeter";
+    }
+
+    type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+    impl Service<http::Request<Body>> for Greeter {
+        type Response = http::Response<Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Result<http::Response<Body>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            self.reached.fetch_add(1, Ordering::SeqCst);
+            if request.uri().path() != SAY_HELLO {
+                return Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) });
+            }
+            let rpc = tower::service_fn(|request: Request<HelloRequest>| async move {
+                let caller = grpc::claims::<TestClaims, _>(&request)
+                    .map_or_else(|| "nobody".to_owned(), |c| c.sub.clone());
+                let message = format!("hello {} from {caller}", request.get_ref().name);
+                Ok::<_, Status>(Response::new(HelloReply { message }))
+            });
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(ProstCodec::default());
+                Ok(grpc.unary(rpc, request).await)
+            })
+        }
+    }
+
+    /// Serves health (open) and a Greeter behind `layer` on a fresh port; returns a connected
+    /// channel and the Greeter, to count the calls that reached it.
+    async fn server(layer: JwtAuthLayer<TestClaims>) -> (Channel, Greeter) {
+        let greeter = Greeter::default();
+        let (reporter, health) = tonic_health::server::health_reporter();
+        // The wrapped service answers to the Greeter's name.
+        reporter.set_serving::<JwtAuth<Greeter, TestClaims>>().await;
+        let protected = layer.layer(greeter.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            Server::builder()
+                .add_service(health)
+                .add_service(protected)
+                .serve_with_incoming(TcpIncoming::from(listener))
+                .await
+                .unwrap();
+        });
+        (connect(addr).await, greeter)
+    }
+
+    async fn connect(addr: SocketAddr) -> Channel {
+        Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// `request` with `token` (if any) as `authorization: Bearer` metadata.
+    fn with_token<T>(message: T, token: Option<&str>) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(token) = token {
+            let bearer: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+            request.metadata_mut().insert("authorization", bearer);
+        }
+        request
+    }
+
+    /// A health Check of `service` (`""`: the whole server), with `token` if any.
+    async fn health(channel: Channel, service: &str, token: Option<&str>) -> ServingStatus {
+        let request = HealthCheckRequest {
+            service: service.to_owned(),
+        };
+        HealthClient::new(channel)
+            .check(with_token(request, token))
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    }
+
+    /// `SayHello { name: "grpc" }` with `token` if any; the reply's message.
+    async fn say_hello(channel: Channel, token: Option<&str>) -> Result<String, Status> {
+        let request = HelloRequest {
+            name: "grpc".to_owned(),
+        };
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        grpc.unary(
+            with_token(request, token),
+            PathAndQuery::from_static(SAY_HELLO),
+            ProstCodec::default(),
+        )
+        .await
+        .map(|reply: Response<HelloReply>| reply.into_inner().message)
+    }
+
+    #[test]
+    fn the_layer_forwards_the_service_name() {
+        assert_eq!(
+            <JwtAuth<Greeter, TestClaims> as NamedService>::NAME,
+            "helloworld.Greeter"
+        );
+        assert_eq!(
+            <JwtAuth<JwtAuth<Greeter, TestClaims>, TestClaims> as NamedService>::NAME,
+            "helloworld.Greeter"
+        );
+    }
+
+    #[test]
+    fn claims_reads_what_tonic_takes_from_the_http_extensions() {
+        let claims = TestClaims {
+            sub: "alice".into(),
+            roles: vec![],
+        };
+        let mut http = http::Request::new(());
+        http.extensions_mut().insert(Claims::new(claims.clone()));
+        let request = Request::from_http(http);
+        assert_eq!(
+            grpc::claims::<TestClaims, _>(&request).map(|c| &**c),
+            Some(&claims)
+        );
+        // Another claims type is another extension.
+        assert!(grpc::claims::<Value, _>(&request).is_none());
+        assert!(grpc::claims::<TestClaims, _>(&Request::new(())).is_none());
+    }
+
+    #[tokio::test]
+    async fn health_is_open_while_the_greeter_needs_a_token() {
+        let (channel, greeter) = server(access_layer()).await;
+        assert_eq!(
+            health(channel.clone(), "", None).await,
+            ServingStatus::Serving
+        );
+        assert_eq!(
+            health(channel.clone(), "helloworld.Greeter", None).await,
+            ServingStatus::Serving
+        );
+        // Health is not behind the layer: not even a bad token is looked at.
+        assert_eq!(
+            health(channel.clone(), "", Some("not.a.token")).await,
+            ServingStatus::Serving
+        );
+
+        let status = say_hello(channel.clone(), None).await.unwrap_err();
+        assert_refused(&status, None);
+        assert_eq!(greeter.reached(), 0);
+
+        let issued = access_issuer()
+            .issue("carol", &json!({ "roles": ["ops"] }))
+            .unwrap();
+        let message = say_hello(channel, Some(&issued.token)).await.unwrap();
+        assert_eq!(message, "hello grpc from carol");
+        assert_eq!(greeter.reached(), 1);
+    }
+
+    #[tokio::test]
+    async fn expired_forged_and_foreign_tokens_never_reach_the_greeter() {
+        let (channel, greeter) = server(hs256_layer()).await;
+        let expired = hs256_token(json!({ "iat": now() - 7200, "exp": now() - 3600 }));
+        let other_audience = hs256_token(json!({ "aud": "another-api" }));
+        for token in [expired, other_key_token(), other_audience] {
+            let status = say_hello(channel.clone(), Some(&token)).await.unwrap_err();
+            assert_refused(&status, Some(&token));
+        }
+        assert_eq!(greeter.reached(), 0);
+        // The same connection still serves both services.
+        assert_eq!(
+            health(channel.clone(), "", None).await,
+            ServingStatus::Serving
+        );
+        let good = hs256_token(json!({}));
+        assert_eq!(
+            say_hello(channel, Some(&good)).await.unwrap(),
+            "hello grpc from alice"
+        );
+        assert_eq!(greeter.reached(), 1);
+    }
+
+    #[tokio::test]
+    async fn optional_layer_hands_anonymous_calls_over_without_claims() {
+        let (channel, greeter) = server(hs256_builder().optional().build().unwrap()).await;
+        assert_eq!(
+            say_hello(channel.clone(), None).await.unwrap(),
+            "hello grpc from nobody"
+        );
+        let good = hs256_token(json!({ "sub": "dave" }));
+        assert_eq!(
+            say_hello(channel.clone(), Some(&good)).await.unwrap(),
+            "hello grpc from dave"
+        );
+        // Optional means "no token is fine", not "a bad token is fine".
+        let status = say_hello(channel, Some(&other_key_token()))
+            .await
+            .unwrap_err();
+        assert_refused(&status, None);
+        assert_eq!(greeter.reached(), 2);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // examples/tonic_server.rs, as a black box (its contract in EXAMPLES.md)
+
+    /// The features this test binary was built with, so the example links the same library
+    /// build (no rebuild of the crate with other features).
+    fn features() -> Vec<&'static str> {
+        let mut features = vec!["tonic", "issue"];
+        for (on, name) in [
+            (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
+            (cfg!(feature = "rust-crypto"), "rust-crypto"),
+            (cfg!(feature = "axum"), "axum"),
+            (cfg!(feature = "tracing"), "tracing"),
+            (cfg!(feature = "remote"), "remote"),
+            (cfg!(feature = "redis"), "redis"),
+            (cfg!(feature = "cache"), "cache"),
+            (cfg!(feature = "test-util"), "test-util"),
+        ] {
+            if on {
+                features.push(name);
+            }
+        }
+        features
+    }
+
+    /// Builds examples/tonic_server.rs and returns the path of its executable.
+    fn build_example() -> PathBuf {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        // What `cargo test` sets for this process describes this crate, not the build: passed
+        // on, it would make build scripts that watch those variables look dirty.
+        for (name, _) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || name.starts_with("CARGO_CRATE_")
+                || name.starts_with("CARGO_BIN_")
+                || matches!(
+                    name,
+                    "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                        | "OUT_DIR"
+                )
+            {
+                command.env_remove(name);
+            }
+        }
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "build",
+                "--example",
+                "tonic_server",
+                "--message-format=json-render-diagnostics",
+                "--no-default-features",
+                "--features",
+            ])
+            .arg(features().join(","));
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let output = command
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo");
+        assert!(output.status.success(), "cargo build --example failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tonic_server")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the example's executable")
+    }
+
+    /// A running tonic_server; killed when dropped.
+    struct Example {
+        child: Child,
+        addr: SocketAddr,
+    }
+
+    impl Example {
+        /// Runs the example with `env` (plus `BIND_ADDR=127.0.0.1:0`, and nothing of the
+        /// JWT_* of this process) and waits for its `listening on <addr>` line.
+        fn start(binary: &PathBuf, env: &[(&str, &str)]) -> Example {
+            let mut child = Command::new(binary)
+                .env_remove("JWT_SECRET")
+                .env_remove("JWT_ISSUER")
+                .env_remove("JWT_AUDIENCE")
+                .env("BIND_ADDR", "127.0.0.1:0")
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .expect("run the example");
+            let mut stdout = BufReader::new(child.stdout.take().unwrap());
+            let mut line = String::new();
+            let addr = loop {
+                line.clear();
+                if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                    let _ = child.kill();
+                    panic!("the example did not start: {:?}", child.wait());
+                }
+                if let Some(addr) = line.split("listening on ").nth(1) {
+                    break addr
+                        .trim()
+                        .parse()
+                        .expect("an address after `listening on`");
+                }
+            };
+            // Keep draining its stdout, so the example never blocks on a full pipe.
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+            Example { child, addr }
+        }
+    }
+
+    impl Drop for Example {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// A token with exactly what EXAMPLES.md lists: HS256, `typ` `at+jwt`, sub, iss, aud, exp.
+    fn contract_token(secret: &str, claims: Value) -> String {
+        sign_raw(
+            &json!({ "alg": "HS256", "typ": "at+jwt" }),
+            &claims,
+            Algorithm::HS256,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tonic_server_example_keeps_its_contract() {
+        let binary = tokio::task::spawn_blocking(build_example).await.unwrap();
+        let secret = "a-secret-for-the-tonic-example-of-32+-bytes";
+        let (iss, aud) = ("https://id.example.test", "greeter-api");
+        let example = Example::start(
+            &binary,
+            &[
+                ("JWT_SECRET", secret),
+                ("JWT_ISSUER", iss),
+                ("JWT_AUDIENCE", aud),
+            ],
+        );
+        let channel = connect(example.addr).await;
+
+        // Health: SERVING without a token.
+        assert_eq!(
+            health(channel.clone(), "", None).await,
+            ServingStatus::Serving
+        );
+
+        // SayHello without a token: UNAUTHENTICATED (16).
+        let status = say_hello(channel.clone(), None).await.unwrap_err();
+        assert_eq!(status.code() as i32, 16);
+
+        // With a valid token: OK and a message naming its `sub`.
+        let claims = json!({ "sub": "erin", "iss": iss, "aud": aud, "exp": now() + 300 });
+        let message = say_hello(channel.clone(), Some(&contract_token(secret, claims)))
+            .await
+            .unwrap();
+        assert!(message.contains("erin"), "{message}");
+        let issued = TokenIssuer::hs256(secret)
+            .unwrap()
+            .issuer(iss)
+            .audience(aud)
+            .issue("frank", &json!({}))
+            .unwrap();
+        let message = say_hello(channel.clone(), Some(&issued.token))
+            .await
+            .unwrap();
+        assert!(message.contains("frank"), "{message}");
+
+        // Expired, wrong audience, wrong `typ`, wrong key: UNAUTHENTICATED, token not echoed.
+        let expired = contract_token(
+            secret,
+            json!({ "sub": "erin", "iss": iss, "aud": aud, "exp": now() - 600 }),
+        );
+        let foreign = contract_token(
+            secret,
+            json!({ "sub": "erin", "iss": iss, "aud": "demo-api", "exp": now() + 300 }),
+        );
+        let id_token = sign_raw(
+            &json!({ "alg": "HS256", "typ": "JWT" }),
+            &json!({ "sub": "erin", "iss": iss, "aud": aud, "exp": now() + 300 }),
+            Algorithm::HS256,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        );
+        let forged = contract_token(
+            "not-the-secret-of-the-tonic-example-32+-bytes",
+            json!({ "sub": "erin", "iss": iss, "aud": aud, "exp": now() + 300 }),
+        );
+        for token in [expired, foreign, id_token, forged] {
+            let status = say_hello(channel.clone(), Some(&token)).await.unwrap_err();
+            assert_refused(&status, Some(&token));
+        }
+        drop(example);
+
+        // Without JWT_ISSUER and JWT_AUDIENCE: the quickstart's defaults.
+        let example = Example::start(&binary, &[("JWT_SECRET", secret)]);
+        let channel = connect(example.addr).await;
+        let claims = json!({ "sub": "grace", "iss": "tower-jwt-auth-demo", "aud": "demo-api",
+                             "exp": now() + 300 });
+        let message = say_hello(channel.clone(), Some(&contract_token(secret, claims)))
+            .await
+            .unwrap();
+        assert!(message.contains("grace"), "{message}");
+        assert_eq!(health(channel, "", None).await, ServingStatus::Serving);
+    }
 }
