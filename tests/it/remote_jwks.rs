@@ -3,10 +3,11 @@
 //! without `Content-Length`), an empty set, a redirect, `ETag` / `304`, `Cache-Control`; and
 //! serve an OpenID Connect discovery document.
 //!
-//! Cooldowns here are real time (the HTTP exchanges are real, so Tokio's paused clock would
-//! fire the request timeouts early); they are short, and where a test waits for the server,
-//! it awaits the server's request counter rather than sleeping. The same policies under the
-//! default 30 s cooldown, with a paused clock, are unit tests in `src/keys/remote/tests.rs`.
+//! Refresh limits here are real time (the HTTP exchanges are real, so Tokio's paused clock
+//! would fire the request timeouts early); they are short, and where a test waits for the
+//! server, it awaits the server's request counter rather than sleeping. The same policies
+//! under the default limit (2 tokens, one per 6 s), with a paused clock, are unit tests in
+//! `src/keys/remote/tests.rs`.
 //! The server is `common::jwks_server`.
 
 use crate::common;
@@ -134,54 +135,164 @@ async fn a_rotation_is_picked_up_after_the_cooldown() {
     assert_eq!(keys.stats().unknown_kid_refreshes, 1);
 }
 
+/// The rule, on real time with a short refill (the default 6 s, paused, is a unit test): a
+/// bucket of 2 tokens, one more per refill, every fetch takes one. In any span `t` a flood
+/// costs at most `2 + ⌈t / refill⌉` fetches.
 #[tokio::test]
-async fn a_flood_of_random_kids_costs_at_most_one_fetch_per_cooldown() {
-    let cooldown = Duration::from_secs(2);
+async fn a_flood_of_random_kids_costs_the_burst_then_one_fetch_per_refill() {
+    let refill = Duration::from_secs(1);
     let server = JwksServer::start(&[jwk("rsa", "k1")]).await;
     let keys = remote(&server)
-        .refresh_cooldown(cooldown)
+        .refresh_limit(2, refill)
         .build()
         .await
         .unwrap();
-    let mut last_fetch = Instant::now();
+    let built = Instant::now();
 
-    // Wave 1, within the cooldown of the first fetch.
+    // Wave 1, at once: the initial fetch left a token; 500 concurrent callers share one
+    // request.
     let (answers, _) = flood(&keys, 500, &[]).await;
-    assert!(
-        last_fetch.elapsed() < cooldown,
-        "the wave took too long to be meaningful"
-    );
     assert!(answers.iter().all(|a| *a == Ok(false)));
     let wave1 = server.hits() - 1;
 
-    // Wave 2, after the cooldown: 500 concurrent callers share one request.
-    tokio::time::sleep_until(last_fetch + cooldown).await;
+    // Wave 2, at once: the bucket is empty until a refill after the initial fetch.
     let (answers, _) = flood(&keys, 500, &[]).await;
+    assert!(
+        built.elapsed() < refill,
+        "the waves took too long to be meaningful"
+    );
     assert!(answers.iter().all(|a| *a == Ok(false)));
     let wave2 = server.hits() - 1 - wave1;
-    last_fetch = Instant::now();
 
-    // Wave 3, at once: within the new cooldown.
-    let (_, _) = flood(&keys, 500, &[]).await;
+    // Wave 3, one refill after the build: a token, one shared request.
+    tokio::time::sleep_until(built + refill).await;
+    let (answers, _) = flood(&keys, 500, &[]).await;
+    assert!(answers.iter().all(|a| *a == Ok(false)));
     let wave3 = server.hits() - 1 - wave1 - wave2;
 
-    // The provider rotates. Wave 4, after the cooldown, random kids and the new one mixed:
+    // Wave 4, at once: no token.
+    let (_, _) = flood(&keys, 500, &[]).await;
+    assert!(
+        built.elapsed() < refill * 2,
+        "the waves took too long to be meaningful"
+    );
+    let wave4 = server.hits() - 1 - wave1 - wave2 - wave3;
+
+    // The provider rotates. Wave 5, at the next token, random kids and the new one mixed:
     // the one fetch picks up the new key.
     server.publish(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
-    tokio::time::sleep_until(last_fetch + cooldown).await;
+    tokio::time::sleep_until(built + refill * 2).await;
     let (answers, named) = flood(&keys, 500, &["k2", "k2", "k2"]).await;
     assert!(answers.iter().all(|a| *a == Ok(false)));
     assert_eq!(named, [Ok(true), Ok(true), Ok(true)]);
-    let wave4 = server.hits() - 1 - wave1 - wave2 - wave3;
+    let wave5 = server.hits() - 1 - wave1 - wave2 - wave3 - wave4;
 
     println!(
-        "requests to the JWKS server per wave of 500 concurrent random kids: \
-         initial 1, within cooldown {wave1}, after cooldown {wave2}, \
-         within cooldown {wave3}, after cooldown with a rotation {wave4}; stats: {:?}",
+        "requests to the JWKS server per wave of 500 concurrent random kids (bucket of 2, one \
+         token per {refill:?}): initial 1, right after it {wave1}, again {wave2}, after a \
+         refill {wave3}, again {wave4}, after a refill with a rotation {wave5}; stats: {:?}",
         keys.stats()
     );
-    assert_eq!((wave1, wave2, wave3, wave4), (0, 1, 0, 1));
-    assert_eq!(keys.stats().unknown_kid_refreshes, 2);
+    assert_eq!((wave1, wave2, wave3, wave4, wave5), (1, 0, 1, 0, 1));
+    assert_eq!(keys.stats().unknown_kid_refreshes, 3);
+}
+
+/// A key the provider starts using without publishing it ahead: accepted at once when the
+/// bucket has a token (as right after a fetch that was not itself a burst), else at the next
+/// token, at most one refill after its first use.
+#[tokio::test]
+async fn an_unannounced_key_is_accepted_within_one_refill_of_its_first_use() {
+    let refill = Duration::from_millis(600);
+    let server = JwksServer::start(&[jwk("rsa", "k1")]).await;
+    let keys = remote(&server)
+        .refresh_limit(2, refill)
+        .build()
+        .await
+        .unwrap();
+
+    // Published after the initial fetch, used shortly after it: accepted at once.
+    server.publish(&[jwk("rsa", "k1"), jwk("ec", "k2")]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(keys.resolve_kid("k2").await, Ok(true));
+    assert_eq!(server.hits(), 2);
+
+    // Published after that fetch, which took the last token: refused until the next token,
+    // then accepted.
+    server.publish(&[jwk("rsa", "k1"), jwk("ec", "k2"), jwk("ed", "k3")]);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let first_use = Instant::now();
+    assert_eq!(keys.resolve_kid("k3").await, Ok(false));
+    assert_eq!(server.hits(), 2);
+    while keys.resolve_kid("k3").await != Ok(true) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited = first_use.elapsed();
+    println!("an unannounced key used with an empty bucket: accepted after {waited:?}");
+    assert_eq!(server.hits(), 3);
+    // The next token came a refill after the initial fetch, which was before `first_use`;
+    // the margin is for the fetch itself and the polling.
+    assert!(waited <= refill + Duration::from_millis(300), "{waited:?}");
+    let stats = keys.stats();
+    assert_eq!(stats.unknown_kid_refreshes, 2);
+    assert!(stats.negative_cache_hits > 0);
+}
+
+/// 200 lookups of random kids a second (one every 5 ms) for 25 refills, and a key published
+/// right after one of the flood's fetches and used from then on: the provider sees at most
+/// `2 + ⌈t / refill⌉` fetches, and the new key is accepted within one refill of its first
+/// use. On real time with a short refill; the default 6 s over a minute, paused, is a unit
+/// test.
+#[tokio::test]
+async fn a_flood_of_random_kids_does_not_starve_an_unannounced_key() {
+    let refill = Duration::from_millis(200);
+    let server = JwksServer::start(&[jwk("rsa", "k1")]).await;
+    let keys = remote(&server)
+        .refresh_limit(2, refill)
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(5));
+    let mut lookups = Vec::new();
+    let mut published_at_hits = None;
+    let mut first_use = None;
+    let mut accepted = None;
+    while started.elapsed() < refill * 25 {
+        ticks.tick().await;
+        let keys_for_task = keys.clone();
+        let kid = format!("random-{:016x}", rand::random::<u64>());
+        lookups.push(tokio::spawn(async move {
+            keys_for_task.resolve_kid(&kid).await
+        }));
+        if published_at_hits.is_none() && server.hits() >= 10 {
+            // Right after a fetch of the flood: the bucket is empty.
+            server.publish(&[jwk("rsa", "k1"), jwk("ec", "new")]);
+            published_at_hits = Some(server.hits());
+        }
+        if published_at_hits.is_some() && accepted.is_none() {
+            let now = Instant::now();
+            first_use.get_or_insert(now);
+            if keys.resolve_kid("new").await == Ok(true) {
+                accepted = Some(Instant::now());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    for lookup in lookups {
+        assert_eq!(lookup.await.unwrap(), Ok(false));
+    }
+    let fetches = server.hits() - 1;
+    let waited = accepted.expect("the new key was accepted") - first_use.unwrap();
+    let bound = 2 + elapsed.as_millis().div_ceil(refill.as_millis()) as usize;
+    println!(
+        "{} random kids over {elapsed:?} (refill {refill:?}): {fetches} fetches (bound \
+         {bound}); the new key accepted {waited:?} after its first use",
+        keys.stats().unknown_kid_throttled + keys.stats().unknown_kid_refreshes
+    );
+    assert!(fetches <= bound, "{fetches} fetches > {bound}");
+    // The flood takes the tokens as they come (some slack for a busy machine).
+    assert!(fetches >= 12, "{fetches}");
+    assert!(waited <= refill + Duration::from_millis(150), "{waited:?}");
 }
 
 #[tokio::test]

@@ -6,10 +6,10 @@
 //! Every test also counts the requests that reached the API's handler: a rejected request must
 //! never get there.
 //!
-//! Cooldowns are real time and short (the HTTP exchanges are real, so Tokio's paused clock
-//! would fire the request timeouts early); the policies under the default 30 s cooldown are
-//! unit tests in `src/keys/remote/tests.rs`, and `RemoteJwks` alone is tested in
-//! `remote_jwks`.
+//! Refresh limits are real time and short (the HTTP exchanges are real, so Tokio's paused
+//! clock would fire the request timeouts early); the policies under the default limit (2
+//! tokens, one per 6 s) are unit tests in `src/keys/remote/tests.rs`, and `RemoteJwks` alone
+//! is tested in `remote_jwks`.
 
 use crate::common;
 
@@ -308,13 +308,15 @@ async fn an_unknown_kid_at_a_healthy_provider_is_401() {
     assert_eq!(api.handled(), 0);
 }
 
+/// A bucket of 2 tokens, one more per `refill`, every fetch taking one: in any span `t` a
+/// flood costs the provider at most `2 + ⌈t / refill⌉` fetches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldown() {
+async fn a_flood_of_random_kids_costs_the_provider_the_burst_then_one_fetch_per_refill() {
     const N: usize = 200;
-    let cooldown = Duration::from_secs(3);
+    let refill = Duration::from_secs(3);
     let server = provider(&[jwk("rsa", "rsa-a")]).await;
     let keys = remote(&server)
-        .refresh_cooldown(cooldown)
+        .refresh_limit(2, refill)
         .build()
         .await
         .unwrap();
@@ -323,41 +325,54 @@ async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldow
     let initial = server.hits();
     assert_eq!(initial, 1);
 
-    // Within the cooldown of the initial fetch: no fetch at all.
+    // Right after the initial fetch, which left a token: the flood shares exactly one fetch.
     let (statuses, took) = flood(&api, N).await;
-    let in_cooldown = server.hits() - initial;
+    let first = server.hits() - initial;
     assert!(
         statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
         "{statuses:?}"
-    );
-    assert!(
-        built.elapsed() >= cooldown || in_cooldown == 0,
-        "{in_cooldown} fetches within the cooldown"
-    );
-    println!(
-        "flood 1 ({N} random kids, within the cooldown): {in_cooldown} JWKS fetches beyond \
-         the initial one, all {N} answered 401, in {took:?}"
-    );
-
-    // After the cooldown: the flood shares exactly one fetch.
-    tokio::time::sleep(cooldown.saturating_sub(built.elapsed()) + Duration::from_millis(100)).await;
-    let before = server.hits();
-    let (statuses, took) = flood(&api, N).await;
-    let after_cooldown = server.hits() - before;
-    assert!(
-        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
-        "{statuses:?}"
-    );
-    assert!(
-        after_cooldown <= 1,
-        "{after_cooldown} fetches for one flood"
     );
     assert_eq!(
-        after_cooldown, 1,
-        "the first unknown kid after the cooldown fetches"
+        first, 1,
+        "the second token fetches, once for the whole flood"
     );
     println!(
-        "flood 2 ({N} random kids, after the cooldown): {after_cooldown} JWKS fetch, all {N} \
+        "flood 1 ({N} random kids, right after the initial fetch): {first} JWKS fetch, all \
+         {N} answered 401, in {took:?}"
+    );
+
+    // At once, again: the bucket is empty until a refill after the initial fetch.
+    let before = server.hits();
+    let (statuses, took) = flood(&api, N).await;
+    let empty = server.hits() - before;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert!(
+        built.elapsed() >= refill || empty == 0,
+        "{empty} fetches with an empty bucket"
+    );
+    println!(
+        "flood 2 ({N} random kids, bucket empty): {empty} JWKS fetches beyond those, all {N} \
+         answered 401, in {took:?}"
+    );
+
+    // After a refill: the flood shares exactly one fetch.
+    tokio::time::sleep(refill.saturating_sub(built.elapsed()) + Duration::from_millis(100)).await;
+    let before = server.hits();
+    let (statuses, took) = flood(&api, N).await;
+    let after_refill = server.hits() - before;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        after_refill, 1,
+        "the first unknown kid after the refill fetches, once for the whole flood"
+    );
+    println!(
+        "flood 3 ({N} random kids, after a refill): {after_refill} JWKS fetch, all {N} \
          answered 401, in {took:?}"
     );
 
@@ -367,13 +382,13 @@ async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldow
     assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED));
     let again = server.hits() - before;
     assert_eq!(again, 0);
-    println!("flood 3 ({N} random kids, right after flood 2): {again} JWKS fetches");
+    println!("flood 4 ({N} random kids, right after flood 3): {again} JWKS fetches");
 
-    // The flood starves neither known kids nor a real rotation: once the cooldown is over,
-    // a new key is found even amid another flood.
+    // The flood starves neither known kids nor a real rotation: at the next token, a new
+    // key is found even amid another flood.
     api.me(&token("rsa", "rsa-a")).await.assert_ok();
     server.publish(&[jwk("rsa", "rsa-a"), jwk("rsa-b", "rsa-b")]);
-    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    tokio::time::sleep(refill + Duration::from_millis(100)).await;
     let before = server.hits();
     let new = token("rsa-b", "rsa-b");
     let (flooded, rotated) = tokio::join!(flood(&api, N), async {
@@ -385,7 +400,7 @@ async fn a_flood_of_random_kids_costs_the_provider_at_most_one_fetch_per_cooldow
     let with_rotation = server.hits() - before;
     assert!(with_rotation <= 1, "{with_rotation}");
     println!(
-        "flood 4 ({N} random kids + 1 token of a newly published key): {with_rotation} JWKS \
+        "flood 5 ({N} random kids + 1 token of a newly published key): {with_rotation} JWKS \
          fetch, the new key's token answered 200"
     );
 

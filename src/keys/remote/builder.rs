@@ -32,7 +32,10 @@ pub const DEFAULT_ALGORITHMS: [crate::Algorithm; 9] = [
     crate::Algorithm::EdDSA,
 ];
 
-pub(super) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Unknown-`kid` refresh tokens the bucket holds; see [`RemoteJwksBuilder::refresh_limit`].
+pub(super) const DEFAULT_REFRESH_BURST: u32 = 2;
+/// One more token per this (10 a minute).
+pub(super) const DEFAULT_REFRESH_REFILL: Duration = Duration::from_secs(6);
 const DEFAULT_TTL_MIN: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 const DEFAULT_MAX_STALE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -57,7 +60,9 @@ enum Source {
 #[derive(Debug, Clone)]
 pub(super) struct Config {
     pub algorithms: Vec<Algorithm>,
-    pub cooldown: Duration,
+    /// The unknown-`kid` refresh bucket: `burst` tokens, one more per `refill`.
+    pub burst: u32,
+    pub refill: Duration,
     pub ttl_min: Duration,
     pub ttl_max: Duration,
     pub max_stale: Duration,
@@ -72,7 +77,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             algorithms: DEFAULT_ALGORITHMS.map(crate::Algorithm::jwt).to_vec(),
-            cooldown: DEFAULT_COOLDOWN,
+            burst: DEFAULT_REFRESH_BURST,
+            refill: DEFAULT_REFRESH_REFILL,
             ttl_min: DEFAULT_TTL_MIN,
             ttl_max: DEFAULT_TTL_MAX,
             max_stale: DEFAULT_MAX_STALE,
@@ -129,12 +135,35 @@ impl RemoteJwksBuilder {
         self
     }
 
-    /// Refresh at most once per `cooldown` because of tokens with unknown `kid`s, and forget
-    /// negatively cached `kid`s after it. Default 30 s. Zero lets every unknown `kid` fetch
-    /// (concurrent ones still share one request).
-    pub fn refresh_cooldown(mut self, cooldown: Duration) -> Self {
-        self.config.cooldown = cooldown;
+    /// Rate-limits the refreshes that tokens with unknown `kid`s trigger, with a token
+    /// bucket: it holds `burst` tokens and gains one per `refill`; such a refresh needs a
+    /// token, and every fetch (initial and background ones too) takes one when there is one.
+    /// Negatively cached `kid`s are forgotten `refill` after the fetch that lacked them.
+    /// Default: 2 tokens, one per 6 s.
+    ///
+    /// So a flood of random `kid`s costs the provider at most `burst + t / refill` refreshes
+    /// in any span of time `t`, besides the background refresh (by default 12 in a minute and
+    /// 10 a minute sustained, the default `jwksRequestsPerMinute` of jwks-rsa), and a key the
+    /// provider starts using without publishing it ahead is accepted at most `refill` after
+    /// its first use, flood or not: every fetch answers every `kid` it has, and a flood makes
+    /// one as soon as there is a token. The burst lets an unknown `kid` right after a fetch
+    /// (a background one, say) refresh at once. OpenID Connect Core 1.0 §10.1.1 has the
+    /// verifier re-fetch the JWKS when it sees an unfamiliar `kid`; a fixed cooldown (jose
+    /// and Nimbus wait 30 s) refuses such a key for up to the whole cooldown.
+    ///
+    /// `burst` must be at least 1. A zero `refill` lets every unknown `kid` fetch (concurrent
+    /// ones still share one request).
+    pub fn refresh_limit(mut self, burst: u32, refill: Duration) -> Self {
+        self.config.burst = burst;
+        self.config.refill = refill;
         self
+    }
+
+    /// At most one unknown-`kid` refresh per `cooldown`, counted from the last fetch of any
+    /// kind: the same as [`refresh_limit(1, cooldown)`](Self::refresh_limit). Zero lets every
+    /// unknown `kid` fetch (concurrent ones still share one request).
+    pub fn refresh_cooldown(self, cooldown: Duration) -> Self {
+        self.refresh_limit(1, cooldown)
     }
 
     /// Keep a fetched set for its `Cache-Control: max-age` (minus `Age`), clamped to
@@ -222,6 +251,11 @@ impl RemoteJwksBuilder {
         if config.ttl_min < Duration::from_secs(1) || config.ttl_min > config.ttl_max {
             return Err(BuildError::InvalidSetting(
                 "ttl_bounds: min must be at least one second and not above max",
+            ));
+        }
+        if config.burst == 0 {
+            return Err(BuildError::InvalidSetting(
+                "refresh_limit: burst must be at least 1",
             ));
         }
         if config.connect_timeout.is_zero() || config.total_timeout.is_zero() {

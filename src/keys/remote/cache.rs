@@ -50,7 +50,7 @@ fn parse_seconds(s: &str) -> Option<u64> {
 
 /// Most entries the negative cache holds.
 pub(super) const NEGATIVE_CACHE_CAPACITY: usize = 1024;
-/// Longer `kid`s are not remembered (the cooldown still bounds what they cost).
+/// Longer `kid`s are not remembered (the refresh rate limit still bounds what they cost).
 const MAX_CACHED_KID_LEN: usize = 256;
 
 /// `kid`s a fresh key set did not contain, each until the next refresh may happen.

@@ -12,14 +12,19 @@
 //!   [`ttl_bounds`](RemoteJwksBuilder::ttl_bounds), and revalidates with `ETag` /
 //!   `If-None-Match` (a `304` keeps the keys and renews their lifetime). The task holds only a
 //!   weak reference and ends when the last clone of the [`RemoteJwks`] is dropped.
-//! * **Unknown `kid`, abuse-resistant.** A token naming a `kid` the set lacks may trigger a
-//!   refresh (a rotation the background task has not seen yet). Such refreshes are
-//!   single-flight (all concurrent callers share one request), happen at most once per
-//!   [`refresh_cooldown`](RemoteJwksBuilder::refresh_cooldown), and `kid`s a fresh set did not
-//!   contain are remembered (at most 1024, until the cooldown ends). A flood of tokens with
-//!   random `kid`s therefore costs the provider at most one request per cooldown, and cannot
-//!   starve a real rotation: the first unknown `kid` after the cooldown fetches the set, new
-//!   keys included.
+//! * **Unknown `kid`, abuse-resistant, without a long wait.** A token naming a `kid` the set
+//!   lacks may trigger a refresh (a rotation the background task has not seen yet, or a key
+//!   the provider started using without publishing it ahead). Such refreshes are
+//!   single-flight (all concurrent callers share one request) and rate-limited by a token
+//!   bucket, [`refresh_limit`](RemoteJwksBuilder::refresh_limit): by default 2 tokens, one
+//!   more every 6 s, and every fetch (background ones included) takes one. `kid`s a fresh set
+//!   did not contain are remembered (at most 1024, for one refill interval). A flood of
+//!   tokens with random `kid`s therefore costs the provider at most 2 + t / 6 s refreshes in
+//!   any span of time t besides the background refresh (12 in a minute, 10 a minute
+//!   sustained), and cannot starve a real rotation: every fetch answers every `kid` it
+//!   contains, and a fetch starts at most 6 s after a new `kid` is first used, so an
+//!   unannounced key is accepted within 6 s (at once when a token is left, as after any fetch
+//!   that did not empty the bucket).
 //! * **Stale-if-error.** When the provider is down, slow, answers `5xx`, garbage, an empty or
 //!   unusable key set, or a body over [`max_body_size`](RemoteJwksBuilder::max_body_size),
 //!   the last good keys keep working for up to [`max_stale`](RemoteJwksBuilder::max_stale)
@@ -49,16 +54,19 @@
 //! // `jwks_uri` is e.g. "http://127.0.0.1:41234/jwks.json", a server started above.
 //! let keys = RemoteJwks::from_jwks_uri(jwks_uri)
 //!     .allow_http_for_loopback() // only because the test server is local and plain http
-//!     .refresh_cooldown(Duration::from_secs(30))
+//!     .refresh_limit(2, Duration::from_secs(6)) // the default: a burst of 2, then 10 a minute
 //!     .build() // waits for the first fetch, and fails when it does
 //!     .await?;
 //!
 //! assert!(keys.contains_kid("ed-1"));
 //! assert_eq!(keys.stats().fetches, 1);
-//! // Asking for a kid the provider does not have: answered without a second request,
-//! // because the set was fetched less than a cooldown ago.
+//! // Asking for a kid the provider does not have: the first fetch left a token, so the set
+//! // is fetched again (it may have a key published since).
 //! assert!(!keys.resolve_kid("no-such-kid").await?);
-//! assert_eq!(keys.stats().fetches, 1);
+//! assert_eq!(keys.stats().fetches, 2);
+//! // Asking again within 6 s: answered from the negative cache, without a request.
+//! assert!(!keys.resolve_kid("no-such-kid").await?);
+//! assert_eq!(keys.stats().fetches, 2);
 //! # Ok(())
 //! # }
 //! # async fn tiny_jwks_server() -> String {
@@ -159,8 +167,9 @@ impl KeyChanges {
 /// The layer answers such a request with `503 Service Unavailable` and `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysUnavailable {
-    /// When trying again may help: the end of the refresh cooldown or the next scheduled
-    /// retry, rounded up to whole seconds, at least one second.
+    /// When trying again may help: the next possible fetch (the next unknown-`kid` refresh
+    /// token, or the next scheduled retry, whichever is sooner), rounded up to whole seconds,
+    /// at least one second.
     pub retry_after: Duration,
 }
 
@@ -192,7 +201,9 @@ pub struct RemoteJwksStats {
     pub rotations: u64,
     /// Refreshes triggered by a token with an unknown `kid`.
     pub unknown_kid_refreshes: u64,
-    /// Unknown-`kid` lookups answered without a request because of the cooldown.
+    /// Unknown-`kid` lookups answered without a request: no refresh token was available
+    /// ([`refresh_limit`](RemoteJwksBuilder::refresh_limit)), or a refresh they waited for
+    /// had just answered them.
     pub unknown_kid_throttled: u64,
     /// Unknown-`kid` lookups answered from the negative cache.
     pub negative_cache_hits: u64,
@@ -273,8 +284,13 @@ struct Snapshot {
     expires_at: Option<Instant>,
     /// Expiry plus `max_stale`: the keys are not used from then on. `None` when there are none.
     usable_until: Option<Instant>,
-    /// When the last refresh attempt started: the unknown-`kid` cooldown runs from it.
+    /// When the last refresh attempt started: negatively cached `kid`s are remembered until
+    /// one refill interval after it.
     last_attempt: Option<Instant>,
+    /// The unknown-`kid` refresh bucket: the instant it is full again (every fetch takes a
+    /// token). Only the flight holder changes it, like the rest of the snapshot; see
+    /// `Inner::token_at`.
+    bucket_full_at: Instant,
     /// Refresh attempts finished, successful or not: a caller that waited for the flight
     /// tells by it whether a refresh happened meanwhile.
     refreshes: u64,
@@ -301,6 +317,7 @@ impl Snapshot {
             expires_at: None,
             usable_until: None,
             last_attempt: None,
+            bucket_full_at: Instant::now(),
             refreshes: 0,
             next_refresh: Instant::now(),
             last_success: None,
@@ -365,7 +382,8 @@ impl RemoteJwks {
     }
 
     /// Whether the provider has a key with this `kid`, refreshing the set when it is not
-    /// known yet, under the same rules as the layer (single-flight, cooldown, negative cache).
+    /// known yet, under the same rules as the layer (single-flight, rate limit, negative
+    /// cache).
     ///
     /// `Ok(false)`: the current set does not have it (and may not be refreshed now).
     /// `Err`: the provider cannot be reached and the keys it served before do not have it.

@@ -12,6 +12,7 @@ use http::HeaderValue;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::builder::Config;
 use super::events::{self, Trigger};
 use super::fetch::{Failure, Fetched, KeyPrint, Loaded};
 use super::{Inner, KeysUnavailable, RemoteJwks, Snapshot, bump, lock};
@@ -36,12 +37,22 @@ impl RemoteJwks {
     ///
     /// * The refresh is single-flight: callers that arrive while a fetch is in flight wait
     ///   for it (on a lock that only refreshers take, never readers) and re-check its
-    ///   result instead of fetching again, even with a zero cooldown. The fetch runs in its
-    ///   own task, so a caller that is cancelled does not cancel it for the others.
-    /// * At most one refresh per cooldown (counted from the last fetch of any kind); callers
-    ///   within the cooldown get the current set without a request.
-    /// * A `kid` a fresh set did not contain is remembered until the cooldown ends, and
+    ///   result instead of fetching again, even with a zero refill interval. The fetch runs
+    ///   in its own task, so a caller that is cancelled does not cancel it for the others.
+    /// * Rate-limited by a token bucket
+    ///   ([`refresh_limit`](super::RemoteJwksBuilder::refresh_limit), default 2 tokens, one
+    ///   more every 6 s): a refresh needs a token; every fetch of any kind takes one when
+    ///   there is one. Callers that find the bucket empty get the current set without a
+    ///   request.
+    /// * A `kid` a fresh set did not contain is remembered until one refill interval after
+    ///   the start of that fetch, a `kid` that found the bucket empty until the next token
+    ///   (never later: the last fetch took a token, see `Inner::token_at`); meanwhile it is
     ///   answered without waiting for the flight.
+    ///
+    /// So any fetch answers every `kid` it contains, and under a flood of unknown `kid`s
+    /// fetches happen as soon as a token is, at least once per refill interval: a `kid` the
+    /// provider published before its first use `U` is in the set by the first fetch that
+    /// starts after `U`, at the latest one refill interval after `U`.
     ///
     /// `Ok(set)`: retry with `set`; if the `kid` is still not there, the token is simply
     /// unknown (401). `Err` when the last fetch failed (the provider may have rotated to a
@@ -61,18 +72,26 @@ impl RemoteJwks {
         if let Some(answer) = inner.settled(kid) {
             return answer;
         }
-        let cooldown = inner.config.cooldown;
+        let refill = inner.config.refill;
         let now = Instant::now();
         let current = inner.snapshot.load_full();
         // A refresh that finished while we waited for the lock is ours too: share its result
-        // rather than fetching again (this matters most with a zero cooldown).
+        // rather than fetching again (this matters most with a zero refill interval).
         let shared = current.refreshes != refreshes_before;
+        let token = inner.token_at(&current, now);
         if let Some(last) = current.last_attempt
-            && (shared || now < last + cooldown)
+            && (shared || token > now)
         {
             drop(state);
             bump(&inner.counters.unknown_kid_throttled);
-            inner.remember_absent(kid, last + cooldown, now);
+            // A refresh we waited for did not have the kid: remembered like a miss of our own.
+            // No token: remembered until the next one (never later than `last + refill`).
+            let until = if shared {
+                last.checked_add(refill)
+            } else {
+                Some(token)
+            };
+            inner.remember_absent(kid, until, now);
             return inner.answer(now);
         }
         bump(&inner.counters.unknown_kid_refreshes);
@@ -87,7 +106,7 @@ impl RemoteJwks {
             return answer;
         }
         let later = Instant::now();
-        inner.remember_absent(kid, now + cooldown, later);
+        inner.remember_absent(kid, now.checked_add(refill), later);
         inner.answer(later)
     }
 }
@@ -144,14 +163,10 @@ impl Inner {
         if current.usable(now) && current.consecutive_failures == 0 {
             return Ok(Arc::clone(&current.set));
         }
-        // The sooner of the two chances of new keys: the end of the unknown-`kid` cooldown, or
-        // the background refresh (which, after a failure, is the next retry with backoff).
+        // The next possible fetch: the sooner of the next unknown-`kid` refresh token and the
+        // background refresh (which, after a failure, is the next retry with backoff).
         let background = current.next_refresh.max(now);
-        let next = current
-            .last_attempt
-            .map(|t| t + self.config.cooldown)
-            .filter(|end| *end > now)
-            .map_or(background, |end| end.min(background));
+        let next = self.token_at(&current, now).min(background);
         let wait = next - now;
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         Err(KeysUnavailable {
@@ -159,9 +174,40 @@ impl Inner {
         })
     }
 
+    /// When the refresh bucket has a token: `now` if it has one, else when the next one
+    /// comes. The bucket is `burst` tokens, refilled at one per `refill`; it is kept as the
+    /// instant it is full again (`Snapshot::bucket_full_at`), so it has a token at `now` iff
+    /// `bucket_full_at <= now + (burst - 1) * refill`. The last fetch took a token, so this
+    /// is never later than the start of the last fetch plus `refill`.
+    fn token_at(&self, current: &Snapshot, now: Instant) -> Instant {
+        let slack = self
+            .config
+            .refill
+            .saturating_mul(self.config.burst.saturating_sub(1));
+        match now.checked_add(slack) {
+            Some(horizon) => now + current.bucket_full_at.saturating_duration_since(horizon),
+            None => now,
+        }
+    }
+
+    /// Takes a token from the bucket for a fetch starting at `now`. A fetch that may not wait
+    /// for a token (initial, background) finds the bucket empty at worst: it never owes one.
+    fn take_token(&self, next: &mut Snapshot, now: Instant) {
+        let Config { refill, burst, .. } = self.config;
+        let from = next.bucket_full_at.max(now);
+        let empty = now.checked_add(refill.saturating_mul(burst));
+        next.bucket_full_at = match (from.checked_add(refill), empty) {
+            (Some(full), Some(empty)) => full.min(empty),
+            (Some(full), None) => full,
+            (None, _) => from,
+        };
+    }
+
     /// Remembers that a fresh, successfully fetched set does not have `kid`.
-    fn remember_absent(&self, kid: Option<&str>, until: Instant, now: Instant) {
+    fn remember_absent(&self, kid: Option<&str>, until: Option<Instant>, now: Instant) {
         let Some(kid) = kid else { return };
+        // An overflow means "forever": not worth remembering.
+        let Some(until) = until else { return };
         let current = self.snapshot.load();
         if current.consecutive_failures == 0 && current.usable(now) {
             lock(&self.negative).insert(kid, until, now);
@@ -186,6 +232,7 @@ impl Inner {
         let started = Instant::now();
         let mut next = Snapshot::clone(&self.snapshot.load());
         next.last_attempt = Some(started);
+        self.take_token(&mut next, started);
         self.publish(next.clone());
         bump(&self.counters.fetches);
         // Only usable keys are revalidated: a `304` renews the keys we hold, and keys past

@@ -12,7 +12,7 @@ use jsonwebtoken::jwk::EllipticCurve;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey};
 use serde_json::{Value, json};
 
-use super::builder::DEFAULT_COOLDOWN;
+use super::builder::{DEFAULT_REFRESH_BURST, DEFAULT_REFRESH_REFILL};
 use super::refresh::MAX_RETRY_BACKOFF;
 use super::*;
 use crate::backend::provider;
@@ -326,69 +326,264 @@ async fn symmetric_keys_are_never_taken_from_a_remote_set() {
     assert!(err.to_string().contains("no usable signing key"), "{err}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_flood_of_unknown_kids_costs_one_fetch_per_cooldown() {
-    let fetcher = Scripted::serving(body(jwks(all_keys())));
-    let remote = build(&fetcher, |b| b).await; // default cooldown: 30 s
-    assert_eq!(fetcher.requests(), 1);
-
-    let flood = |round: usize| {
+/// 500 concurrent lookups of random unknown kids.
+async fn wave(remote: &RemoteJwks, round: usize) -> Vec<Result<Arc<KeySet>, KeysUnavailable>> {
+    let calls = (0..500).map(|i| {
         let remote = remote.clone();
         async move {
-            let calls = (0..500).map(|i| {
-                let remote = remote.clone();
-                async move {
-                    let kid = format!("random-{round}-{i}");
-                    remote.refresh_for_unknown_kid(Some(&kid)).await
-                }
-            });
-            futures_util::future::join_all(calls).await
+            let kid = format!("random-{round}-{i}");
+            remote.refresh_for_unknown_kid(Some(&kid)).await
         }
-    };
+    });
+    futures_util::future::join_all(calls).await
+}
 
-    // Within the cooldown of the initial fetch: no request at all.
-    let answers = flood(0).await;
-    assert!(answers.iter().all(Result::is_ok));
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_unknown_kids_costs_one_fetch_per_refill_after_the_burst() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await; // default limit: 2 tokens, one per 6 s
+    assert_eq!(
+        (DEFAULT_REFRESH_BURST, DEFAULT_REFRESH_REFILL.as_secs()),
+        (2, 6)
+    );
     assert_eq!(fetcher.requests(), 1);
-    assert_eq!(remote.stats().unknown_kid_throttled, 500);
 
-    // After the cooldown: 500 concurrent callers share one request.
-    tokio::time::advance(DEFAULT_COOLDOWN).await;
-    let answers = flood(1).await;
+    // Right after the initial fetch, which took one token: the second one is there, and 500
+    // concurrent callers share one request.
+    let answers = wave(&remote, 0).await;
     assert!(answers.iter().all(Result::is_ok));
     assert_eq!(fetcher.requests(), 2);
     let stats = remote.stats();
     assert_eq!(stats.unknown_kid_refreshes, 1);
+    assert_eq!(stats.unknown_kid_throttled, 499);
     assert_eq!(stats.negative_cache_len, 500);
 
     // The same kids again: answered from the negative cache, without the flight.
-    let again = remote.refresh_for_unknown_kid(Some("random-1-7")).await;
+    let again = remote.refresh_for_unknown_kid(Some("random-0-7")).await;
     assert!(again.is_ok());
     assert_eq!(remote.stats().negative_cache_hits, 1);
 
-    // Still within the cooldown: a new wave costs nothing.
-    tokio::time::advance(DEFAULT_COOLDOWN / 2).await;
-    flood(2).await;
+    // The bucket is empty: a new wave costs nothing until the next token, 6 s later.
+    tokio::time::advance(DEFAULT_REFRESH_REFILL - Duration::from_millis(1)).await;
+    wave(&remote, 1).await;
     assert_eq!(fetcher.requests(), 2);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    wave(&remote, 2).await;
+    assert_eq!(fetcher.requests(), 3);
+    // And again nothing within the next 6 s.
+    tokio::time::advance(DEFAULT_REFRESH_REFILL / 2).await;
+    wave(&remote, 3).await;
+    assert_eq!(fetcher.requests(), 3);
 
-    // A real rotation is not starved: the provider publishes a new key; within the cooldown
-    // it is not seen yet, after it the first unknown kid fetches it.
+    // A real rotation is not starved: the provider publishes a new key; with no token left
+    // it is not seen yet, at the next token the first unknown kid fetches it.
     let mut rotated = all_keys();
     rotated.push(public_jwk(&rsa_key_b(), Algorithm::RS256, "rs-2"));
     fetcher.set(body(jwks(rotated)));
     let generation = remote.generation();
     let set = remote.refresh_for_unknown_kid(Some("rs-2")).await.unwrap();
     assert!(verifies(&set, Algorithm::RS256, Some("rs-2"), &rsa_key_b()).is_err());
-    assert_eq!(fetcher.requests(), 2);
-
-    tokio::time::advance(DEFAULT_COOLDOWN / 2).await;
-    let (set, _) = tokio::join!(remote.refresh_for_unknown_kid(Some("rs-2")), flood(3));
-    verifies(&set.unwrap(), Algorithm::RS256, Some("rs-2"), &rsa_key_b()).unwrap();
     assert_eq!(fetcher.requests(), 3);
+
+    tokio::time::advance(DEFAULT_REFRESH_REFILL / 2).await;
+    let (set, _) = tokio::join!(
+        remote.refresh_for_unknown_kid(Some("rs-2")),
+        wave(&remote, 4)
+    );
+    verifies(&set.unwrap(), Algorithm::RS256, Some("rs-2"), &rsa_key_b()).unwrap();
+    assert_eq!(fetcher.requests(), 4);
     assert_eq!(remote.generation(), generation + 1);
     assert_eq!(remote.stats().rotations, 1);
     // The rotation emptied the negative cache, then this wave's kids went in.
     assert!(remote.stats().negative_cache_len <= 500);
+
+    // Idle for a while: the bucket fills up to 2 tokens, not more.
+    tokio::time::advance(DEFAULT_REFRESH_REFILL * 10).await;
+    for round in 5..10 {
+        wave(&remote, round).await;
+    }
+    assert_eq!(fetcher.requests(), 6);
+}
+
+/// The provider signs with a key it did not publish ahead (it is in the JWKS from just
+/// before its first use on): a token with it is accepted at once when the bucket has a
+/// token, and otherwise at the next token, at most 6 s after its first use.
+#[tokio::test(start_paused = true)]
+async fn an_unannounced_key_is_accepted_within_the_refill_interval() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await;
+    let built = Instant::now();
+    let mut keys = all_keys();
+
+    // Published after the initial fetch, used 1 s after it: the initial fetch left a token.
+    keys.push(public_jwk(&rsa_key_b(), Algorithm::RS256, "new-1"));
+    fetcher.set(body(jwks(keys.clone())));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let first_use = Instant::now();
+    let set = remote.refresh_for_unknown_kid(Some("new-1")).await.unwrap();
+    verifies(&set, Algorithm::RS256, Some("new-1"), &rsa_key_b()).unwrap();
+    assert_eq!(first_use.elapsed(), Duration::ZERO);
+    assert_eq!(fetcher.requests(), 2);
+
+    // Another one, published 1 s after that fetch, which took the last token: refused until
+    // the next token, 6 s after the initial fetch (the bucket refills continuously), then
+    // accepted: 4 s after its first use.
+    keys.push(public_jwk(&ed_key(), Algorithm::EdDSA, "new-2"));
+    fetcher.set(body(jwks(keys.clone())));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let first_use = Instant::now();
+    let accepted = loop {
+        let set = remote.refresh_for_unknown_kid(Some("new-2")).await.unwrap();
+        if verifies(&set, Algorithm::EdDSA, Some("new-2"), &ed_key()).is_ok() {
+            break Instant::now();
+        }
+        tokio::time::advance(Duration::from_millis(100)).await;
+    };
+    assert_eq!(accepted - built, DEFAULT_REFRESH_REFILL);
+    assert_eq!(accepted - first_use, Duration::from_secs(4));
+    assert_eq!(fetcher.requests(), 3);
+    // Meanwhile it was answered from the negative cache, not from the flight.
+    assert_eq!(remote.stats().negative_cache_hits, 39);
+
+    // After a background fetch (the keys' lifetime is 5 min by default, refreshed at 80-90 %
+    // of it) a token is left too: a key published after it is accepted at once.
+    let before = fetcher.requests();
+    while fetcher.requests() == before {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    keys.push(public_jwk(&ec_key(), Algorithm::ES256, "new-3"));
+    fetcher.set(body(jwks(keys)));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let set = remote.refresh_for_unknown_kid(Some("new-3")).await.unwrap();
+    verifies(&set, Algorithm::ES256, Some("new-3"), &ec_key()).unwrap();
+    assert_eq!(fetcher.requests(), before + 2);
+}
+
+/// 200 lookups of random kids a second for 60 s (one every 5 ms, each its own task), and a
+/// key published right after one of the flood's fetches and used at once: the provider sees
+/// 10 fetches a minute after the burst, and the new key is accepted at the next one, within
+/// 6 s of its first use.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_random_kids_neither_starves_a_new_key_nor_costs_more_than_the_rate() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await;
+    let started = Instant::now();
+    let tick = Duration::from_millis(5);
+    let mut lookups = Vec::new();
+    let mut new_key: Option<(Instant, Instant)> = None; // (first use, accepted)
+    let mut published = false;
+    let mut fetch_times = Vec::new();
+    let mut seen = fetcher.requests();
+    for i in 0..12_000u32 {
+        let remote_for_task = remote.clone();
+        lookups.push(tokio::spawn(async move {
+            let kid = format!("random-{i}-{:08x}", getrandom::u32().unwrap());
+            remote_for_task
+                .refresh_for_unknown_kid(Some(&kid))
+                .await
+                .is_ok()
+        }));
+        tokio::task::yield_now().await;
+        if fetcher.requests() != seen {
+            seen = fetcher.requests();
+            fetch_times.push(Instant::now() - started);
+            // Published right after the flood's third fetch (the worst moment: the bucket is
+            // empty), and used at once.
+            if fetch_times.len() == 3 && !published {
+                let mut keys = all_keys();
+                keys.push(public_jwk(&rsa_key_b(), Algorithm::RS256, "new"));
+                fetcher.set(body(jwks(keys)));
+                published = true;
+            }
+        }
+        if published && new_key.is_none_or(|(_, accepted)| accepted == started) {
+            let first_use = new_key.map_or(Instant::now(), |(first, _)| first);
+            let set = remote.refresh_for_unknown_kid(Some("new")).await.unwrap();
+            let ok = verifies(&set, Algorithm::RS256, Some("new"), &rsa_key_b()).is_ok();
+            new_key = Some((first_use, if ok { Instant::now() } else { started }));
+        }
+        tokio::time::advance(tick).await;
+    }
+    let elapsed = Instant::now() - started;
+    assert_eq!(elapsed, Duration::from_secs(60));
+    for lookup in lookups {
+        assert!(lookup.await.unwrap());
+    }
+    let flood_fetches = fetcher.requests() - 1;
+    let (first_use, accepted) = new_key.unwrap();
+    let waited = accepted - first_use;
+    println!(
+        "200 random kids/s for 60 s: {flood_fetches} fetches (at {fetch_times:?}); \
+         a key published right after a fetch accepted {waited:?} after its first use"
+    );
+    // The initial fetch left 1 token: one fetch at once, then one per 6 s (at 6 s … 54 s;
+    // the one due at 60 s is after the flood).
+    assert_eq!(flood_fetches, 10);
+    assert!(flood_fetches as u64 <= u64::from(DEFAULT_REFRESH_BURST) + 60 / 6);
+    assert!(waited <= DEFAULT_REFRESH_REFILL, "{waited:?}");
+    assert!(accepted != started, "the new key was never accepted");
+    let stats = remote.stats();
+    assert_eq!(stats.unknown_kid_refreshes, 10);
+    assert_eq!(stats.rotations, 1);
+}
+
+/// While the provider fails, `Retry-After` is the next possible fetch: the next refresh
+/// token, or the next background retry if that is sooner.
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_the_next_token_while_the_provider_fails() {
+    let fetcher = Scripted::serving(body(jwks(all_keys())));
+    let remote = build(&fetcher, |b| b).await;
+    fetcher.set(Reply::Status(503));
+    // The background refresh (at 80-90 % of the default 5 min) fails, and its retries back
+    // off (1 s, 2 s, 4 s … 60 s): 130 s later the next one is a minute away, and the bucket
+    // is full again.
+    tokio::time::sleep(Duration::from_secs(270 + 130)).await;
+    let failed = fetcher.requests();
+    assert!(remote.stats().consecutive_failures >= 7);
+
+    let lookup = |kid: &'static str| {
+        let remote = remote.clone();
+        async move {
+            remote
+                .refresh_for_unknown_kid(Some(kid))
+                .await
+                .err()
+                .unwrap()
+        }
+    };
+    // A token is left after this fetch: try again at once (Retry-After's minimum, 1 s).
+    assert_eq!(lookup("a").await.retry_after, Duration::from_secs(1));
+    assert_eq!(fetcher.requests(), failed + 1);
+    // That was the last one: the next comes a refill after the last background retry.
+    let err = lookup("b").await;
+    assert_eq!(fetcher.requests(), failed + 2);
+    assert!(
+        err.retry_after > Duration::from_secs(1) && err.retry_after <= DEFAULT_REFRESH_REFILL,
+        "{err:?}"
+    );
+    // Meanwhile: no fetch, the same answer, counting down.
+    assert_eq!(lookup("c").await, err);
+    tokio::time::advance(err.retry_after - Duration::from_millis(500)).await;
+    assert_eq!(lookup("d").await.retry_after, Duration::from_secs(1));
+    assert_eq!(fetcher.requests(), failed + 2);
+    // At Retry-After: fetched again.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    lookup("e").await;
+    assert_eq!(fetcher.requests(), failed + 3);
+}
+
+#[tokio::test]
+async fn a_refresh_limit_without_tokens_is_refused() {
+    let err = RemoteJwks::from_jwks_uri("https://id.test/jwks")
+        .fetcher(Scripted::serving(body(jwks(all_keys()))))
+        .refresh_limit(0, Duration::from_secs(6))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BuildError::InvalidSetting(m) if m.contains("burst")),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -455,7 +650,7 @@ async fn a_token_without_kid_may_trigger_a_refresh_too() {
         Algorithm::ES256,
         "ec",
     )])));
-    let remote = build(&fetcher, |b| b).await;
+    let remote = build(&fetcher, |b| b.refresh_cooldown(Duration::from_secs(30))).await;
     let set = remote.refresh_for_unknown_kid(None).await.unwrap();
     assert_eq!(fetcher.requests(), 1);
     assert!(verifies(&set, Algorithm::EdDSA, None, &ed_key()).is_err());
@@ -463,7 +658,7 @@ async fn a_token_without_kid_may_trigger_a_refresh_too() {
     let mut ed = public_jwk(&ed_key(), Algorithm::EdDSA, "");
     ed.as_object_mut().unwrap().remove("kid");
     fetcher.set(body(jwks(vec![ed])));
-    tokio::time::advance(DEFAULT_COOLDOWN).await;
+    tokio::time::advance(Duration::from_secs(30)).await;
     let set = remote.refresh_for_unknown_kid(None).await.unwrap();
     assert_eq!(fetcher.requests(), 2);
     verifies(&set, Algorithm::EdDSA, None, &ed_key()).unwrap();
@@ -572,7 +767,7 @@ async fn stale_if_error_then_keys_are_dropped_after_max_stale() {
         verifies(&remote.snapshot(), Algorithm::ES256, Some("ec"), &ec_key()).unwrap();
         assert!(remote.contains_kid("ed"));
         // An unknown kid: the provider may have rotated and cannot be asked.
-        tokio::time::advance(DEFAULT_COOLDOWN).await;
+        tokio::time::advance(DEFAULT_REFRESH_REFILL).await;
         let err = remote
             .refresh_for_unknown_kid(Some("new"))
             .await
@@ -592,9 +787,17 @@ async fn stale_if_error_then_keys_are_dropped_after_max_stale() {
     assert_eq!(remote.generation(), 2);
     assert!(remote.refresh_for_unknown_kid(Some("ec")).await.is_err());
 
-    // The provider comes back: the background retries pick the keys up again.
+    // The provider comes back: the background retries pick the keys up again, within the
+    // longest backoff (counted from the end of the failed unknown-kid fetch above, which had
+    // a token: the retry is due at the very end of it).
     fetcher.set(body(jwks(all_keys())));
-    tokio::time::sleep(MAX_RETRY_BACKOFF).await;
+    let mut changes = remote.subscribe();
+    tokio::time::timeout(
+        MAX_RETRY_BACKOFF + Duration::from_secs(1),
+        changes.reached(3),
+    )
+    .await
+    .unwrap();
     assert!(remote.contains_kid("ec"));
     assert_eq!(remote.generation(), 3);
     assert_eq!(remote.stats().consecutive_failures, 0);
