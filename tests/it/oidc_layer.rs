@@ -15,9 +15,6 @@
 
 use crate::common;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use jsonwebtoken::EncodingKey;
@@ -28,7 +25,8 @@ use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::remote::RemoteJwks;
 
 use common::api::{Api, call};
-use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES, first_line};
+use common::example::{self, Example};
+use common::oidc::{AUDIENCE, CLIENT_ID, OidcProvider, RESOURCES};
 use common::{Reply, b64, header, payload, segments, tamper_signature};
 
 // ---------------------------------------------------------------------------------------------
@@ -267,161 +265,34 @@ async fn key_rotations_at_the_provider_are_followed_by_the_layer() {
 // ---------------------------------------------------------------------------------------------
 // The resource_server example, as a black box
 
-/// The features this test binary was built with, so the example is built against the same
-/// library build (no rebuild of the crate with other features).
-fn features() -> Vec<&'static str> {
-    let mut features = Vec::new();
-    if cfg!(feature = "aws-lc-rs") {
-        features.push("aws-lc-rs");
-    }
-    if cfg!(feature = "rust-crypto") {
-        features.push("rust-crypto");
-    }
-    if cfg!(feature = "axum") {
-        features.push("axum");
-    }
-    if cfg!(feature = "tracing") {
-        features.push("tracing");
-    }
-    if cfg!(feature = "remote") {
-        features.push("remote");
-    }
-    if cfg!(feature = "redis") {
-        features.push("redis");
-    }
-    if cfg!(feature = "cache") {
-        features.push("cache");
-    }
-    features
-}
-
-/// Builds `examples/resource_server.rs` (`cargo build --example resource_server`) and returns
-/// the path of its executable.
-fn build_example() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    // What `cargo test` sets for this process describes this crate, not the build: passed on,
-    // it would make build scripts that watch those variables (ring's, for one) look dirty,
-    // so every run would rebuild them.
-    for (name, _) in std::env::vars_os() {
-        let Some(name) = name.to_str() else { continue };
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || name.starts_with("CARGO_CRATE_")
-            || name.starts_with("CARGO_BIN_")
-            || matches!(
-                name,
-                "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_TARGET_TMPDIR"
-                    | "CARGO_RUSTC_CURRENT_DIR"
-                    | "OUT_DIR"
-            )
-        {
-            command.env_remove(name);
-        }
-    }
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--example",
-            "resource_server",
-            "--message-format=json-render-diagnostics",
-            "--no-default-features",
-            "--features",
-        ])
-        .arg(features().join(","));
-    if !cfg!(debug_assertions) {
-        command.arg("--release");
-    }
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run cargo");
-    assert!(output.status.success(), "cargo build --example failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "resource_server")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported the example's executable")
-}
-
-/// A running `resource_server`; killed when dropped.
-struct Example {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Example {
-    /// Runs the example with `env` (plus `BIND_ADDR=127.0.0.1:0`) and waits for its
-    /// `listening on <addr>` line.
-    fn start(binary: &PathBuf, env: &[(&str, &str)]) -> Example {
-        let mut child = Command::new(binary)
-            .env_remove("OIDC_ISSUER")
-            .env_remove("JWKS_URL")
-            .env_remove("JWT_ISSUER")
-            .env_remove("JWT_AUDIENCE")
-            .env_remove("JWT_TOKEN_TYPE")
-            .env("BIND_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run the example");
-        let line = first_line(child.stdout.take().unwrap(), |l| {
-            l.contains("listening on ")
-        });
-        let Some(addr) = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|a| a.trim().parse().ok())
-        else {
-            let _ = child.kill();
-            panic!("the example did not start: {:?}", child.wait());
-        };
-        Example { child, addr }
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// What the resource_server example reads from its environment: none of it comes from this
+/// process.
+const EXAMPLE_ENV: [&str; 5] = [
+    "OIDC_ISSUER",
+    "JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_TOKEN_TYPE",
+];
 
 /// The example's realm.
 const REALM: &str = "resource-server";
 
-/// Runs the example with `env`, expecting it to refuse to start; returns its stderr.
-fn refuses_to_start(binary: &PathBuf, env: &[(&str, &str)]) -> String {
-    let output = Command::new(binary)
-        .env_remove("OIDC_ISSUER")
-        .env_remove("JWKS_URL")
-        .env_remove("JWT_ISSUER")
-        .env_remove("JWT_AUDIENCE")
-        .env_remove("JWT_TOKEN_TYPE")
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the example");
-    assert!(!output.status.success(), "started with {env:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!stdout.contains("listening on"), "{stdout}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn refuses_to_start(binary: &std::path::Path, env: &[(&str, &str)]) -> String {
+    example::refuses_to_start(binary, &EXAMPLE_ENV, env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_resource_server_example_trusts_the_provider() {
-    let binary = tokio::task::spawn_blocking(build_example).await.unwrap();
+    let binary = tokio::task::spawn_blocking(|| example::build("resource_server"))
+        .await
+        .unwrap();
     let provider = OidcProvider::start();
     let client = common::client();
 
     let server = Example::start(
         &binary,
+        &EXAMPLE_ENV,
         &[
             ("OIDC_ISSUER", provider.issuer.as_str()),
             ("JWT_AUDIENCE", AUDIENCE),
@@ -482,6 +353,7 @@ async fn the_resource_server_example_trusts_the_provider() {
     // Another audience configured: the provider's tokens are not for it.
     let other = Example::start(
         &binary,
+        &EXAMPLE_ENV,
         &[
             ("OIDC_ISSUER", provider.issuer.as_str()),
             ("JWT_AUDIENCE", "urn:other:api"),
@@ -495,6 +367,7 @@ async fn the_resource_server_example_trusts_the_provider() {
     let jwks_url = format!("{}/jwks", provider.issuer);
     let by_url = Example::start(
         &binary,
+        &EXAMPLE_ENV,
         &[
             ("JWKS_URL", jwks_url.as_str()),
             ("JWT_ISSUER", provider.issuer.as_str()),
@@ -506,6 +379,7 @@ async fn the_resource_server_example_trusts_the_provider() {
         .assert_ok(&provider);
     let wrong_issuer = Example::start(
         &binary,
+        &EXAMPLE_ENV,
         &[
             ("JWKS_URL", jwks_url.as_str()),
             ("JWT_ISSUER", "https://id.example.com"),

@@ -191,11 +191,8 @@ mod greeter {
 
     use std::convert::Infallible;
     use std::future::Future;
-    use std::io::{BufRead, BufReader};
     use std::net::SocketAddr;
-    use std::path::PathBuf;
     use std::pin::Pin;
-    use std::process::{Child, Command, Stdio};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use http::uri::PathAndQuery;
@@ -207,6 +204,8 @@ mod greeter {
     use tower::Layer;
     use tower_jwt_auth::issue::TokenIssuer;
     use tower_jwt_auth::{Algorithm, JwtAuth, grpc};
+
+    use crate::common::example::{self, Example};
 
     /// `message HelloRequest { string name = 1; }`
     #[derive(Clone, PartialEq, prost::Message)]
@@ -443,125 +442,8 @@ mod greeter {
     // -----------------------------------------------------------------------------------------
     // examples/tonic_server.rs, as a black box (its contract in EXAMPLES.md)
 
-    /// The features this test binary was built with, so the example links the same library
-    /// build (no rebuild of the crate with other features).
-    fn features() -> Vec<&'static str> {
-        let mut features = vec!["tonic", "issue"];
-        for (on, name) in [
-            (cfg!(feature = "aws-lc-rs"), "aws-lc-rs"),
-            (cfg!(feature = "rust-crypto"), "rust-crypto"),
-            (cfg!(feature = "axum"), "axum"),
-            (cfg!(feature = "tracing"), "tracing"),
-            (cfg!(feature = "remote"), "remote"),
-            (cfg!(feature = "redis"), "redis"),
-            (cfg!(feature = "cache"), "cache"),
-            (cfg!(feature = "test-util"), "test-util"),
-        ] {
-            if on {
-                features.push(name);
-            }
-        }
-        features
-    }
-
-    /// Builds examples/tonic_server.rs and returns the path of its executable.
-    fn build_example() -> PathBuf {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        // What `cargo test` sets for this process describes this crate, not the build: passed
-        // on, it would make build scripts that watch those variables look dirty.
-        for (name, _) in std::env::vars_os() {
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_MANIFEST_")
-                || name.starts_with("CARGO_CRATE_")
-                || name.starts_with("CARGO_BIN_")
-                || matches!(
-                    name,
-                    "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                        | "OUT_DIR"
-                )
-            {
-                command.env_remove(name);
-            }
-        }
-        command
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args([
-                "build",
-                "--example",
-                "tonic_server",
-                "--message-format=json-render-diagnostics",
-                "--no-default-features",
-                "--features",
-            ])
-            .arg(features().join(","));
-        if !cfg!(debug_assertions) {
-            command.arg("--release");
-        }
-        let output = command
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo");
-        assert!(output.status.success(), "cargo build --example failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "tonic_server")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the example's executable")
-    }
-
-    /// A running tonic_server; killed when dropped.
-    struct Example {
-        child: Child,
-        addr: SocketAddr,
-    }
-
-    impl Example {
-        /// Runs the example with `env` (plus `BIND_ADDR=127.0.0.1:0`, and nothing of the
-        /// JWT_* of this process) and waits for its `listening on <addr>` line.
-        fn start(binary: &PathBuf, env: &[(&str, &str)]) -> Example {
-            let mut child = Command::new(binary)
-                .env_remove("JWT_SECRET")
-                .env_remove("JWT_ISSUER")
-                .env_remove("JWT_AUDIENCE")
-                .env("BIND_ADDR", "127.0.0.1:0")
-                .envs(env.iter().copied())
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("run the example");
-            let mut stdout = BufReader::new(child.stdout.take().unwrap());
-            let mut line = String::new();
-            let addr = loop {
-                line.clear();
-                if stdout.read_line(&mut line).unwrap_or(0) == 0 {
-                    let _ = child.kill();
-                    panic!("the example did not start: {:?}", child.wait());
-                }
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    break addr
-                        .trim()
-                        .parse()
-                        .expect("an address after `listening on`");
-                }
-            };
-            // Keep draining its stdout, so the example never blocks on a full pipe.
-            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-            Example { child, addr }
-        }
-    }
-
-    impl Drop for Example {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    /// What the example reads from its environment: none of it comes from this process.
+    const EXAMPLE_ENV: [&str; 3] = ["JWT_SECRET", "JWT_ISSUER", "JWT_AUDIENCE"];
 
     /// A token with exactly what EXAMPLES.md lists: HS256, `typ` `at+jwt`, sub, iss, aud, exp.
     fn contract_token(secret: &str, claims: Value) -> String {
@@ -575,11 +457,14 @@ mod greeter {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_tonic_server_example_keeps_its_contract() {
-        let binary = tokio::task::spawn_blocking(build_example).await.unwrap();
+        let binary = tokio::task::spawn_blocking(|| example::build("tonic_server"))
+            .await
+            .unwrap();
         let secret = "a-secret-for-the-tonic-example-of-32+-bytes";
         let (iss, aud) = ("https://id.example.test", "greeter-api");
         let example = Example::start(
             &binary,
+            &EXAMPLE_ENV,
             &[
                 ("JWT_SECRET", secret),
                 ("JWT_ISSUER", iss),
@@ -641,7 +526,7 @@ mod greeter {
         drop(example);
 
         // Without JWT_ISSUER and JWT_AUDIENCE: the quickstart's defaults.
-        let example = Example::start(&binary, &[("JWT_SECRET", secret)]);
+        let example = Example::start(&binary, &EXAMPLE_ENV, &[("JWT_SECRET", secret)]);
         let channel = connect(example.addr).await;
         let claims = json!({ "sub": "grace", "iss": "tower-jwt-auth-demo", "aud": "demo-api",
                              "exp": now() + 300 });

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "axum")]
 pub mod api;
+pub mod example;
 #[cfg(feature = "remote")]
 pub mod jwks_server;
 #[cfg(feature = "remote")]
