@@ -168,7 +168,9 @@ impl<R> Pipeline<R> {
         };
         let claims = Arc::new(verified.claims);
         #[cfg(feature = "cache")]
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = &self.cache
+            && let Some(generation) = generation
+        {
             let entry = crate::cache::Entry {
                 claims: claims.clone(),
                 exp: verified.exp,
@@ -188,7 +190,7 @@ impl<R> Pipeline<R> {
     /// through to full verification, which reports it.
     #[cfg(feature = "cache")]
     fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
-        let generation = |i| self.verifiers.get(i).map(|v| v.keys.generation());
+        let generation = |i| self.verifiers.get(i).and_then(|v| v.keys.generation());
         let entry = self.cache.as_ref()?.get(token, generation)?;
         let verifier = self.verifiers.get(entry.verifier)?;
         verifier

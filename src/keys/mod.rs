@@ -41,14 +41,15 @@ impl Keys {
         }
     }
 
-    /// Changes whenever the key set does (always 0 for static keys): a cached verification
-    /// holds only under the generation it was made with.
+    /// Changes whenever the keys verification uses do (always 0 for static keys); `None` while
+    /// a remote set is unusable (past `max_stale`). A cached verification holds only under the
+    /// generation it was made with.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
-    pub(crate) fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> Option<u64> {
         match self {
-            Keys::Static(_) => 0,
+            Keys::Static(_) => Some(0),
             #[cfg(feature = "remote")]
-            Keys::Remote(remote) => remote.generation(),
+            Keys::Remote(remote) => remote.usable_generation(),
         }
     }
 

@@ -20,6 +20,8 @@ mod allocations;
 mod attacks;
 #[cfg(all(feature = "remote", feature = "redis", feature = "cache"))]
 mod audit;
+#[cfg(all(feature = "remote", feature = "cache"))]
+mod pipeline_audit;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;

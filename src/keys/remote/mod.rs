@@ -405,6 +405,15 @@ impl RemoteJwks {
         self.inner.snapshot.load().generation
     }
 
+    /// The generation of the keys verification uses now: `None` while they are unusable
+    /// (past `max_stale`, or none yet), when [`snapshot`](Self::snapshot) is empty even though
+    /// the generation has not moved yet.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn usable_generation(&self) -> Option<u64> {
+        let current = self.inner.snapshot.load();
+        current.usable(Instant::now()).then_some(current.generation)
+    }
+
     /// A receiver that sees [`generation`](Self::generation) change: to invalidate caches,
     /// log rotations, or wait for the first keys of a [`lazy`](RemoteJwksBuilder::lazy) set.
     ///
