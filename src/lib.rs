@@ -27,6 +27,7 @@ pub mod grpc;
 pub mod issue;
 mod keys;
 mod response;
+pub mod providers;
 pub mod revocation;
 mod source;
 mod tenant;

@@ -50,6 +50,8 @@
 //! Typed claims implement [`HasRoles`] / [`HasScopes`] as above; untyped claims
 //! (`serde_json::Value`) already do, reading the `roles` array, the space-delimited `scope`,
 //! and `scp` as either a space-delimited string (Microsoft Entra ID) or an array of strings.
+//! Claims that keep them elsewhere (Keycloak's `realm_access.roles`, Auth0's `permissions`,
+//! Cognito's `cognito:groups`) are read through a [`ClaimMapping`].
 
 mod future;
 mod layer;
@@ -58,5 +60,7 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::RequireClaimsLayer;
-pub use self::requirement::{HasRoles, HasScopes, Requirement, scope_contains};
+pub use self::requirement::{
+    ClaimMapping, ClaimPath, HasRoles, HasScopes, Requirement, scope_contains,
+};
 pub use self::service::RequireClaims;

@@ -57,6 +57,230 @@ impl HasScopes for serde_json::Value {
     }
 }
 
+/// Where in the claims a value is read: a path of object keys from the top of the payload.
+///
+/// From a string, the path is dot-separated: `"realm_access.roles"` is the key `roles` of
+/// the object `realm_access`. A colon is an ordinary character (`"cognito:groups"` is one
+/// key). A key that itself contains a dot, such as an Auth0 namespaced claim
+/// `https://example.com/roles`, is named with [`ClaimPath::keys`].
+///
+/// ```
+/// use tower_jwt_auth::authorize::ClaimPath;
+///
+/// let nested = ClaimPath::from("resource_access.orders-api.roles");
+/// let namespaced = ClaimPath::keys(["https://example.com/roles"]);
+/// assert_eq!(nested, ClaimPath::keys(["resource_access", "orders-api", "roles"]));
+/// # let _ = namespaced;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimPath {
+    keys: Vec<String>,
+}
+
+impl ClaimPath {
+    /// The path through `keys`, each taken literally (dots and all).
+    pub fn keys<I: IntoIterator<Item = S>, S: Into<String>>(keys: I) -> ClaimPath {
+        ClaimPath {
+            keys: strings(keys),
+        }
+    }
+
+    /// The value at this path in `claims`, if every key is there.
+    fn find<'a>(&self, claims: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        self.keys
+            .iter()
+            .try_fold(claims, |value, key| value.as_object()?.get(key))
+    }
+}
+
+impl From<&str> for ClaimPath {
+    /// The dot-separated path `path`.
+    fn from(path: &str) -> ClaimPath {
+        ClaimPath::keys(path.split('.'))
+    }
+}
+
+impl From<String> for ClaimPath {
+    /// The dot-separated path `path`.
+    fn from(path: String) -> ClaimPath {
+        ClaimPath::from(path.as_str())
+    }
+}
+
+impl std::fmt::Display for ClaimPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.keys.join("."))
+    }
+}
+
+/// Where the roles and scopes of untyped claims (`serde_json::Value`) are read from, for
+/// identity providers that put them elsewhere than `roles` / `scope` / `scp`.
+///
+/// Roles are read at each [`roles_at`](Self::roles_at) path as an array of strings, each one
+/// role (Keycloak's `realm_access.roles` and `resource_access.<client>.roles`, Cognito's
+/// `cognito:groups`, Entra ID's `roles`); any other form, a string included, grants no role,
+/// as with [`HasRoles`] for `serde_json::Value`. Scopes are read at each
+/// [`scopes_at`](Self::scopes_at) path as a space-delimited string (`scope`, Entra ID's `scp`)
+/// or as an array of strings, each one scope (Auth0's `permissions`, Okta's `scp`). A role or
+/// scope granted at any of the paths is granted; a missing path grants nothing. An empty
+/// mapping grants nothing.
+///
+/// The mapping makes [`Requirement`]s for [`RequireClaimsLayer`](super::RequireClaimsLayer):
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use tower_jwt_auth::JwtAuthLayer;
+/// use tower_jwt_auth::authorize::{ClaimMapping, RequireClaimsLayer};
+///
+/// // Keycloak: realm roles, the roles of the client `orders-api`, and the `scope` string.
+/// let keycloak = ClaimMapping::new()
+///     .roles_at("realm_access.roles")
+///     .roles_at("resource_access.orders-api.roles")
+///     .scopes_at("scope");
+/// let auth = JwtAuthLayer::<serde_json::Value>::builder()
+///     .hs256(b"an example secret that is 32 bytes+")
+///     .build()
+///     .unwrap();
+/// let app: Router = Router::new()
+///     .route(
+///         "/admin",
+///         get(|| async { "admin" }).route_layer(RequireClaimsLayer::new(keycloak.any_role(["admin"]))),
+///     )
+///     .layer(auth);
+///
+/// let claims = serde_json::json!({
+///     "realm_access": { "roles": ["offline_access", "admin"] },
+///     "scope": "openid profile email",
+/// });
+/// assert!(keycloak.has_role(&claims, "admin") && keycloak.has_scope(&claims, "email"));
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimMapping {
+    roles: Vec<ClaimPath>,
+    scopes: Vec<ClaimPath>,
+}
+
+/// The words of a space-delimited string or the strings of an array at `value`, whether one
+/// is `wanted`; when `split` is off, a string grants nothing.
+fn grants(value: &serde_json::Value, wanted: &str, split: bool) -> bool {
+    match value {
+        serde_json::Value::String(s) => split && scope_contains(s, wanted),
+        serde_json::Value::Array(items) => {
+            !wanted.is_empty() && items.iter().any(|i| i.as_str() == Some(wanted))
+        }
+        _ => false,
+    }
+}
+
+impl ClaimMapping {
+    /// A mapping that reads no roles and no scopes; add paths with [`roles_at`](Self::roles_at)
+    /// and [`scopes_at`](Self::scopes_at).
+    pub fn new() -> ClaimMapping {
+        ClaimMapping::default()
+    }
+
+    /// Also reads roles at `path` (an array of strings).
+    pub fn roles_at(mut self, path: impl Into<ClaimPath>) -> ClaimMapping {
+        self.roles.push(path.into());
+        self
+    }
+
+    /// Also reads scopes at `path` (a space-delimited string or an array of strings).
+    pub fn scopes_at(mut self, path: impl Into<ClaimPath>) -> ClaimMapping {
+        self.scopes.push(path.into());
+        self
+    }
+
+    /// The paths roles are read at.
+    pub fn role_paths(&self) -> &[ClaimPath] {
+        &self.roles
+    }
+
+    /// The paths scopes are read at.
+    pub fn scope_paths(&self) -> &[ClaimPath] {
+        &self.scopes
+    }
+
+    /// Whether `claims` grant `role` at one of the role paths.
+    pub fn has_role(&self, claims: &serde_json::Value, role: &str) -> bool {
+        self.roles
+            .iter()
+            .filter_map(|p| p.find(claims))
+            .any(|v| grants(v, role, false))
+    }
+
+    /// Whether `claims` grant `scope` at one of the scope paths.
+    pub fn has_scope(&self, claims: &serde_json::Value, scope: &str) -> bool {
+        self.scopes
+            .iter()
+            .filter_map(|p| p.find(claims))
+            .any(|v| grants(v, scope, true))
+    }
+
+    /// Requires at least one of `roles`, read through this mapping.
+    pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        roles: I,
+    ) -> Requirement<serde_json::Value> {
+        let (words, scope) = words(roles);
+        let mapping = self.clone();
+        Requirement {
+            check: Arc::new(move |c| words.iter().any(|r| mapping.has_role(c, r))),
+            scope,
+        }
+    }
+
+    /// Requires all of `roles`, read through this mapping.
+    pub fn all_roles<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        roles: I,
+    ) -> Requirement<serde_json::Value> {
+        let (words, scope) = words(roles);
+        let mapping = self.clone();
+        Requirement {
+            check: Arc::new(move |c| words.iter().all(|r| mapping.has_role(c, r))),
+            scope,
+        }
+    }
+
+    /// Requires at least one of `scopes`, read through this mapping.
+    pub fn any_scope<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        scopes: I,
+    ) -> Requirement<serde_json::Value> {
+        let (words, scope) = words(scopes);
+        let mapping = self.clone();
+        Requirement {
+            check: Arc::new(move |c| words.iter().any(|s| mapping.has_scope(c, s))),
+            scope,
+        }
+    }
+
+    /// Requires all of `scopes`, read through this mapping.
+    pub fn all_scopes<I: IntoIterator<Item = S>, S: Into<String>>(
+        &self,
+        scopes: I,
+    ) -> Requirement<serde_json::Value> {
+        let (words, scope) = words(scopes);
+        let mapping = self.clone();
+        Requirement {
+            check: Arc::new(move |c| words.iter().all(|s| mapping.has_scope(c, s))),
+            scope,
+        }
+    }
+}
+
+/// The items as strings, and the scope text a refusal names.
+fn words<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> (Vec<String>, Arc<str>) {
+    let items = strings(items);
+    let scope = items.join(" ").into();
+    (items, scope)
+}
+
 type Check<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
 
 /// A condition on the claims, with the scope text a refusal names.
@@ -289,6 +513,84 @@ mod tests {
                 "{claims}"
             );
         }
+    }
+
+    #[test]
+    fn claim_paths_split_on_dots_only() {
+        assert_eq!(
+            ClaimPath::from("resource_access.orders-api.roles"),
+            ClaimPath::keys(["resource_access", "orders-api", "roles"])
+        );
+        assert_eq!(
+            ClaimPath::from("cognito:groups"),
+            ClaimPath::keys(["cognito:groups"])
+        );
+        assert_eq!(ClaimPath::from(String::from("a.b")).to_string(), "a.b");
+        let claims = json!({
+            "https://example.com/roles": ["admin"],
+            "https": { "//example": { "com/roles": ["root"] } },
+            "cognito:groups": ["staff"],
+        });
+        let m = ClaimMapping::new()
+            .roles_at(ClaimPath::keys(["https://example.com/roles"]))
+            .roles_at("cognito:groups");
+        assert!(m.has_role(&claims, "admin") && m.has_role(&claims, "staff"));
+        assert!(!m.has_role(&claims, "root"));
+        // No path, an empty path, a path through a non-object grant nothing.
+        assert!(!ClaimMapping::new().has_role(&claims, "admin"));
+        let odd = ClaimMapping::new()
+            .roles_at(ClaimPath::keys(Vec::<String>::new()))
+            .roles_at("cognito:groups.x")
+            .scopes_at("cognito:groups.0");
+        assert!(!odd.has_role(&claims, "staff") && !odd.has_scope(&claims, "staff"));
+    }
+
+    #[test]
+    fn mapped_roles_are_arrays_and_scopes_are_strings_or_arrays() {
+        let m = ClaimMapping::new()
+            .roles_at("realm_access.roles")
+            .roles_at("resource_access.orders-api.roles")
+            .scopes_at("scope")
+            .scopes_at("permissions");
+        let claims = json!({
+            "realm_access": { "roles": ["offline_access", "uma_authorization"] },
+            "resource_access": {
+                "orders-api": { "roles": ["orders-admin"] },
+                "account": { "roles": ["manage-account"] },
+            },
+            "scope": "openid profile email",
+            "permissions": ["read:orders", "write:orders"],
+        });
+        assert!(m.has_role(&claims, "offline_access") && m.has_role(&claims, "orders-admin"));
+        assert!(!m.has_role(&claims, "manage-account") && !m.has_role(&claims, ""));
+        assert!(m.has_scope(&claims, "email") && m.has_scope(&claims, "write:orders"));
+        assert!(!m.has_scope(&claims, "orders") && !m.has_scope(&claims, ""));
+        // A string of roles grants nothing; other JSON types grant nothing.
+        for roles in [
+            json!("orders-admin"),
+            json!(1),
+            json!({ "orders-admin": true }),
+        ] {
+            let c = json!({ "realm_access": { "roles": roles } });
+            assert!(!m.has_role(&c, "orders-admin"), "{c}");
+        }
+        for scope in [json!(1), json!(null), json!({ "email": true })] {
+            assert!(!m.has_scope(&json!({ "scope": scope }), "email"));
+        }
+        type R = Requirement<serde_json::Value>;
+        let r: R = m.any_role(["nobody", "orders-admin"]);
+        assert!(r.is_met_by(&claims) && &*r.scope == "nobody orders-admin");
+        assert!(!m.all_roles(["nobody", "orders-admin"]).is_met_by(&claims));
+        assert!(
+            m.all_roles(["offline_access", "orders-admin"])
+                .is_met_by(&claims)
+        );
+        assert!(m.all_scopes(["openid", "read:orders"]).is_met_by(&claims));
+        assert!(!m.all_scopes(["openid", "admin"]).is_met_by(&claims));
+        assert!(m.any_scope(["admin", "openid"]).is_met_by(&claims));
+        assert!(!m.any_scope(["admin"]).is_met_by(&claims));
+        assert_eq!(m.role_paths().len(), 2);
+        assert_eq!(m.scope_paths()[1].to_string(), "permissions");
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod oidc_layer;
 #[cfg(feature = "remote")]
 mod oidc_provider;
 mod proptest_extraction;
+mod providers;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "remote")]
