@@ -58,4 +58,18 @@ expect 401 "reuse of a rotated refresh token" -X POST "$base/refresh" -H 'conten
   -d "{\"refresh_token\":\"$refresh\"}"
 expect 204 "POST /logout" -X POST "$base/logout" -H "authorization: Bearer $token"
 expect 401 "GET /me after logout" "$base/me" -H "authorization: Bearer $token"
+# GET /metrics: built with `--features metrics`, the decisions above are counted there, in the
+# Prometheus text format; without the feature there is no such route (404).
+code=$(curl -s -o "$log.metrics" -w '%{http_code}' "$base/metrics")
+case $code in
+  200)
+    grep -q '^tower_jwt_auth_requests_total{outcome="accepted",reason="verified"} [1-9]' "$log.metrics" \
+      && grep -q '^tower_jwt_auth_requests_total{outcome="rejected",reason="missing_token"} [1-9]' "$log.metrics" \
+      && grep -q '^tower_jwt_auth_requests_total{outcome="rejected",reason="revoked"} [1-9]' "$log.metrics" \
+      || { cat "$log.metrics"; rm -f "$log.metrics"; echo "FAIL /metrics lacks the request counts"; exit 1; }
+    ok "GET /metrics counts accepted and rejected requests" ;;
+  404) ok "GET /metrics: 404 (built without the metrics feature)" ;;
+  *) echo "FAIL GET /metrics: got $code"; rm -f "$log.metrics"; exit 1 ;;
+esac
+rm -f "$log.metrics"
 echo "smoke: $passed passed, 0 failed"

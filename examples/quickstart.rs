@@ -9,11 +9,17 @@
 //! curl -s -X POST localhost:3000/refresh -H 'content-type: application/json' \
 //!      -d "{\"refresh_token\":\"$REFRESH_TOKEN\"}"
 //! curl -s -X POST localhost:3000/logout -H "authorization: Bearer $ACCESS_TOKEN"
+//! curl -s localhost:3000/metrics   # with `--features metrics`: Prometheus text format
 //! ```
 //!
 //! Environment: `BIND_ADDR` (default 127.0.0.1:3000), `JWT_SECRET` (at least 32 bytes; a
 //! random one is generated and printed when unset), `JWT_ISSUER`, `JWT_AUDIENCE`, and
 //! `REDIS_URL` to keep revocations in Redis (build with `--features redis`) instead of memory.
+//!
+//! With `--features metrics`, `GET /metrics` serves the layer's metrics
+//! (`tower_jwt_auth_requests_total{outcome,reason}`, …) in the Prometheus text format, rendered
+//! from a `metrics-exporter-prometheus` recorder installed at start-up (no listener of its
+//! own). Without the feature, `/metrics` answers 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,8 +128,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route("/logout", post(logout))
         .layer(auth);
-    let app = Router::new()
-        .route("/health", get(|| async { "ok" }))
+    let app = Router::new().route("/health", get(|| async { "ok" }));
+    #[cfg(feature = "metrics")]
+    let app = {
+        use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+        // Latency as a Prometheus histogram (buckets from 10 µs to 100 ms), not a summary.
+        let buckets = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 1e-1];
+        let prometheus = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(tower_jwt_auth::metrics::VERIFY_DURATION_SECONDS.to_owned()),
+                &buckets,
+            )?
+            .install_recorder()?;
+        tower_jwt_auth::metrics::describe();
+        app.route(
+            "/metrics",
+            get(move || std::future::ready(metrics_text(&prometheus))),
+        )
+    };
+    // Said plainly, rather than the layer's 401 for unknown paths.
+    #[cfg(not(feature = "metrics"))]
+    let app = app.route(
+        "/metrics",
+        get(|| async { (StatusCode::NOT_FOUND, "run with `--features metrics`\n") }),
+    );
+    let app = app
         .route("/login", post(login))
         .route("/refresh", post(refresh))
         .merge(protected)
@@ -212,6 +241,19 @@ async fn me(user: Claims<User>) -> Json<User> {
 
 async fn admin(user: Claims<User>) -> Json<serde_json::Value> {
     Json(json!({ "hello": user.sub, "roles": user.roles }))
+}
+
+/// The Prometheus text exposition format (version 0.0.4) of everything recorded so far.
+#[cfg(feature = "metrics")]
+fn metrics_text(prometheus: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prometheus.render(),
+    )
+        .into_response()
 }
 
 /// Compares without an early exit, so response timing does not reveal how much matched.

@@ -171,6 +171,8 @@ impl TokenCache {
             &self.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::cache_lookup(entry.is_some());
         entry
     }
 

@@ -26,8 +26,10 @@ pub mod grpc;
 #[cfg(feature = "issue")]
 pub mod issue;
 mod keys;
-mod response;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod providers;
+mod response;
 pub mod revocation;
 mod source;
 mod tenant;

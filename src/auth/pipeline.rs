@@ -7,7 +7,12 @@
 //! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
 //! key source that lacks the token's `kid`; [`Pipeline::check_revocation`] and
 //! [`Pipeline::refresh_keys_then_verify`] are the futures for them. Every refusal, immediate
-//! or after a wait, is answered and traced in one place, [`Pipeline::respond`].
+//! or after a wait, is answered, traced and counted in one place, [`Pipeline::respond`].
+//!
+//! Metrics (feature `metrics`, [`crate::metrics`]): a refusal is counted in `respond`; a pass
+//! where the pipeline decides it (`authenticate` for anonymous passes, `decide` for a token
+//! with no revocation check to follow, `check_revocation` after the store answered); the
+//! verification latency around the verifier's check only.
 
 use std::sync::Arc;
 
@@ -114,10 +119,14 @@ impl<R> Pipeline<R> {
             && method == Method::OPTIONS
             && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         {
+            #[cfg(feature = "metrics")]
+            crate::metrics::accepted("anonymous");
             return Ok(Decision::Pass(None));
         }
         let Some(found) = source::extract(&self.sources, headers, uri, self.max_token_size)? else {
             if self.optional {
+                #[cfg(feature = "metrics")]
+                crate::metrics::accepted("anonymous");
                 return Ok(Decision::Pass(None));
             }
             return Err(AuthError::MissingToken.into());
@@ -153,7 +162,12 @@ impl<R> Pipeline<R> {
         // Read before verifying: an entry is tagged with a generation no newer than its keys.
         #[cfg(feature = "cache")]
         let generation = verifier.keys.generation();
-        let verified = match verifier.verify::<C>(jws) {
+        #[cfg(feature = "metrics")]
+        let started = std::time::Instant::now();
+        let verified = verifier.verify::<C>(jws);
+        #[cfg(feature = "metrics")]
+        crate::metrics::verify_duration(started.elapsed());
+        let verified = match verified {
             Ok(verified) => verified,
             #[cfg(feature = "remote")]
             Err(Refused {
@@ -201,10 +215,16 @@ impl<R> Pipeline<R> {
         Some(self.decide(Claims::from(claims), entry.id))
     }
 
+    /// Let through now, or after the revocation check. An immediate pass is counted here
+    /// (feature `metrics`); one after the check, by [`check_revocation`](Self::check_revocation).
     fn decide<C>(&self, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
         match id {
             Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id),
-            _ => Decision::Pass(Some(claims)),
+            _ => {
+                #[cfg(feature = "metrics")]
+                crate::metrics::accepted("verified");
+                Decision::Pass(Some(claims))
+            }
         }
     }
 
@@ -222,7 +242,19 @@ impl<R> Pipeline<R> {
             let Some(store) = store else {
                 return Ok(Extensions::new());
             };
-            match store.is_revoked(id.as_ref()).await {
+            let revoked = store.is_revoked(id.as_ref()).await;
+            #[cfg(feature = "metrics")]
+            match revoked {
+                Ok(true) => {}
+                Ok(false) => crate::metrics::accepted("verified"),
+                Err(_) => {
+                    crate::metrics::revocation_error();
+                    if fail_open {
+                        crate::metrics::accepted("verified");
+                    }
+                }
+            }
+            match revoked {
                 Ok(false) => Ok(Extensions::new()),
                 Ok(true) => Err(AuthError::Revoked.into()),
                 Err(_) if fail_open => Ok(Extensions::new()),
@@ -287,6 +319,8 @@ impl<R> Pipeline<R> {
     where
         R: ErrorResponder<B>,
     {
+        #[cfg(feature = "metrics")]
+        crate::metrics::rejected(rejection.error.reason());
         #[cfg(feature = "tracing")]
         tracing::debug!(
             target: "tower_jwt_auth",

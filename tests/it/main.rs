@@ -20,8 +20,6 @@ mod allocations;
 mod attacks;
 #[cfg(all(feature = "remote", feature = "redis", feature = "cache"))]
 mod audit;
-#[cfg(all(feature = "remote", feature = "cache"))]
-mod pipeline_audit;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
@@ -34,10 +32,14 @@ mod fuzz_equivalents;
 mod hyper;
 mod keys;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics;
 #[cfg(feature = "remote")]
 mod oidc_layer;
 #[cfg(feature = "remote")]
 mod oidc_provider;
+#[cfg(all(feature = "remote", feature = "cache"))]
+mod pipeline_audit;
 mod proptest_extraction;
 mod providers;
 #[cfg(feature = "redis")]

@@ -1,6 +1,8 @@
-//! Tracing events of the remote key source (feature `tracing`; without it these are no-ops).
+//! Tracing events of the remote key source (feature `tracing`; without it these are no-ops),
+//! and its counters (feature `metrics`, see [`crate::metrics`]).
 //!
-//! Events carry the URL, `kid`s, counts and reasons: never a token.
+//! Events carry the URL, `kid`s, counts and reasons: never a token. Metrics carry none of
+//! these, only fixed labels.
 
 #![cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 
@@ -36,6 +38,8 @@ pub(super) fn discovered(issuer: &str, jwks_uri: &str) {
 }
 
 pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::jwks_fetch("updated");
     #[cfg(feature = "tracing")]
     tracing::debug!(
         jwks_uri = uri,
@@ -56,6 +60,11 @@ pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
 
 /// `old` and `new` are sorted `kid`s.
 pub(super) fn rotated(uri: &str, old: &[Box<str>], new: &[Box<str>], generation: u64) {
+    // Generation 1 is the first key set, not a rotation.
+    #[cfg(feature = "metrics")]
+    if generation > 1 {
+        crate::metrics::jwks_rotation();
+    }
     #[cfg(feature = "tracing")]
     tracing::info!(
         jwks_uri = uri,
@@ -74,6 +83,8 @@ fn missing<'a>(kids: &'a [Box<str>], other: &[Box<str>]) -> Vec<&'a str> {
 }
 
 pub(super) fn not_modified(uri: &str, ttl: Duration) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::jwks_fetch("not_modified");
     #[cfg(feature = "tracing")]
     tracing::debug!(
         jwks_uri = uri,
@@ -83,6 +94,13 @@ pub(super) fn not_modified(uri: &str, ttl: Duration) {
 }
 
 pub(super) fn failed(uri: &str, reason: &str, stale_for: Option<Duration>) {
+    #[cfg(feature = "metrics")]
+    {
+        crate::metrics::jwks_fetch("error");
+        if stale_for.is_some() {
+            crate::metrics::jwks_stale_served();
+        }
+    }
     #[cfg(feature = "tracing")]
     match stale_for {
         Some(left) => tracing::warn!(
@@ -100,6 +118,8 @@ pub(super) fn failed(uri: &str, reason: &str, stale_for: Option<Duration>) {
 }
 
 pub(super) fn expired(uri: &str) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::jwks_keys_dropped();
     #[cfg(feature = "tracing")]
     tracing::error!(
         jwks_uri = uri,

@@ -1,0 +1,193 @@
+//! Metrics (feature `metrics`), recorded through the [`metrics`](https://docs.rs/metrics)
+//! facade: install any recorder (a Prometheus exporter, StatsD, OpenTelemetry, …) and the layer
+//! reports to it; without one, every call is a no-op. Without the feature, none of this is
+//! compiled.
+//!
+//! | Name | Type | Labels | What |
+//! |---|---|---|---|
+//! | [`REQUESTS_TOTAL`] | counter | `outcome`, `reason` | every request the layer decided |
+//! | [`VERIFY_DURATION_SECONDS`] | histogram | — | the signature and claims check alone |
+//! | [`CACHE_HITS_TOTAL`], [`CACHE_MISSES_TOTAL`] | counter | — | verified-token cache lookups |
+//! | [`REVOCATION_ERRORS_TOTAL`] | counter | — | revocation store failures |
+//! | [`JWKS_FETCHES_TOTAL`] | counter | `result` | remote key set fetches |
+//! | [`JWKS_ROTATIONS_TOTAL`] | counter | — | fetched key sets whose `kid`s changed |
+//! | [`JWKS_STALE_SERVED_TOTAL`] | counter | — | failed refreshes that kept the last good keys |
+//! | [`JWKS_KEYS_DROPPED_TOTAL`] | counter | — | key sets dropped after `max_stale` |
+//!
+//! `outcome` is `accepted` or `rejected`. For a rejection, `reason` is
+//! [`AuthError::reason`](crate::AuthError::reason) (`missing_token`, `expired`,
+//! `invalid_signature`, …); for an acceptance it is `verified` (a token checked, or found in
+//! the cache, and not revoked) or `anonymous` (let through without a token: an optional layer,
+//! or a CORS preflight). Every label value is one of a fixed set chosen by the crate: nothing
+//! from the request (no `iss`, `kid` or token) ever becomes a label, so a client cannot create
+//! new series. [`describe`] gives every metric its help text and unit.
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+//! use tower::ServiceExt;
+//! use tower_jwt_auth::JwtAuthLayer;
+//!
+//! #[derive(serde::Deserialize)]
+//! struct MyClaims { sub: String }
+//!
+//! // A recorder for this thread only; an application installs its exporter globally.
+//! let recorder = DebuggingRecorder::new();
+//! let snapshotter = recorder.snapshotter();
+//! let _guard = metrics::set_default_local_recorder(&recorder);
+//!
+//! let auth = JwtAuthLayer::<MyClaims>::builder()
+//!     .hs256(b"an example secret that is 32 bytes+")
+//!     .build()
+//!     .unwrap();
+//! let svc = tower::ServiceBuilder::new()
+//!     .layer(auth)
+//!     .service_fn(|_req: http::Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+//!     });
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let res = rt.block_on(svc.oneshot(http::Request::new(String::new()))).unwrap();
+//! assert_eq!(res.status(), 401);
+//!
+//! let rejected = snapshotter.snapshot().into_vec().into_iter().find(|(key, ..)| {
+//!     key.key().name() == tower_jwt_auth::metrics::REQUESTS_TOTAL
+//!         && key.key().labels().any(|l| l.value() == "missing_token")
+//! });
+//! assert!(matches!(rejected, Some((_, _, _, DebugValue::Counter(1)))));
+//! # }
+//! ```
+
+use std::time::Duration;
+
+/// Counter of the requests the layer decided; labels `outcome` (`accepted`, `rejected`) and
+/// `reason`.
+pub const REQUESTS_TOTAL: &str = "tower_jwt_auth_requests_total";
+/// Histogram of the time, in seconds, the signature and claims check of one token took (not
+/// the cache lookup, the revocation check or the inner service).
+pub const VERIFY_DURATION_SECONDS: &str = "tower_jwt_auth_verify_duration_seconds";
+/// Counter of the requests served from the verified-token cache (feature `cache`).
+pub const CACHE_HITS_TOTAL: &str = "tower_jwt_auth_cache_hits_total";
+/// Counter of the cache lookups that found no usable entry (feature `cache`).
+pub const CACHE_MISSES_TOTAL: &str = "tower_jwt_auth_cache_misses_total";
+/// Counter of the revocation store's failures (unreachable, timed out), whether the layer
+/// then failed closed (503) or open.
+pub const REVOCATION_ERRORS_TOTAL: &str = "tower_jwt_auth_revocation_errors_total";
+/// Counter of the remote key set's fetches (feature `remote`); label `result`: `updated` (a
+/// `200` with a usable key set), `not_modified` (a `304`) or `error` (anything else, discovery
+/// included).
+pub const JWKS_FETCHES_TOTAL: &str = "tower_jwt_auth_jwks_fetches_total";
+/// Counter of the fetched key sets whose `kid`s differ from the previous set (feature
+/// `remote`).
+pub const JWKS_ROTATIONS_TOTAL: &str = "tower_jwt_auth_jwks_rotations_total";
+/// Counter of the failed refreshes after which the last good keys kept being served, within
+/// `max_stale` (feature `remote`).
+pub const JWKS_STALE_SERVED_TOTAL: &str = "tower_jwt_auth_jwks_stale_served_total";
+/// Counter of the times the last good keys were dropped, stale beyond `max_stale` (feature
+/// `remote`).
+pub const JWKS_KEYS_DROPPED_TOTAL: &str = "tower_jwt_auth_jwks_keys_dropped_total";
+
+/// Describes every metric above to the installed recorder (its `# HELP` text and unit, for
+/// exporters that show them). Optional: call it once, after installing the recorder.
+pub fn describe() {
+    use ::metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Requests the JWT layer decided, by outcome (accepted, rejected) and reason."
+    );
+    describe_histogram!(
+        VERIFY_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to verify one token's signature and claims."
+    );
+    describe_counter!(
+        CACHE_HITS_TOTAL,
+        Unit::Count,
+        "Requests served from the verified-token cache."
+    );
+    describe_counter!(
+        CACHE_MISSES_TOTAL,
+        Unit::Count,
+        "Verified-token cache lookups that found no usable entry."
+    );
+    describe_counter!(
+        REVOCATION_ERRORS_TOTAL,
+        Unit::Count,
+        "Revocation store failures."
+    );
+    describe_counter!(
+        JWKS_FETCHES_TOTAL,
+        Unit::Count,
+        "Remote JWKS fetches, by result (updated, not_modified, error)."
+    );
+    describe_counter!(
+        JWKS_ROTATIONS_TOTAL,
+        Unit::Count,
+        "Fetched JWKS whose key ids changed."
+    );
+    describe_counter!(
+        JWKS_STALE_SERVED_TOTAL,
+        Unit::Count,
+        "Failed JWKS refreshes after which the last good keys kept being used."
+    );
+    describe_counter!(
+        JWKS_KEYS_DROPPED_TOTAL,
+        Unit::Count,
+        "JWKS dropped after being stale for longer than max_stale."
+    );
+}
+
+/// A request let through: `reason` is `"verified"` or `"anonymous"`.
+pub(crate) fn accepted(reason: &'static str) {
+    ::metrics::counter!(REQUESTS_TOTAL, "outcome" => "accepted", "reason" => reason).increment(1);
+}
+
+/// A request refused for `reason` ([`AuthError::reason`](crate::AuthError::reason)).
+pub(crate) fn rejected(reason: &'static str) {
+    ::metrics::counter!(REQUESTS_TOTAL, "outcome" => "rejected", "reason" => reason).increment(1);
+}
+
+/// How long one verification took.
+pub(crate) fn verify_duration(took: Duration) {
+    ::metrics::histogram!(VERIFY_DURATION_SECONDS).record(took.as_secs_f64());
+}
+
+/// One lookup of the verified-token cache.
+#[cfg(feature = "cache")]
+pub(crate) fn cache_lookup(hit: bool) {
+    let name = if hit {
+        CACHE_HITS_TOTAL
+    } else {
+        CACHE_MISSES_TOTAL
+    };
+    ::metrics::counter!(name).increment(1);
+}
+
+/// The revocation store could not be asked.
+pub(crate) fn revocation_error() {
+    ::metrics::counter!(REVOCATION_ERRORS_TOTAL).increment(1);
+}
+
+/// One fetch of a remote key set: `result` is `"updated"`, `"not_modified"` or `"error"`.
+#[cfg(feature = "remote")]
+pub(crate) fn jwks_fetch(result: &'static str) {
+    ::metrics::counter!(JWKS_FETCHES_TOTAL, "result" => result).increment(1);
+}
+
+/// A fetched key set whose `kid`s changed.
+#[cfg(feature = "remote")]
+pub(crate) fn jwks_rotation() {
+    ::metrics::counter!(JWKS_ROTATIONS_TOTAL).increment(1);
+}
+
+/// A failed refresh that kept the last good keys.
+#[cfg(feature = "remote")]
+pub(crate) fn jwks_stale_served() {
+    ::metrics::counter!(JWKS_STALE_SERVED_TOTAL).increment(1);
+}
+
+/// The last good keys dropped, stale for too long.
+#[cfg(feature = "remote")]
+pub(crate) fn jwks_keys_dropped() {
+    ::metrics::counter!(JWKS_KEYS_DROPPED_TOTAL).increment(1);
+}
