@@ -1,10 +1,11 @@
-// The README's examples issue their own tokens: it is the crate's documentation (and its
-// doctests) whenever the `issue` feature is on, as it is by default and on docs.rs.
-#![cfg_attr(feature = "issue", doc = include_str!("../README.md"))]
+// The README's examples issue their own tokens and protect one gRPC service: it is the crate's
+// documentation (and its doctests) when the `issue` and `tonic` features are on, as they are by
+// default and on docs.rs.
+#![cfg_attr(all(feature = "issue", feature = "tonic"), doc = include_str!("../README.md"))]
 #![cfg_attr(
-    not(feature = "issue"),
+    not(all(feature = "issue", feature = "tonic")),
     doc = "JWT authentication for any Tower stack; see README.md, or build the docs with the \
-           `issue` feature."
+           `issue` and `tonic` features."
 )]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
