@@ -613,7 +613,7 @@ async fn multiple_or_smuggled_tokens() {
         assert_ne!(
             out.status,
             StatusCode::OK,
-            "HOLE ({what}): reached as {:?}",
+            "({what}) reached the handler as {:?}",
             out.reached()
         );
     }
