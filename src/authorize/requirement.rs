@@ -226,12 +226,8 @@ impl ClaimMapping {
         &self,
         roles: I,
     ) -> Requirement<serde_json::Value> {
-        let (words, scope) = words(roles);
         let mapping = self.clone();
-        Requirement {
-            check: Arc::new(move |c| words.iter().any(|r| mapping.has_role(c, r))),
-            scope,
-        }
+        Requirement::words(roles, false, move |c, w| mapping.has_role(c, w))
     }
 
     /// Requires all of `roles`, read through this mapping.
@@ -239,12 +235,8 @@ impl ClaimMapping {
         &self,
         roles: I,
     ) -> Requirement<serde_json::Value> {
-        let (words, scope) = words(roles);
         let mapping = self.clone();
-        Requirement {
-            check: Arc::new(move |c| words.iter().all(|r| mapping.has_role(c, r))),
-            scope,
-        }
+        Requirement::words(roles, true, move |c, w| mapping.has_role(c, w))
     }
 
     /// Requires at least one of `scopes`, read through this mapping.
@@ -252,12 +244,8 @@ impl ClaimMapping {
         &self,
         scopes: I,
     ) -> Requirement<serde_json::Value> {
-        let (words, scope) = words(scopes);
         let mapping = self.clone();
-        Requirement {
-            check: Arc::new(move |c| words.iter().any(|s| mapping.has_scope(c, s))),
-            scope,
-        }
+        Requirement::words(scopes, false, move |c, w| mapping.has_scope(c, w))
     }
 
     /// Requires all of `scopes`, read through this mapping.
@@ -265,20 +253,9 @@ impl ClaimMapping {
         &self,
         scopes: I,
     ) -> Requirement<serde_json::Value> {
-        let (words, scope) = words(scopes);
         let mapping = self.clone();
-        Requirement {
-            check: Arc::new(move |c| words.iter().all(|s| mapping.has_scope(c, s))),
-            scope,
-        }
+        Requirement::words(scopes, true, move |c, w| mapping.has_scope(c, w))
     }
-}
-
-/// The items as strings, and the scope text a refusal names.
-fn words<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> (Vec<String>, Arc<str>) {
-    let items = strings(items);
-    let scope = items.join(" ").into();
-    (items, scope)
 }
 
 type Check<C> = Arc<dyn Fn(&C) -> bool + Send + Sync>;
@@ -333,17 +310,33 @@ impl<C: 'static> Requirement<C> {
         }
     }
 
+    /// Every one (`all`) or at least one of `words` passes `test`; a refusal names them all.
+    fn words<I: IntoIterator<Item = S>, S: Into<String>>(
+        words: I,
+        all: bool,
+        test: impl Fn(&C, &str) -> bool + Send + Sync + 'static,
+    ) -> Requirement<C> {
+        let words = strings(words);
+        let scope = words.join(" ").into();
+        Requirement {
+            check: Arc::new(move |c: &C| {
+                let mut passing = words.iter().map(|w| test(c, w));
+                if all {
+                    passing.all(|ok| ok)
+                } else {
+                    passing.any(|ok| ok)
+                }
+            }),
+            scope,
+        }
+    }
+
     /// At least one of `roles`.
     pub fn any_role<I: IntoIterator<Item = S>, S: Into<String>>(roles: I) -> Requirement<C>
     where
         C: HasRoles,
     {
-        let roles = strings(roles);
-        let scope = roles.join(" ").into();
-        Requirement {
-            check: Arc::new(move |c: &C| roles.iter().any(|r| c.has_role(r))),
-            scope,
-        }
+        Requirement::words(roles, false, |c: &C, w| c.has_role(w))
     }
 
     /// All of `roles`.
@@ -351,12 +344,7 @@ impl<C: 'static> Requirement<C> {
     where
         C: HasRoles,
     {
-        let roles = strings(roles);
-        let scope = roles.join(" ").into();
-        Requirement {
-            check: Arc::new(move |c: &C| roles.iter().all(|r| c.has_role(r))),
-            scope,
-        }
+        Requirement::words(roles, true, |c: &C, w| c.has_role(w))
     }
 
     /// At least one of `scopes`.
@@ -364,12 +352,7 @@ impl<C: 'static> Requirement<C> {
     where
         C: HasScopes,
     {
-        let scopes = strings(scopes);
-        let scope = scopes.join(" ").into();
-        Requirement {
-            check: Arc::new(move |c: &C| scopes.iter().any(|s| c.has_scope(s))),
-            scope,
-        }
+        Requirement::words(scopes, false, |c: &C, w| c.has_scope(w))
     }
 
     /// All of `scopes`.
@@ -377,12 +360,7 @@ impl<C: 'static> Requirement<C> {
     where
         C: HasScopes,
     {
-        let scopes = strings(scopes);
-        let scope = scopes.join(" ").into();
-        Requirement {
-            check: Arc::new(move |c: &C| scopes.iter().all(|s| c.has_scope(s))),
-            scope,
-        }
+        Requirement::words(scopes, true, |c: &C, w| c.has_scope(w))
     }
 
     /// Both this and `other`.
