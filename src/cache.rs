@@ -79,9 +79,7 @@ pub(crate) struct Entry {
     /// `Claims<C>`'s `Arc<C>`, type-erased (a layer has one claims type, so the downcast
     /// always succeeds).
     pub claims: Arc<dyn Any + Send + Sync>,
-    pub exp: Option<f64>,
-    pub nbf: Option<f64>,
-    pub iat: Option<f64>,
+    pub times: crate::validation::Times,
     pub id: Option<TokenId>,
     /// The key-set generation the token was verified under.
     pub generation: u64,
@@ -122,6 +120,7 @@ impl moka::Expiry<Arc<str>, Entry> for UntilExp {
     ) -> Option<Duration> {
         // Never past the token's own expiry; tokens without `exp` for at most an hour.
         let left = entry
+            .times
             .exp
             .map_or(3600.0, |exp| (exp - crate::Clock::system().now()).max(0.0));
         Some(Duration::from_secs_f64(left.min(3600.0)))
@@ -198,9 +197,10 @@ mod tests {
     fn entry(generation: u64, exp: f64) -> Entry {
         Entry {
             claims: Arc::new(()),
-            exp: Some(exp),
-            nbf: None,
-            iat: None,
+            times: crate::validation::Times {
+                exp: Some(exp),
+                ..Default::default()
+            },
             id: None,
             generation,
             verifier: 0,

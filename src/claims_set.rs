@@ -51,9 +51,9 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 r.required_seen |= 1 << i;
             }
             match name.as_ref() {
-                "exp" => r.exp = Some(map.next_value::<NumericDate>()?.0),
-                "nbf" => r.nbf = Some(map.next_value::<NumericDate>()?.0),
-                "iat" => r.iat = Some(map.next_value::<NumericDate>()?.0),
+                "exp" => r.times.exp = Some(numeric_date(map.next_value::<f64>()?)?),
+                "nbf" => r.times.nbf = Some(numeric_date(map.next_value::<f64>()?)?),
+                "iat" => r.times.iat = Some(numeric_date(map.next_value::<f64>()?)?),
                 "iss" => r.iss = Some(map.next_value::<CowStr<'de>>()?.0),
                 "sub" => r.sub = Some(map.next_value::<CowStr<'de>>()?.0),
                 "jti" => r.jti = Some(map.next_value::<CowStr<'de>>()?.0),
@@ -77,32 +77,13 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
     }
 }
 
-/// A NumericDate (RFC 7519 §2): any finite JSON number, read as seconds since the epoch.
-struct NumericDate(f64);
-
-impl<'de> de::Deserialize<'de> for NumericDate {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v as f64))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() {
-                    Ok(NumericDate(v))
-                } else {
-                    Err(E::custom("not finite"))
-                }
-            }
-        }
-        d.deserialize_any(V)
+/// A NumericDate (RFC 7519 §2): a JSON number, integer or not, read as seconds since the
+/// epoch. A string, `null` or any other JSON type is refused.
+fn numeric_date<E: de::Error>(v: f64) -> Result<f64, E> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(E::custom("not a finite NumericDate"))
     }
 }
 
@@ -154,7 +135,8 @@ mod tests {
             r#"{"exp":10,"nbf":-1,"iat":2.5,"iss":"i","sub":"s","jti":"j\u00e9","aud":["api"],"roles":1}"#,
         )
         .unwrap();
-        assert_eq!((r.exp, r.nbf, r.iat), (Some(10.0), Some(-1.0), Some(2.5)));
+        let t = r.times;
+        assert_eq!((t.exp, t.nbf, t.iat), (Some(10.0), Some(-1.0), Some(2.5)));
         assert_eq!(
             (r.iss.as_deref(), r.sub.as_deref(), r.jti.as_deref()),
             (Some("i"), Some("s"), Some("jé"))

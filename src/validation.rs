@@ -45,23 +45,16 @@ impl ClaimsPolicy {
         let Some(want) = &self.token_type else {
             return Ok(());
         };
-        let got = typ.ok_or(AuthError::WrongType)?;
-        if media_type_eq(got, want) {
-            Ok(())
-        } else {
-            Err(AuthError::WrongType)
+        match typ {
+            Some(got) if media_type_eq(got, want) => Ok(()),
+            _ => Err(AuthError::WrongType),
         }
     }
 
     /// Checks `exp`, `nbf` and `iat` at time `now`, with the leeway: all a cached token needs
     /// again.
-    pub(crate) fn check_times(
-        &self,
-        exp: Option<f64>,
-        nbf: Option<f64>,
-        iat: Option<f64>,
-        now: f64,
-    ) -> Result<(), AuthError> {
+    pub(crate) fn check_times(&self, times: Times, now: f64) -> Result<(), AuthError> {
+        let Times { exp, nbf, iat } = times;
         let leeway = self.leeway.as_secs_f64();
         // RFC 7519 §4.1.4: the current time must be before `exp`.
         if exp.is_some_and(|exp| now >= exp + leeway) {
@@ -90,12 +83,13 @@ impl ClaimsPolicy {
         if reg.required_seen != required_all {
             return Err(AuthError::MissingClaim);
         }
-        self.check_times(reg.exp, reg.nbf, reg.iat, now)?;
-        if reg.exp.is_none() && self.require_exp {
+        self.check_times(reg.times, now)?;
+        let Times { exp, iat, .. } = reg.times;
+        if exp.is_none() && self.require_exp {
             return Err(AuthError::MissingClaim);
         }
         if let Some(max) = self.max_lifetime {
-            let (Some(iat), Some(exp)) = (reg.iat, reg.exp) else {
+            let (Some(iat), Some(exp)) = (iat, exp) else {
                 return Err(AuthError::MissingClaim);
             };
             if exp - iat > max.as_secs_f64() {
@@ -142,12 +136,18 @@ pub(crate) enum AudienceCheck {
     Match,
 }
 
-/// The registered claims (RFC 7519 §4.1) as read from a payload, strings borrowed from it.
-#[derive(Debug, Default)]
-pub(crate) struct Registered<'a> {
+/// A token's NumericDates (RFC 7519 §4.1.4–6), what a cached verification re-checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Times {
     pub exp: Option<f64>,
     pub nbf: Option<f64>,
     pub iat: Option<f64>,
+}
+
+/// The registered claims (RFC 7519 §4.1) as read from a payload, strings borrowed from it.
+#[derive(Debug, Default)]
+pub(crate) struct Registered<'a> {
+    pub times: Times,
     pub iss: Option<Cow<'a, str>>,
     pub sub: Option<Cow<'a, str>>,
     pub jti: Option<Cow<'a, str>>,
@@ -176,75 +176,45 @@ mod tests {
 
     #[test]
     fn registered_claims() {
+        use AuthError::{Expired, MalformedClaims as Bad, MissingClaim as Missing};
         let p = policy();
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":"api"}"#),
-            Ok(())
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":["x","api"]}"#),
-            Ok(())
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":[]}"#),
-            Err(AuthError::WrongAudience)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":1}"#),
-            Err(AuthError::MalformedClaims)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a","aud":[1]}"#),
-            Err(AuthError::MalformedClaims)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":1,"aud":"api"}"#),
-            Err(AuthError::MalformedClaims)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"aud":"api"}"#),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iss":"iss-a"}"#),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":"1000100","iss":"iss-a","aud":"api"}"#),
-            Err(AuthError::MalformedClaims)
-        );
-        assert_eq!(
-            check(&p, r#"{"iss":"iss-a","aud":"api"}"#),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1,"exp":1000100,"iss":"iss-a","aud":"api"}"#),
-            Err(AuthError::MalformedClaims)
-        );
-        // leeway of 60 s on both sides
-        assert_eq!(
-            check(&p, r#"{"exp":999950,"iss":"iss-a","aud":"api"}"#),
-            Ok(())
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":999940,"iss":"iss-a","aud":"api"}"#),
-            Err(AuthError::Expired)
-        );
-        assert_eq!(
-            check(
-                &p,
-                r#"{"exp":1000100,"nbf":1000050,"iss":"iss-a","aud":"api"}"#
+        for (json, want) in [
+            (r#"{"exp":1000100,"iss":"iss-a","aud":"api"}"#, Ok(())),
+            (r#"{"exp":1000100,"iss":"iss-a","aud":["x","api"]}"#, Ok(())),
+            (
+                r#"{"exp":1000100,"iss":"iss-a","aud":[]}"#,
+                Err(AuthError::WrongAudience),
             ),
-            Ok(())
-        );
-        assert_eq!(
-            check(
-                &p,
-                r#"{"exp":1000100,"nbf":1000061,"iss":"iss-a","aud":"api"}"#
+            (
+                r#"{"exp":1000100,"iss":"iss-b","aud":"api"}"#,
+                Err(AuthError::WrongIssuer),
             ),
-            Err(AuthError::NotYetValid)
-        );
-        assert_eq!(check(&p, "[]"), Err(AuthError::MalformedClaims));
+            (r#"{"exp":1000100,"iss":"iss-a","aud":1}"#, Err(Bad)),
+            (r#"{"exp":1000100,"iss":"iss-a","aud":[1]}"#, Err(Bad)),
+            (r#"{"exp":1000100,"iss":1,"aud":"api"}"#, Err(Bad)),
+            (r#"{"exp":1000100,"aud":"api"}"#, Err(Missing)),
+            (r#"{"exp":1000100,"iss":"iss-a"}"#, Err(Missing)),
+            (r#"{"exp":"1000100","iss":"iss-a","aud":"api"}"#, Err(Bad)),
+            (r#"{"iss":"iss-a","aud":"api"}"#, Err(Missing)),
+            (
+                r#"{"exp":1,"exp":1000100,"iss":"iss-a","aud":"api"}"#,
+                Err(Bad),
+            ),
+            // A leeway of 60 s on both sides.
+            (r#"{"exp":999950,"iss":"iss-a","aud":"api"}"#, Ok(())),
+            (r#"{"exp":999940,"iss":"iss-a","aud":"api"}"#, Err(Expired)),
+            (
+                r#"{"exp":1000100,"nbf":1000050,"iss":"iss-a","aud":"api"}"#,
+                Ok(()),
+            ),
+            (
+                r#"{"exp":1000100,"nbf":1000061,"iss":"iss-a","aud":"api"}"#,
+                Err(AuthError::NotYetValid),
+            ),
+            ("[]", Err(Bad)),
+        ] {
+            assert_eq!(check(&p, json), want, "{json}");
+        }
     }
 
     #[test]
@@ -254,25 +224,24 @@ mod tests {
             required: vec!["sub".into(), "roles".into()],
             ..ClaimsPolicy::default()
         };
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iat":999900,"sub":"a","roles":[]}"#),
-            Ok(())
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"iat":999900,"sub":"a"}"#),
-            Err(AuthError::MissingClaim)
-        );
-        assert_eq!(
-            check(
-                &p,
-                r#"{"exp":18446744073709551615,"iat":999900,"sub":"a","roles":[]}"#
+        let far = r#"{"exp":18446744073709551615,"iat":999900,"sub":"a","roles":[]}"#;
+        for (json, want) in [
+            (
+                r#"{"exp":1000100,"iat":999900,"sub":"a","roles":[]}"#,
+                Ok(()),
             ),
-            Err(AuthError::LifetimeTooLong)
-        );
-        assert_eq!(
-            check(&p, r#"{"exp":1000100,"sub":"a","roles":[]}"#),
-            Err(AuthError::MissingClaim)
-        );
+            (
+                r#"{"exp":1000100,"iat":999900,"sub":"a"}"#,
+                Err(AuthError::MissingClaim),
+            ),
+            (far, Err(AuthError::LifetimeTooLong)),
+            (
+                r#"{"exp":1000100,"sub":"a","roles":[]}"#,
+                Err(AuthError::MissingClaim),
+            ),
+        ] {
+            assert_eq!(check(&p, json), want, "{json}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::AuthError;
 use crate::claims_set;
 use crate::keys::{AlgSet, Keys};
 use crate::token::{self, Jws};
-use crate::validation::ClaimsPolicy;
+use crate::validation::{ClaimsPolicy, Times};
 
 /// Everything needed to verify a token, fixed at build time.
 pub(crate) struct Verifier {
@@ -24,13 +24,9 @@ pub(crate) struct Verified<C> {
     pub claims: C,
     /// The identity for the revocation check, when one follows.
     pub id: Option<TokenId>,
-    /// `exp`, `nbf` and `iat`, for a cached copy that must be re-checked on every hit.
+    /// What a cached copy re-checks on every hit.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
-    pub exp: Option<f64>,
-    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
-    pub nbf: Option<f64>,
-    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
-    pub iat: Option<f64>,
+    pub times: Times,
 }
 
 /// Why a token was refused, and its `iss` when the claims were read that far (for the
@@ -100,14 +96,12 @@ impl Verifier {
             iss: registered.iss.as_deref().map(str::to_owned),
             jti: registered.jti.as_deref().map(str::to_owned),
             sub: registered.sub.as_deref().map(str::to_owned),
-            iat: registered.iat.map(|iat| iat as u64),
+            iat: registered.times.iat.map(|iat| iat as u64),
         });
         Ok(Verified {
             claims,
             id,
-            exp: registered.exp,
-            nbf: registered.nbf,
-            iat: registered.iat,
+            times: registered.times,
         })
     }
 

@@ -187,9 +187,7 @@ impl<R> Pipeline<R> {
         {
             let entry = crate::cache::Entry {
                 claims: claims.clone(),
-                exp: verified.exp,
-                nbf: verified.nbf,
-                iat: verified.iat,
+                times: verified.times,
                 id: verified.id.clone(),
                 generation,
                 verifier: index,
@@ -209,7 +207,7 @@ impl<R> Pipeline<R> {
         let verifier = self.verifiers.get(entry.verifier)?;
         verifier
             .policy
-            .check_times(entry.exp, entry.nbf, entry.iat, verifier.policy.clock.now())
+            .check_times(entry.times, verifier.policy.clock.now())
             .ok()?;
         let claims = entry.claims.downcast::<C>().ok()?;
         Some(self.decide(Claims::from(claims), entry.id))

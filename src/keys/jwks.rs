@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
-};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use super::set::{AlgSet, KeyEntry, check_strength};
@@ -38,19 +36,19 @@ use crate::BuildError;
 /// ```
 #[derive(Clone, Default)]
 pub struct Jwks {
-    pub(crate) keys: Vec<JwkEntry>,
+    keys: Vec<JwkEntry>,
     skipped: usize,
 }
 
-/// A usable JWK: `algs` is `None` when the JWK names no `alg` and the layer's allow-list
-/// decides which algorithms of its family it verifies.
+/// A usable JWK and the algorithms it permits: its `alg`; else, for an EC key, its curve's;
+/// else every algorithm of its key type. `fallback` is the one it verifies when the layer has
+/// no allow-list: its `alg`, its curve's, or its key type's customary one.
 #[derive(Clone)]
 pub(crate) struct JwkEntry {
-    pub kid: Option<String>,
-    pub alg: Option<Algorithm>,
-    /// For EC keys, the one algorithm the curve allows.
-    pub curve_alg: Option<Algorithm>,
-    pub key: DecodingKey,
+    kid: Option<String>,
+    algs: AlgSet,
+    fallback: Algorithm,
+    key: DecodingKey,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -109,10 +107,10 @@ impl Jwks {
         self.skipped
     }
 
-    /// The key entries for a layer whose allow-list is `allowed` (`None`: not configured).
-    /// A JWK without `alg` verifies the allowed algorithms of its family, or that family's
-    /// customary one when no allow-list was given; an `oct` one only those HMAC algorithms it
-    /// is long enough for (RFC 7518 §3.2).
+    /// The key entries for a layer whose allow-list is `allowed` (`None`: not configured): each
+    /// JWK verifies the algorithms it permits that are allowed, or its fallback without an
+    /// allow-list; an `oct` one only those HMAC algorithms it is long enough for (RFC 7518
+    /// §3.2). Keys left with no algorithm are dropped.
     pub(crate) fn entries(&self, allowed: Option<AlgSet>) -> Vec<KeyEntry> {
         self.keys
             .iter()
@@ -123,30 +121,19 @@ impl Jwks {
             .collect()
     }
 
-    /// Refuses an `oct` JWK without `alg` that the allow-list `allowed` offers HMAC
-    /// algorithms to but that is too short for every one of them: a configuration mistake, like
-    /// [`Key::hmac`](crate::Key::hmac) with a short secret. (One long enough for some of them
-    /// verifies those only, see [`entries`](Self::entries).)
+    /// Refuses an `oct` JWK without `alg` that the allow-list offers HMAC algorithms to but
+    /// that is too short for every one of them: a configuration mistake, like
+    /// [`Key::hmac`](crate::Key::hmac) with a short secret.
     pub(crate) fn check_secret_lengths(&self, allowed: Option<AlgSet>) -> Result<(), BuildError> {
-        // Without an allow-list such a key verifies HS256 only, checked when it was parsed.
-        let Some(allowed) = allowed else {
-            return Ok(());
-        };
-        let offered = AlgSet::family(AlgorithmFamily::Hmac).intersect(allowed);
         for k in &self.keys {
-            if k.alg.is_some() || k.key.family() != AlgorithmFamily::Hmac {
-                continue;
-            }
-            // The weakest offered algorithm: HS256, then HS384, then HS512.
+            let offered = k.algs.intersect(allowed.unwrap_or(k.algs));
+            // The weakest offered HMAC algorithm names the failure: HS256, then HS384, HS512.
             if let Some(alg) = offered.iter().next()
-                && k.algs(Some(allowed)).is_empty()
+                && k.key.family() == AlgorithmFamily::Hmac
+                && k.algs(allowed).is_empty()
             {
                 return Err(BuildError::WeakSecret {
-                    alg: match alg {
-                        Algorithm::HS384 => crate::Algorithm::HS384,
-                        Algorithm::HS512 => crate::Algorithm::HS512,
-                        _ => crate::Algorithm::HS256,
-                    },
+                    alg: crate::algorithm::from_jwt(alg),
                     len: k.key.try_get_as_bytes().map_or(0, <[u8]>::len),
                     min: min_secret_len(alg),
                 });
@@ -157,50 +144,30 @@ impl Jwks {
 }
 
 impl JwkEntry {
-    /// The algorithms this key verifies under the allow-list `allowed` (`None`: not
-    /// configured). An HMAC key never gets an algorithm whose hash output is longer than it
-    /// (RFC 7518 §3.2): an `oct` JWK without `alg` is offered every allowed HMAC algorithm,
-    /// and its length was checked at parse time against HS256 only.
+    /// The algorithms this key verifies under the allow-list `allowed`, never an HMAC one
+    /// whose hash output is longer than the key (RFC 7518 §3.2).
     fn algs(&self, allowed: Option<AlgSet>) -> AlgSet {
-        let algs = match (self.alg, self.curve_alg, allowed) {
-            (Some(alg), _, _) | (None, Some(alg), _) => AlgSet::of(alg),
-            (None, None, Some(allowed)) => AlgSet::family(self.key.family()).intersect(allowed),
-            (None, None, None) => AlgSet::of(customary(self.key.family())),
-        };
-        let algs = match allowed {
-            Some(allowed) => algs.intersect(allowed),
-            None => algs,
-        };
+        let algs = allowed.map_or(AlgSet::of(self.fallback), |a| self.algs.intersect(a));
         algs_for_secret(algs, &self.key)
     }
 }
 
-fn customary(family: AlgorithmFamily) -> Algorithm {
-    match family {
-        AlgorithmFamily::Hmac => Algorithm::HS256,
-        AlgorithmFamily::Rsa => Algorithm::RS256,
-        AlgorithmFamily::Ec => Algorithm::ES256,
-        AlgorithmFamily::Ed => Algorithm::EdDSA,
-    }
-}
-
+/// A JWK usable for signatures (RFC 7517 §4.2 `use`, §4.3 `key_ops`), with an `alg` that fits
+/// its key type and curve, and strong enough for its fallback algorithm; `None` otherwise.
 fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
+    let alg = match value.get("alg") {
+        None => None,
+        Some(name) => Some(crate::algorithm::from_name(name.as_str()?)?.jwt()),
+    };
     let jwk: Jwk = serde_json::from_value(value).ok()?;
-    match &jwk.common.public_key_use {
-        None | Some(PublicKeyUse::Signature) => {}
-        Some(_) => return None,
-    }
-    // RFC 7517 §4.3: a key whose operations do not include `verify` is not for us (an
-    // encryption key must never double as a verification key).
-    if let Some(ops) = &jwk.common.key_operations
-        && !ops.iter().any(|op| matches!(op, KeyOperations::Verify))
-    {
+    // RFC 7517 §4.2, §4.3: an encryption key must never double as a verification key.
+    let common = &jwk.common;
+    let for_signatures = matches!(common.public_key_use, None | Some(PublicKeyUse::Signature));
+    let verifies =
+        (common.key_operations.as_ref()).is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    if !for_signatures || !verifies {
         return None;
     }
-    let alg = match &jwk.common.key_algorithm {
-        None => None,
-        Some(ka) => Some(signing_alg(*ka)?),
-    };
     let key = DecodingKey::from_jwk(&jwk).ok()?;
     let curve_alg = match &jwk.algorithm {
         AlgorithmParameters::EllipticCurve(p) => match p.curve {
@@ -211,44 +178,28 @@ fn parse_jwk(value: serde_json::Value) -> Option<JwkEntry> {
         AlgorithmParameters::OctetKeyPair(p) if p.curve != EllipticCurve::Ed25519 => return None,
         _ => None,
     };
-    if let Some(alg) = alg
-        && (alg.family() != key.family() || curve_alg.is_some_and(|c| c != alg))
-    {
+    let family = key.family();
+    let algs = match alg.or(curve_alg) {
+        Some(a) if a.family() != family || curve_alg.is_some_and(|c| c != a) => return None,
+        Some(a) => AlgSet::of(a),
+        None => AlgSet::family(family),
+    };
+    let fallback = alg.or(curve_alg).unwrap_or(match family {
+        AlgorithmFamily::Hmac => Algorithm::HS256,
+        AlgorithmFamily::Rsa => Algorithm::RS256,
+        AlgorithmFamily::Ec => Algorithm::ES256,
+        AlgorithmFamily::Ed => Algorithm::EdDSA,
+    });
+    check_strength(fallback, &key).ok()?;
+    let entry = KeyEntry::new(None, AlgSet::of(fallback), key.clone());
+    // `KeyEntry::new` drops an HMAC algorithm the secret is too short for.
+    if !entry.is_usable() || entry.algs.is_empty() {
         return None;
-    }
-    let check_alg = alg.or(curve_alg).unwrap_or_else(|| customary(key.family()));
-    check_strength(check_alg, &key).ok()?;
-    if !KeyEntry::new(None, AlgSet::of(check_alg), key.clone()).is_usable() {
-        return None;
-    }
-    if key.family() == AlgorithmFamily::Hmac {
-        let len = key.try_get_as_bytes().ok()?.len();
-        if len < min_secret_len(check_alg) {
-            return None;
-        }
     }
     Some(JwkEntry {
-        kid: jwk.common.key_id.clone(),
-        alg,
-        curve_alg,
+        kid: jwk.common.key_id,
+        algs,
+        fallback,
         key,
-    })
-}
-
-fn signing_alg(ka: KeyAlgorithm) -> Option<Algorithm> {
-    Some(match ka {
-        KeyAlgorithm::HS256 => Algorithm::HS256,
-        KeyAlgorithm::HS384 => Algorithm::HS384,
-        KeyAlgorithm::HS512 => Algorithm::HS512,
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return None,
     })
 }

@@ -124,39 +124,32 @@ impl Key {
     /// A PEM public key (`PUBLIC KEY`, or `RSA PUBLIC KEY` for RSA) for an RSA, ECDSA or
     /// EdDSA algorithm.
     pub fn pem(alg: crate::Algorithm, pem: impl AsRef<[u8]>) -> Key {
-        let pem = pem.as_ref();
-        let material = match alg.jwt().family() {
-            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
-            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
-            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
-            AlgorithmFamily::Hmac => {
-                return Key::broken(alg, "a PEM key cannot verify an HMAC algorithm".into());
+        Key::public(alg, pem.as_ref(), true)
+    }
+
+    /// A DER public key: PKCS#1 `RSAPublicKey` for RSA, the uncompressed point for ECDSA,
+    /// the 32 raw bytes for Ed25519.
+    pub fn der(alg: crate::Algorithm, der: impl AsRef<[u8]>) -> Key {
+        Key::public(alg, der.as_ref(), false)
+    }
+
+    fn public(alg: crate::Algorithm, bytes: &[u8], pem: bool) -> Key {
+        let material = match (alg.jwt().family(), pem) {
+            (AlgorithmFamily::Rsa, true) => DecodingKey::from_rsa_pem(bytes),
+            (AlgorithmFamily::Ec, true) => DecodingKey::from_ec_pem(bytes),
+            (AlgorithmFamily::Ed, true) => DecodingKey::from_ed_pem(bytes),
+            (AlgorithmFamily::Rsa, false) => Ok(DecodingKey::from_rsa_der(bytes)),
+            (AlgorithmFamily::Ec, false) => Ok(DecodingKey::from_ec_der(bytes)),
+            (AlgorithmFamily::Ed, false) => Ok(DecodingKey::from_ed_der(bytes)),
+            (AlgorithmFamily::Hmac, _) => {
+                let form = if pem { "PEM" } else { "DER" };
+                return Key::broken(alg, format!("a {form} key cannot verify an HMAC algorithm"));
             }
         };
         Key {
             kid: None,
             alg,
             material: material.map_err(|e| e.to_string()),
-            secret_len: None,
-        }
-    }
-
-    /// A DER public key: PKCS#1 `RSAPublicKey` for RSA, the uncompressed point for ECDSA,
-    /// the 32 raw bytes for Ed25519.
-    pub fn der(alg: crate::Algorithm, der: impl AsRef<[u8]>) -> Key {
-        let der = der.as_ref();
-        let material = match alg.jwt().family() {
-            AlgorithmFamily::Rsa => DecodingKey::from_rsa_der(der),
-            AlgorithmFamily::Ec => DecodingKey::from_ec_der(der),
-            AlgorithmFamily::Ed => DecodingKey::from_ed_der(der),
-            AlgorithmFamily::Hmac => {
-                return Key::broken(alg, "a DER key cannot verify an HMAC algorithm".into());
-            }
-        };
-        Key {
-            kid: None,
-            alg,
-            material: Ok(material),
             secret_len: None,
         }
     }
@@ -208,19 +201,19 @@ impl Key {
             kid: self.kid.clone(),
             reason,
         };
+        // A PEM/DER key for HS*, a secret for a public-key algorithm, a key of another family,
+        // or a public key's PEM text used as an HMAC secret: algorithm confusion by hand, since
+        // that text is known to anyone who can read the public key (RFC 8725 §2.1).
         let is_hmac = alg.family() == AlgorithmFamily::Hmac;
+        let mismatch = BuildError::KeyAlgorithmMismatch { alg: self.alg };
         if is_hmac != self.secret_len.is_some() {
-            // A PEM/DER key for HS*, or a secret for a public-key algorithm.
-            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
+            return Err(mismatch);
         }
         let key = self.material.clone().map_err(invalid)?;
-        if is_hmac && key.try_get_as_bytes().is_ok_and(looks_like_pem) {
-            // Algorithm confusion by hand: a public key's PEM text used as an HMAC secret is
-            // known to anyone who can read the public key (RFC 8725 §2.1).
-            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
-        }
-        if key.family() != alg.family() {
-            return Err(BuildError::KeyAlgorithmMismatch { alg: self.alg });
+        if key.family() != alg.family()
+            || (is_hmac && key.try_get_as_bytes().is_ok_and(looks_like_pem))
+        {
+            return Err(mismatch);
         }
         if let Some(len) = self.secret_len {
             let min = min_secret_len(alg);

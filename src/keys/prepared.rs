@@ -102,15 +102,12 @@ fn der_integer(out: &mut Vec<u8>, magnitude: &[u8]) {
 fn der_length(out: &mut Vec<u8>, len: usize) {
     if len < 0x80 {
         out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(bytes.len() - 1);
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
+        return;
     }
+    let bytes = len.to_be_bytes();
+    let skip = len.leading_zeros() as usize / 8;
+    out.push(0x80 | (bytes.len() - skip) as u8);
+    out.extend_from_slice(&bytes[skip..]);
 }
 
 #[cfg(test)]

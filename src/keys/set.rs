@@ -27,16 +27,12 @@ impl AlgSet {
         AlgSet(Self::bit(alg))
     }
 
+    pub(crate) fn from_iter(algs: impl IntoIterator<Item = Algorithm>) -> AlgSet {
+        AlgSet(algs.into_iter().fold(0, |bits, alg| bits | Self::bit(alg)))
+    }
+
     pub(crate) fn iter(self) -> impl Iterator<Item = Algorithm> {
         all().filter(move |a| self.contains(*a))
-    }
-
-    pub(crate) fn from_iter(algs: impl IntoIterator<Item = Algorithm>) -> AlgSet {
-        algs.into_iter().fold(AlgSet::default(), |s, a| s.with(a))
-    }
-
-    pub(crate) fn with(self, alg: Algorithm) -> AlgSet {
-        AlgSet(self.0 | Self::bit(alg))
     }
 
     pub(crate) fn contains(self, alg: Algorithm) -> bool {
