@@ -7,10 +7,12 @@
 //! - the key is the **whole token**: a hit compares every byte, so a forged token that shares a
 //!   prefix (or a hash) with a cached one can never be served from the cache;
 //! - the value is the decoded claims, shared (`Arc`), never re-parsed or cloned per hit;
-//! - a hit still checks `exp` and `nbf` (with the leeway) and still asks the revocation store;
-//! - an entry never outlives its token's `exp`, and the whole cache is invalidated when the key
-//!   set changes (a rotation removes a key: tokens it signed must be verified again);
-//! - the cache is bounded by entries and by bytes (token length plus a fixed overhead).
+//! - a hit still checks `exp`, `nbf` and `iat` (with the leeway) and still asks the revocation
+//!   store; an entry that fails the time checks is removed and the token verified again;
+//! - the whole cache is invalidated when the key set changes (a rotation removes a key: tokens
+//!   it signed must be verified again);
+//! - the cache is bounded by entries and by bytes (token length plus a fixed overhead); what is
+//!   evicted first is what is least likely to be asked for again (CLOCK-Pro).
 //!
 //! ```
 //! # #[cfg(feature = "cache")] {
@@ -28,12 +30,10 @@
 //! # }
 //! ```
 
+use quick_cache::sync::Cache;
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-use moka::sync::Cache;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::verify::TokenId;
 
@@ -92,9 +92,57 @@ pub(crate) struct TokenCache {
     // ahash: the cache hashes whole tokens (hundreds of bytes) on every request; SipHash was a
     // third of a hit's cost. Its per-process random keys keep collision flooding impractical,
     // and a hit compares the whole token anyway.
-    map: Cache<Arc<str>, Entry, ahash::RandomState>,
+    map: Cache<Arc<str>, Entry, Weight, ahash::RandomState>,
+    counts: Counts,
+}
+
+/// Hit and miss counts kept per thread: each thread adds to its own slot (threads beyond the
+/// slot count share slots), so cores serving hits in parallel do not write one cache line.
+/// Reading sums the slots.
+struct Counts {
+    slots: Box<[Slot]>,
+}
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Slot {
     hits: AtomicU64,
     misses: AtomicU64,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        // A power of two, so a thread finds its slot with a mask.
+        let slots = std::thread::available_parallelism()
+            .map_or(8, |n| n.get() * 2)
+            .next_power_of_two();
+        Counts {
+            slots: (0..slots).map(|_| Slot::default()).collect(),
+        }
+    }
+
+    fn add(&self, hit: bool) {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+        }
+        let thread = THREAD.with(|t| {
+            if t.get() == usize::MAX {
+                t.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            t.get()
+        });
+        let slot = &self.slots[thread & (self.slots.len() - 1)];
+        let counter = if hit { &slot.hits } else { &slot.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> (u64, u64) {
+        self.slots.iter().fold((0, 0), |(h, m), s| {
+            let hits = s.hits.load(Ordering::Relaxed);
+            (h + hits, m + s.misses.load(Ordering::Relaxed))
+        })
+    }
 }
 
 /// Counters of the verified-token cache, for metrics.
@@ -109,67 +157,58 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-struct UntilExp;
+/// An entry weighs the larger of its real cost and its share of the entry limit, so both
+/// limits hold at once.
+#[derive(Clone)]
+struct Weight {
+    per_entry: u64,
+}
 
-impl moka::Expiry<Arc<str>, Entry> for UntilExp {
-    fn expire_after_create(
-        &self,
-        _key: &Arc<str>,
-        entry: &Entry,
-        _now: Instant,
-    ) -> Option<Duration> {
-        // Never past the token's own expiry; tokens without `exp` for at most an hour.
-        let left = entry
-            .times
-            .exp
-            .map_or(3600.0, |exp| (exp - crate::Clock::system().now()).max(0.0));
-        Some(Duration::from_secs_f64(left.min(3600.0)))
+impl quick_cache::Weighter<Arc<str>, Entry> for Weight {
+    fn weight(&self, token: &Arc<str>, _: &Entry) -> u64 {
+        (token.len() as u64 + ENTRY_OVERHEAD).max(self.per_entry)
     }
 }
 
 impl TokenCache {
     pub(crate) fn new(config: CacheConfig) -> TokenCache {
         let per_entry = (config.max_bytes / config.max_entries.max(1)).max(1);
-        let map = Cache::builder()
-            .max_capacity(config.max_bytes)
-            // The larger of an entry's real cost and its share of the entry limit, so both
-            // limits hold at once.
-            .weigher(move |token: &Arc<str>, _: &Entry| {
-                let bytes = token.len() as u64 + ENTRY_OVERHEAD;
-                u32::try_from(bytes.max(per_entry)).unwrap_or(u32::MAX)
-            })
-            .expire_after(UntilExp)
-            .build_with_hasher(ahash::RandomState::new());
+        let items = usize::try_from(config.max_entries).unwrap_or(usize::MAX);
         TokenCache {
-            map,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            map: Cache::with(
+                items,
+                config.max_bytes,
+                Weight { per_entry },
+                ahash::RandomState::new(),
+                Default::default(),
+            ),
+            counts: Counts::new(),
         }
     }
 
-    /// The entry for exactly this token, if it was verified under key-set `generation`.
     /// The entry for exactly `token`, if the key set of the verifier that verified it is still
-    /// at the generation it was verified under (`generation` of that verifier's index).
+    /// at the generation it was verified under (`generation` of that verifier's index) and
+    /// `fresh` accepts it (its time claims still hold). A stale entry is removed.
     pub(crate) fn get(
         &self,
         token: &str,
         generation: impl Fn(usize) -> Option<u64>,
+        fresh: impl Fn(&Entry) -> bool,
     ) -> Option<Entry> {
         let entry = self.map.get(token).filter(|entry| {
-            if generation(entry.verifier) == Some(entry.generation) {
-                return true;
+            if generation(entry.verifier) != Some(entry.generation) {
+                // The key set changed since this entry was verified: drop everything verified
+                // under an older set.
+                self.map.clear();
+                false
+            } else if !fresh(entry) {
+                self.map.remove(token);
+                false
+            } else {
+                true
             }
-            // The key set changed since this entry was verified: drop everything verified
-            // under an older set.
-            self.map.invalidate_all();
-            false
         });
-        let counter = if entry.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.counts.add(entry.is_some());
         #[cfg(feature = "metrics")]
         crate::metrics::cache_lookup(entry.is_some());
         entry
@@ -179,13 +218,13 @@ impl TokenCache {
         self.map.insert(Arc::from(token), entry);
     }
 
-    /// The counters (the entry count is exact: pending writes are applied first).
+    /// The counters.
     pub(crate) fn stats(&self) -> CacheStats {
-        self.map.run_pending_tasks();
+        let (hits, misses) = self.counts.sum();
         CacheStats {
-            entries: self.map.entry_count(),
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.map.len() as u64,
+            hits,
+            misses,
         }
     }
 }
@@ -212,11 +251,11 @@ mod tests {
         let cache = TokenCache::new(CacheConfig::default());
         let exp = crate::Clock::system().now() + 600.0;
         cache.insert("a.b.c", entry(0, exp));
-        assert!(cache.get("a.b.c", |_| Some(0)).is_some());
-        assert!(cache.get("a.b.d", |_| Some(0)).is_none());
-        assert!(cache.get("a.b.", |_| Some(0)).is_none());
+        assert!(cache.get("a.b.c", |_| Some(0), |_| true).is_some());
+        assert!(cache.get("a.b.d", |_| Some(0), |_| true).is_none());
+        assert!(cache.get("a.b.", |_| Some(0), |_| true).is_none());
         // A new key set invalidates everything verified under the old one.
-        assert!(cache.get("a.b.c", |_| Some(1)).is_none());
+        assert!(cache.get("a.b.c", |_| Some(1), |_| true).is_none());
         assert_eq!(cache.stats().entries, 0);
         assert_eq!((cache.stats().hits, cache.stats().misses), (1, 3));
     }
@@ -246,9 +285,11 @@ mod tests {
     }
 
     #[test]
-    fn entries_do_not_outlive_exp() {
+    fn a_stale_entry_is_a_miss_and_is_removed() {
         let cache = TokenCache::new(CacheConfig::default());
         cache.insert("expired", entry(0, crate::Clock::system().now() - 1.0));
-        assert!(cache.get("expired", |_| Some(0)).is_none());
+        assert!(cache.get("expired", |_| Some(0), |_| false).is_none());
+        assert_eq!(cache.stats().entries, 0);
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 1));
     }
 }

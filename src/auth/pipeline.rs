@@ -203,12 +203,14 @@ impl<R> Pipeline<R> {
     #[cfg(feature = "cache")]
     fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
         let generation = |i| self.verifiers.get(i).and_then(|v| v.keys.generation());
-        let entry = self.cache.as_ref()?.get(token, generation)?;
-        let verifier = self.verifiers.get(entry.verifier)?;
-        verifier
-            .policy
-            .check_times(entry.times, verifier.policy.clock.now())
-            .ok()?;
+        let fresh = |entry: &crate::cache::Entry| {
+            self.verifiers.get(entry.verifier).is_some_and(|v| {
+                v.policy
+                    .check_times(entry.times, v.policy.clock.now())
+                    .is_ok()
+            })
+        };
+        let entry = self.cache.as_ref()?.get(token, generation, fresh)?;
         let claims = entry.claims.downcast::<C>().ok()?;
         Some(self.decide(Claims::from(claims), entry.id))
     }
