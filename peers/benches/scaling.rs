@@ -1,0 +1,106 @@
+//! Multi-core scaling: the same requests through one layer on 1 and on 2 threads at once.
+//!
+//! Each thread runs its share of the requests through its own clone of one `JwtAuth` service
+//! (shared keys, cache and counters, as a server's worker threads share them), on its own
+//! current-thread runtime; the measured time is the wall time of the whole batch. Criterion
+//! reports it per request and as requests per second, so
+//!
+//! ```text
+//! scaling = throughput on 2 threads / throughput on 1 thread
+//! ```
+//!
+//! which is 2 on two idle cores when nothing on the request path is shared for writing (a
+//! contended lock or counter shows up as scaling well below 2). `noauth` is the same requests
+//! through the bare inner service: the harness's own scaling, the ceiling for the others.
+//! Run it on a machine with nothing else busy.
+//!
+//! ```sh
+//! cargo bench -p tower-jwt-auth-peers --bench scaling --features cache
+//! ```
+
+mod common;
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use common::{AlgCase, BenchClaims};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_jwt_auth::Claims;
+
+fn request(auth: &HeaderValue) -> Request<()> {
+    Request::builder()
+        .uri("/me")
+        .header(AUTHORIZATION, auth.clone())
+        .body(())
+        .expect("request")
+}
+
+async fn inner(req: Request<()>) -> Result<Response<()>, Infallible> {
+    black_box(
+        req.extensions()
+            .get::<Claims<BenchClaims>>()
+            .map(|c| c.sub.len()),
+    );
+    Ok(Response::new(()))
+}
+
+/// Runs `total` requests split over `threads` threads; returns the wall time. Every response
+/// must be 200, or the figures would measure refusals.
+fn run<S>(svc: &S, auth: &HeaderValue, threads: u64, total: u64) -> Duration
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + Sync,
+    S::Future: Send,
+{
+    let per_thread = total.div_ceil(threads);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    for _ in 0..per_thread {
+                        let res = svc.clone().oneshot(request(auth)).await;
+                        assert_eq!(res.map(|r| r.status()), Ok(StatusCode::OK));
+                    }
+                });
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn bench_scaling(c: &mut Criterion) {
+    let case = AlgCase::hs256();
+    let auth = HeaderValue::try_from(format!("Bearer {}", case.token())).expect("header");
+    let noauth = service_fn(inner);
+    let uncached = case.layer().layer(service_fn(inner));
+    #[cfg(feature = "cache")]
+    let cached = case
+        .layer_cached(tower_jwt_auth::cache::CacheConfig::default())
+        .layer(service_fn(inner));
+
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("scaling/{threads}-threads"));
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("noauth", |b| {
+            b.iter_custom(|n| run(&noauth, &auth, threads, n))
+        });
+        group.bench_function("hs256", |b| {
+            b.iter_custom(|n| run(&uncached, &auth, threads, n))
+        });
+        #[cfg(feature = "cache")]
+        group.bench_function("hs256-cached", |b| {
+            b.iter_custom(|n| run(&cached, &auth, threads, n))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench_scaling);
+criterion_main!(benches);
