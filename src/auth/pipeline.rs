@@ -322,12 +322,13 @@ impl<R> Pipeline<R> {
         #[cfg(feature = "metrics")]
         crate::metrics::rejected(rejection.error.reason());
         #[cfg(feature = "tracing")]
-        tracing::debug!(
+        tracing::event!(
             target: "tower_jwt_auth",
-            reason = rejection.error.reason(),
-            alg = rejection.alg.map(tracing::field::debug),
-            kid = rejection.kid.as_deref(),
-            iss = rejection.iss.as_deref(),
+            tracing::Level::DEBUG,
+            "error.type" = rejection.error.reason(),
+            jwt.alg = rejection.alg.map(tracing::field::debug),
+            jwt.kid = rejection.kid.as_deref(),
+            jwt.iss = rejection.iss.as_deref(),
             "request rejected"
         );
         self.responder.respond(&rejection.error, headers)

@@ -75,30 +75,34 @@ fn one_event_per_rejection_without_the_token() {
         "{out}"
     );
 
-    // Observed formatting of the fmt subscriber: `reason="expired" alg=HS256 iss="…"`.
+    // Observed formatting of the fmt subscriber, OpenTelemetry-style field names:
+    // `error.type="expired" jwt.alg=HS256 jwt.iss="…"`.
     let expired_event = events[0];
-    assert!(expired_event.contains("reason=\"expired\""), "{out}");
-    assert!(expired_event.contains("alg=HS256"), "{out}");
+    assert!(expired_event.contains("error.type=\"expired\""), "{out}");
+    assert!(expired_event.contains("jwt.alg=HS256"), "{out}");
     assert!(
-        expired_event.contains(&format!("iss=\"{ISSUER}\"")),
+        expired_event.contains(&format!("jwt.iss=\"{ISSUER}\"")),
         "{out}"
     );
-    assert!(!expired_event.contains("kid="), "{out}");
+    assert!(!expired_event.contains("jwt.kid="), "{out}");
 
     // The signature is checked before the payload is read, so no `iss` here.
     let forged_event = events[1];
     assert!(
-        forged_event.contains("reason=\"invalid_signature\""),
+        forged_event.contains("error.type=\"invalid_signature\""),
         "{out}"
     );
-    assert!(forged_event.contains("alg=HS256"), "{out}");
-    assert!(!forged_event.contains("iss="), "{out}");
+    assert!(forged_event.contains("jwt.alg=HS256"), "{out}");
+    assert!(!forged_event.contains("jwt.iss="), "{out}");
 
     // No token, so nothing to say about one.
     let missing_event = events[2];
-    assert!(missing_event.contains("reason=\"missing_token\""), "{out}");
-    assert!(!missing_event.contains("alg="), "{out}");
-    assert!(!missing_event.contains("iss="), "{out}");
+    assert!(
+        missing_event.contains("error.type=\"missing_token\""),
+        "{out}"
+    );
+    assert!(!missing_event.contains("jwt.alg="), "{out}");
+    assert!(!missing_event.contains("jwt.iss="), "{out}");
 
     // Neither the tokens (nor any of their segments) nor the secret are ever written.
     for token in [&expired, &forged, &valid] {

@@ -29,12 +29,16 @@ impl Trigger {
 
 pub(super) fn fetching(uri: &str, trigger: Trigger) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(jwks_uri = uri, trigger = trigger.as_str(), "fetching JWKS");
+    tracing::debug!(url.full = uri, trigger = trigger.as_str(), "fetching JWKS");
 }
 
 pub(super) fn discovered(issuer: &str, jwks_uri: &str) {
     #[cfg(feature = "tracing")]
-    tracing::info!(issuer, jwks_uri, "OpenID Connect discovery");
+    tracing::info!(
+        jwt.iss = issuer,
+        url.full = jwks_uri,
+        "OpenID Connect discovery"
+    );
 }
 
 pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
@@ -42,7 +46,7 @@ pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
     crate::metrics::jwks_fetch("updated");
     #[cfg(feature = "tracing")]
     tracing::debug!(
-        jwks_uri = uri,
+        url.full = uri,
         keys,
         skipped,
         ttl_secs = ttl.as_secs(),
@@ -51,7 +55,7 @@ pub(super) fn loaded(uri: &str, keys: usize, skipped: usize, ttl: Duration) {
     #[cfg(feature = "tracing")]
     if skipped > 0 {
         tracing::info!(
-            jwks_uri = uri,
+            url.full = uri,
             skipped,
             "JWKS keys skipped: malformed, not for signatures, or algorithm not allowed"
         );
@@ -67,7 +71,7 @@ pub(super) fn rotated(uri: &str, old: &[Box<str>], new: &[Box<str>], generation:
     }
     #[cfg(feature = "tracing")]
     tracing::info!(
-        jwks_uri = uri,
+        url.full = uri,
         added = ?missing(new, old),
         removed = ?missing(old, new),
         generation,
@@ -87,7 +91,7 @@ pub(super) fn not_modified(uri: &str, ttl: Duration) {
     crate::metrics::jwks_fetch("not_modified");
     #[cfg(feature = "tracing")]
     tracing::debug!(
-        jwks_uri = uri,
+        url.full = uri,
         ttl_secs = ttl.as_secs(),
         "JWKS not modified"
     );
@@ -104,14 +108,14 @@ pub(super) fn failed(uri: &str, reason: &str, stale_for: Option<Duration>) {
     #[cfg(feature = "tracing")]
     match stale_for {
         Some(left) => tracing::warn!(
-            jwks_uri = uri,
-            reason,
+            url.full = uri,
+            error.message = reason,
             stale_left_secs = left.as_secs(),
             "JWKS refresh failed; still using the last good keys"
         ),
         None => tracing::warn!(
-            jwks_uri = uri,
-            reason,
+            url.full = uri,
+            error.message = reason,
             "JWKS refresh failed; no usable keys"
         ),
     }
@@ -122,7 +126,7 @@ pub(super) fn expired(uri: &str) {
     crate::metrics::jwks_keys_dropped();
     #[cfg(feature = "tracing")]
     tracing::error!(
-        jwks_uri = uri,
+        url.full = uri,
         "JWKS keys dropped: stale for longer than max_stale and the identity provider \
          cannot be reached"
     );
