@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::checks::{Checks, PayloadCheck};
 use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
 use crate::keys::{AlgSet, KeyConfig};
@@ -58,6 +59,7 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     csrf: Option<CsrfPolicy>,
     revocation: Option<Arc<dyn Revocation>>,
     revocation_fail_open: bool,
+    checks: Checks,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
     responder: R,
@@ -79,6 +81,7 @@ impl<C> JwtAuthBuilder<C> {
             csrf: Some(CsrfPolicy::default()),
             revocation: None,
             revocation_fail_open: false,
+            checks: Checks::default(),
             #[cfg(feature = "cache")]
             cache: None,
             responder: Rfc6750::default(),
@@ -231,6 +234,63 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Refuses tokens whose claims `check` returns `false` for: a rule of the application's
+    /// that the settings above cannot express (a tenant that must be enabled, a claim that must
+    /// hold one of a few values). A refused token is answered 401 `invalid_token`
+    /// (RFC 6750 §3.1: the token is not acceptable here at all), with
+    /// [`AuthError::ClaimsRejected`], through the layer's responder like every refusal; the
+    /// response names no claim. A token that is fine but lacks a permission for one route is a
+    /// 403, the job of [`RequireClaims`](crate::authorize::RequireClaims), not of this hook.
+    ///
+    /// The check sees the claims as the application's type `C`, after the signature and the
+    /// claims policy passed and before the revocation store is asked; it runs on every
+    /// request, for a token served from the [cache](Self::cache) too, and whichever
+    /// [tenant](Self::tenant) verified the token. Called again, it adds a check: a token must
+    /// pass them all. It must not block: it runs inside the service's `call`. To know why a
+    /// token was refused, log from inside the check (a claim, never the token).
+    ///
+    /// ```
+    /// # #[cfg(feature = "issue")] {
+    /// use tower_jwt_auth::{AuthError, JwtAuthLayer};
+    /// use tower_jwt_auth::issue::TokenIssuer;
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct MyClaims { sub: String, tenant: String }
+    ///
+    /// let secret = b"an example secret that is 32 bytes+";
+    /// let auth = JwtAuthLayer::<MyClaims>::builder()
+    ///     .hs256(secret)
+    ///     .validate(|claims: &MyClaims| claims.tenant == "acme")
+    ///     .validate(|claims: &MyClaims| !claims.sub.is_empty())
+    ///     .build()
+    ///     .unwrap();
+    /// let issuer = TokenIssuer::hs256(secret).unwrap();
+    /// let acme = issuer.issue("alice", &serde_json::json!({ "tenant": "acme" })).unwrap();
+    /// let other = issuer.issue("alice", &serde_json::json!({ "tenant": "other" })).unwrap();
+    /// assert_eq!(auth.verify(&acme.token).unwrap().tenant, "acme");
+    /// assert_eq!(auth.verify(&other.token).unwrap_err(), AuthError::ClaimsRejected);
+    /// # }
+    /// ```
+    pub fn validate(mut self, check: impl Fn(&C) -> bool + Send + Sync + 'static) -> Self
+    where
+        C: 'static,
+    {
+        self.checks.add_claims(check);
+        self
+    }
+
+    /// Adds a check on the claims set's JSON, refusing with the reason it names: a provider
+    /// preset's rule, which reads only the token's own claims, so a cached copy of the token need not pass it again.
+    pub(crate) fn payload_check(mut self, check: PayloadCheck) -> Self {
+        self.checks.add_payload(check);
+        self
+    }
+
+    /// Fails the build with `error`: for a preset given an argument it cannot use.
+    pub(crate) fn refuse(self, error: &'static str) -> Self {
+        self.fail(BuildError::InvalidSetting(error))
+    }
+
     /// Accepts tokens without `exp`. Off by default: a token without expiry is valid forever.
     pub fn allow_missing_exp(mut self) -> Self {
         self.policy.require_exp = false;
@@ -351,6 +411,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             csrf: self.csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            checks: self.checks,
             #[cfg(feature = "cache")]
             cache: self.cache,
             responder,
@@ -462,6 +523,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            checks: self.checks,
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,

@@ -22,6 +22,7 @@
 //! ```
 
 mod builder;
+mod checks;
 mod future;
 mod layer;
 mod pipeline;

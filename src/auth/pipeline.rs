@@ -1,7 +1,7 @@
 //! The per-request steps, in the order they run:
 //!
-//! extract → CSRF → parse → choose verifier → cache → verify → claims policy → revocation →
-//! hand on, or respond.
+//! extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra checks
+//! (the `validate` hooks; a cache hit runs them too) → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
 //! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderMap, Method, Response, Uri};
 use serde::de::DeserializeOwned;
 
+use super::checks::Checks;
 use crate::csrf::Csrf;
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
@@ -38,6 +39,8 @@ pub(crate) struct Pipeline<R> {
     pub csrf: Option<Csrf>,
     pub revocation: Option<Arc<dyn Revocation>>,
     pub revocation_fail_open: bool,
+    /// The application's `validate` hooks and the presets' checks.
+    pub checks: Checks,
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
@@ -105,8 +108,8 @@ impl Rejection {
 }
 
 impl<R> Pipeline<R> {
-    /// Extract → CSRF → parse → choose verifier → cache → verify → claims policy: everything
-    /// that needs no I/O.
+    /// Extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra
+    /// checks: everything that needs no I/O.
     pub(crate) fn authenticate<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         method: &Method,
@@ -140,7 +143,7 @@ impl<R> Pipeline<R> {
         // whole, and the verifier that verified it is known.
         #[cfg(feature = "cache")]
         if let Some(hit) = self.cached::<C>(found.token) {
-            return Ok(hit);
+            return hit;
         }
         let jws = Jws::parse(found.token, self.max_token_size)?;
         let (index, verifier) = self
@@ -150,8 +153,8 @@ impl<R> Pipeline<R> {
         self.verify(index, verifier, &jws)
     }
 
-    /// Verify → claims policy → cache insert, for a parsed token and its verifier (the
-    /// `index`th of the layer's).
+    /// Verify → claims policy → extra checks → cache insert, for a parsed token and its
+    /// verifier (the `index`th of the layer's).
     #[cfg_attr(not(feature = "cache"), allow(unused_variables))]
     fn verify<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
@@ -180,6 +183,10 @@ impl<R> Pipeline<R> {
                 return Err(Rejection::about(error, &jws.header).with_iss(iss));
             }
         };
+        // Before the cache insert: the cache holds only tokens that passed every check.
+        self.checks
+            .verified(&jws.payload, &verified.claims)
+            .map_err(|e| Rejection::about(e, &jws.header))?;
         let claims = Arc::new(verified.claims);
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache
@@ -201,9 +208,13 @@ impl<R> Pipeline<R> {
 
     /// A cache hit for exactly this token, verified under the current generation of its
     /// verifier's keys and still within its `exp`/`nbf`/`iat`. A failing time check falls
-    /// through to full verification, which reports it.
+    /// through to full verification, which reports it. The application's hooks run again
+    /// (their answer may have changed since the token was cached); a refusal is final.
     #[cfg(feature = "cache")]
-    fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
+    fn cached<C: Send + Sync + 'static>(
+        &self,
+        token: &str,
+    ) -> Option<Result<Decision<C>, Rejection>> {
         let generation = |i| self.verifiers.get(i).and_then(|v| v.keys.generation());
         let entry = self.cache.as_ref()?.get(token, generation)?;
         let verifier = self.verifiers.get(entry.verifier)?;
@@ -212,7 +223,10 @@ impl<R> Pipeline<R> {
             .check_times(entry.exp, entry.nbf, entry.iat, verifier.policy.clock.now())
             .ok()?;
         let claims = entry.claims.downcast::<C>().ok()?;
-        Some(self.decide(Claims::from(claims), entry.id))
+        if let Err(error) = self.checks.hooks(&*claims) {
+            return Some(Err(error.into()));
+        }
+        Some(Ok(self.decide(Claims::from(claims), entry.id)))
     }
 
     /// Let through now, or after the revocation check. An immediate pass is counted here
@@ -334,14 +348,16 @@ impl<R> Pipeline<R> {
     }
 
     /// The whole check of one token outside any request (no source, CSRF, cache or
-    /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
-    pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+    /// revocation; the extra checks included): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
+    pub(crate) fn verify_token<C: DeserializeOwned + 'static>(
+        &self,
+        token: &str,
+    ) -> Result<C, AuthError> {
         let jws = Jws::parse(token, self.max_token_size)?;
         let (_, verifier) = self.verifiers.select(&jws)?;
-        verifier
-            .verify::<C>(&jws)
-            .map(|v| v.claims)
-            .map_err(|r| r.error)
+        let claims = verifier.verify::<C>(&jws).map_err(|r| r.error)?.claims;
+        self.checks.verified(&jws.payload, &claims)?;
+        Ok(claims)
     }
 
     /// Form, header policy and signature only; the decoded payload, which need not be a claims
