@@ -29,6 +29,7 @@ mod pipeline;
 mod service;
 
 pub use builder::JwtAuthBuilder;
+pub(crate) use checks::PayloadCheck;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 pub use service::JwtAuth;
