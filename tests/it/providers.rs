@@ -750,3 +750,191 @@ async fn claim_mapping_without_a_preset() {
     assert!(reply.challenge().contains("scope=\"a b\""), "{reply:?}");
     assert_eq!(hits.count(), 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The resource_server example's JWT_PROVIDER, as a black box
+
+/// `GET /admin` of the resource_server example, started with `JWT_PROVIDER` for each provider
+/// and trusting a `MockIdp` by discovery: the role `admin` read where that provider puts it
+/// passes, anywhere else it is a 403 `insufficient_scope` challenge; with `cognito`, the app
+/// client is `client_id`, and an ID token or another client's token is a 401.
+#[cfg(all(feature = "remote", feature = "test-util"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_example_reads_roles_where_the_provider_puts_them() {
+    use crate::common::example::{self, Example, RESOURCE_SERVER_ENV};
+    use tower_jwt_auth::testing::MockIdp;
+
+    let binary = tokio::task::spawn_blocking(|| example::build("resource_server"))
+        .await
+        .unwrap();
+    let idp = MockIdp::start().await;
+    let issuer = idp.issuer();
+    let start = |provider: &str, audience: &str| {
+        let mut env = vec![("OIDC_ISSUER", issuer.as_str()), ("JWT_AUDIENCE", audience)];
+        if !provider.is_empty() {
+            env.push(("JWT_PROVIDER", provider));
+        }
+        Example::start(&binary, &RESOURCE_SERVER_ENV, &env)
+    };
+    #[track_caller]
+    fn assert_admin(reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let claims: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(claims["sub"], "alice");
+    }
+    #[track_caller]
+    fn assert_not_admin(reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{reply:?}");
+        let challenge = reply.challenge();
+        assert!(
+            challenge.starts_with("Bearer realm=\"resource-server\"")
+                && challenge.contains("error=\"insufficient_scope\""),
+            "{challenge:?}"
+        );
+    }
+    let get = |server: &Example, path: &str, token: String| {
+        let url = format!("http://{}{path}", server.addr);
+        async move { fetch(&url, Some(&token)).await }
+    };
+    let token = |aud: &str, claims: Value| {
+        idp.token()
+            .subject("alice")
+            .audience(aud)
+            .claims(claims)
+            .sign()
+    };
+
+    // Keycloak: realm roles, and the client roles of this API (the audience), not another's.
+    let keycloak = start("keycloak", "orders-api");
+    let realm_admin = token(
+        "orders-api",
+        json!({ "realm_access": { "roles": ["admin"] } }),
+    );
+    let client_admin = token(
+        "orders-api",
+        json!({ "resource_access": { "orders-api": { "roles": ["admin"] } } }),
+    );
+    for t in [realm_admin.clone(), client_admin] {
+        assert_admin(&get(&keycloak, "/admin", t).await);
+    }
+    let other_client = token(
+        "orders-api",
+        json!({ "resource_access": { "account": { "roles": ["admin"] } },
+                "realm_access": { "roles": ["user"] } }),
+    );
+    let top_level = token("orders-api", json!({ "roles": ["admin"] }));
+    for t in [other_client.clone(), top_level.clone()] {
+        assert_not_admin(&get(&keycloak, "/admin", t).await);
+    }
+    assert_eq!(
+        get(&keycloak, "/me", other_client).await.status,
+        StatusCode::OK
+    );
+    get(
+        &keycloak,
+        "/admin",
+        token(
+            "another-api",
+            json!({ "realm_access": { "roles": ["admin"] } }),
+        ),
+    )
+    .await
+    .assert_invalid_token_in("resource-server", "wrong audience");
+
+    // Auth0: `permissions`.
+    let auth0 = start("auth0", "https://api.example.com/orders");
+    let aud = "https://api.example.com/orders";
+    assert_admin(
+        &get(
+            &auth0,
+            "/admin",
+            token(aud, json!({ "permissions": ["admin"] })),
+        )
+        .await,
+    );
+    for claims in [
+        json!({ "permissions": ["read:orders"] }),
+        json!({ "roles": ["admin"] }),
+        json!({ "scope": "admin" }),
+    ] {
+        assert_not_admin(&get(&auth0, "/admin", token(aud, claims)).await);
+    }
+
+    // Cognito: no `aud`; `client_id` is the app client, `token_use` must be `access`.
+    let client = "1example23456789";
+    let cognito = start("cognito", client);
+    let access = |groups: Value| {
+        idp.token()
+            .subject("alice")
+            .without("aud")
+            .claims(json!({ "token_use": "access", "client_id": client,
+                            "cognito:groups": groups, "username": "alice" }))
+            .sign()
+    };
+    assert_admin(&get(&cognito, "/admin", access(json!(["admin"]))).await);
+    assert_not_admin(&get(&cognito, "/admin", access(json!(["users"]))).await);
+    assert_eq!(
+        get(&cognito, "/me", access(json!(["users"]))).await.status,
+        StatusCode::OK
+    );
+    // The pool's ID token for the same app client, with the same groups: not an access token.
+    let id_token = token(
+        client,
+        json!({ "token_use": "id", "cognito:groups": ["admin"], "email": "alice@example.com" }),
+    );
+    let id_with_client = idp
+        .token()
+        .subject("alice")
+        .without("aud")
+        .claims(json!({ "token_use": "id", "client_id": client, "cognito:groups": ["admin"] }))
+        .sign();
+    let other_app = idp
+        .token()
+        .subject("alice")
+        .without("aud")
+        .claims(
+            json!({ "token_use": "access", "client_id": "9other87654321",
+                        "cognito:groups": ["admin"] }),
+        )
+        .sign();
+    for t in [id_token, id_with_client, other_app] {
+        for path in ["/me", "/admin"] {
+            get(&cognito, path, t.clone())
+                .await
+                .assert_invalid_token_in("resource-server", "claims not accepted");
+        }
+    }
+
+    // Entra ID: app roles in `roles`; generic (the default): `roles` too.
+    let entra = start("entra", API_CLIENT_ID);
+    assert_admin(
+        &get(
+            &entra,
+            "/admin",
+            token(API_CLIENT_ID, json!({ "roles": ["admin"] })),
+        )
+        .await,
+    );
+    assert_not_admin(
+        &get(
+            &entra,
+            "/admin",
+            token(API_CLIENT_ID, json!({ "roles": ["Orders.Read"] })),
+        )
+        .await,
+    );
+    let generic = start("", "orders-api");
+    assert_admin(&get(&generic, "/admin", top_level).await);
+    assert_not_admin(&get(&generic, "/admin", realm_admin).await);
+
+    let stderr = example::refuses_to_start(
+        &binary,
+        &RESOURCE_SERVER_ENV,
+        &[
+            ("OIDC_ISSUER", issuer.as_str()),
+            ("JWT_AUDIENCE", "orders-api"),
+            ("JWT_PROVIDER", "okta"),
+        ],
+    );
+    assert!(stderr.contains("JWT_PROVIDER"), "{stderr}");
+}
