@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::checks::{Checks, PayloadCheck};
 use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
+use super::public::PublicPaths;
 use crate::keys::{AlgSet, KeyConfig};
 use crate::revocation::Revocation;
 use crate::source::Source;
@@ -55,6 +56,7 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     max_token_size: usize,
     sources: Vec<TokenSource>,
     optional: bool,
+    public_paths: Vec<String>,
     pass_preflight: bool,
     csrf: Option<CsrfPolicy>,
     revocation: Option<Arc<dyn Revocation>>,
@@ -77,6 +79,7 @@ impl<C> JwtAuthBuilder<C> {
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             sources: vec![TokenSource::Bearer],
             optional: false,
+            public_paths: Vec::new(),
             pass_preflight: true,
             csrf: Some(CsrfPolicy::default()),
             revocation: None,
@@ -344,6 +347,38 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Leaves requests for `path` unauthenticated: they pass without a look at any token and
+    /// reach the inner service with no claims (the [`Claims`](crate::Claims) extractor answers
+    /// them 401, `Option<Claims<C>>` is `None`). For one layer in front of a whole tonic
+    /// server that leaves the health check open, where `add_service(auth.layer(svc))` per
+    /// service does not fit. May be called again; `path` is either an exact path, or a prefix
+    /// followed by `/*` (every path below it):
+    ///
+    /// ```
+    /// use tower_jwt_auth::JwtAuthLayer;
+    ///
+    /// # #[derive(serde::Deserialize)] struct MyClaims { sub: String }
+    /// let auth = JwtAuthLayer::<MyClaims>::builder()
+    ///     .hs256(b"an example secret that is 32 bytes+")
+    ///     .public_path("/grpc.health.v1.Health/Check")
+    ///     .public_path("/grpc.reflection.v1.ServerReflection/*")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = auth;
+    /// ```
+    ///
+    /// The request's path is compared raw, as received (RFC 3986 §3.3): case-sensitive, not
+    /// percent-decoded, no `.`/`..` segment resolved, no `//` merged. Since something behind
+    /// the layer may normalise paths (`/public/../admin` is `/admin` to some routers), a
+    /// request is public only when its path is in plain form: non-empty segments of RFC 3986
+    /// `pchar`s other than `%` and `;`, none `.` or `..`; any other path is authenticated as
+    /// usual. The same rule holds for `path` itself, which must not contain `*` but in a final
+    /// `/*`, and `/*` alone (everything public) is refused: [`build`](Self::build) fails.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        self.public_paths.push(path.into());
+        self
+    }
+
     /// Also authenticates CORS preflight requests. By default they pass untouched, since
     /// browsers send them without credentials.
     pub fn authenticate_preflight(mut self) -> Self {
@@ -407,6 +442,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             max_token_size: self.max_token_size,
             sources: self.sources,
             optional: self.optional,
+            public_paths: self.public_paths,
             pass_preflight: self.pass_preflight,
             csrf: self.csrf,
             revocation: self.revocation,
@@ -508,6 +544,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
                 "the leeway is longer than the revocation store's retention margin",
             ));
         }
+        let public = PublicPaths::new(&self.public_paths)?;
         let verifiers = self.build_verifiers()?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
@@ -519,6 +556,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             max_token_size: self.max_token_size,
             sources,
             optional: self.optional,
+            public,
             pass_preflight: self.pass_preflight,
             csrf,
             revocation: self.revocation,

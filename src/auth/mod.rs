@@ -26,6 +26,7 @@ mod checks;
 mod future;
 mod layer;
 mod pipeline;
+mod public;
 mod service;
 
 pub use builder::JwtAuthBuilder;

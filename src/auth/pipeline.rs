@@ -1,6 +1,6 @@
 //! The per-request steps, in the order they run:
 //!
-//! extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra checks
+//! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra checks
 //! (the `validate` hooks; a cache hit runs them too) → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
@@ -21,6 +21,7 @@ use http::{Extensions, HeaderMap, Method, Response, Uri};
 use serde::de::DeserializeOwned;
 
 use super::checks::Checks;
+use super::public::PublicPaths;
 use crate::csrf::Csrf;
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
@@ -35,6 +36,8 @@ pub(crate) struct Pipeline<R> {
     pub max_token_size: usize,
     pub sources: Vec<Source>,
     pub optional: bool,
+    /// Paths left unauthenticated.
+    pub public: PublicPaths,
     pub pass_preflight: bool,
     pub csrf: Option<Csrf>,
     pub revocation: Option<Arc<dyn Revocation>>,
@@ -116,6 +119,12 @@ impl<R> Pipeline<R> {
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Decision<C>, Rejection> {
+        // A public path: no token is looked at, and no claims are handed on.
+        if self.public.contains(uri.path()) {
+            #[cfg(feature = "metrics")]
+            crate::metrics::accepted("anonymous");
+            return Ok(Decision::Pass(None));
+        }
         // A CORS preflight: browsers never attach credentials to it (Fetch §3.2.2), so
         // authenticating it would break CORS.
         if self.pass_preflight
