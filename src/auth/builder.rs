@@ -241,7 +241,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// that the settings above cannot express (a tenant that must be enabled, a claim that must
     /// hold one of a few values). A refused token is answered 401 `invalid_token`
     /// (RFC 6750 §3.1: the token is not acceptable here at all), with
-    /// [`AuthError::ClaimsRejected`], through the layer's responder like every refusal; the
+    /// [`AuthError::ClaimsRejected`](crate::AuthError::ClaimsRejected), through the layer's responder like every refusal; the
     /// response names no claim. A token that is fine but lacks a permission for one route is a
     /// 403, the job of [`RequireClaims`](crate::authorize::RequireClaims), not of this hook.
     ///
@@ -257,7 +257,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// use tower_jwt_auth::{AuthError, JwtAuthLayer};
     /// use tower_jwt_auth::issue::TokenIssuer;
     ///
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug, serde::Deserialize)]
     /// struct MyClaims { sub: String, tenant: String }
     ///
     /// let secret = b"an example secret that is 32 bytes+";
