@@ -199,7 +199,9 @@ impl Provider {
     /// checks, as the Microsoft identity platform documents ("Validate the issuer"), that
     /// `iss` is that template with `{tenantid}` replaced by the token's own `tid`, a GUID;
     /// `iss` and `tid` are required claims. Everything else is as [`entra`](Self::entra):
-    /// roles from `roles`, scopes from `scp`, the audience is the API's application ID. Keys:
+    /// roles from `roles`, scopes from `scp`, the audience is the API's application ID, here
+    /// required (without it the build fails: every tenant's applications get tokens signed
+    /// with the same keys). Keys:
     /// [`jwks_uri`](Self::jwks_uri), the `common` key set every tenant's tokens are signed
     /// with (see the [module documentation](self#keys)).
     ///
@@ -348,8 +350,10 @@ impl Provider {
     /// required claims and claim rules (see the [module documentation](self#claim-rules-401-not-403))
     /// on `builder`. Keys are added separately (see the [module documentation](self#keys)).
     /// The build fails for a preset given what it cannot use: [`entra`](Self::entra) with
-    /// `common`, `organizations` or `consumers`, or [`allow_tenant`](Self::allow_tenant) on a
-    /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant).
+    /// `common`, `organizations` or `consumers`, [`allow_tenant`](Self::allow_tenant) on a
+    /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant), or
+    /// `entra_multi_tenant` without an [`audience`](Self::audience) (every tenant's
+    /// applications get tokens signed with the same keys).
     pub fn configure<C, R>(&self, builder: JwtAuthBuilder<C, R>) -> JwtAuthBuilder<C, R> {
         let mut builder = builder;
         if self.kind != Kind::EntraMultiTenant {
@@ -367,6 +371,13 @@ impl Provider {
         }
         if !self.tenants.is_empty() && self.kind != Kind::EntraMultiTenant {
             return builder.refuse("Provider::allow_tenant is for Provider::entra_multi_tenant");
+        }
+        if self.kind == Kind::EntraMultiTenant && self.audiences.is_empty() {
+            // Every tenant's applications get tokens signed with the same keys: without an
+            // audience, a token any of them was issued would pass.
+            return builder.refuse(
+                "Provider::entra_multi_tenant needs an audience (the API's application ID)",
+            );
         }
         match self.kind {
             Kind::Entra if self.issuers.iter().any(|i| is_entra_alias(i)) => builder.refuse(

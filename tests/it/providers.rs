@@ -414,7 +414,8 @@ async fn entra_multi_tenant_allow_list() {
     assert_eq!(hits.count(), 1);
 }
 
-/// Presets given what they cannot use fail the build instead of refusing every token.
+/// Presets given what they cannot use fail the build instead of refusing every token, or
+/// accepting too many.
 #[test]
 fn entra_aliases_and_misplaced_tenant_lists_fail_the_build() {
     let jwks = json!({ "keys": [jwk("rsa", KID)] }).to_string();
@@ -431,6 +432,9 @@ fn entra_aliases_and_misplaced_tenant_lists_fail_the_build() {
     let err = build(Provider::keycloak("https://sso.example.com", "acme").allow_tenant(TENANT))
         .unwrap_err();
     assert!(err.to_string().contains("allow_tenant"), "{err}");
+    // Without an audience, a token of any application of any tenant would pass.
+    let err = build(Provider::entra_multi_tenant().allow_tenant(TENANT)).unwrap_err();
+    assert!(err.to_string().contains("audience"), "{err}");
     assert!(build(Provider::entra(TENANT)).is_ok());
 }
 
