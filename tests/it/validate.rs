@@ -4,7 +4,7 @@
 //! tenant.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use reqwest::StatusCode;
@@ -98,6 +98,7 @@ async fn hooks_compose_with_and_and_come_after_the_claims_policy() {
 #[cfg(feature = "cache")]
 #[tokio::test]
 async fn hook_runs_on_a_cache_hit() {
+    use std::sync::atomic::AtomicBool;
     use tower_jwt_auth::cache::CacheConfig;
 
     let enabled = Arc::new(AtomicBool::new(true));
