@@ -315,13 +315,16 @@ impl Provider {
         self.issuers.first().map_or("", String::as_str)
     }
 
-    /// Every `iss` the provider's tokens may carry.
+    /// Every `iss` the provider's tokens may carry (for Entra ID multi-tenant, the template,
+    /// which [`configure`](Self::configure) checks against `tid` instead of setting it).
     pub fn issuers(&self) -> &[String] {
         &self.issuers
     }
 
     /// The OpenID Connect discovery document: `{issuer}/.well-known/openid-configuration`,
-    /// without the issuer's trailing slash.
+    /// without the issuer's trailing slash (for Entra ID multi-tenant, the `common` tenant's,
+    /// whose `issuer` is the template: discovery refuses it, so take the keys from
+    /// [`jwks_uri`](Self::jwks_uri)).
     pub fn discovery_url(&self) -> &str {
         &self.discovery_url
     }
