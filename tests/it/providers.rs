@@ -464,7 +464,8 @@ async fn entra_multi_tenant_keys_by_jwks_uri_not_by_template_discovery() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, BuildError::Discovery { reason, .. } if reason.contains("{tenantid}")),
+        matches!(&err, BuildError::Discovery { reason, .. }
+            if reason.contains("{tenantid}") && reason.contains("from_jwks_uri")),
         "{err}"
     );
 
