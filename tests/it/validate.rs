@@ -93,6 +93,49 @@ async fn hooks_compose_with_and_and_come_after_the_claims_policy() {
     assert_eq!(hits.count(), 0);
 }
 
+/// A revocation store that counts the questions it is asked and knows no revoked token.
+struct Counting(Arc<AtomicUsize>);
+
+impl tower_jwt_auth::revocation::Revocation for Counting {
+    fn is_revoked<'a>(
+        &'a self,
+        _: tower_jwt_auth::revocation::TokenId<'a>,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<bool, tower_jwt_auth::revocation::RevocationError>,
+    > {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(false) })
+    }
+
+    fn retention_margin(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(3600)
+    }
+}
+
+/// The hooks run before the revocation store is asked: a refused token costs no store round
+/// trip; an accepted one is still checked there.
+#[tokio::test]
+async fn hooks_run_before_the_revocation_check() {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let layer = hs256_builder::<TestClaims>()
+        .revocation(Arc::new(Counting(asked.clone())))
+        .validate(|c: &TestClaims| c.sub != "blocked")
+        .build()
+        .unwrap();
+    let (url, hits) = claims_server(layer).await;
+    fetch(&url, Some(&hs256_token(json!({ "sub": "blocked" }))))
+        .await
+        .assert_invalid_token("claims not accepted");
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        fetch(&url, Some(&hs256_token(json!({})))).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(hits.count(), 1);
+}
+
 /// A token served from the verified-token cache still goes through the hooks: once the
 /// application's rule changes, the cached token is refused, on the cache-hit path.
 #[cfg(feature = "cache")]
