@@ -350,8 +350,9 @@ impl Provider {
     }
 
     /// Sets the provider's issuers, audiences (for Cognito, the accepted `client_id`s),
-    /// required claims and claim rules (see the [module documentation](self#claim-rules-401-not-403))
-    /// on `builder`. Keys are added separately (see the [module documentation](self#keys)).
+    /// required claims and claim rules (see the
+    /// [module documentation](self#claim-rules-401-not-403)) on `builder`. Keys are added
+    /// separately (see the [module documentation](self#keys)).
     /// The build fails for a preset given what it cannot use: [`entra`](Self::entra) with
     /// `common`, `organizations` or `consumers`, [`allow_tenant`](Self::allow_tenant) on a
     /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant), or

@@ -241,9 +241,11 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// that the settings above cannot express (a tenant that must be enabled, a claim that must
     /// hold one of a few values). A refused token is answered 401 `invalid_token`
     /// (RFC 6750 §3.1: the token is not acceptable here at all), with
-    /// [`AuthError::ClaimsRejected`](crate::AuthError::ClaimsRejected), through the layer's responder like every refusal; the
-    /// response names no claim. A token that is fine but lacks a permission for one route is a
-    /// 403, the job of [`RequireClaims`](crate::authorize::RequireClaims), not of this hook.
+    /// [`AuthError::ClaimsRejected`](crate::AuthError::ClaimsRejected), through the layer's
+    /// responder like every refusal; the response names no claim (the check answers only
+    /// yes or no, so nothing of the token can reach it). A token that is fine but lacks a
+    /// permission for one route is a 403, the job of
+    /// [`RequireClaims`](crate::authorize::RequireClaims), not of this hook.
     ///
     /// The check sees the claims as the application's type `C`, after the signature and the
     /// claims policy passed and before the revocation store is asked; it runs on every
@@ -283,7 +285,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
     }
 
     /// Adds a check on the claims set's JSON, refusing with the reason it names: a provider
-    /// preset's rule, which reads only the token's own claims, so a cached copy of the token need not pass it again.
+    /// preset's rule, which reads only the token's own claims, so a cached copy of the token
+    /// need not pass it again.
     pub(crate) fn payload_check(mut self, check: PayloadCheck) -> Self {
         self.checks.add_payload(check);
         self

@@ -1,7 +1,8 @@
 //! The per-request steps, in the order they run:
 //!
-//! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra checks
-//! (the `validate` hooks; a cache hit runs them too) → revocation → hand on, or respond.
+//! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy →
+//! extra checks (the presets' rules and the `validate` hooks; a cache hit runs the hooks
+//! again) → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
 //! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
@@ -111,8 +112,8 @@ impl Rejection {
 }
 
 impl<R> Pipeline<R> {
-    /// Extract → CSRF → parse → choose verifier → cache → verify → claims policy → extra
-    /// checks: everything that needs no I/O.
+    /// Public path? → extract → CSRF → parse → choose verifier → cache → verify → claims
+    /// policy → extra checks: everything that needs no I/O.
     pub(crate) fn authenticate<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         method: &Method,
@@ -357,7 +358,8 @@ impl<R> Pipeline<R> {
     }
 
     /// The whole check of one token outside any request (no source, CSRF, cache or
-    /// revocation; the extra checks included): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
+    /// revocation; the extra checks included): for
+    /// [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
     pub(crate) fn verify_token<C: DeserializeOwned + 'static>(
         &self,
         token: &str,
