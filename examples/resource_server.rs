@@ -17,17 +17,27 @@
 //!   `<issuer>/.well-known/openid-configuration`, and tokens must carry exactly this `iss`.
 //! * or `JWKS_URL`: the provider's JWKS URL, when it offers no discovery. `JWT_ISSUER`
 //!   (optional) then names the `iss` tokens must carry.
-//! * `JWT_AUDIENCE` (required): the `aud` tokens must be meant for.
+//! * `JWT_AUDIENCE` (required): the `aud` tokens must be meant for (with `cognito`, the app
+//!   client ID: see below).
 //! * `JWT_TOKEN_TYPE` (optional): a header `typ` to require, e.g. `at+jwt` (RFC 9068).
+//! * `JWT_PROVIDER` (optional): `keycloak` | `auth0` | `entra` | `cognito` | `generic` (the
+//!   default). It decides where roles are read: Keycloak's realm roles `realm_access.roles`
+//!   and the client roles `resource_access.<JWT_AUDIENCE>.roles`, Auth0's `permissions`,
+//!   Entra ID's app roles `roles`, Cognito's groups `cognito:groups`, and otherwise `roles`.
+//!   Amazon Cognito access tokens carry no `aud`: with `cognito`, `JWT_AUDIENCE` is the app
+//!   client ID that `client_id` must equal, and `token_use` must be `access`, so an ID token
+//!   is refused (401 `invalid_token`).
 //!
 //! URLs must be `https`; plain `http` is accepted only for a loopback host (`127.0.0.0/8`,
 //! `::1`, `localhost`), a provider on this machine. Tokens signed RS256, PS256, ES256 or EdDSA
 //! are accepted, as the provider's keys allow; HMAC (`HS*`) tokens never are.
 //!
 //! Routes: `GET /health` → 200 without a token; `GET /me` → 200 with the token's claims as
-//! JSON. A missing or invalid token gets 401 with `WWW-Authenticate: Bearer …` (RFC 6750); a
-//! token whose key cannot be fetched while the provider is unreachable gets 503 with
-//! `Retry-After`.
+//! JSON; `GET /admin` → the same for a token with the role `admin` (read where `JWT_PROVIDER`
+//! says), 403 with `WWW-Authenticate: Bearer …, error="insufficient_scope"` for any other
+//! valid token. A missing or invalid token gets 401 with `WWW-Authenticate: Bearer …`
+//! (RFC 6750); a token whose key cannot be fetched while the provider is unreachable gets 503
+//! with `Retry-After`.
 //!
 //! # Trying it against the test OpenID provider
 //!
@@ -55,6 +65,7 @@ use std::net::SocketAddr;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
+use tower_jwt_auth::authorize::{ClaimMapping, ClaimPath, RequireClaimsLayer};
 use tower_jwt_auth::remote::RemoteJwks;
 use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
 
@@ -79,6 +90,47 @@ async fn main() {
     }
 }
 
+/// The identity providers `JWT_PROVIDER` names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Provider {
+    Keycloak,
+    Auth0,
+    Entra,
+    Cognito,
+    Generic,
+}
+
+impl Provider {
+    fn from_env() -> Result<Provider, String> {
+        Ok(match env("JWT_PROVIDER").as_deref() {
+            None | Some("generic") => Provider::Generic,
+            Some("keycloak") => Provider::Keycloak,
+            Some("auth0") => Provider::Auth0,
+            Some("entra") => Provider::Entra,
+            Some("cognito") => Provider::Cognito,
+            Some(other) => {
+                return Err(format!(
+                    "JWT_PROVIDER={other:?}: expected keycloak, auth0, entra, cognito or generic"
+                ));
+            }
+        })
+    }
+
+    /// Where the provider's tokens keep roles. `audience` is this API's client ID at Keycloak.
+    fn roles(self, audience: &str) -> ClaimMapping {
+        let mapping = ClaimMapping::new();
+        match self {
+            Provider::Keycloak => mapping
+                .roles_at("realm_access.roles")
+                // The client ID may contain dots: a path of keys, not a dotted string.
+                .roles_at(ClaimPath::keys(["resource_access", audience, "roles"])),
+            Provider::Auth0 => mapping.roles_at("permissions"),
+            Provider::Cognito => mapping.roles_at(ClaimPath::keys(["cognito:groups"])),
+            Provider::Entra | Provider::Generic => mapping.roles_at("roles"),
+        }
+    }
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = env_or("BIND_ADDR", "127.0.0.1:3002")
         .parse()
@@ -86,6 +138,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let audience = env("JWT_AUDIENCE").ok_or(
         "JWT_AUDIENCE is not set: name the audience (`aud`) this API's tokens are issued for",
     )?;
+    let provider = Provider::from_env()?;
 
     let source = match (env("OIDC_ISSUER"), env("JWKS_URL")) {
         (Some(issuer), None) => RemoteJwks::from_issuer(issuer),
@@ -114,8 +167,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut auth = JwtAuthLayer::<Value>::builder()
         .remote_jwks(keys)
         .algorithms(ALGORITHMS)
-        .audience(audience)
         .realm("resource-server");
+    if provider == Provider::Cognito {
+        // Cognito access tokens name the app client in `client_id`, not `aud`; its ID tokens
+        // (`token_use` "id") are not access tokens. Either is a token this API refuses
+        // outright: 401 `invalid_token`, not 403.
+        let client_id = audience.clone();
+        auth = auth.validate(move |claims: &Value| {
+            let text = |name: &str| claims.get(name).and_then(Value::as_str);
+            text("token_use") == Some("access") && text("client_id") == Some(client_id.as_str())
+        });
+    } else {
+        auth = auth.audience(audience.as_str());
+    }
     if let Some(issuer) = env("JWT_ISSUER") {
         auth = auth.issuer(issuer);
     }
@@ -124,8 +188,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let auth = auth.build()?;
 
+    let admins = RequireClaimsLayer::new(provider.roles(&audience).any_role(["admin"]));
     let app = Router::new()
         .route("/me", get(me))
+        .route("/admin", get(me).route_layer(admins))
         .layer(auth)
         .route("/health", get(|| async { "ok" }));
 

@@ -7,8 +7,9 @@
 //! - the key is the **whole token**: a hit compares every byte, so a forged token that shares a
 //!   prefix (or a hash) with a cached one can never be served from the cache;
 //! - the value is the decoded claims, shared (`Arc`), never re-parsed or cloned per hit;
-//! - a hit still checks `exp`, `nbf` and `iat` (with the leeway) and still asks the revocation
-//!   store; an entry that fails the time checks is removed and the token verified again;
+//! - a hit still checks `exp`, `nbf` and `iat` (with the leeway), still runs the application's
+//!   [`validate`](crate::JwtAuthBuilder::validate) hooks and still asks the revocation store;
+//!   an entry that fails the time checks is removed and the token verified again;
 //! - the whole cache is invalidated when the key set changes (a rotation removes a key: tokens
 //!   it signed must be verified again);
 //! - the cache is bounded by entries and by bytes (token length plus a fixed overhead); what is

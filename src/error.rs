@@ -54,7 +54,9 @@ pub enum AuthError {
     /// The header carries a key or a key URL (`jwk`, `jku`, `x5u`), which is never trusted.
     #[error("embedded keys are not accepted")]
     EmbeddedKey,
-    /// The header's `typ` is not the configured one (RFC 8725 §3.11, RFC 9068 §4).
+    /// The token is not of the accepted type: the header's `typ` is not the configured one
+    /// (RFC 8725 §3.11, RFC 9068 §4), or a provider preset's own type claim says it is
+    /// another kind of token (Amazon Cognito's `token_use` of an ID token).
     #[error("wrong token type")]
     WrongType,
     /// No configured key fits the token's `kid` and `alg`.
@@ -88,6 +90,11 @@ pub enum AuthError {
     /// `aud` names none of the configured audiences (RFC 7519 §4.1.3).
     #[error("wrong audience")]
     WrongAudience,
+    /// A claim check of the application
+    /// ([`JwtAuthBuilder::validate`](crate::JwtAuthBuilder::validate)) refused the verified
+    /// claims: 401 `invalid_token` (RFC 6750 §3.1), the token is not acceptable here at all.
+    #[error("claims not accepted")]
+    ClaimsRejected,
     /// The token verified but has been revoked (by `jti`, or all of its subject's tokens).
     #[error("token revoked")]
     Revoked,
@@ -173,7 +180,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 25] = [
+    pub(crate) const FIXED: [AuthError; 26] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -194,6 +201,7 @@ impl AuthError {
         AuthError::LifetimeTooLong,
         AuthError::WrongIssuer,
         AuthError::WrongAudience,
+        AuthError::ClaimsRejected,
         AuthError::Revoked,
         AuthError::CsrfRejected,
         AuthError::KeysUnavailable {
@@ -226,11 +234,12 @@ impl AuthError {
             AuthError::LifetimeTooLong => 17,
             AuthError::WrongIssuer => 18,
             AuthError::WrongAudience => 19,
-            AuthError::Revoked => 20,
-            AuthError::CsrfRejected => 21,
-            AuthError::KeysUnavailable { .. } => 22,
-            AuthError::RevocationUnavailable => 23,
-            AuthError::Misconfigured => 24,
+            AuthError::ClaimsRejected => 20,
+            AuthError::Revoked => 21,
+            AuthError::CsrfRejected => 22,
+            AuthError::KeysUnavailable { .. } => 23,
+            AuthError::RevocationUnavailable => 24,
+            AuthError::Misconfigured => 25,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -258,6 +267,7 @@ impl AuthError {
             AuthError::LifetimeTooLong => "lifetime_too_long",
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::WrongAudience => "wrong_audience",
+            AuthError::ClaimsRejected => "claims_rejected",
             AuthError::Revoked => "revoked",
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::CsrfRejected => "csrf_rejected",

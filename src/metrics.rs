@@ -16,9 +16,11 @@
 //!
 //! `outcome` is `accepted` or `rejected`. For a rejection, `reason` is
 //! [`AuthError::reason`](crate::AuthError::reason) (`missing_token`, `expired`,
-//! `invalid_signature`, …); for an acceptance it is `verified` (a token checked, or found in
-//! the cache, and not revoked) or `anonymous` (let through without a token: an optional layer,
-//! or a CORS preflight). Every label value is one of a fixed set chosen by the crate: nothing
+//! `invalid_signature`, `claims_rejected` for a
+//! [`validate`](crate::JwtAuthBuilder::validate) hook's refusal, …); for an acceptance it is
+//! `verified` (a token checked, or found in the cache, and not revoked) or `anonymous` (let
+//! through without a token: an optional layer, a CORS preflight, or a
+//! [public path](crate::JwtAuthBuilder::public_path)). Every label value is one of a fixed set chosen by the crate: nothing
 //! from the request (no `iss`, `kid` or token) ever becomes a label, so a client cannot create
 //! new series. [`describe`] gives every metric its help text and unit.
 //!

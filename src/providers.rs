@@ -3,10 +3,11 @@
 //! A [`Provider`] is plain data about one identity provider, taken from its public
 //! documentation: the issuer its tokens carry, its discovery and JWKS URLs, where its tokens
 //! keep roles and scopes (a [`ClaimMapping`]), and the claim rules its tokens need beyond
-//! `iss`/`aud`. It plugs into a layer through the ordinary builder methods:
-//! [`configure`](Provider::configure) sets the issuer(s), the audience and the required
-//! claims on a [`JwtAuthBuilder`]; the keys are added as for any issuer (below); the roles,
-//! scopes and extra rules are [`Requirement`]s for a
+//! `iss`/`aud`. It plugs into a layer through the ordinary builder:
+//! [`configure`](Provider::configure) sets the issuer(s), the audience, the required claims
+//! and the provider's own claim rules on a [`JwtAuthBuilder`]; the keys are added as for any
+//! issuer (below); the roles and scopes are read by
+//! [`Requirement`](crate::authorize::Requirement)s for a
 //! [`RequireClaimsLayer`](crate::authorize::RequireClaimsLayer) over `serde_json::Value`
 //! claims.
 //!
@@ -32,12 +33,31 @@
 //!     .hs256(b"an example secret that is 32 bytes+")
 //!     .build()
 //!     .unwrap();
-//! let admins = keycloak.rules().and(keycloak.mapping().any_role(["orders-admin"]));
+//! let admins = keycloak.mapping().any_role(["orders-admin"]);
 //! let app: Router = Router::new()
 //!     .route("/admin", get(|| async { "admin" }).route_layer(RequireClaimsLayer::new(admins)))
 //!     .layer(auth);
 //! # let _ = app;
 //! ```
+//!
+//! # Claim rules: 401, not 403
+//!
+//! A token that breaks a provider's own rules is not an access token for this API at all, so
+//! it is refused at authentication, 401 `invalid_token` (RFC 6750 §3.1), like a wrong `aud`.
+//! [`configure`](Provider::configure) installs these rules on the builder, beside the
+//! application's [`validate`](JwtAuthBuilder::validate) hooks:
+//!
+//! * **Amazon Cognito**: `token_use` must be `access` (an ID token carries `"id"`: refused as
+//!   [`WrongType`](crate::AuthError::WrongType)), and `client_id` must be one of the
+//!   [`audience`](Provider::audience)s (else
+//!   [`WrongAudience`](crate::AuthError::WrongAudience)).
+//! * **Microsoft Entra ID, multi-tenant** ([`Provider::entra_multi_tenant`]): the token's `iss`
+//!   must be `https://login.microsoftonline.com/{tid}/v2.0` with the token's own `tid` (a GUID),
+//!   and `tid` one of the [allowed tenants](Provider::allow_tenant) when any are named (else
+//!   [`WrongIssuer`](crate::AuthError::WrongIssuer)).
+//!
+//! These rules read only the token's own claims: a token served from the verified-token cache
+//! passed them when it was verified.
 //!
 //! # Keys
 //!
@@ -47,25 +67,26 @@
 //! `RemoteJwks::from_jwks_uri(provider.jwks_uri())` gives the layer the provider's keys. Google
 //! documents two issuers (`https://accounts.google.com` and `accounts.google.com`), which
 //! [`configure`](Provider::configure) both accepts; keys discovered from one issuer verify
-//! only that issuer's tokens, so for Google use `from_jwks_uri`.
+//! only that issuer's tokens, so for Google use `from_jwks_uri`. Entra ID multi-tenant
+//! applications also use `from_jwks_uri`: the `common` discovery document's `issuer` is the
+//! template `https://login.microsoftonline.com/{tenantid}/v2.0`, not its own URL, which
+//! discovery refuses (OpenID Connect Discovery 1.0 §4.3).
 //!
 //! # What the presets do not cover
 //!
-//! * **Authentication-time claim rules.** The layer's builder checks `iss`, `aud`, the times,
-//!   `typ` and the presence of claims, but no claim's *value* other than those. Rules on other
-//!   values (Cognito's `token_use` and `client_id`) are therefore [`Provider::rules`], a
-//!   [`Requirement`] checked by `RequireClaimsLayer`: a token that breaks them is answered 403
-//!   `insufficient_scope`, not 401 `invalid_token`.
-//! * **Microsoft Entra ID multi-tenant applications.** Their tokens' `iss` follows the template
-//!   `https://login.microsoftonline.com/{tenantid}/v2.0`, to be checked against the token's
-//!   `tid`; the layer compares issuers exactly, so [`Provider::entra`] takes one tenant ID.
-//!   (For several known tenants, one preset per tenant with [`Tenant`](crate::Tenant)s works.)
 //! * **Entra ID v1.0 tokens** (`iss` = `https://sts.windows.net/{tenant}/`), which Entra ID
-//!   issues for APIs whose manifest leaves `accessTokenAcceptedVersion` unset: the preset is
+//!   issues for APIs whose manifest leaves `accessTokenAcceptedVersion` unset: the presets are
 //!   for v2.0 tokens.
 
-use crate::JwtAuthBuilder;
-use crate::authorize::{ClaimMapping, ClaimPath, Requirement};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::authorize::{ClaimMapping, ClaimPath};
+use crate::{AuthError, JwtAuthBuilder};
+
+/// The issuer of Entra ID v2.0 tokens of tenant `{tenantid}`: `PREFIX + tid + SUFFIX`.
+const ENTRA_PREFIX: &str = "https://login.microsoftonline.com/";
+const ENTRA_SUFFIX: &str = "/v2.0";
 
 /// Which identity provider a [`Provider`] is: the audience semantics and claim rules differ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +94,8 @@ enum Kind {
     Keycloak,
     Auth0,
     Entra,
+    /// Entra ID, any tenant (or the allowed ones): `iss` checked against `tid`.
+    EntraMultiTenant,
     Cognito,
     Google,
     Okta,
@@ -89,6 +112,8 @@ pub struct Provider {
     mapping: ClaimMapping,
     audiences: Vec<String>,
     required: Vec<&'static str>,
+    /// The allowed Entra tenants (`tid`), for [`Kind::EntraMultiTenant`].
+    tenants: Vec<String>,
 }
 
 /// `url` without its trailing slashes.
@@ -113,6 +138,7 @@ impl Provider {
             mapping,
             audiences: Vec::new(),
             required: Vec::new(),
+            tenants: Vec::new(),
         }
     }
 
@@ -152,7 +178,10 @@ impl Provider {
     /// `https://login.microsoftonline.com/{tenant_id}/v2.0`; roles from the app-role array
     /// `roles`; scopes from `scp`, a space-delimited string (delegated permissions). `tid` is
     /// required. The audience of a v2.0 access token is the API's application (client) ID.
-    /// Multi-tenant applications are not covered (see the [module documentation](self)).
+    /// For a multi-tenant application, whose tokens come from many tenants, see
+    /// [`entra_multi_tenant`](Self::entra_multi_tenant): `common`, `organizations` and
+    /// `consumers` are not tenant IDs, and [`configure`](Self::configure) refuses them (the
+    /// build fails) rather than expect an issuer no token carries.
     pub fn entra(tenant_id: &str) -> Provider {
         let base = format!("https://login.microsoftonline.com/{tenant_id}");
         let issuer = format!("{base}/v2.0");
@@ -163,14 +192,60 @@ impl Provider {
         provider
     }
 
+    /// Microsoft Entra ID (v2.0 tokens) for a multi-tenant application: tokens of any tenant,
+    /// or of the tenants named with [`allow_tenant`](Self::allow_tenant). Their `iss` follows
+    /// the template `https://login.microsoftonline.com/{tenantid}/v2.0`
+    /// ([`issuer`](Self::issuer)), so [`configure`](Self::configure) sets no fixed issuer but
+    /// checks, as the Microsoft identity platform documents ("Validate the issuer"), that
+    /// `iss` is that template with `{tenantid}` replaced by the token's own `tid`, a GUID;
+    /// `iss` and `tid` are required claims. Everything else is as [`entra`](Self::entra):
+    /// roles from `roles`, scopes from `scp`, the audience is the API's application ID, here
+    /// required (without it the build fails: every tenant's applications get tokens signed
+    /// with the same keys). Keys:
+    /// [`jwks_uri`](Self::jwks_uri), the `common` key set every tenant's tokens are signed
+    /// with (see the [module documentation](self#keys)).
+    ///
+    /// ```
+    /// use tower_jwt_auth::providers::Provider;
+    ///
+    /// let entra = Provider::entra_multi_tenant()
+    ///     .audience("6e74172b-be56-4843-9ff4-e66a39bb12e3")
+    ///     .allow_tenant("72f988bf-86f1-41af-91ab-2d7cd011db47");
+    /// assert_eq!(entra.issuer(), "https://login.microsoftonline.com/{tenantid}/v2.0");
+    /// assert_eq!(
+    ///     entra.jwks_uri(),
+    ///     "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+    /// );
+    /// ```
+    pub fn entra_multi_tenant() -> Provider {
+        let issuer = format!("{ENTRA_PREFIX}{{tenantid}}{ENTRA_SUFFIX}");
+        let jwks_uri = format!("{ENTRA_PREFIX}common/discovery/v2.0/keys");
+        let mapping = ClaimMapping::new().roles_at("roles").scopes_at("scp");
+        let mut provider = Provider::new(Kind::EntraMultiTenant, issuer, jwks_uri, mapping);
+        provider.discovery_url =
+            format!("{ENTRA_PREFIX}common/v2.0/.well-known/openid-configuration");
+        provider.required.extend(["iss", "tid"]);
+        provider
+    }
+
+    /// Entra ID multi-tenant: accepts only tokens of the tenant `tenant_id` (the `tid` claim, a
+    /// GUID, compared case-insensitively); may be called again to accept several. Without it,
+    /// every tenant's tokens are accepted. Only for
+    /// [`entra_multi_tenant`](Self::entra_multi_tenant): on another preset,
+    /// [`configure`](Self::configure) makes the build fail.
+    pub fn allow_tenant(mut self, tenant_id: impl Into<String>) -> Provider {
+        self.tenants.push(tenant_id.into());
+        self
+    }
+
     /// Amazon Cognito: the user pool `pool_id` (e.g. `us-east-1_Example`) in `region`. Issuer
     /// `https://cognito-idp.{region}.amazonaws.com/{pool_id}`; roles from the groups array
     /// `cognito:groups`; scopes from the space-delimited `scope`. Cognito access tokens carry
     /// no `aud` but `client_id`, the app client: [`audience`](Self::audience) names the
-    /// accepted app clients, checked against `client_id` by [`rules`](Self::rules), which
-    /// also requires `token_use` to be `access` (ID tokens carry `"id"`). `client_id` and
-    /// `token_use` are required claims, which keeps ID tokens (no `client_id`) out at
-    /// authentication.
+    /// accepted app clients, checked against `client_id` by the rule
+    /// [`configure`](Self::configure) installs, which also requires `token_use` to be
+    /// `access` (ID tokens carry `"id"`); both are refused with 401 `invalid_token`.
+    /// `client_id` and `token_use` are required claims.
     pub fn cognito(region: &str, pool_id: &str) -> Provider {
         let issuer = format!("https://cognito-idp.{region}.amazonaws.com/{pool_id}");
         let jwks_uri = format!("{issuer}/.well-known/jwks.json");
@@ -217,8 +292,8 @@ impl Provider {
     }
 
     /// Accepts tokens for `audience`; may be called again to accept several. For Cognito, the
-    /// app client ID checked against `client_id` by [`rules`](Self::rules); for the others,
-    /// the `aud` [`configure`](Self::configure) requires.
+    /// app client ID checked against `client_id`; for the others, the `aud`. Both are
+    /// checked by the layer [`configure`](Self::configure) sets up.
     pub fn audience(mut self, audience: impl Into<String>) -> Provider {
         self.audiences.push(audience.into());
         self
@@ -234,18 +309,22 @@ impl Provider {
         self
     }
 
-    /// The issuer (`iss`) of the provider's tokens (for Google, the first of its two).
+    /// The issuer (`iss`) of the provider's tokens (for Google, the first of its two; for
+    /// Entra ID multi-tenant, the template `https://login.microsoftonline.com/{tenantid}/v2.0`).
     pub fn issuer(&self) -> &str {
         self.issuers.first().map_or("", String::as_str)
     }
 
-    /// Every `iss` the provider's tokens may carry.
+    /// Every `iss` the provider's tokens may carry (for Entra ID multi-tenant, the template,
+    /// which [`configure`](Self::configure) checks against `tid` instead of setting it).
     pub fn issuers(&self) -> &[String] {
         &self.issuers
     }
 
     /// The OpenID Connect discovery document: `{issuer}/.well-known/openid-configuration`,
-    /// without the issuer's trailing slash.
+    /// without the issuer's trailing slash (for Entra ID multi-tenant, the `common` tenant's,
+    /// whose `issuer` is the template: discovery refuses it, so take the keys from
+    /// [`jwks_uri`](Self::jwks_uri)).
     pub fn discovery_url(&self) -> &str {
         &self.discovery_url
     }
@@ -270,13 +349,21 @@ impl Provider {
         &self.required
     }
 
-    /// Sets the provider's issuers, audiences (except for Cognito, whose access tokens carry
-    /// no `aud`; see [`rules`](Self::rules)) and required claims on `builder`. Keys are added
+    /// Sets the provider's issuers, audiences (for Cognito, the accepted `client_id`s),
+    /// required claims and claim rules (see the
+    /// [module documentation](self#claim-rules-401-not-403)) on `builder`. Keys are added
     /// separately (see the [module documentation](self#keys)).
+    /// The build fails for a preset given what it cannot use: [`entra`](Self::entra) with
+    /// `common`, `organizations` or `consumers`, [`allow_tenant`](Self::allow_tenant) on a
+    /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant), or
+    /// `entra_multi_tenant` without an [`audience`](Self::audience) (every tenant's
+    /// applications get tokens signed with the same keys).
     pub fn configure<C, R>(&self, builder: JwtAuthBuilder<C, R>) -> JwtAuthBuilder<C, R> {
         let mut builder = builder;
-        for issuer in &self.issuers {
-            builder = builder.issuer(issuer.as_str());
+        if self.kind != Kind::EntraMultiTenant {
+            for issuer in &self.issuers {
+                builder = builder.issuer(issuer.as_str());
+            }
         }
         if self.kind != Kind::Cognito {
             for audience in &self.audiences {
@@ -286,30 +373,100 @@ impl Provider {
         for claim in &self.required {
             builder = builder.require_claim(*claim);
         }
-        builder
-    }
-
-    /// The claim rules the layer's builder cannot express, as a [`Requirement`] on untyped
-    /// claims (refused with 403 by `RequireClaimsLayer`). Cognito: `token_use` is `access`,
-    /// and `client_id` is one of the [`audience`](Self::audience)s when any is given. The
-    /// other presets have none: any claims meet their rules.
-    pub fn rules(&self) -> Requirement<serde_json::Value> {
-        if self.kind != Kind::Cognito {
-            return Requirement::authenticated();
+        if !self.tenants.is_empty() && self.kind != Kind::EntraMultiTenant {
+            return builder.refuse("Provider::allow_tenant is for Provider::entra_multi_tenant");
         }
-        let clients = self.audiences.clone();
-        let description = if clients.is_empty() {
-            "token_use=access".to_owned()
-        } else {
-            format!("token_use=access client_id={}", clients.join(","))
-        };
-        Requirement::predicate(description, move |claims: &serde_json::Value| {
-            let access =
-                claims.get("token_use").and_then(serde_json::Value::as_str) == Some("access");
-            let client = claims.get("client_id").and_then(serde_json::Value::as_str);
-            access && (clients.is_empty() || client.is_some_and(|c| clients.iter().any(|a| a == c)))
-        })
+        if self.kind == Kind::EntraMultiTenant && self.audiences.is_empty() {
+            // Every tenant's applications get tokens signed with the same keys: without an
+            // audience, a token any of them was issued would pass.
+            return builder.refuse(
+                "Provider::entra_multi_tenant needs an audience (the API's application ID)",
+            );
+        }
+        match self.kind {
+            Kind::Entra if self.issuers.iter().any(|i| is_entra_alias(i)) => builder.refuse(
+                "Provider::entra takes a tenant ID; for common, organizations or consumers \
+                 use Provider::entra_multi_tenant",
+            ),
+            Kind::EntraMultiTenant => builder.payload_check(entra_issuer_check(&self.tenants)),
+            Kind::Cognito => builder.payload_check(cognito_check(&self.audiences)),
+            _ => builder,
+        }
     }
+}
+
+/// Whether `issuer` is an Entra ID v2.0 issuer built on a tenant alias rather than an ID.
+fn is_entra_alias(issuer: &str) -> bool {
+    ["common", "organizations", "consumers"]
+        .iter()
+        .any(|alias| issuer == format!("{ENTRA_PREFIX}{alias}{ENTRA_SUFFIX}"))
+}
+
+/// A GUID in its 8-4-4-4-12 hexadecimal form, as Entra ID's tenant IDs are.
+fn is_guid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// Entra ID multi-tenant (Microsoft identity platform, "Validate the issuer"): `iss` is the
+/// v2.0 template with `{tenantid}` replaced by the token's own `tid`, a GUID, one of `tenants`
+/// when any are named. Fails closed: no `iss` or `tid`, or either not a string, refuses.
+fn entra_issuer_check(tenants: &[String]) -> crate::auth::PayloadCheck {
+    #[derive(serde::Deserialize)]
+    struct Claims<'a> {
+        #[serde(borrow)]
+        iss: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        tid: Option<Cow<'a, str>>,
+    }
+    let tenants = tenants.to_vec();
+    Arc::new(move |payload: &[u8]| {
+        let claims: Claims<'_> =
+            serde_json::from_slice(payload).map_err(|_| AuthError::MalformedClaims)?;
+        let (Some(iss), Some(tid)) = (claims.iss, claims.tid) else {
+            return Err(AuthError::MissingClaim);
+        };
+        let issuer_tid = iss
+            .strip_prefix(ENTRA_PREFIX)
+            .and_then(|rest| rest.strip_suffix(ENTRA_SUFFIX));
+        if !is_guid(&tid) || issuer_tid != Some(&*tid) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if !tenants.is_empty() && !tenants.iter().any(|t| t.eq_ignore_ascii_case(&tid)) {
+            return Err(AuthError::WrongIssuer);
+        }
+        Ok(())
+    })
+}
+
+/// Amazon Cognito access tokens: `token_use` is `access`, and `client_id` one of `clients`
+/// when any are named. Fails closed: either claim absent or not a string refuses.
+fn cognito_check(clients: &[String]) -> crate::auth::PayloadCheck {
+    #[derive(serde::Deserialize)]
+    struct Claims<'a> {
+        #[serde(borrow)]
+        token_use: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        client_id: Option<Cow<'a, str>>,
+    }
+    let clients = clients.to_vec();
+    Arc::new(move |payload: &[u8]| {
+        let claims: Claims<'_> =
+            serde_json::from_slice(payload).map_err(|_| AuthError::MalformedClaims)?;
+        let (Some(token_use), Some(client_id)) = (claims.token_use, claims.client_id) else {
+            return Err(AuthError::MissingClaim);
+        };
+        if token_use != "access" {
+            return Err(AuthError::WrongType);
+        }
+        if !clients.is_empty() && !clients.iter().any(|c| *c == client_id) {
+            return Err(AuthError::WrongAudience);
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -373,24 +530,82 @@ mod tests {
         );
     }
 
+    fn run(check: &crate::auth::PayloadCheck, claims: serde_json::Value) -> Result<(), AuthError> {
+        check(claims.to_string().as_bytes())
+    }
+
     #[test]
-    fn cognito_rules_check_token_use_and_client_id() {
+    fn cognito_check_reads_token_use_and_client_id() {
         use serde_json::json;
-        let c = Provider::cognito("eu-west-1", "eu-west-1_Pool");
-        assert!(
-            c.rules()
-                .is_met_by(&json!({ "token_use": "access", "client_id": "x" }))
+        let any = cognito_check(&[]);
+        assert_eq!(
+            run(&any, json!({ "token_use": "access", "client_id": "x" })),
+            Ok(())
         );
-        assert!(
-            !c.rules()
-                .is_met_by(&json!({ "token_use": "id", "aud": "x" }))
+        assert_eq!(
+            run(&any, json!({ "token_use": "id", "client_id": "x" })),
+            Err(AuthError::WrongType)
         );
-        let c = c.audience("app-1").audience("app-2");
-        let rules = c.rules();
-        assert!(rules.is_met_by(&json!({ "token_use": "access", "client_id": "app-2" })));
-        assert!(!rules.is_met_by(&json!({ "token_use": "access", "client_id": "app-3" })));
-        assert!(!rules.is_met_by(&json!({ "token_use": "access" })));
-        assert!(!rules.is_met_by(&json!({ "token_use": ["access"], "client_id": "app-1" })));
-        assert!(Provider::google().rules().is_met_by(&json!({})));
+        let two = cognito_check(&["app-1".into(), "app-2".into()]);
+        assert_eq!(
+            run(&two, json!({ "token_use": "access", "client_id": "app-2" })),
+            Ok(())
+        );
+        assert_eq!(
+            run(&two, json!({ "token_use": "access", "client_id": "app-3" })),
+            Err(AuthError::WrongAudience)
+        );
+        assert_eq!(
+            run(&two, json!({ "token_use": "access" })),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            run(
+                &two,
+                json!({ "token_use": ["access"], "client_id": "app-1" })
+            ),
+            Err(AuthError::MalformedClaims)
+        );
+    }
+
+    #[test]
+    fn entra_issuer_check_follows_tid() {
+        use serde_json::json;
+        const A: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+        const B: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+        let iss = |tid: &str| format!("https://login.microsoftonline.com/{tid}/v2.0");
+        let any = entra_issuer_check(&[]);
+        assert_eq!(run(&any, json!({ "iss": iss(A), "tid": A })), Ok(()));
+        assert_eq!(run(&any, json!({ "iss": iss(B), "tid": B })), Ok(()));
+        for (i, t) in [
+            (iss(A), B),
+            (iss("{tenantid}"), "{tenantid}"),
+            (iss("common"), "common"),
+            (format!("https://sts.windows.net/{A}/"), A),
+            (format!("{}/", iss(A)), A),
+            (iss(&A.to_uppercase()), A),
+            (iss("x/v2.0/../72f988bf-86f1-41af-91ab-2d7cd011db47"), A),
+        ] {
+            assert_eq!(
+                run(&any, json!({ "iss": i, "tid": t })),
+                Err(AuthError::WrongIssuer),
+                "{i}"
+            );
+        }
+        assert_eq!(run(&any, json!({ "tid": A })), Err(AuthError::MissingClaim));
+        assert_eq!(
+            run(&any, json!({ "iss": iss(A) })),
+            Err(AuthError::MissingClaim)
+        );
+        assert_eq!(
+            run(&any, json!({ "iss": iss(A), "tid": 1 })),
+            Err(AuthError::MalformedClaims)
+        );
+        let only_a = entra_issuer_check(&[A.to_uppercase()]);
+        assert_eq!(run(&only_a, json!({ "iss": iss(A), "tid": A })), Ok(()));
+        assert_eq!(
+            run(&only_a, json!({ "iss": iss(B), "tid": B })),
+            Err(AuthError::WrongIssuer)
+        );
     }
 }

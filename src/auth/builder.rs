@@ -5,8 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::checks::{Checks, PayloadCheck};
 use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
+use super::public::PublicPaths;
 use crate::keys::{AlgSet, KeyConfig};
 use crate::revocation::Revocation;
 use crate::source::Source;
@@ -54,10 +56,12 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     max_token_size: usize,
     sources: Vec<TokenSource>,
     optional: bool,
+    public_paths: Vec<String>,
     pass_preflight: bool,
     csrf: Option<CsrfPolicy>,
     revocation: Option<Arc<dyn Revocation>>,
     revocation_fail_open: bool,
+    checks: Checks,
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
     responder: R,
@@ -75,10 +79,12 @@ impl<C> JwtAuthBuilder<C> {
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             sources: vec![TokenSource::Bearer],
             optional: false,
+            public_paths: Vec::new(),
             pass_preflight: true,
             csrf: Some(CsrfPolicy::default()),
             revocation: None,
             revocation_fail_open: false,
+            checks: Checks::default(),
             #[cfg(feature = "cache")]
             cache: None,
             responder: Rfc6750::default(),
@@ -231,6 +237,66 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Refuses tokens whose claims `check` returns `false` for: a rule of the application's
+    /// that the settings above cannot express (a tenant that must be enabled, a claim that must
+    /// hold one of a few values). A refused token is answered 401 `invalid_token`
+    /// (RFC 6750 §3.1: the token is not acceptable here at all), with
+    /// [`AuthError::ClaimsRejected`](crate::AuthError::ClaimsRejected), through the layer's
+    /// responder like every refusal; the response names no claim (the check answers only
+    /// yes or no, so nothing of the token can reach it). A token that is fine but lacks a
+    /// permission for one route is a 403, the job of
+    /// [`RequireClaims`](crate::authorize::RequireClaims), not of this hook.
+    ///
+    /// The check sees the claims as the application's type `C`, after the signature and the
+    /// claims policy passed and before the revocation store is asked; it runs on every
+    /// request, for a token served from the [cache](Self::cache) too, and whichever
+    /// [tenant](Self::tenant) verified the token. Called again, it adds a check: a token must
+    /// pass them all. It must not block: it runs inside the service's `call`. To know why a
+    /// token was refused, log from inside the check (a claim, never the token).
+    ///
+    /// ```
+    /// # #[cfg(feature = "issue")] {
+    /// use tower_jwt_auth::{AuthError, JwtAuthLayer};
+    /// use tower_jwt_auth::issue::TokenIssuer;
+    ///
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct MyClaims { sub: String, tenant: String }
+    ///
+    /// let secret = b"an example secret that is 32 bytes+";
+    /// let auth = JwtAuthLayer::<MyClaims>::builder()
+    ///     .hs256(secret)
+    ///     .validate(|claims: &MyClaims| claims.tenant == "acme")
+    ///     .validate(|claims: &MyClaims| !claims.sub.is_empty())
+    ///     .build()
+    ///     .unwrap();
+    /// let issuer = TokenIssuer::hs256(secret).unwrap();
+    /// let acme = issuer.issue("alice", &serde_json::json!({ "tenant": "acme" })).unwrap();
+    /// let other = issuer.issue("alice", &serde_json::json!({ "tenant": "other" })).unwrap();
+    /// assert_eq!(auth.verify(&acme.token).unwrap().tenant, "acme");
+    /// assert_eq!(auth.verify(&other.token).unwrap_err(), AuthError::ClaimsRejected);
+    /// # }
+    /// ```
+    pub fn validate(mut self, check: impl Fn(&C) -> bool + Send + Sync + 'static) -> Self
+    where
+        C: 'static,
+    {
+        self.checks.add_claims(check);
+        self
+    }
+
+    /// Adds a check on the claims set's JSON, refusing with the reason it names: a provider
+    /// preset's rule, which reads only the token's own claims, so a cached copy of the token
+    /// need not pass it again.
+    pub(crate) fn payload_check(mut self, check: PayloadCheck) -> Self {
+        self.checks.add_payload(check);
+        self
+    }
+
+    /// Fails the build with `error`: for a preset given an argument it cannot use.
+    pub(crate) fn refuse(self, error: &'static str) -> Self {
+        self.fail(BuildError::InvalidSetting(error))
+    }
+
     /// Accepts tokens without `exp`. Off by default: a token without expiry is valid forever.
     pub fn allow_missing_exp(mut self) -> Self {
         self.policy.require_exp = false;
@@ -281,6 +347,38 @@ impl<C, R> JwtAuthBuilder<C, R> {
     /// but invalid is still refused.
     pub fn optional(mut self) -> Self {
         self.optional = true;
+        self
+    }
+
+    /// Leaves requests for `path` unauthenticated: they pass without a look at any token and
+    /// reach the inner service with no claims (the [`Claims`](crate::Claims) extractor answers
+    /// them 401, `Option<Claims<C>>` is `None`). For one layer in front of a whole tonic
+    /// server that leaves the health check open, where `add_service(auth.layer(svc))` per
+    /// service does not fit. May be called again; `path` is either an exact path, or a prefix
+    /// followed by `/*` (every path below it):
+    ///
+    /// ```
+    /// use tower_jwt_auth::JwtAuthLayer;
+    ///
+    /// # #[derive(serde::Deserialize)] struct MyClaims { sub: String }
+    /// let auth = JwtAuthLayer::<MyClaims>::builder()
+    ///     .hs256(b"an example secret that is 32 bytes+")
+    ///     .public_path("/grpc.health.v1.Health/Check")
+    ///     .public_path("/grpc.reflection.v1.ServerReflection/*")
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = auth;
+    /// ```
+    ///
+    /// The request's path is compared raw, as received (RFC 3986 §3.3): case-sensitive, not
+    /// percent-decoded, no `.`/`..` segment resolved, no `//` merged. Since something behind
+    /// the layer may normalise paths (`/public/../admin` is `/admin` to some routers), a
+    /// request is public only when its path is in plain form: non-empty segments of RFC 3986
+    /// `pchar`s other than `%` and `;`, none `.` or `..`; any other path is authenticated as
+    /// usual. The same rule holds for `path` itself, which must not contain `*` but in a final
+    /// `/*`, and `/*` alone (everything public) is refused: [`build`](Self::build) fails.
+    pub fn public_path(mut self, path: impl Into<String>) -> Self {
+        self.public_paths.push(path.into());
         self
     }
 
@@ -347,10 +445,12 @@ impl<C, R> JwtAuthBuilder<C, R> {
             max_token_size: self.max_token_size,
             sources: self.sources,
             optional: self.optional,
+            public_paths: self.public_paths,
             pass_preflight: self.pass_preflight,
             csrf: self.csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            checks: self.checks,
             #[cfg(feature = "cache")]
             cache: self.cache,
             responder,
@@ -447,6 +547,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
                 "the leeway is longer than the revocation store's retention margin",
             ));
         }
+        let public = PublicPaths::new(&self.public_paths)?;
         let verifiers = self.build_verifiers()?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
@@ -458,10 +559,12 @@ impl<C, R> JwtAuthBuilder<C, R> {
             max_token_size: self.max_token_size,
             sources,
             optional: self.optional,
+            public,
             pass_preflight: self.pass_preflight,
             csrf,
             revocation: self.revocation,
             revocation_fail_open: self.revocation_fail_open,
+            checks: self.checks,
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,

@@ -38,10 +38,11 @@ impl<C, R> std::fmt::Debug for JwtAuthLayer<C, R> {
     }
 }
 
-impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
+impl<C: DeserializeOwned + 'static, R> JwtAuthLayer<C, R> {
     /// Verifies `token` as the layer would (size, form, header policy, key, signature, claims
-    /// policy) and returns its claims, outside any tower stack: for tokens that arrive another
-    /// way, such as inside a WebSocket message. The revocation store and the cache are not
+    /// policy, [`validate`](crate::JwtAuthBuilder::validate) hooks) and returns its claims,
+    /// outside any tower stack: for tokens that arrive another way, such as inside a WebSocket
+    /// message. The revocation store and the cache are not
     /// consulted (both are asynchronous or request-bound); the CSRF and source rules do not
     /// apply.
     ///

@@ -22,12 +22,15 @@
 //! ```
 
 mod builder;
+mod checks;
 mod future;
 mod layer;
 mod pipeline;
+mod public;
 mod service;
 
 pub use builder::JwtAuthBuilder;
+pub(crate) use checks::PayloadCheck;
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 pub use service::JwtAuth;

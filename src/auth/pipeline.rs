@@ -1,7 +1,8 @@
 //! The per-request steps, in the order they run:
 //!
-//! extract → CSRF → parse → choose verifier → cache → verify → claims policy → revocation →
-//! hand on, or respond.
+//! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy →
+//! extra checks (the presets' rules and the `validate` hooks; a cache hit runs the hooks
+//! again) → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
 //! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
@@ -20,6 +21,8 @@ use futures_util::future::BoxFuture;
 use http::{Extensions, HeaderMap, Method, Response, Uri};
 use serde::de::DeserializeOwned;
 
+use super::checks::Checks;
+use super::public::PublicPaths;
 use crate::csrf::Csrf;
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
@@ -34,10 +37,14 @@ pub(crate) struct Pipeline<R> {
     pub max_token_size: usize,
     pub sources: Vec<Source>,
     pub optional: bool,
+    /// Paths left unauthenticated.
+    pub public: PublicPaths,
     pub pass_preflight: bool,
     pub csrf: Option<Csrf>,
     pub revocation: Option<Arc<dyn Revocation>>,
     pub revocation_fail_open: bool,
+    /// The application's `validate` hooks and the presets' checks.
+    pub checks: Checks,
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
@@ -105,14 +112,20 @@ impl Rejection {
 }
 
 impl<R> Pipeline<R> {
-    /// Extract → CSRF → parse → choose verifier → cache → verify → claims policy: everything
-    /// that needs no I/O.
+    /// Public path? → extract → CSRF → parse → choose verifier → cache → verify → claims
+    /// policy → extra checks: everything that needs no I/O.
     pub(crate) fn authenticate<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
         method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
     ) -> Result<Decision<C>, Rejection> {
+        // A public path: no token is looked at, and no claims are handed on.
+        if self.public.contains(uri.path()) {
+            #[cfg(feature = "metrics")]
+            crate::metrics::accepted("anonymous");
+            return Ok(Decision::Pass(None));
+        }
         // A CORS preflight: browsers never attach credentials to it (Fetch §3.2.2), so
         // authenticating it would break CORS.
         if self.pass_preflight
@@ -140,7 +153,7 @@ impl<R> Pipeline<R> {
         // whole, and the verifier that verified it is known.
         #[cfg(feature = "cache")]
         if let Some(hit) = self.cached::<C>(found.token) {
-            return Ok(hit);
+            return hit;
         }
         let jws = Jws::parse(found.token, self.max_token_size)?;
         let (index, verifier) = self
@@ -150,8 +163,8 @@ impl<R> Pipeline<R> {
         self.verify(index, verifier, &jws)
     }
 
-    /// Verify → claims policy → cache insert, for a parsed token and its verifier (the
-    /// `index`th of the layer's).
+    /// Verify → claims policy → extra checks → cache insert, for a parsed token and its
+    /// verifier (the `index`th of the layer's).
     #[cfg_attr(not(feature = "cache"), allow(unused_variables))]
     fn verify<C: DeserializeOwned + Send + Sync + 'static>(
         &self,
@@ -180,6 +193,10 @@ impl<R> Pipeline<R> {
                 return Err(Rejection::about(error, &jws.header).with_iss(iss));
             }
         };
+        // Before the cache insert: the cache holds only tokens that passed every check.
+        self.checks
+            .verified(&jws.payload, &verified.claims)
+            .map_err(|e| Rejection::about(e, &jws.header))?;
         let claims = Arc::new(verified.claims);
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache
@@ -199,9 +216,13 @@ impl<R> Pipeline<R> {
 
     /// A cache hit for exactly this token, verified under the current generation of its
     /// verifier's keys and still within its `exp`/`nbf`/`iat`. A failing time check falls
-    /// through to full verification, which reports it.
+    /// through to full verification, which reports it. The application's hooks run again
+    /// (their answer may have changed since the token was cached); a refusal is final.
     #[cfg(feature = "cache")]
-    fn cached<C: Send + Sync + 'static>(&self, token: &str) -> Option<Decision<C>> {
+    fn cached<C: Send + Sync + 'static>(
+        &self,
+        token: &str,
+    ) -> Option<Result<Decision<C>, Rejection>> {
         let generation = |i| self.verifiers.get(i).and_then(|v| v.keys.generation());
         let fresh = |entry: &crate::cache::Entry| {
             self.verifiers.get(entry.verifier).is_some_and(|v| {
@@ -212,7 +233,10 @@ impl<R> Pipeline<R> {
         };
         let entry = self.cache.as_ref()?.get(token, generation, fresh)?;
         let claims = entry.claims.downcast::<C>().ok()?;
-        Some(self.decide(Claims::from(claims), entry.id))
+        if let Err(error) = self.checks.hooks(&*claims) {
+            return Some(Err(error.into()));
+        }
+        Some(Ok(self.decide(Claims::from(claims), entry.id)))
     }
 
     /// Let through now, or after the revocation check. An immediate pass is counted here
@@ -335,14 +359,17 @@ impl<R> Pipeline<R> {
     }
 
     /// The whole check of one token outside any request (no source, CSRF, cache or
-    /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
-    pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+    /// revocation; the extra checks included): for
+    /// [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
+    pub(crate) fn verify_token<C: DeserializeOwned + 'static>(
+        &self,
+        token: &str,
+    ) -> Result<C, AuthError> {
         let jws = Jws::parse(token, self.max_token_size)?;
         let (_, verifier) = self.verifiers.select(&jws)?;
-        verifier
-            .verify::<C>(&jws)
-            .map(|v| v.claims)
-            .map_err(|r| r.error)
+        let claims = verifier.verify::<C>(&jws).map_err(|r| r.error)?.claims;
+        self.checks.verified(&jws.payload, &claims)?;
+        Ok(claims)
     }
 
     /// Form, header policy and signature only; the decoded payload, which need not be a claims

@@ -427,3 +427,85 @@ async fn custom_responder_on_grpc_response_matches_rfc6750_for_grpc() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(res.text().await.unwrap(), "expired");
 }
+
+/// `GET <path>` sent as raw bytes over TCP (no client-side URL normalisation), with `token`
+/// if any: the response's status code.
+async fn raw_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: test\r\n{auth}connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    let status = response.split(' ').nth(1).expect("a status line");
+    status.parse().unwrap()
+}
+
+/// Public paths pass without a token and without claims, even with a valid token; a path that
+/// is not in plain form is authenticated, whatever a router behind might make of it.
+#[tokio::test]
+async fn public_paths_pass_without_claims_and_tricks_are_authenticated() {
+    let hits = Hits::default();
+    let layer = hs256_builder::<TestClaims>()
+        .public_path("/health")
+        .public_path("/public/*")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/health", subject::<TestClaims>(&hits))
+        .route("/public/{*rest}", subject::<TestClaims>(&hits))
+        .route("/admin", subject::<TestClaims>(&hits))
+        .layer(layer);
+    let addr = serve(app).await;
+    let base = format!("http://{addr}");
+    let good = hs256_token(json!({}));
+    for path in ["/health", "/public/docs", "/public/a/b.css"] {
+        for token in [None, Some(good.as_str()), Some("not.a.token")] {
+            let reply = fetch(&format!("{base}{path}"), token).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+            // No claims are handed on, even for a valid token.
+            assert_eq!(reply.body, "anonymous", "{path}");
+        }
+    }
+    assert_eq!(hits.take(), 9);
+    fetch(&format!("{base}/admin"), None).await;
+    assert_eq!(
+        fetch(&format!("{base}/admin"), Some(&good)).await.body,
+        "alice"
+    );
+    assert_eq!(hits.take(), 1, "a request without a token reached /admin");
+
+    for path in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public//admin",
+        "/public/x;/../admin",
+        "/health/",
+        "/Health",
+        "/%68ealth",
+        "//health",
+        "/public/",
+        "/public",
+    ] {
+        assert_eq!(raw_get(addr, path, None).await, 401, "{path}");
+        assert_eq!(
+            raw_get(addr, path, Some("not.a.token")).await,
+            401,
+            "{path}"
+        );
+    }
+    assert_eq!(hits.count(), 0);
+
+    for bad in ["/*", "public", "/a/../b", "/a%2Fb", "/a/*/b", "/a/"] {
+        let err = hs256_builder::<TestClaims>()
+            .public_path(bad)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, tower_jwt_auth::BuildError::InvalidSetting(_)),
+            "{bad}: {err}"
+        );
+    }
+}

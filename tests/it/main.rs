@@ -54,4 +54,5 @@ mod testing;
 mod tonic;
 #[cfg(feature = "tracing")]
 mod tracing;
+mod validate;
 mod wycheproof;

@@ -154,6 +154,33 @@ fn anonymous_passes_are_accepted() {
     });
 }
 
+/// A `validate` hook's refusal is counted as `claims_rejected`; a public path as an anonymous
+/// pass.
+#[test]
+fn hook_refusals_and_public_paths() {
+    with_recorder(|m| async move {
+        let layer = hs256_builder::<TestClaims>()
+            .validate(|c: &TestClaims| c.sub != "blocked")
+            .public_path("/health")
+            .build()
+            .unwrap();
+        let hits = Hits::default();
+        let app = axum::Router::new()
+            .route("/me", subject::<TestClaims>(&hits))
+            .route("/health", subject::<TestClaims>(&hits))
+            .layer(layer);
+        let base = format!("http://{}", serve(app).await);
+        let blocked = hs256_token(json!({ "sub": "blocked" }));
+        let reply = fetch(&format!("{base}/me"), Some(&blocked)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        let reply = fetch(&format!("{base}/health"), None).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(m.requests("rejected", "claims_rejected"), 1);
+        assert_eq!(m.requests("accepted", "anonymous"), 1);
+        assert_eq!(hits.count(), 1);
+    });
+}
+
 #[cfg(feature = "cache")]
 #[test]
 fn cache_hits_and_misses() {

@@ -265,15 +265,7 @@ async fn key_rotations_at_the_provider_are_followed_by_the_layer() {
 // ---------------------------------------------------------------------------------------------
 // The resource_server example, as a black box
 
-/// What the resource_server example reads from its environment: none of it comes from this
-/// process.
-const EXAMPLE_ENV: [&str; 5] = [
-    "OIDC_ISSUER",
-    "JWKS_URL",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_TOKEN_TYPE",
-];
+use example::RESOURCE_SERVER_ENV as EXAMPLE_ENV;
 
 /// The example's realm.
 const REALM: &str = "resource-server";

@@ -1,7 +1,8 @@
 //! Identity-provider presets (`providers::Provider`) and claim mapping
-//! (`authorize::ClaimMapping`) through a real axum server: each preset's layer and
-//! requirements, with tokens shaped as the provider's public documentation shows them (claim
-//! names, nesting and JSON types), signed by a local RSA key published as a JWKS with a `kid`.
+//! (`authorize::ClaimMapping`) through a real axum server: each preset's layer, claim rules
+//! and requirements, with tokens shaped as the provider's public documentation shows them
+//! (claim names, nesting and JSON types), signed by a local RSA key published as a JWKS with a
+//! `kid`.
 
 use axum::Router;
 use reqwest::StatusCode;
@@ -35,16 +36,12 @@ fn layer(provider: &Provider) -> JwtAuthLayer<Value> {
         .unwrap()
 }
 
-/// `/me` (the provider's rules only) and one route per `(path, requirement)`, each behind the
-/// provider's rules, behind the provider's layer: the base URL and the handlers' count.
+/// `/me` (any valid token) and one route per `(path, requirement)`, behind the provider's
+/// layer: the base URL and the handlers' count.
 async fn server(provider: &Provider, routes: Vec<(&str, Requirement<Value>)>) -> (String, Hits) {
     let hits = Hits::default();
-    let mut app = Router::new().route(
-        "/me",
-        subject::<Value>(&hits).route_layer(RequireClaimsLayer::new(provider.rules())),
-    );
+    let mut app = Router::new().route("/me", subject::<Value>(&hits));
     for (path, requirement) in routes {
-        let requirement = provider.rules().and(requirement);
         app = app.route(
             path,
             subject::<Value>(&hits).route_layer(RequireClaimsLayer::new(requirement)),
@@ -313,6 +310,191 @@ async fn entra_v2_roles_scp_string_and_tid() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Microsoft Entra ID, multi-tenant
+
+const TENANT_B: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// [`entra_claims`] issued by tenant `tid`: its `iss` and `tid`.
+fn entra_claims_of(tid: &str) -> Value {
+    let claims = with(entra_claims(), "tid", json!(tid));
+    with(
+        claims,
+        "iss",
+        json!(format!("https://login.microsoftonline.com/{tid}/v2.0")),
+    )
+}
+
+/// Tokens of two tenants pass; a `tid` that is not the one `iss` names (either way round), the
+/// template itself, the `common` issuer, no `iss` or no `tid` are refused with 401.
+#[tokio::test]
+async fn entra_multi_tenant_iss_follows_tid_for_two_tenants() {
+    let entra = Provider::entra_multi_tenant().audience(API_CLIENT_ID);
+    let m = entra.mapping().clone();
+    let (base, hits) = server(&entra, vec![("/admin", m.any_role(["Orders.Admin"]))]).await;
+    let sub = "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ";
+    for tid in [TENANT, TENANT_B] {
+        let good = token(&entra_claims_of(tid));
+        for path in ["/me", "/admin"] {
+            assert_ok(&fetch(&format!("{base}{path}"), Some(&good)).await, sub);
+        }
+    }
+    assert_eq!(hits.take(), 4);
+
+    let iss = |tid: &str| json!(format!("https://login.microsoftonline.com/{tid}/v2.0"));
+    let spoofed = [
+        // Tenant B's token claiming tenant A's `tid`, and the other way round.
+        with(entra_claims_of(TENANT_B), "tid", json!(TENANT)),
+        with(entra_claims_of(TENANT), "iss", iss(TENANT_B)),
+        // The template of the discovery document, taken literally.
+        with(entra_claims_of("{tenantid}"), "tid", json!("{tenantid}")),
+        with(entra_claims_of(TENANT), "iss", iss("{tenantid}")),
+        // Tenant aliases are not tenants; the v1.0 issuer is not the v2.0 one.
+        entra_claims_of("common"),
+        with(entra_claims_of(TENANT), "iss", iss("organizations")),
+        with(
+            entra_claims_of(TENANT),
+            "iss",
+            json!(format!("https://sts.windows.net/{TENANT}/")),
+        ),
+        // A look-alike host.
+        with(
+            entra_claims_of(TENANT),
+            "iss",
+            json!(format!(
+                "https://login.microsoftonline.com.evil.example/{TENANT}/v2.0"
+            )),
+        ),
+    ];
+    for claims in &spoofed {
+        fetch(&format!("{base}/me"), Some(&token(claims)))
+            .await
+            .assert_invalid_token("wrong issuer");
+    }
+    for claim in ["iss", "tid"] {
+        fetch(
+            &format!("{base}/me"),
+            Some(&token(&without(entra_claims_of(TENANT), claim))),
+        )
+        .await
+        .assert_invalid_token("missing required claim");
+    }
+    let graph = with(
+        entra_claims_of(TENANT),
+        "aud",
+        json!("00000003-0000-0000-c000-000000000000"),
+    );
+    fetch(&format!("{base}/me"), Some(&token(&graph)))
+        .await
+        .assert_invalid_token("wrong audience");
+    assert_eq!(hits.count(), 0);
+}
+
+/// With an allow-list, only the named tenants' tokens pass.
+#[tokio::test]
+async fn entra_multi_tenant_allow_list() {
+    let entra = Provider::entra_multi_tenant()
+        .audience(API_CLIENT_ID)
+        .allow_tenant(TENANT.to_uppercase());
+    let (base, hits) = server(&entra, vec![]).await;
+    let sub = "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ";
+    assert_ok(
+        &fetch(
+            &format!("{base}/me"),
+            Some(&token(&entra_claims_of(TENANT))),
+        )
+        .await,
+        sub,
+    );
+    fetch(
+        &format!("{base}/me"),
+        Some(&token(&entra_claims_of(TENANT_B))),
+    )
+    .await
+    .assert_invalid_token("wrong issuer");
+    assert_eq!(hits.count(), 1);
+}
+
+/// Presets given what they cannot use fail the build instead of refusing every token, or
+/// accepting too many.
+#[test]
+fn entra_aliases_and_misplaced_tenant_lists_fail_the_build() {
+    let jwks = json!({ "keys": [jwk("rsa", KID)] }).to_string();
+    let build = |provider: Provider| {
+        provider
+            .configure(JwtAuthLayer::<Value>::builder())
+            .jwks_json(&jwks)
+            .build()
+    };
+    for alias in ["common", "organizations", "consumers"] {
+        let err = build(Provider::entra(alias).audience(API_CLIENT_ID)).unwrap_err();
+        assert!(err.to_string().contains("entra_multi_tenant"), "{err}");
+    }
+    let err = build(Provider::keycloak("https://sso.example.com", "acme").allow_tenant(TENANT))
+        .unwrap_err();
+    assert!(err.to_string().contains("allow_tenant"), "{err}");
+    // Without an audience, a token of any application of any tenant would pass.
+    let err = build(Provider::entra_multi_tenant().allow_tenant(TENANT)).unwrap_err();
+    assert!(err.to_string().contains("audience"), "{err}");
+    assert!(build(Provider::entra(TENANT)).is_ok());
+}
+
+/// Keys for the multi-tenant preset: the `common` discovery document names the template as its
+/// `issuer`, which discovery refuses (its issuer is not its URL's, OpenID Connect Discovery 1.0
+/// §4.3), so the template never becomes an accepted issuer; the JWKS URL works.
+#[cfg(feature = "remote")]
+#[tokio::test]
+async fn entra_multi_tenant_keys_by_jwks_uri_not_by_template_discovery() {
+    use tower_jwt_auth::BuildError;
+    use tower_jwt_auth::remote::RemoteJwks;
+
+    let idp = crate::common::jwks_server::JwksServer::start(&[jwk("rsa", KID)]).await;
+    idp.discovery(
+        "/common/v2.0/.well-known/openid-configuration",
+        json!({
+            "issuer": idp.url("/{tenantid}/v2.0"),
+            "jwks_uri": idp.jwks_url(),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        }),
+    );
+    let err = RemoteJwks::from_issuer(idp.url("/common/v2.0"))
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Discovery { reason, .. }
+            if reason.contains("{tenantid}") && reason.contains("from_jwks_uri")),
+        "{err}"
+    );
+
+    let keys = RemoteJwks::from_jwks_uri(idp.jwks_url())
+        .allow_http_for_loopback()
+        .build()
+        .await
+        .unwrap();
+    let entra = Provider::entra_multi_tenant().audience(API_CLIENT_ID);
+    let layer = entra
+        .configure(JwtAuthLayer::<Value>::builder())
+        .remote_jwks(keys)
+        .build()
+        .unwrap();
+    let (url, hits) = crate::common::me_server(layer).await;
+    for tid in [TENANT, TENANT_B] {
+        assert_ok(
+            &fetch(&url, Some(&token(&entra_claims_of(tid)))).await,
+            "HKZpfaHyWadeOouYlitjrI-KffTm222X5rrV3xDqfKQ",
+        );
+    }
+    let spoofed = with(entra_claims_of(TENANT_B), "tid", json!(TENANT));
+    fetch(&url, Some(&token(&spoofed)))
+        .await
+        .assert_invalid_token("wrong issuer");
+    assert_eq!(hits.count(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Amazon Cognito
 
 const POOL_ISSUER: &str = "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_EXAMPLE";
@@ -381,17 +563,25 @@ async fn cognito_access_tokens_client_id_token_use_and_groups() {
     }
     assert_eq!(hits.take(), 3);
     assert_forbidden(&fetch(&format!("{base}/write"), Some(&good)).await);
-    // The ID token has no `client_id`: refused at authentication.
+    // The ID token, as Cognito issues it, has no `client_id`: refused at authentication,
+    // whatever groups it lists.
     fetch(&format!("{base}/admin"), Some(&token(&cognito_id())))
         .await
         .assert_invalid_token("missing required claim");
-    // Another app client of the pool, or a token that is not an access token: refused by the
-    // preset's rules.
-    let other_client = with(cognito_access(), "client_id", json!("9other87654321"));
+    // An ID token that also names the client is still not an access token; another app
+    // client of the pool is another audience: 401 `invalid_token` by the preset's rule, not
+    // 403.
+    let id_with_client = with(cognito_id(), "client_id", json!(APP_CLIENT));
     let id_use = with(cognito_access(), "token_use", json!("id"));
-    for claims in [other_client, id_use] {
-        assert_forbidden(&fetch(&format!("{base}/me"), Some(&token(&claims))).await);
+    for claims in [id_with_client, id_use] {
+        fetch(&format!("{base}/admin"), Some(&token(&claims)))
+            .await
+            .assert_invalid_token("wrong token type");
     }
+    let other_client = with(cognito_access(), "client_id", json!("9other87654321"));
+    fetch(&format!("{base}/me"), Some(&token(&other_client)))
+        .await
+        .assert_invalid_token("wrong audience");
     fetch(
         &format!("{base}/me"),
         Some(&token(&without(cognito_access(), "token_use"))),
@@ -564,4 +754,192 @@ async fn claim_mapping_without_a_preset() {
     assert_forbidden(&reply);
     assert!(reply.challenge().contains("scope=\"a b\""), "{reply:?}");
     assert_eq!(hits.count(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resource_server example's JWT_PROVIDER, as a black box
+
+/// `GET /admin` of the resource_server example, started with `JWT_PROVIDER` for each provider
+/// and trusting a `MockIdp` by discovery: the role `admin` read where that provider puts it
+/// passes, anywhere else it is a 403 `insufficient_scope` challenge; with `cognito`, the app
+/// client is `client_id`, and an ID token or another client's token is a 401.
+#[cfg(all(feature = "remote", feature = "test-util"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resource_server_example_reads_roles_where_the_provider_puts_them() {
+    use crate::common::example::{self, Example, RESOURCE_SERVER_ENV};
+    use tower_jwt_auth::testing::MockIdp;
+
+    let binary = tokio::task::spawn_blocking(|| example::build("resource_server"))
+        .await
+        .unwrap();
+    let idp = MockIdp::start().await;
+    let issuer = idp.issuer();
+    let start = |provider: &str, audience: &str| {
+        let mut env = vec![("OIDC_ISSUER", issuer.as_str()), ("JWT_AUDIENCE", audience)];
+        if !provider.is_empty() {
+            env.push(("JWT_PROVIDER", provider));
+        }
+        Example::start(&binary, &RESOURCE_SERVER_ENV, &env)
+    };
+    #[track_caller]
+    fn assert_admin(reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let claims: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(claims["sub"], "alice");
+    }
+    #[track_caller]
+    fn assert_not_admin(reply: &Reply) {
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{reply:?}");
+        let challenge = reply.challenge();
+        assert!(
+            challenge.starts_with("Bearer realm=\"resource-server\"")
+                && challenge.contains("error=\"insufficient_scope\""),
+            "{challenge:?}"
+        );
+    }
+    let get = |server: &Example, path: &str, token: String| {
+        let url = format!("http://{}{path}", server.addr);
+        async move { fetch(&url, Some(&token)).await }
+    };
+    let token = |aud: &str, claims: Value| {
+        idp.token()
+            .subject("alice")
+            .audience(aud)
+            .claims(claims)
+            .sign()
+    };
+
+    // Keycloak: realm roles, and the client roles of this API (the audience), not another's.
+    let keycloak = start("keycloak", "orders-api");
+    let realm_admin = token(
+        "orders-api",
+        json!({ "realm_access": { "roles": ["admin"] } }),
+    );
+    let client_admin = token(
+        "orders-api",
+        json!({ "resource_access": { "orders-api": { "roles": ["admin"] } } }),
+    );
+    for t in [realm_admin.clone(), client_admin] {
+        assert_admin(&get(&keycloak, "/admin", t).await);
+    }
+    let other_client = token(
+        "orders-api",
+        json!({ "resource_access": { "account": { "roles": ["admin"] } },
+                "realm_access": { "roles": ["user"] } }),
+    );
+    let top_level = token("orders-api", json!({ "roles": ["admin"] }));
+    for t in [other_client.clone(), top_level.clone()] {
+        assert_not_admin(&get(&keycloak, "/admin", t).await);
+    }
+    assert_eq!(
+        get(&keycloak, "/me", other_client).await.status,
+        StatusCode::OK
+    );
+    get(
+        &keycloak,
+        "/admin",
+        token(
+            "another-api",
+            json!({ "realm_access": { "roles": ["admin"] } }),
+        ),
+    )
+    .await
+    .assert_invalid_token_in("resource-server", "wrong audience");
+
+    // Auth0: `permissions`.
+    let auth0 = start("auth0", "https://api.example.com/orders");
+    let aud = "https://api.example.com/orders";
+    assert_admin(
+        &get(
+            &auth0,
+            "/admin",
+            token(aud, json!({ "permissions": ["admin"] })),
+        )
+        .await,
+    );
+    for claims in [
+        json!({ "permissions": ["read:orders"] }),
+        json!({ "roles": ["admin"] }),
+        json!({ "scope": "admin" }),
+    ] {
+        assert_not_admin(&get(&auth0, "/admin", token(aud, claims)).await);
+    }
+
+    // Cognito: no `aud`; `client_id` is the app client, `token_use` must be `access`.
+    let client = "1example23456789";
+    let cognito = start("cognito", client);
+    let access = |groups: Value| {
+        idp.token()
+            .subject("alice")
+            .without("aud")
+            .claims(json!({ "token_use": "access", "client_id": client,
+                            "cognito:groups": groups, "username": "alice" }))
+            .sign()
+    };
+    assert_admin(&get(&cognito, "/admin", access(json!(["admin"]))).await);
+    assert_not_admin(&get(&cognito, "/admin", access(json!(["users"]))).await);
+    assert_eq!(
+        get(&cognito, "/me", access(json!(["users"]))).await.status,
+        StatusCode::OK
+    );
+    // The pool's ID token for the same app client, with the same groups: not an access token.
+    let id_token = token(
+        client,
+        json!({ "token_use": "id", "cognito:groups": ["admin"], "email": "alice@example.com" }),
+    );
+    let id_with_client = idp
+        .token()
+        .subject("alice")
+        .without("aud")
+        .claims(json!({ "token_use": "id", "client_id": client, "cognito:groups": ["admin"] }))
+        .sign();
+    let other_app = idp
+        .token()
+        .subject("alice")
+        .without("aud")
+        .claims(
+            json!({ "token_use": "access", "client_id": "9other87654321",
+                        "cognito:groups": ["admin"] }),
+        )
+        .sign();
+    for t in [id_token, id_with_client, other_app] {
+        for path in ["/me", "/admin"] {
+            get(&cognito, path, t.clone())
+                .await
+                .assert_invalid_token_in("resource-server", "claims not accepted");
+        }
+    }
+
+    // Entra ID: app roles in `roles`; generic (the default): `roles` too.
+    let entra = start("entra", API_CLIENT_ID);
+    assert_admin(
+        &get(
+            &entra,
+            "/admin",
+            token(API_CLIENT_ID, json!({ "roles": ["admin"] })),
+        )
+        .await,
+    );
+    assert_not_admin(
+        &get(
+            &entra,
+            "/admin",
+            token(API_CLIENT_ID, json!({ "roles": ["Orders.Read"] })),
+        )
+        .await,
+    );
+    let generic = start("", "orders-api");
+    assert_admin(&get(&generic, "/admin", top_level).await);
+    assert_not_admin(&get(&generic, "/admin", realm_admin).await);
+
+    let stderr = example::refuses_to_start(
+        &binary,
+        &RESOURCE_SERVER_ENV,
+        &[
+            ("OIDC_ISSUER", issuer.as_str()),
+            ("JWT_AUDIENCE", "orders-api"),
+            ("JWT_PROVIDER", "okta"),
+        ],
+    );
+    assert!(stderr.contains("JWT_PROVIDER"), "{stderr}");
 }

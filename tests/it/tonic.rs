@@ -439,6 +439,63 @@ mod greeter {
         assert_eq!(greeter.reached(), 2);
     }
 
+    /// One layer for the whole server, with the health Check public: it answers without a
+    /// token and hands no claims over even with one; the Greeter (and health's Watch) still
+    /// need a token.
+    #[tokio::test]
+    async fn one_global_layer_with_a_public_health_check() {
+        let layer = hs256_builder::<TestClaims>()
+            .public_path("/grpc.health.v1.Health/Check")
+            .build()
+            .unwrap();
+        let greeter = Greeter::default();
+        let seen = Seen::default();
+        let (_reporter, health_service) = tonic_health::server::health_reporter();
+        let recorded = Recorded {
+            inner: health_service,
+            seen: seen.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = greeter.clone();
+        tokio::spawn(async move {
+            Server::builder()
+                .layer(layer)
+                .add_service(recorded)
+                .add_service(served)
+                .serve_with_incoming(TcpIncoming::from(listener))
+                .await
+                .unwrap();
+        });
+        let channel = connect(addr).await;
+        let good = hs256_token(json!({}));
+        for token in [None, Some(good.as_str()), Some("not.a.token")] {
+            assert_eq!(
+                health(channel.clone(), "", token).await,
+                ServingStatus::Serving
+            );
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![None, None, None]);
+
+        let status = say_hello(channel.clone(), None).await.unwrap_err();
+        assert_refused(&status, None);
+        assert_eq!(greeter.reached(), 0);
+        assert_eq!(
+            say_hello(channel.clone(), Some(&good)).await.unwrap(),
+            "hello grpc from alice"
+        );
+        assert_eq!(greeter.reached(), 1);
+
+        // Watch is another method of the same service: not public.
+        let mut client = HealthClient::new(channel);
+        let status = client
+            .watch(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_refused(&status, None);
+        assert_eq!(seen.lock().unwrap().len(), 3);
+    }
+
     // -----------------------------------------------------------------------------------------
     // examples/tonic_server.rs, as a black box (its contract in EXAMPLES.md)
 

@@ -174,9 +174,22 @@ impl Inner {
         let doc: Discovery = serde_json::from_slice(&response.body)
             .map_err(|e| Failure::Discovery(format!("{url}: invalid document: {e}")))?;
         if doc.issuer != issuer {
+            // A multi-tenant provider's shared document (Entra ID's `common`) names a template
+            // such as `https://login.microsoftonline.com/{tenantid}/v2.0`: no token carries it,
+            // so it is refused like any other issuer, with the way that works.
+            let template = if doc.issuer.contains('{') {
+                format!(
+                    "; it is a template, checked per token: take the keys with \
+                     RemoteJwks::from_jwks_uri({:?}) and check `iss` per token \
+                     (Provider::entra_multi_tenant does for Entra ID)",
+                    doc.jwks_uri
+                )
+            } else {
+                String::new()
+            };
             return Err(Failure::Discovery(format!(
                 "the document's issuer {:?} is not the configured issuer {issuer:?} \
-                 (OpenID Connect Discovery 1.0 §4.3 requires them to be identical)",
+                 (OpenID Connect Discovery 1.0 §4.3 requires them to be identical){template}",
                 doc.issuer
             )));
         }

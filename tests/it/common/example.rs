@@ -9,6 +9,17 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+/// What the resource_server example reads from its environment: none of it may come from this
+/// process, so a test clears them all and sets its own.
+pub const RESOURCE_SERVER_ENV: [&str; 6] = [
+    "OIDC_ISSUER",
+    "JWKS_URL",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_TOKEN_TYPE",
+    "JWT_PROVIDER",
+];
+
 /// The features this test binary was built with.
 fn features() -> Vec<&'static str> {
     [
