@@ -27,6 +27,12 @@ use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, RevocationSto
 /// or replication. Failing closed covers the time Redis is down, not a Redis that comes back
 /// empty — that would turn every revoked token valid again until its `exp`.
 ///
+/// [`replicate`](Self::replicate) turns a handle into a [`ReplicatedRevocation`]: checks
+/// answered from a copy in this server's memory (no round trip per request), which also
+/// detects a Redis that came back empty and writes back what it holds.
+///
+/// [`ReplicatedRevocation`]: super::ReplicatedRevocation
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
