@@ -140,6 +140,36 @@ async fn a_revocation_on_one_server_reaches_the_other() {
     assert_eq!(b.me(&bob.token).await.status, StatusCode::OK);
 }
 
+/// More entries than one read of the stream takes (1000): the follower reads on until it has
+/// them all.
+#[tokio::test]
+async fn a_burst_of_revocations_reaches_the_other_server_whole() {
+    let redis = RedisServer::start().await;
+    let (store_a, store_b) = (replica(&redis).await, replica(&redis).await);
+    let b = server(store_b.clone()).await;
+    let (first, middle, last) = (issue("alice"), issue("bob"), issue("carol"));
+    let valid = issue("dave");
+    for t in [&first, &middle, &last, &valid] {
+        assert_eq!(b.me(&t.token).await.status, StatusCode::OK);
+    }
+    let exp = now() + 600;
+    store_a.revoke(&first.jti, first.expires_at).await.unwrap();
+    for i in 0..2500 {
+        if i == 1500 {
+            store_a
+                .revoke(&middle.jti, middle.expires_at)
+                .await
+                .unwrap();
+        }
+        store_a.revoke(&format!("burst-{i}"), exp).await.unwrap();
+    }
+    store_a.revoke(&last.jti, last.expires_at).await.unwrap();
+    assert_revoked(&until(&b, &last.token, StatusCode::UNAUTHORIZED).await.0);
+    assert_revoked(&b.me(&middle.token).await);
+    assert_revoked(&b.me(&first.token).await);
+    assert_eq!(b.me(&valid.token).await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_server_started_after_revocations_refuses_them_from_its_first_request() {
     let redis = RedisServer::start().await;
@@ -185,6 +215,36 @@ async fn a_server_started_after_revocations_refuses_them_from_its_first_request(
 // ---------------------------------------------------------------------------------------------
 // Redis away
 // ---------------------------------------------------------------------------------------------
+
+/// The connections dropped (Redis up): the feed reconnects and goes on from where it was,
+/// within the bound, so the server never fails a request meanwhile.
+#[tokio::test]
+async fn a_dropped_feed_connection_reconnects_within_the_bound() {
+    let redis = RedisServer::start().await;
+    let b = server(replica(&redis).await).await;
+    let token = issue("alice");
+    assert_eq!(b.me(&token.token).await.status, StatusCode::OK);
+
+    let mut conn = redis.inspect().await;
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "the store's two connections");
+    replica(&redis)
+        .await
+        .revoke(&token.jti, token.expires_at)
+        .await
+        .unwrap();
+    let (reply, before) = until(&b, &token.token, StatusCode::UNAUTHORIZED).await;
+    assert_revoked(&reply);
+    assert!(before.iter().all(|s| *s == StatusCode::OK), "{before:?}");
+}
 
 #[tokio::test]
 async fn redis_restarted_with_its_data_fails_closed_then_recovers() {

@@ -126,11 +126,17 @@ impl Feed {
             .await
             .map_err(err)?;
         if epoch.as_deref() == Some(self.epoch.as_str()) {
+            let mut read = 0;
             for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
                 self.apply(&entry);
                 self.last_id = entry.id;
+                read += 1;
             }
-            self.shared.confirm(sent);
+            // A full batch may have left entries written before `sent` unread: the next read
+            // (at once: they are there) confirms.
+            if read < BATCH {
+                self.shared.confirm(sent);
+            }
         } else {
             self.reseed(&mut conn).await?;
         }
