@@ -6,7 +6,10 @@
 //!    checking `<store>`: `memory` (`MemoryRevocation`), `redis-replica`
 //!    (`RedisRevocation::connect(..).replicate()`: a lookup in memory) and `redis-round-trip`
 //!    (`RedisRevocation`: one Redis round trip per request). Each store holds 10 000 revoked
-//!    `jti`s (not the one presented). Read `redis-replica / memory` within one run.
+//!    `jti`s (not the one presented). Then `memory` and `redis-replica` again, measured in
+//!    alternation (200 rounds of 2000 requests each; median round per store, and the ratio),
+//!    which a machine whose load comes and goes skews far less than two runs one after the
+//!    other.
 //! 2. Propagation (printed after criterion's output): 200 revocations written through one
 //!    replicated store and polled on a second one (its own handle and feed, same process,
 //!    same Redis on loopback), timed from the start of the `revoke` call until the second
@@ -40,6 +43,10 @@ use tower_jwt_auth::{Claims, JwtAuthLayer};
 
 /// Revoked `jti`s each store holds while it is measured.
 const REVOKED: usize = 10_000;
+
+/// Rounds and requests per round of the interleaved measurement.
+const ROUNDS: usize = 200;
+const PER_ROUND: u32 = 2000;
 
 /// Revocations timed for the propagation figures.
 const PROPAGATIONS: usize = 200;
@@ -153,6 +160,7 @@ fn per_request(c: &mut Criterion, rt: &Runtime, redis: &Redis) {
         ("redis-round-trip", round_trip),
     ];
     let mut group = c.benchmark_group("revocation/hs256-valid");
+    let mut apps = Vec::new();
     for (name, store) in stores {
         let app = router(case.builder().revocation(store).build().expect("layer"));
         // The path measured is the 200 path, before and after (a stale feed would answer 503).
@@ -167,8 +175,50 @@ fn per_request(c: &mut Criterion, rt: &Runtime, redis: &Redis) {
             b.to_async(rt).iter(|| app.clone().oneshot(request(&auth)))
         });
         check("after");
+        apps.push((name, app));
     }
     group.finish();
+    interleaved(rt, &apps[..2]);
+}
+
+/// The per-request cost of each router measured in alternation, [`ROUNDS`] rounds of
+/// [`PER_ROUND`] requests each, so that a load that comes and goes on the machine weighs on
+/// both alike; prints each one's median round and their ratio to the first.
+fn interleaved(rt: &Runtime, apps: &[(&str, axum::Router)]) {
+    let case = AlgCase::hs256();
+    let auth = HeaderValue::try_from(format!("Bearer {}", case.token())).expect("header");
+    let mut rounds = vec![Vec::with_capacity(ROUNDS); apps.len()];
+    for _ in 0..ROUNDS {
+        for ((_, app), times) in apps.iter().zip(&mut rounds) {
+            let started = Instant::now();
+            rt.block_on(async {
+                for _ in 0..PER_ROUND {
+                    let res = app
+                        .clone()
+                        .oneshot(request(&auth))
+                        .await
+                        .expect("infallible");
+                    black_box(res);
+                }
+            });
+            times.push(started.elapsed() / PER_ROUND);
+        }
+    }
+    let medians: Vec<Duration> = rounds
+        .iter_mut()
+        .map(|times| {
+            times.sort();
+            times[times.len() / 2]
+        })
+        .collect();
+    for ((name, _), median) in apps.iter().zip(&medians) {
+        println!(
+            "revocation/interleaved/{name}: {median:?} per request (median of {ROUNDS} rounds \
+             of {PER_ROUND}), {:.3} x {}",
+            median.as_secs_f64() / medians[0].as_secs_f64(),
+            apps[0].0
+        );
+    }
 }
 
 fn propagation(rt: &Runtime, redis: &Redis) {
