@@ -42,6 +42,9 @@ pub(super) struct Feed {
     conn: Option<MultiplexedConnection>,
     epoch: String,
     last_id: String,
+    /// A re-seed began and has not finished: it is started over after a reconnect (the epoch
+    /// already matches by then, so nothing else would tell).
+    reseeding: bool,
 }
 
 impl Feed {
@@ -56,6 +59,7 @@ impl Feed {
             conn: None,
             epoch: String::new(),
             last_id: START.into(),
+            reseeding: false,
         };
         let mut conn = feed.connect().await?;
         feed.adopt_epoch(&mut conn).await?;
@@ -100,7 +104,12 @@ impl Feed {
             Some(conn) => conn,
             None => {
                 let mut conn = self.connect().await?;
-                match self.found(&mut conn).await? {
+                let found = if self.reseeding {
+                    Found::Lost
+                } else {
+                    self.found(&mut conn).await?
+                };
+                match found {
                     Found::Intact => {}
                     Found::Trimmed => self.snapshot(&mut conn).await?,
                     Found::Lost => self.reseed(&mut conn).await?,
@@ -311,6 +320,7 @@ impl Feed {
     /// snapshot taken, which brings in what other servers wrote back. The feed is confirmed
     /// only once that is done.
     async fn reseed(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
+        self.reseeding = true;
         self.adopt_epoch(conn).await?;
         let (jtis, subjects) = self.shared.local.live();
         #[cfg(feature = "tracing")]
@@ -355,7 +365,9 @@ impl Feed {
             }
             pipe.query_async::<()>(conn).await.map_err(err)?;
         }
-        self.snapshot(conn).await
+        self.snapshot(conn).await?;
+        self.reseeding = false;
+        Ok(())
     }
 }
 
