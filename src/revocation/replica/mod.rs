@@ -54,9 +54,9 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///
 /// # Failures
 ///
-/// - **Redis unreachable.** The task confirms the feed at least every quarter of the
-///   staleness bound (and at most every 250 ms). Once the last confirmation is older than the
-///   bound ([`max_staleness`](Self::max_staleness), 5 s by default), checks return an error: the
+/// - **Redis unreachable.** The task confirms the feed with every read, and each read waits
+///   for new entries a quarter of the staleness bound at most (between 10 and 250 ms). Once
+///   the last confirmation is older than the bound ([`max_staleness`](Self::max_staleness), 5 s by default), checks return an error: the
 ///   layer answers 503 with `Retry-After` (or lets the request through with
 ///   [`revocation_fail_open`](crate::JwtAuthBuilder::revocation_fail_open)). Revoking fails
 ///   while Redis is away, as with [`RedisRevocation`]. Once Redis answers again, the task
@@ -72,7 +72,10 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   converges on the union. Checks keep failing closed until that is done if the feed was
 ///   down for longer than the bound. What no server holds is lost: a Redis restarted empty
 ///   while every server was also restarted forgets everything, as [`RedisRevocation`] does;
-///   run Redis with persistence (AOF) or replication.
+///   run Redis with persistence (AOF) or replication. A server that starts after the restart
+///   and before the first running server has reconnected (a second at most) sees an empty
+///   Redis it cannot tell from a new one: it accepts the lost revocations until the running
+///   servers' entries arrive on the feed.
 ///
 /// # Consistency
 ///
@@ -218,7 +221,8 @@ impl RedisRevocation {
 impl ReplicatedRevocation {
     /// Sets how long the feed may go unconfirmed (Redis unreachable, or lost and being
     /// re-seeded) before checks return an error (default 5 s). Shorter means a revocation is
-    /// never missed for longer than that, and more 503s while Redis is briefly away.
+    /// never missed for longer than that, and more 503s while Redis is briefly away. Applies
+    /// to every handle of this copy.
     pub fn max_staleness(self, bound: Duration) -> ReplicatedRevocation {
         self.shared
             .max_staleness
