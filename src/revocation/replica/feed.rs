@@ -22,6 +22,10 @@ const REPUBLISH_BATCH: usize = 500;
 /// (250 ms), short enough that a silent network is noticed and reconnected within seconds.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long after the last confirmed read the stream is looked at again before it is read:
+/// well within the window it is trimmed to (the retention margin, 5 minutes).
+const RECHECK_AFTER: Duration = Duration::from_secs(60);
+
 /// The stream id before every entry.
 const START: &str = "0-0";
 
@@ -42,6 +46,8 @@ pub(super) struct Feed {
     conn: Option<MultiplexedConnection>,
     epoch: String,
     last_id: String,
+    /// When the last read that confirmed the feed was sent.
+    confirmed_at: Instant,
     /// A re-seed began and has not finished: it is started over after a reconnect (the epoch
     /// already matches by then, so nothing else would tell).
     reseeding: bool,
@@ -59,6 +65,7 @@ impl Feed {
             conn: None,
             epoch: String::new(),
             last_id: START.into(),
+            confirmed_at: Instant::now(),
             reseeding: false,
         };
         let mut conn = feed.connect().await?;
@@ -100,23 +107,25 @@ impl Feed {
     /// One read of the stream (reconnecting first if needed), applied; or the recovery of a
     /// Redis that lost its data.
     async fn step(&mut self) -> Result<(), RevocationError> {
+        // After a reconnect, or a read long past (this process paused, say, with its
+        // connection open), entries it has not read may have been trimmed: look first.
+        let recheck = self.conn.is_none() || self.confirmed_at.elapsed() > RECHECK_AFTER;
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => {
-                let mut conn = self.connect().await?;
-                let found = if self.reseeding {
-                    Found::Lost
-                } else {
-                    self.found(&mut conn).await?
-                };
-                match found {
-                    Found::Intact => {}
-                    Found::Trimmed => self.snapshot(&mut conn).await?,
-                    Found::Lost => self.reseed(&mut conn).await?,
-                }
-                conn
-            }
+            None => self.connect().await?,
         };
+        if recheck {
+            let found = if self.reseeding {
+                Found::Lost
+            } else {
+                self.found(&mut conn).await?
+            };
+            match found {
+                Found::Intact => {}
+                Found::Trimmed => self.snapshot(&mut conn).await?,
+                Found::Lost => self.reseed(&mut conn).await?,
+            }
+        }
         let sent = Instant::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
         // The epoch is read first, in the same round trip: Redis answers it at once, then
@@ -144,13 +153,19 @@ impl Feed {
             // A full batch may have left entries written before `sent` unread: the next read
             // (at once: they are there) confirms.
             if read < BATCH {
-                self.shared.confirm(sent);
+                self.confirm(sent);
             }
         } else {
             self.reseed(&mut conn).await?;
         }
         self.conn = Some(conn);
         Ok(())
+    }
+
+    /// Records that every revocation written before `at` is applied.
+    fn confirm(&mut self, at: Instant) {
+        self.confirmed_at = at;
+        self.shared.confirm(at);
     }
 
     /// Applies one stream entry; one this version does not know is skipped.
@@ -279,7 +294,7 @@ impl Feed {
             cursor = next;
         }
         self.last_id = last_id;
-        self.shared.confirm(started);
+        self.confirm(started);
         Ok(())
     }
 
