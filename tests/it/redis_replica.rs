@@ -246,6 +246,78 @@ async fn a_dropped_feed_connection_reconnects_within_the_bound() {
     assert!(before.iter().all(|s| *s == StatusCode::OK), "{before:?}");
 }
 
+/// Entries a disconnected follower had not read were trimmed from the stream before it came
+/// back: it sees that and takes them from the records.
+#[tokio::test]
+async fn a_follower_back_after_its_entries_were_trimmed_reads_the_records() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.inspect().await;
+    let store_b = replica(&redis).await;
+    // B's feed: opened after B's shared connection (`connect`, then `replicate`), and before
+    // any other.
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let me: u64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+        .filter_map(|id| id.parse().ok())
+        .filter(|id| *id != me)
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    let feed_b = ids.iter().max().copied().unwrap();
+    let store_a = replica(&redis).await;
+    let b = server(store_b).await;
+    let token = issue("alice");
+    assert_eq!(b.me(&token.token).await.status, StatusCode::OK);
+
+    // B's feed is cut off and cannot come back (connections already open stay signed in)…
+    let admin = conn.clone();
+    let config = |value: &'static str| {
+        let mut conn = admin.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("requirepass")
+                .arg(value)
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    config("let-nobody-in").await;
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(feed_b)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+    // …while a revocation is written and its stream entry trimmed away.
+    store_a.revoke(&token.jti, token.expires_at).await.unwrap();
+    let trimmed: u64 = redis::cmd("XTRIM")
+        .arg("jwt:feed")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(trimmed >= 1);
+    config("").await;
+
+    let (reply, before) = until(&b, &token.token, StatusCode::UNAUTHORIZED).await;
+    assert_revoked(&reply);
+    assert!(before.iter().all(|s| *s == StatusCode::OK), "{before:?}");
+}
+
 #[tokio::test]
 async fn redis_restarted_with_its_data_fails_closed_then_recovers() {
     let mut redis = RedisServer::start_persistent().await;
