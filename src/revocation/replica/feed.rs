@@ -39,6 +39,14 @@ enum Found {
     Lost,
 }
 
+/// What `XINFO STREAM` tells of the stream.
+struct Stream {
+    /// `last-generated-id`, as Redis wrote it.
+    generated: String,
+    /// The first entry's id, if the stream has one.
+    first: Option<(u64, u64)>,
+}
+
 /// One follower: its connection, the epoch it follows and the last stream id it applied.
 pub(super) struct Feed {
     source: RedisRevocation,
@@ -209,66 +217,82 @@ impl Feed {
     }
 
     /// What a reconnect finds: the same epoch, and a stream that still holds every entry
-    /// after the last one applied (`XINFO STREAM`, Redis 7: `last-generated-id` did not go
-    /// backwards, `max-deleted-entry-id` is not past it).
+    /// after the last one applied. Trimming removes the oldest entries, so they are all there
+    /// when the stream's first entry is not past the last one applied, or when the stream is
+    /// empty and nothing was added since. A first entry past it may follow it directly or
+    /// follow trimmed entries; no reply tells the two apart, so that counts as trimmed (a
+    /// snapshot too many, after a reconnect that followed minutes without revocations).
     async fn found(&self, conn: &mut MultiplexedConnection) -> Result<Found, RevocationError> {
-        let stream = keys::stream(&self.source.prefix);
-        let (epoch, exists): (Option<String>, bool) = redis::pipe()
-            .get(keys::epoch(&self.source.prefix))
-            .exists(&stream)
+        let epoch: Option<String> = redis::cmd("GET")
+            .arg(keys::epoch(&self.source.prefix))
             .query_async(conn)
             .await
             .map_err(err)?;
         if epoch.as_deref() != Some(self.epoch.as_str()) {
             return Ok(Found::Lost);
         }
-        if !exists {
+        let last = parse_id(&self.last_id).unwrap_or((0, 0));
+        let Some(stream) = self.stream(conn).await? else {
             return Ok(if self.last_id == START {
                 Found::Intact
             } else {
                 Found::Lost
             });
-        }
-        let info: HashMap<String, Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&stream)
+        };
+        let generated = parse_id(&stream.generated).unwrap_or((u64::MAX, u64::MAX));
+        Ok(match stream.first {
+            _ if generated < last => Found::Lost,
+            Some(first) if first <= last => Found::Intact,
+            None if generated == last => Found::Intact,
+            _ => Found::Trimmed,
+        })
+    }
+
+    /// The stream's last generated id and first entry (`XINFO STREAM`), or `None` when there
+    /// is no stream.
+    async fn stream(
+        &self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<Option<Stream>, RevocationError> {
+        let key = keys::stream(&self.source.prefix);
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
             .query_async(conn)
             .await
             .map_err(err)?;
-        let id = |field: &str| {
-            info.get(field)
-                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-                .and_then(|s| parse_id(&s))
-        };
-        let last = parse_id(&self.last_id).unwrap_or((0, 0));
-        Ok(
-            match (id("last-generated-id"), id("max-deleted-entry-id")) {
-                (Some(generated), _) if generated < last => Found::Lost,
-                (Some(_), Some(deleted)) if deleted <= last => Found::Intact,
-                _ => Found::Trimmed,
-            },
-        )
+        if !exists {
+            return Ok(None);
+        }
+        let info: HashMap<String, Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .map_err(err)?;
+        let generated = info
+            .get("last-generated-id")
+            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+            .ok_or_else(|| RevocationError("XINFO STREAM without last-generated-id".into()))?;
+        let first = info
+            .get("first-entry")
+            .and_then(|v| redis::from_redis_value_ref::<Option<(String, Value)>>(v).ok())
+            .flatten()
+            .and_then(|(id, _)| parse_id(&id));
+        Ok(Some(Stream { generated, first }))
     }
 
-    /// Reads the stream's last id, then every record under the prefix, into the copy; the
+    /// Reads the stream's last generated id, then every record under the prefix, into the copy; the
     /// feed resumes after that id. Everything written before the id was read is a record by
     /// then (a record and its stream entry are written by one script).
     async fn snapshot(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
         let started = Instant::now();
         let prefix = self.source.prefix.clone();
-        let last: Vec<(String, Value)> = redis::cmd("XREVRANGE")
-            .arg(keys::stream(&prefix))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(conn)
-            .await
-            .map_err(err)?;
-        let last_id = last
-            .into_iter()
-            .next()
-            .map_or_else(|| START.into(), |(id, _)| id);
+        // The last id ever generated, not the last entry's: the entries of a stream trimmed
+        // empty are all records by now.
+        let last_id = self
+            .stream(conn)
+            .await?
+            .map_or_else(|| START.into(), |s| s.generated);
         let pattern = keys::pattern(&prefix);
         let mut cursor: u64 = 0;
         loop {

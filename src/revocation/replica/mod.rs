@@ -45,8 +45,9 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   own (a blocking read must not hold up the writes on the shared one), from the last id it
 ///   applied, so a reconnect resumes where it stopped. Each `XADD` trims the stream to the last
 ///   [`DEFAULT_RETENTION_MARGIN`] (`MINID ~`): entries older than that are already in the
-///   records. A follower that reconnects after entries it had not read were trimmed
-///   (`XINFO STREAM`'s `max-deleted-entry-id`) takes a new snapshot.
+///   records. A follower that reconnects (or reads again after a pause of a minute or more)
+///   and finds the stream's first entry past the last one it applied may have lost entries to
+///   trimming: it takes a new snapshot.
 /// - **Expiry.** The copy keeps each entry until the same instant its record expires in
 ///   Redis: the given expiry plus the retention margin, so the layer's rule that a store
 ///   outlives every leeway holds here as for [`RedisRevocation`]. Expired entries are swept as
