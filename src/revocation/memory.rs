@@ -128,9 +128,10 @@ impl MemoryRevocation {
     }
 }
 
-/// What the replicated store builds on: entries given with the instant they are kept until
-/// (already past the retention margin), merged by keeping the larger of each value, and the
-/// entries still in force.
+/// Entries given with the instant they are kept until (the retention margin already added),
+/// merged by keeping the larger of each value: what `revoke` and `revoke_subject` store, and
+/// what the replicated store's copy is fed with; and the entries still in force, which that
+/// copy writes back to a Redis that lost them.
 impl MemoryRevocation {
     /// Holds `jti` until `kept` (seconds since the epoch), or longer if it is held longer.
     pub(super) fn insert_jti(&self, jti: &str, kept: u64) {
