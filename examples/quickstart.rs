@@ -170,12 +170,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Redis when `REDIS_URL` is set (a fleet shares revocations), memory otherwise.
+/// Redis when `REDIS_URL` is set (a fleet shares revocations; each server checks its copy in
+/// memory, fed by a Redis Stream), memory otherwise.
 async fn revocation_store() -> Result<Arc<dyn RevocationStore>, Box<dyn std::error::Error>> {
     match std::env::var("REDIS_URL") {
         #[cfg(feature = "redis")]
         Ok(url) => Ok(Arc::new(
-            tower_jwt_auth::revocation::RedisRevocation::connect(&url).await?,
+            tower_jwt_auth::revocation::RedisRevocation::connect(&url)
+                .await?
+                .replicate()
+                .await?,
         )),
         #[cfg(not(feature = "redis"))]
         Ok(_) => Err("REDIS_URL is set: run with `--features redis`".into()),

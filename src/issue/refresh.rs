@@ -254,7 +254,7 @@ impl<C: Serialize + DeserializeOwned> RefreshTokens<C> {
             Some(&claims.sub),
             claims.iat,
         );
-        if self.store.is_revoked(family).await? {
+        if self.store.is_revoked_consistent(family).await? {
             return Err(RefreshError::Revoked);
         }
         if !self.store.use_once(&claims.jti, claims.exp).await? {

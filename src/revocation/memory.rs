@@ -31,6 +31,10 @@ impl Default for MemoryRevocation {
     }
 }
 
+/// A subject entry in force: `iss` (`""`: none), `sub`, "not before", kept until.
+#[cfg(feature = "redis")]
+pub(super) type LiveSubject = (String, String, u64, u64);
+
 #[derive(Debug, Default)]
 struct Entries {
     /// jti → kept until; revoked and used tokens alike.
@@ -102,7 +106,8 @@ impl MemoryRevocation {
         super::kept_until(expires_at, self.margin)
     }
 
-    fn check(&self, token: TokenId<'_>) -> bool {
+    /// Whether `token` is revoked, read from memory.
+    pub(super) fn check(&self, token: TokenId<'_>) -> bool {
         let now = self.clock.unix_secs();
         let e = self.lock();
         if let Some(jti) = token.jti
@@ -120,6 +125,64 @@ impl MemoryRevocation {
             return token.iat.is_none_or(|iat| iat < *before);
         }
         false
+    }
+}
+
+/// Entries given with the instant they are kept until (the retention margin already added),
+/// merged by keeping the larger of each value: what `revoke` and `revoke_subject` store, and
+/// what the replicated store's copy is fed with; and the entries still in force, which that
+/// copy writes back to a Redis that lost them.
+impl MemoryRevocation {
+    /// Holds `jti` until `kept` (seconds since the epoch), or longer if it is held longer.
+    pub(super) fn insert_jti(&self, jti: &str, kept: u64) {
+        let now = self.clock.unix_secs();
+        let mut e = self.lock();
+        if kept > now {
+            let entry = e.jtis.entry(jti.to_owned()).or_insert(kept);
+            *entry = (*entry).max(kept);
+            e.sweep_if_due(now);
+        }
+    }
+
+    /// Holds the subject `sub` of `iss` (`""`: no `iss`) with "not before" `issued_before`
+    /// until `kept`; each value only ever rises.
+    pub(super) fn insert_subject(&self, iss: &str, sub: &str, issued_before: u64, kept: u64) {
+        let now = self.clock.unix_secs();
+        let mut e = self.lock();
+        if kept > now {
+            let subs = e.subjects.entry(iss.to_owned()).or_default();
+            let added = !subs.contains_key(sub);
+            let entry = subs.entry(sub.to_owned()).or_insert((issued_before, kept));
+            entry.0 = entry.0.max(issued_before);
+            entry.1 = entry.1.max(kept);
+            if added {
+                e.subject_count += 1;
+            }
+            e.sweep_if_due(now);
+        }
+    }
+
+    /// The entries still in force: `(jti, kept)` and `(iss, sub, issued_before, kept)`.
+    #[cfg(feature = "redis")]
+    pub(super) fn live(&self) -> (Vec<(String, u64)>, Vec<LiveSubject>) {
+        let now = self.clock.unix_secs();
+        let e = self.lock();
+        let jtis = e
+            .jtis
+            .iter()
+            .filter(|(_, kept)| **kept > now)
+            .map(|(jti, kept)| (jti.clone(), *kept))
+            .collect();
+        let subjects = e
+            .subjects
+            .iter()
+            .flat_map(|(iss, subs)| {
+                subs.iter()
+                    .filter(|(_, (_, kept))| *kept > now)
+                    .map(|(sub, (before, kept))| (iss.clone(), sub.clone(), *before, *kept))
+            })
+            .collect();
+        (jtis, subjects)
     }
 }
 
@@ -142,14 +205,7 @@ impl RevocationStore for MemoryRevocation {
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        let now = self.clock.unix_secs();
-        let kept = self.kept_until(expires_at);
-        let mut e = self.lock();
-        if kept > now {
-            let entry = e.jtis.entry(jti.to_owned()).or_insert(kept);
-            *entry = (*entry).max(kept);
-            e.sweep_if_due(now);
-        }
+        self.insert_jti(jti, self.kept_until(expires_at));
         ready(Ok(())).boxed()
     }
 
@@ -160,20 +216,12 @@ impl RevocationStore for MemoryRevocation {
         issued_before: u64,
         keep_until: u64,
     ) -> BoxFuture<'a, Result<(), RevocationError>> {
-        let now = self.clock.unix_secs();
-        let kept = self.kept_until(keep_until);
-        let mut e = self.lock();
-        if kept > now {
-            let subs = e.subjects.entry(iss.unwrap_or("").to_owned()).or_default();
-            let added = !subs.contains_key(sub);
-            let entry = subs.entry(sub.to_owned()).or_insert((issued_before, kept));
-            entry.0 = entry.0.max(issued_before);
-            entry.1 = entry.1.max(kept);
-            if added {
-                e.subject_count += 1;
-            }
-            e.sweep_if_due(now);
-        }
+        self.insert_subject(
+            iss.unwrap_or(""),
+            sub,
+            issued_before,
+            self.kept_until(keep_until),
+        );
         ready(Ok(())).boxed()
     }
 

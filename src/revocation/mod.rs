@@ -18,7 +18,10 @@
 //! be revoked, so the layer refuses it (`MissingClaim`) rather than let a logout miss it.
 //!
 //! [`MemoryRevocation`] serves one process; `RedisRevocation` (feature `redis`) serves a fleet,
-//! where a logout on one server must be seen by all of them at once.
+//! where a logout on one server must be seen by all of them at once, with one Redis round trip
+//! per check; `ReplicatedRevocation` (feature `redis`, from `RedisRevocation::replicate`)
+//! serves a fleet from a copy in each server's memory, fed by a Redis Stream, with no round
+//! trip per check.
 //!
 //! When the store cannot be asked, the layer fails closed: the request gets 503 with
 //! `Retry-After`, unless [`JwtAuthBuilder::revocation_fail_open`] says otherwise.
@@ -45,10 +48,14 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod replica;
 
 pub use memory::MemoryRevocation;
 #[cfg(feature = "redis")]
 pub use redis::RedisRevocation;
+#[cfg(feature = "redis")]
+pub use replica::ReplicatedRevocation;
 
 use std::time::Duration;
 
@@ -118,6 +125,18 @@ pub trait Revocation: Send + Sync + 'static {
 /// What an issuer or an administrator does with a store: revoke tokens and subjects, and mark
 /// single-use tokens (refresh-token rotation builds its reuse detection on it).
 pub trait RevocationStore: Revocation {
+    /// [`is_revoked`](Revocation::is_revoked) as of now across every server sharing the store:
+    /// a store that answers `is_revoked` from a local replica asks its source here.
+    /// Refresh-token rotation checks a family with it, since a family revoked on one server
+    /// (reuse detected) must stop a rotation on any other at once (RFC 9700 §4.14.2). The
+    /// default is `is_revoked`, which is already that for a store without a replica.
+    fn is_revoked_consistent<'a>(
+        &'a self,
+        token: TokenId<'a>,
+    ) -> BoxFuture<'a, Result<bool, RevocationError>> {
+        self.is_revoked(token)
+    }
+
     /// Revokes `jti` until `expires_at` (seconds since the epoch; the token's `exp`) plus the
     /// retention margin, after which the entry may be forgotten.
     fn revoke<'a>(

@@ -27,6 +27,12 @@ use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, RevocationSto
 /// or replication. Failing closed covers the time Redis is down, not a Redis that comes back
 /// empty — that would turn every revoked token valid again until its `exp`.
 ///
+/// [`replicate`](Self::replicate) turns a handle into a [`ReplicatedRevocation`]: checks
+/// answered from a copy in this server's memory (no round trip per request), which also
+/// detects a Redis that came back empty and writes back what it holds.
+///
+/// [`ReplicatedRevocation`]: super::ReplicatedRevocation
+///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
@@ -44,8 +50,10 @@ use super::{DEFAULT_RETENTION_MARGIN, Revocation, RevocationError, RevocationSto
 /// ```
 #[derive(Clone)]
 pub struct RedisRevocation {
-    conn: ConnectionManager,
-    prefix: String,
+    /// Opens the replica's dedicated connection ([`replicate`](Self::replicate)).
+    pub(super) client: redis::Client,
+    pub(super) conn: ConnectionManager,
+    pub(super) prefix: String,
     timeout: Duration,
 }
 
@@ -58,11 +66,11 @@ impl std::fmt::Debug for RedisRevocation {
 }
 
 /// The latest `EXAT` Redis takes: 9999-12-31T23:59:59Z.
-const MAX_EXAT: u64 = 253_402_300_799;
+pub(super) const MAX_EXAT: u64 = 253_402_300_799;
 
 /// The largest "not before" kept: the script's Lua numbers print integers exactly only up to
 /// 14 digits. It is far beyond any `iat` the layer accepts (a future `iat` is refused).
-const MAX_NOT_BEFORE: u64 = 99_999_999_999_999;
+pub(super) const MAX_NOT_BEFORE: u64 = 99_999_999_999_999;
 
 /// Raises a subject's "not before" and its retention, never lowers either, atomically.
 /// `EXPIRETIME` (Redis 7) is -2 for a missing key and -1 for one without expiry.
@@ -85,10 +93,11 @@ impl RedisRevocation {
             // beyond the operation deadline anyway.
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(err)?;
         Ok(RedisRevocation {
+            client,
             conn,
             prefix: "jwt:".into(),
             timeout: Duration::from_secs(1),
@@ -98,7 +107,7 @@ impl RedisRevocation {
     /// The absolute expiry of an entry given `expires_at`: never in the past (`EXAT` refuses
     /// that), and at most the end of year 9999 (a larger one is refused too, and would leave a
     /// token with an absurd `exp` unrevocable).
-    fn kept_until(expires_at: u64) -> u64 {
+    pub(super) fn kept_until(expires_at: u64) -> u64 {
         super::kept_until(expires_at, DEFAULT_RETENTION_MARGIN).clamp(unix_now() + 1, MAX_EXAT)
     }
 
@@ -109,7 +118,7 @@ impl RedisRevocation {
     }
 
     /// Runs `op` under the deadline.
-    async fn deadline<T>(
+    pub(super) async fn deadline<T>(
         &self,
         op: impl std::future::Future<Output = Result<T, RevocationError>>,
     ) -> Result<T, RevocationError> {
@@ -124,17 +133,17 @@ impl RedisRevocation {
         self
     }
 
-    fn jti_key(&self, jti: &str) -> String {
+    pub(super) fn jti_key(&self, jti: &str) -> String {
         format!("{}jti:{jti}", self.prefix)
     }
 
-    fn sub_key(&self, iss: Option<&str>, sub: &str) -> String {
+    pub(super) fn sub_key(&self, iss: Option<&str>, sub: &str) -> String {
         let iss = iss.unwrap_or("");
         format!("{}sub:{}:{iss}:{sub}", self.prefix, iss.len())
     }
 }
 
-fn err(e: redis::RedisError) -> RevocationError {
+pub(super) fn err(e: redis::RedisError) -> RevocationError {
     RevocationError(e.to_string())
 }
 
@@ -239,7 +248,7 @@ impl RevocationStore for RedisRevocation {
 
 /// Whole seconds since the epoch. `EXAT` is read on Redis's clock, which NTP keeps in step
 /// with this one.
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

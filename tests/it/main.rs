@@ -44,6 +44,8 @@ mod proptest_extraction;
 mod providers;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_replica;
 #[cfg(feature = "remote")]
 mod remote_jwks;
 #[cfg(feature = "remote")]

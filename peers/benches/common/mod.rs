@@ -136,7 +136,8 @@ impl AlgCase {
         self.builder().cache(config).build().expect("layer")
     }
 
-    fn builder(&self) -> tower_jwt_auth::JwtAuthBuilder<BenchClaims> {
+    /// A builder with this key, issuer and audience.
+    pub fn builder(&self) -> tower_jwt_auth::JwtAuthBuilder<BenchClaims> {
         let key = match self.alg {
             Algorithm::HS256 => Key::hmac(self.alg, &self.verify_key),
             alg => Key::pem(alg, &self.verify_key),

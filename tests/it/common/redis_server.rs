@@ -1,6 +1,6 @@
-//! A real `redis-server` for the tests (`redis`, `audit`, `faults_under_load`): a child
-//! process on a free 127.0.0.1 port that can be killed (`SIGKILL`: a crash) and started again
-//! on the same port.
+//! A real `redis-server` for the tests (`redis`, `redis_replica`, `audit`,
+//! `faults_under_load`): a child process on a free 127.0.0.1 port that can be killed
+//! (`SIGKILL`: a crash) and started again on the same port.
 //!
 //! Needs `redis-server` on the PATH (`apt-get install -y redis-server`).
 
