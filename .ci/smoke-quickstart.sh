@@ -58,7 +58,7 @@ expect 401 "reuse of a rotated refresh token" -X POST "$base/refresh" -H 'conten
   -d "{\"refresh_token\":\"$refresh\"}"
 expect 204 "POST /logout" -X POST "$base/logout" -H "authorization: Bearer $token"
 expect 401 "GET /me after logout" "$base/me" -H "authorization: Bearer $token"
-# GET /metrics: built with `--features metrics`, the decisions above are counted there, in the
+# GET /metrics: built with the default `metrics` feature, the decisions above are counted there, in the
 # Prometheus text format; without the feature there is no such route (404).
 code=$(curl -s -o "$log.metrics" -w '%{http_code}' "$base/metrics")
 case $code in

@@ -9,17 +9,17 @@
 //! curl -s -X POST localhost:3000/refresh -H 'content-type: application/json' \
 //!      -d "{\"refresh_token\":\"$REFRESH_TOKEN\"}"
 //! curl -s -X POST localhost:3000/logout -H "authorization: Bearer $ACCESS_TOKEN"
-//! curl -s localhost:3000/metrics   # with `--features metrics`: Prometheus text format
+//! curl -s localhost:3000/metrics   # Prometheus text format
 //! ```
 //!
 //! Environment: `BIND_ADDR` (default 127.0.0.1:3000), `JWT_SECRET` (at least 32 bytes; a
 //! random one is generated and printed when unset), `JWT_ISSUER`, `JWT_AUDIENCE`, and
 //! `REDIS_URL` to keep revocations in Redis (build with `--features redis`) instead of memory.
 //!
-//! With `--features metrics`, `GET /metrics` serves the layer's metrics
-//! (`tower_jwt_auth_requests_total{outcome,reason}`, …) in the Prometheus text format, rendered
-//! from a `metrics-exporter-prometheus` recorder installed at start-up (no listener of its
-//! own). Without the feature, `/metrics` answers 404.
+//! `GET /metrics` serves the layer's metrics (`tower_jwt_auth_requests_total{outcome,reason}`,
+//! …) in the Prometheus text format, rendered from a `metrics-exporter-prometheus` recorder
+//! installed at start-up (no listener of its own). Built without the default `metrics`
+//! feature, `/metrics` answers 404.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -176,10 +176,10 @@ impl<R> Pipeline<R> {
         #[cfg(feature = "cache")]
         let generation = verifier.keys.generation();
         #[cfg(feature = "metrics")]
-        let started = std::time::Instant::now();
+        let started = crate::metrics::verify_started();
         let verified = verifier.verify::<C>(jws);
         #[cfg(feature = "metrics")]
-        crate::metrics::verify_duration(started.elapsed());
+        crate::metrics::verify_finished(started);
         let verified = match verified {
             Ok(verified) => verified,
             #[cfg(feature = "remote")]
