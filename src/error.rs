@@ -113,6 +113,18 @@ pub enum AuthError {
     /// of it): 500, never a pass.
     #[error("authentication misconfigured")]
     Misconfigured,
+    /// The `DPoP` proof is missing, repeated, malformed, badly signed, or does not match the
+    /// request or the token (RFC 9449 §4.3): `error="invalid_dpop_proof"` (§7.1).
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof,
+    /// The token must come with a DPoP proof: it is bound to a key (`cnf.jkt`) but was
+    /// presented as a Bearer token (RFC 9449 §7.2), or the layer requires DPoP.
+    #[error("token requires a DPoP proof")]
+    DpopRequired,
+    /// The proof's key is not the one the token is bound to (`cnf.jkt`, RFC 9449 §6.1), or
+    /// the token is bound to no key.
+    #[error("DPoP key binding does not match")]
+    DpopKeyMismatch,
 }
 
 impl AuthError {
@@ -129,13 +141,15 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 §3.1 `error` code. `None` when the request carried no token at all (§3.1:
-    /// the resource server should then send no error code) and for the reasons that are not
-    /// about the token (CSRF, unavailable dependencies, misconfiguration).
+    /// The RFC 6750 §3.1 `error` code (RFC 9449 §7.1's `invalid_dpop_proof` for a bad DPoP
+    /// proof). `None` when the request carried no token at all (§3.1: the resource server
+    /// should then send no error code) and for the reasons that are not about the token (CSRF,
+    /// unavailable dependencies, misconfiguration).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+            AuthError::InvalidDpopProof => Some("invalid_dpop_proof"),
             AuthError::MissingToken
             | AuthError::CsrfRejected
             | AuthError::KeysUnavailable { .. }
@@ -173,7 +187,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 25] = [
+    pub(crate) const FIXED: [AuthError; 28] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -201,6 +215,9 @@ impl AuthError {
         },
         AuthError::RevocationUnavailable,
         AuthError::Misconfigured,
+        AuthError::InvalidDpopProof,
+        AuthError::DpopRequired,
+        AuthError::DpopKeyMismatch,
     ];
 
     /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
@@ -231,6 +248,9 @@ impl AuthError {
             AuthError::KeysUnavailable { .. } => 22,
             AuthError::RevocationUnavailable => 23,
             AuthError::Misconfigured => 24,
+            AuthError::InvalidDpopProof => 25,
+            AuthError::DpopRequired => 26,
+            AuthError::DpopKeyMismatch => 27,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -264,6 +284,9 @@ impl AuthError {
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::RevocationUnavailable => "revocation_unavailable",
             AuthError::Misconfigured => "misconfigured",
+            AuthError::InvalidDpopProof => "invalid_dpop_proof",
+            AuthError::DpopRequired => "dpop_required",
+            AuthError::DpopKeyMismatch => "dpop_key_mismatch",
         }
     }
 }

@@ -21,6 +21,8 @@ mod claims;
 mod claims_set;
 mod clock;
 mod csrf;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 mod error;
 #[cfg(feature = "tonic")]
 pub mod grpc;
@@ -30,6 +32,8 @@ mod keys;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod providers;
+mod resource;
+pub mod resource_metadata;
 mod response;
 pub mod revocation;
 mod source;

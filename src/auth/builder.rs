@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
 use crate::keys::{AlgSet, KeyConfig};
+use crate::resource::ResourceConfig;
 use crate::revocation::Revocation;
 use crate::source::Source;
 use crate::tenant::Verifiers;
@@ -61,6 +62,7 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
     responder: R,
+    resource: ResourceConfig,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
 }
@@ -82,6 +84,7 @@ impl<C> JwtAuthBuilder<C> {
             #[cfg(feature = "cache")]
             cache: None,
             responder: Rfc6750::default(),
+            resource: ResourceConfig::default(),
             error: None,
             _claims: PhantomData,
         }
@@ -337,6 +340,26 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Checks DPoP proofs (RFC 9449): tokens bound to a client's key are accepted with a valid
+    /// proof of that key, and, with [`Dpop::required`](crate::dpop::Dpop::required), only
+    /// such tokens (see [`dpop`](crate::dpop)).
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
+        self.resource.dpop = Some(dpop);
+        self
+    }
+
+    /// Describes the API as an OAuth protected resource (RFC 9728): every challenge then
+    /// points to the metadata document, which [`JwtAuthLayer::resource_metadata`] serves (see
+    /// [`resource_metadata`](crate::resource_metadata)).
+    pub fn resource_metadata(
+        mut self,
+        metadata: crate::resource_metadata::ResourceMetadata,
+    ) -> Self {
+        self.resource.metadata = Some(metadata);
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
@@ -354,6 +377,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache,
             responder,
+            resource: self.resource,
             error: self.error,
             _claims: PhantomData,
         }
@@ -433,7 +457,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
         if self.sources.is_empty() {
             return Err(BuildError::InvalidSetting("no token source"));
         }
-        let sources = self
+        let mut sources = self
             .sources
             .iter()
             .map(TokenSource::compile)
@@ -448,6 +472,12 @@ impl<C, R> JwtAuthBuilder<C, R> {
             ));
         }
         let verifiers = self.build_verifiers()?;
+        let resource = std::mem::take(&mut self.resource).build(
+            &mut sources,
+            &verifiers,
+            &self.policy.clock,
+            self.max_token_size,
+        )?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
             Some(policy) if uses_cookies => Some(policy.compile()?),
@@ -465,6 +495,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
+            resource,
         })
     }
 }

@@ -73,6 +73,13 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
 }
 
 impl<C, R> JwtAuthLayer<C, R> {
+    /// The protected resource metadata (RFC 9728), completed from this layer's configuration,
+    /// when [`resource_metadata`](crate::JwtAuthBuilder::resource_metadata) was configured: a
+    /// service to mount at its [`path`](crate::resource_metadata::ResourceMetadata::path).
+    pub fn resource_metadata(&self) -> Option<crate::resource_metadata::ResourceMetadata> {
+        self.pipeline.resource.metadata.clone()
+    }
+
     /// The verified-token cache's counters, when a cache is configured.
     #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {

@@ -24,7 +24,7 @@
 mod builder;
 mod future;
 mod layer;
-mod pipeline;
+pub(crate) mod pipeline;
 mod service;
 
 pub use builder::JwtAuthBuilder;

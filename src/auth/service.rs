@@ -91,6 +91,8 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous>();
         ext.remove::<Claims<C>>();
+        #[cfg(feature = "dpop")]
+        ext.remove::<crate::dpop::DpopKey>();
         // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
         if decision.is_ok() {
             let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
@@ -115,6 +117,11 @@ where
                 let check = Arc::clone(&self.pipeline).refresh_keys_then_verify::<C>(token);
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
+            #[cfg(feature = "dpop")]
+            Ok(Decision::SpendProof(decision, proof)) => {
+                let check = Arc::clone(&self.pipeline).spend_proof_then::<C>(*decision, proof);
+                ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
+            }
             Err(rejection) => {
                 ResponseFuture::rejected(self.pipeline.respond(&rejection, req.headers()))
             }
@@ -123,9 +130,13 @@ where
 }
 
 /// The layer's responder, shared with the handlers behind it as a [`LayerResponder`] (an
-/// `Arc` clone of the pipeline, no allocation).
+/// `Arc` clone of the pipeline, no allocation). Its challenges get the layer's DPoP and
+/// resource-metadata parameters (`crate::resource`), whoever answers.
 impl<R: ErrorResponder<B>, B> ErrorResponder<B> for Pipeline<R> {
     fn respond(&self, error: &AuthError, request: &http::HeaderMap) -> Response<B> {
-        self.responder.respond(error, request)
+        let mut response = self.responder.respond(error, request);
+        self.resource
+            .extend_challenges(error, request, response.headers_mut());
+        response
     }
 }

@@ -11,6 +11,8 @@ mod validate;
 pub(crate) use config::KeyConfig;
 pub use jwks::Jwks;
 pub(crate) use set::{AlgSet, KeyEntry, KeySet};
+#[cfg(feature = "dpop")]
+pub(crate) use set::check_strength;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
