@@ -217,6 +217,9 @@ mod tests {
         assert_eq!(realm(r#"error="x""#), "");
         assert_eq!(realm(r#"realm="unterminated"#), "");
         assert_eq!(with("Bearer".into(), "realm=\"r\""), "Bearer realm=\"r\"");
-        assert_eq!(with("Bearer realm=\"r\"".into(), "a=\"b\""), "Bearer realm=\"r\", a=\"b\"");
+        assert_eq!(
+            with("Bearer realm=\"r\"".into(), "a=\"b\""),
+            "Bearer realm=\"r\", a=\"b\""
+        );
     }
 }

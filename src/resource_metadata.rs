@@ -93,8 +93,12 @@ impl ResourceMetadata {
     }
 
     /// The scopes clients may request for this resource (`scopes_supported`).
-    pub fn scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> ResourceMetadata {
-        self.scopes_supported.extend(scopes.into_iter().map(Into::into));
+    pub fn scopes(
+        mut self,
+        scopes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> ResourceMetadata {
+        self.scopes_supported
+            .extend(scopes.into_iter().map(Into::into));
         self
     }
 
@@ -236,10 +240,22 @@ mod tests {
 
     #[test]
     fn resource_identifiers_are_checked() {
-        for good in ["https://a.example", "https://a.example:8443/x", "http://localhost:1", "http://[::1]/"] {
+        for good in [
+            "https://a.example",
+            "https://a.example:8443/x",
+            "http://localhost:1",
+            "http://[::1]/",
+        ] {
             assert!(valid_resource(good), "{good}");
         }
-        for bad in ["http://a.example", "https://a.example/?q", "https://a#f", "a.example", "https://", "ftp://a"] {
+        for bad in [
+            "http://a.example",
+            "https://a.example/?q",
+            "https://a#f",
+            "a.example",
+            "https://",
+            "ftp://a",
+        ] {
             assert!(!valid_resource(bad), "{bad}");
         }
     }

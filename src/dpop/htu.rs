@@ -137,8 +137,14 @@ mod tests {
             Some("http://h/"),
             "default port and empty path"
         );
-        assert_eq!(normalize("http://h:8080/%2f").as_deref(), Some("http://h:8080/%2F"));
-        assert_eq!(normalize("http://[::1]:3000/x").as_deref(), Some("http://[::1]:3000/x"));
+        assert_eq!(
+            normalize("http://h:8080/%2f").as_deref(),
+            Some("http://h:8080/%2F")
+        );
+        assert_eq!(
+            normalize("http://[::1]:3000/x").as_deref(),
+            Some("http://[::1]:3000/x")
+        );
     }
 
     #[test]
@@ -146,7 +152,14 @@ mod tests {
         assert_ne!(normalize("https://a/x"), normalize("http://a/x"));
         assert_ne!(normalize("https://a/x"), normalize("https://a:8443/x"));
         assert_ne!(normalize("https://a/x"), normalize("https://a/X"));
-        for bad in ["ftp://a/x", "https:///x", "https://u@a/x", "/x", "https://a/%zz", "https://a:99999/"] {
+        for bad in [
+            "ftp://a/x",
+            "https:///x",
+            "https://u@a/x",
+            "/x",
+            "https://a/%zz",
+            "https://a:99999/",
+        ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
     }

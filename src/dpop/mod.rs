@@ -185,17 +185,18 @@ impl Dpop {
         max_size: usize,
     ) -> Result<DpopCheck, BuildError> {
         let invalid = BuildError::InvalidSetting;
-        let base_ok = !self.base_url.contains(['?', '#'])
-            && htu::normalize(&self.base_url).is_some();
+        let base_ok =
+            !self.base_url.contains(['?', '#']) && htu::normalize(&self.base_url).is_some();
         if !base_ok {
             return Err(invalid(
                 "the DPoP base URL must be an absolute http(s) URL without query or fragment",
             ));
         }
         if self.algorithms.is_empty()
-            || self.algorithms.iter().any(|a| {
-                matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-            })
+            || self
+                .algorithms
+                .iter()
+                .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
         {
             return Err(invalid(
                 "DPoP proofs are signed with asymmetric algorithms only: give at least one, no HS*",

@@ -145,7 +145,10 @@ pub(crate) fn check(proof: &[u8], expected: &Expected<'_>) -> Result<Proof, Auth
 
 /// The proof's `jwk` as a key that verifies `alg`: no private member, the key type and curve
 /// of `alg`, and strong enough (RSA ≥ 2048 bits, RFC 7518 §3.3), as configured keys must be.
-fn public_key(jwk: &Map<String, Value>, alg: jsonwebtoken::Algorithm) -> Result<KeyEntry, AuthError> {
+fn public_key(
+    jwk: &Map<String, Value>,
+    alg: jsonwebtoken::Algorithm,
+) -> Result<KeyEntry, AuthError> {
     use jsonwebtoken::Algorithm as A;
     let bad = AuthError::InvalidDpopProof;
     if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
@@ -163,7 +166,8 @@ fn public_key(jwk: &Map<String, Value>, alg: jsonwebtoken::Algorithm) -> Result<
     if !fits {
         return Err(bad);
     }
-    let parsed: Jwk = serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| bad.clone())?;
+    let parsed: Jwk =
+        serde_json::from_value(Value::Object(jwk.clone())).map_err(|_| bad.clone())?;
     let key = DecodingKey::from_jwk(&parsed).map_err(|_| bad.clone())?;
     check_strength(alg, &key).map_err(|_| bad.clone())?;
     let entry = KeyEntry::new(None, AlgSet::of(alg), key);

@@ -26,7 +26,11 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
         C: DeserializeOwned + Send + Sync + 'static,
     {
         Box::pin(async move {
-            let dpop = self.resource.dpop.as_ref().ok_or(AuthError::Misconfigured)?;
+            let dpop = self
+                .resource
+                .dpop
+                .as_ref()
+                .ok_or(AuthError::Misconfigured)?;
             let key = dpop.spend(proof).await?;
             let mut extensions = Extensions::new();
             match decision {
@@ -39,7 +43,9 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
                 }
                 #[cfg(feature = "remote")]
                 Decision::RefreshKeys(token) => {
-                    let verified = Arc::clone(&self).refresh_keys_then_verify::<C>(token).await?;
+                    let verified = Arc::clone(&self)
+                        .refresh_keys_then_verify::<C>(token)
+                        .await?;
                     extensions.extend(verified);
                 }
                 // A proof goes with a token, so the token's decision names claims; anything

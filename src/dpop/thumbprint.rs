@@ -71,8 +71,25 @@ mod tests {
         let b = json!({"x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "use": "sig", "crv": "Ed25519", "kty": "OKP", "kid": "k"});
         let ta = thumbprint(a.as_object().unwrap()).unwrap();
         assert_eq!(Some(ta), thumbprint(b.as_object().unwrap()));
-        assert_eq!(thumbprint(json!({"kty": "oct", "k": "AAAA"}).as_object().unwrap()), None);
-        assert_eq!(thumbprint(json!({"kty": "EC", "crv": "P-256", "x": "AA"}).as_object().unwrap()), None);
-        assert_eq!(thumbprint(json!({"kty": "RSA", "e": 3, "n": "AA"}).as_object().unwrap()), None);
+        assert_eq!(
+            thumbprint(json!({"kty": "oct", "k": "AAAA"}).as_object().unwrap()),
+            None
+        );
+        assert_eq!(
+            thumbprint(
+                json!({"kty": "EC", "crv": "P-256", "x": "AA"})
+                    .as_object()
+                    .unwrap()
+            ),
+            None
+        );
+        assert_eq!(
+            thumbprint(
+                json!({"kty": "RSA", "e": 3, "n": "AA"})
+                    .as_object()
+                    .unwrap()
+            ),
+            None
+        );
     }
 }

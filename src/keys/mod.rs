@@ -10,9 +10,9 @@ mod validate;
 
 pub(crate) use config::KeyConfig;
 pub use jwks::Jwks;
-pub(crate) use set::{AlgSet, KeyEntry, KeySet};
 #[cfg(feature = "dpop")]
 pub(crate) use set::check_strength;
+pub(crate) use set::{AlgSet, KeyEntry, KeySet};
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
