@@ -698,3 +698,167 @@ async fn proofs_and_bound_tokens_made_by_jose_are_accepted() {
     }
     assert_eq!(hits.count(), 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// examples/resource_server.rs: RESOURCE_URL and JWT_DPOP (the contract in its module docs)
+
+#[cfg(feature = "remote")]
+mod example {
+    use super::*;
+    use common::example::{self, Example};
+    use common::jwks_server::JwksServer;
+    use common::{jwk, sign_jwt};
+
+    /// Its variables, cleared from this process's environment for every run.
+    const EXAMPLE_ENV: [&str; 7] = [
+        "OIDC_ISSUER",
+        "JWKS_URL",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "JWT_TOKEN_TYPE",
+        "RESOURCE_URL",
+        "JWT_DPOP",
+    ];
+    /// What the example is told its clients reach it at; it listens on another port.
+    const RESOURCE: &str = "http://127.0.0.1:3002";
+
+    /// An RS256 access token of `provider`, bound to `holder` when given.
+    fn provider_token(provider: &JwksServer, holder: Option<&Holder>) -> String {
+        let mut claims = json!({ "sub": "alice", "iss": provider.issuer(),
+                                 "aud": common::AUDIENCE, "iat": now(), "exp": now() + 300 });
+        if let Some(h) = holder {
+            claims["cnf"] = json!({ "jkt": h.jkt });
+        }
+        sign_jwt(Algorithm::RS256, &common::rsa_key(), Some("k1"), &claims)
+    }
+
+    /// A proof for `GET <RESOURCE>/me`.
+    fn proof(holder: &Holder, token: &str) -> String {
+        holder.proof_with(
+            "GET",
+            token,
+            json!({ "htu": format!("{RESOURCE}/me") }),
+            json!({}),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_resource_server_example_serves_metadata_and_requires_dpop() {
+        let binary = tokio::task::spawn_blocking(|| example::build("resource_server"))
+            .await
+            .unwrap();
+        let provider = JwksServer::start(&[jwk("rsa", "k1")]).await;
+        let issuer = provider.issuer();
+        let env = |mode| {
+            [
+                ("OIDC_ISSUER", issuer.clone()),
+                ("JWT_AUDIENCE", common::AUDIENCE.to_owned()),
+                ("RESOURCE_URL", RESOURCE.to_owned()),
+                ("JWT_DPOP", mode),
+            ]
+        };
+        let run = |mode: &str| {
+            let env = env(mode.to_owned());
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Example::start(&binary, &EXAMPLE_ENV, &env)
+        };
+        let server = run("required");
+        let url = format!("http://{}", server.addr);
+
+        let doc: Value = client()
+            .get(format!("{url}/.well-known/oauth-protected-resource"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "resource": RESOURCE,
+                "authorization_servers": [issuer],
+                "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+                "dpop_bound_access_tokens_required": true,
+            })
+        );
+
+        let holder = holder("ec");
+        let token = provider_token(&provider, Some(&holder));
+        let res = client()
+            .get(format!("{url}/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        let answer = Answer::read(res).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            answer.challenges,
+            [format!(
+                r#"DPoP realm="resource-server", error="invalid_token", error_description="token requires a DPoP proof", algs="RS256 PS256 ES256 EdDSA", resource_metadata="{RESOURCE}/.well-known/oauth-protected-resource""#
+            )]
+        );
+
+        let proof = proof(&holder, &token);
+        let answer = get_me(&url, "DPoP", &token, &[&proof]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let claims: Value = serde_json::from_str(&answer.body).unwrap();
+        assert_eq!(claims["cnf"]["jkt"], holder.jkt);
+        // Replayed.
+        let answer = get_me(&url, "DPoP", &token, &[&proof]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            answer
+                .challenge("DPoP")
+                .contains("error=\"invalid_dpop_proof\""),
+            "{answer:?}"
+        );
+        drop(server);
+
+        // allowed: Bearer without `cnf` works, a bound token as Bearer does not.
+        let server = run("allowed");
+        let url = format!("http://{}", server.addr);
+        let plain = provider_token(&provider, None);
+        assert_eq!(
+            get_me(&url, "Bearer", &plain, &[]).await.status,
+            StatusCode::OK
+        );
+        let answer = get_me(&url, "Bearer", &token, &[]).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.challenges.len(), 2, "Bearer and DPoP: {answer:?}");
+        let token = provider_token(&provider, Some(&holder));
+        let answer = get_me(
+            &url,
+            "DPoP",
+            &token,
+            &[&super::example::proof(&holder, &token)],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        drop(server);
+
+        // DPoP without RESOURCE_URL, or an unknown mode: the example does not start.
+        let stderr = example::refuses_to_start(
+            &binary,
+            &EXAMPLE_ENV,
+            &[
+                ("OIDC_ISSUER", &issuer),
+                ("JWT_AUDIENCE", common::AUDIENCE),
+                ("JWT_DPOP", "required"),
+            ],
+        );
+        assert!(stderr.contains("RESOURCE_URL"), "{stderr}");
+        let stderr = example::refuses_to_start(
+            &binary,
+            &EXAMPLE_ENV,
+            &[
+                ("OIDC_ISSUER", &issuer),
+                ("JWT_AUDIENCE", common::AUDIENCE),
+                ("JWT_DPOP", "maybe"),
+            ],
+        );
+        assert!(stderr.contains("JWT_DPOP"), "{stderr}");
+    }
+}
