@@ -5,7 +5,8 @@
 //! Configured with [`JwtAuthBuilder::resource_metadata`](crate::JwtAuthBuilder::resource_metadata);
 //! the layer completes the document from its own configuration (the issuers it trusts, when
 //! no authorization server is named; the ways it reads tokens; its DPoP algorithms and mode,
-//! feature `dpop`) and hands it out with [`JwtAuthLayer::resource_metadata`]. The document is a
+//! feature `dpop`) and hands it out with
+//! [`JwtAuthLayer::resource_metadata`](crate::JwtAuthLayer::resource_metadata). The document is a
 //! tower `Service` that answers `GET` with the JSON, so it mounts on any router at
 //! [`path`](ResourceMetadata::path):
 //!

@@ -43,7 +43,9 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// policy) and returns its claims, outside any tower stack: for tokens that arrive another
     /// way, such as inside a WebSocket message. The revocation store and the cache are not
     /// consulted (both are asynchronous or request-bound); the CSRF and source rules do not
-    /// apply.
+    /// apply. With [DPoP](crate::JwtAuthBuilder::dpop) on, a token that needs a proof is
+    /// refused ([`AuthError::DpopRequired`]): bound to a key (`cnf.jkt`), or any token in
+    /// required mode, since no proof can come with it.
     ///
     /// ```
     /// # #[cfg(feature = "issue")] {

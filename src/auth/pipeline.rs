@@ -362,6 +362,11 @@ impl<R> Pipeline<R> {
     /// The whole check of one token outside any request (no source, CSRF, cache or
     /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
     pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+        // No proof can come with a token checked this way (`crate::dpop`).
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.resource.dpop {
+            dpop.refuse_unproven(token)?;
+        }
         let jws = Jws::parse(token, self.max_token_size)?;
         let (_, verifier) = self.verifiers.select(&jws)?;
         verifier

@@ -18,14 +18,14 @@
 //!   its clients use, so the external base URL is configured ([`Dpop::allowed`],
 //!   [`Dpop::required`]) and joined with the request's path;
 //! - `iat` within [`Dpop::proof_lifetime`] of now (either side; default 60 s), on the layer's
-//!   [`Clock`](crate::Clock);
+//!   [`Clock`];
 //! - `ath` equal to base64url(SHA-256(access token));
 //! - the token's `cnf.jkt` equal to the RFC 7638 thumbprint of the proof's key (§6.1, §7.1);
 //! - `jti` not seen before: each proof is spent once, through
-//!   [`RevocationStore::use_once`](crate::revocation::RevocationStore::use_once) of the
+//!   [`RevocationStore::use_once`] of the
 //!   [replay store](Dpop::replay_store). A fleet shares one store (Redis), so a proof replayed
 //!   to another server is refused too. Without one, the layer keeps its own
-//!   [`MemoryRevocation`](crate::revocation::MemoryRevocation): replays are caught per process
+//!   [`MemoryRevocation`]: replays are caught per process
 //!   only. A store that cannot be asked fails closed (503).
 //!
 //! The proof and the binding are checked before the token's signature; a request passes only
@@ -277,10 +277,7 @@ impl DpopCheck {
     ) -> Result<Option<Proof>, AuthError> {
         if !found.dpop {
             // §7.2: a token bound to a key is never accepted as a Bearer token.
-            if self.required || proof::bound_key(found.token)?.is_some() {
-                return Err(AuthError::DpopRequired);
-            }
-            return Ok(None);
+            return self.refuse_unproven(found.token).map(|()| None);
         }
         // §4.3 point 1: exactly one `DPoP` header.
         let mut values = headers.get_all("dpop").iter();
@@ -306,6 +303,15 @@ impl DpopCheck {
             Some(jkt) if jkt == proof.thumbprint => Ok(Some(proof)),
             _ => Err(AuthError::DpopKeyMismatch),
         }
+    }
+
+    /// For a token that comes without a proof: refused when this mode needs one for it, i.e.
+    /// always in required mode, and when it is bound to a key (§7.2) in allowed mode.
+    pub(crate) fn refuse_unproven(&self, token: &str) -> Result<(), AuthError> {
+        if self.required || proof::bound_key(token)?.is_some() {
+            return Err(AuthError::DpopRequired);
+        }
+        Ok(())
     }
 
     /// §4.3 point 11: spends the proof's `jti` (scoped by its key) until its `iat` plus the

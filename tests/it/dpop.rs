@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tower_jwt_auth::dpop::{Dpop, DpopKey};
 use tower_jwt_auth::resource_metadata::ResourceMetadata;
 use tower_jwt_auth::revocation::MemoryRevocation;
-use tower_jwt_auth::{Algorithm, Claims, Clock, JwtAuthBuilder, JwtAuthLayer};
+use tower_jwt_auth::{Algorithm, AuthError, Claims, Clock, JwtAuthBuilder, JwtAuthLayer};
 
 use common::{
     Hits, TestClaims, b64, client, hs256_builder, hs256_token, merge, now, private_key, public_jwk,
@@ -538,6 +538,27 @@ async fn without_dpop_the_scheme_is_not_a_token() {
         "no token found"
     );
     assert_eq!(hits.count(), 0);
+}
+
+#[test]
+fn verify_outside_a_request_refuses_tokens_that_need_a_proof() {
+    let bound = holder("ec").token();
+    let plain = hs256_token(json!({}));
+    let allowed = builder(Dpop::allowed(BASE)).build().unwrap();
+    assert_eq!(allowed.verify(&bound).err(), Some(AuthError::DpopRequired));
+    assert_eq!(allowed.verify(&plain).unwrap().sub, "alice");
+    let required = builder(Dpop::required(BASE)).build().unwrap();
+    assert_eq!(required.verify(&plain).err(), Some(AuthError::DpopRequired));
+    // Without DPoP the binding is not looked at.
+    assert_eq!(
+        hs256_builder::<TestClaims>()
+            .build()
+            .unwrap()
+            .verify(&bound)
+            .unwrap()
+            .sub,
+        "alice"
+    );
 }
 
 #[tokio::test]
