@@ -125,6 +125,11 @@ pub enum AuthError {
     /// the token is bound to no key.
     #[error("DPoP key binding does not match")]
     DpopKeyMismatch,
+    /// The layer requires a server-provided nonce in DPoP proofs and the proof had none, or
+    /// not a current one: `error="use_dpop_nonce"` and a fresh nonce in `DPoP-Nonce` (RFC 9449
+    /// §9).
+    #[error("DPoP nonce required")]
+    UseDpopNonce,
 }
 
 impl AuthError {
@@ -142,7 +147,7 @@ impl AuthError {
     }
 
     /// The RFC 6750 §3.1 `error` code (RFC 9449 §7.1's `invalid_dpop_proof` for a bad DPoP
-    /// proof). `None` when the request carried no token at all (§3.1: the resource server
+    /// proof, §9's `use_dpop_nonce`). `None` when the request carried no token at all (§3.1: the resource server
     /// should then send no error code) and for the reasons that are not about the token (CSRF,
     /// unavailable dependencies, misconfiguration).
     pub fn error_code(&self) -> Option<&'static str> {
@@ -150,6 +155,7 @@ impl AuthError {
             AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
             AuthError::InvalidDpopProof => Some("invalid_dpop_proof"),
+            AuthError::UseDpopNonce => Some("use_dpop_nonce"),
             AuthError::MissingToken
             | AuthError::CsrfRejected
             | AuthError::KeysUnavailable { .. }
@@ -187,7 +193,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 28] = [
+    pub(crate) const FIXED: [AuthError; 29] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -218,6 +224,7 @@ impl AuthError {
         AuthError::InvalidDpopProof,
         AuthError::DpopRequired,
         AuthError::DpopKeyMismatch,
+        AuthError::UseDpopNonce,
     ];
 
     /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
@@ -251,6 +258,7 @@ impl AuthError {
             AuthError::InvalidDpopProof => 25,
             AuthError::DpopRequired => 26,
             AuthError::DpopKeyMismatch => 27,
+            AuthError::UseDpopNonce => 28,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -287,6 +295,7 @@ impl AuthError {
             AuthError::InvalidDpopProof => "invalid_dpop_proof",
             AuthError::DpopRequired => "dpop_required",
             AuthError::DpopKeyMismatch => "dpop_key_mismatch",
+            AuthError::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

@@ -96,6 +96,7 @@ impl ResourceServer {
     ///   with the scheme the error is about (the `DPoP` one for a bad proof or a request made
     ///   with the `DPoP` scheme). Every `DPoP` challenge names the accepted `algs`.
     /// - with resource metadata (RFC 9728 §5.1): every challenge gets `resource_metadata`.
+    /// - with DPoP nonces (RFC 9449 §9): a `use_dpop_nonce` refusal gets a fresh `DPoP-Nonce`.
     #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
     pub(crate) fn extend_challenges(
         &self,
@@ -103,6 +104,14 @@ impl ResourceServer {
         request: &HeaderMap,
         headers: &mut HeaderMap,
     ) {
+        // §8.1, §9: the nonce the client is to use.
+        #[cfg(feature = "dpop")]
+        if *error == AuthError::UseDpopNonce
+            && let Some(nonce) = self.dpop.as_ref().and_then(|d| d.fresh_nonce())
+            && let Ok(value) = HeaderValue::from_str(&nonce)
+        {
+            headers.insert("dpop-nonce", value);
+        }
         #[cfg(feature = "dpop")]
         let dpop = self.dpop_challenge.as_ref();
         #[cfg(not(feature = "dpop"))]
@@ -114,7 +123,7 @@ impl ResourceServer {
         }
         let about_dpop = matches!(
             error,
-            AuthError::InvalidDpopProof | AuthError::DpopKeyMismatch
+            AuthError::InvalidDpopProof | AuthError::DpopKeyMismatch | AuthError::UseDpopNonce
         ) || request.get_all(AUTHORIZATION).iter().any(|v| {
             v.as_bytes()
                 .get(..5)

@@ -44,6 +44,11 @@
 //! Off costs nothing on the request path but one test of an empty `Option` (and one on
 //! refusals, for the challenge).
 //!
+//! With [`Dpop::nonce`], proofs must also carry a nonce the server handed out (§8, §9): a
+//! proof without a current one gets 401 `error="use_dpop_nonce"` and a fresh nonce in
+//! `DPoP-Nonce`. Nonces come with refusals only, not with successful responses: a client
+//! keeps its nonce until it expires (5 minutes), then is told the next one.
+//!
 //! A request that passed carries the proof key's thumbprint as a [`DpopKey`] in its
 //! extensions (axum: `Extension<DpopKey>`).
 //!
@@ -77,6 +82,7 @@
 //! ```
 
 mod htu;
+mod nonce;
 mod proof;
 mod step;
 mod thumbprint;
@@ -117,6 +123,7 @@ pub struct Dpop {
     algorithms: Vec<Algorithm>,
     window: Duration,
     store: Option<Arc<dyn RevocationStore>>,
+    nonce_secret: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Dpop {
@@ -126,6 +133,7 @@ impl std::fmt::Debug for Dpop {
             .field("base_url", &self.base_url)
             .field("algorithms", &self.algorithms)
             .field("window", &self.window)
+            .field("nonce", &self.nonce_secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +150,7 @@ impl Dpop {
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             window: Duration::from_secs(60),
             store: None,
+            nonce_secret: None,
         }
     }
 
@@ -176,6 +185,17 @@ impl Dpop {
         self
     }
 
+    /// Requires a server-provided nonce in every proof (RFC 9449 §9): a proof without a
+    /// current one gets 401 `error="use_dpop_nonce"` with a fresh nonce in the `DPoP-Nonce`
+    /// header, and the client retries with it (§8.1). Nonces are stateless, made and checked
+    /// with `secret` (at least 32 bytes; give every server of a fleet the same), and current
+    /// for 5 minutes; a browser client needs `DPoP-Nonce` in the CORS
+    /// `Access-Control-Expose-Headers`.
+    pub fn nonce(mut self, secret: impl AsRef<[u8]>) -> Dpop {
+        self.nonce_secret = Some(secret.as_ref().to_vec());
+        self
+    }
+
     /// Checks the configuration into the form the request path reads, and adds the `DPoP`
     /// scheme to the token sources.
     pub(crate) fn compile(
@@ -205,6 +225,9 @@ impl Dpop {
         if self.window.is_zero() {
             return Err(invalid("the DPoP proof lifetime must be positive"));
         }
+        if self.nonce_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(invalid("the DPoP nonce secret must be at least 32 bytes"));
+        }
         let store = match self.store {
             Some(store) => store,
             None => Arc::new(MemoryRevocation::new().clock(clock.clone())),
@@ -219,6 +242,7 @@ impl Dpop {
             store,
             clock: clock.clone(),
             max_size,
+            nonces: self.nonce_secret.as_deref().map(nonce::Nonces::new),
         })
     }
 }
@@ -262,9 +286,15 @@ pub(crate) struct DpopCheck {
     store: Arc<dyn RevocationStore>,
     clock: Clock,
     max_size: usize,
+    nonces: Option<nonce::Nonces>,
 }
 
 impl DpopCheck {
+    /// A fresh nonce for a `DPoP-Nonce` header, when nonces are required.
+    pub(crate) fn fresh_nonce(&self) -> Option<String> {
+        self.nonces.as_ref()?.issue(self.clock.unix_secs())
+    }
+
     /// Everything about DPoP that needs no I/O, for a request whose token is `found`.
     /// `Some(proof)`: the request came with a valid proof, to be spent
     /// ([`spend`](Self::spend)) before it passes; `None`: a Bearer token this mode accepts.
@@ -298,6 +328,17 @@ impl DpopCheck {
             window: self.window.as_secs_f64(),
         };
         let proof = proof::check(value.as_bytes(), &expected)?;
+        // §4.3 point 10, §9: the nonce this server handed out.
+        if let Some(nonces) = &self.nonces {
+            let now = self.clock.unix_secs();
+            if !proof
+                .nonce
+                .as_deref()
+                .is_some_and(|n| nonces.is_current(n, now))
+            {
+                return Err(AuthError::UseDpopNonce);
+            }
+        }
         // §6.1, §7.1: the token is bound to the proof's key.
         match proof::bound_key(found.token)? {
             Some(jkt) if jkt == proof.thumbprint => Ok(Some(proof)),

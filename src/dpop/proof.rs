@@ -26,6 +26,8 @@ pub(crate) struct Proof {
     pub jti: String,
     /// `iat`, seconds since the epoch.
     pub iat: f64,
+    /// The server-provided nonce it carries (§4.2), checked by the caller.
+    pub nonce: Option<String>,
 }
 
 /// What a proof is checked against.
@@ -59,6 +61,7 @@ struct Claims {
     htu: String,
     iat: f64,
     ath: Option<String>,
+    nonce: Option<String>,
 }
 
 /// True whenever the member is there, whatever its value.
@@ -73,8 +76,9 @@ fn json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, AuthError> {
     serde_json::from_str(text).map_err(|_| AuthError::InvalidDpopProof)
 }
 
-/// Checks the `DPoP` header value `proof` (RFC 9449 §4.3 points 2 to 10 and 12; the caller
-/// has checked point 1, exactly one header, and the size, and does 11, the replay check).
+/// Checks the `DPoP` header value `proof` (RFC 9449 §4.3 points 2 to 9 and 11's time half;
+/// the caller has checked point 1, exactly one header, and the size, and does 10, the nonce,
+/// and 11, the replay check; §6.1 and §7.1, the token's binding, after this).
 pub(crate) fn check(proof: &[u8], expected: &Expected<'_>) -> Result<Proof, AuthError> {
     let bad = AuthError::InvalidDpopProof;
     // Point 2: a well-formed JWT, here a compact JWS of three non-empty segments.
@@ -129,7 +133,7 @@ pub(crate) fn check(proof: &[u8], expected: &Expected<'_>) -> Result<Proof, Auth
     if !claims.iat.is_finite() || (claims.iat - expected.now).abs() > expected.window {
         return Err(bad);
     }
-    // Point 12: `ath` is the hash of the access token presented with it.
+    // §4.3 point 12 (§7.1): `ath` is the hash of the access token presented with it.
     let ath = sha256(expected.token.as_bytes())
         .map(|hash| URL_SAFE_NO_PAD.encode(hash))
         .ok_or(AuthError::InvalidDpopProof)?;
@@ -140,6 +144,7 @@ pub(crate) fn check(proof: &[u8], expected: &Expected<'_>) -> Result<Proof, Auth
         thumbprint: thumbprint(&header.jwk).ok_or(AuthError::InvalidDpopProof)?,
         jti: claims.jti,
         iat: claims.iat,
+        nonce: claims.nonce,
     })
 }
 

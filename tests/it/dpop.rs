@@ -540,6 +540,75 @@ async fn without_dpop_the_scheme_is_not_a_token() {
     assert_eq!(hits.count(), 0);
 }
 
+#[tokio::test]
+async fn a_required_nonce_is_handed_out_and_then_accepted_by_every_server_of_the_fleet() {
+    const NONCE_SECRET: &[u8] = b"a nonce secret every server shares";
+    let start_at = SystemTime::now();
+    let clock = Clock::manual(start_at);
+    let layer = || {
+        builder(Dpop::required(BASE).nonce(NONCE_SECRET))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, hits_a) = start(layer()).await;
+    let (b, hits_b) = start(layer()).await;
+    let client_key = holder("ec");
+    let token = client_key.token();
+    let with_nonce =
+        |nonce: &str| client_key.proof_with("GET", &token, json!({ "nonce": nonce }), json!({}));
+
+    // No nonce: 401 use_dpop_nonce, and the nonce to use (RFC 9449 §8.1).
+    let res = client()
+        .get(format!("{a}/me"))
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", client_key.proof(&token))
+        .send()
+        .await
+        .unwrap();
+    let nonce = res.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let answer = Answer::read(res).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    let dpop = answer.challenge("DPoP");
+    assert!(dpop.contains("error=\"use_dpop_nonce\""), "{dpop}");
+    assert_eq!(hits_a.count(), 0);
+
+    // With it, at either server.
+    let answer = get_me(&a, "DPoP", &token, &[&with_nonce(&nonce)]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let answer = get_me(&b, "DPoP", &token, &[&with_nonce(&nonce)]).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!((hits_a.take(), hits_b.take()), (1, 1));
+
+    // A nonce this fleet never made, or one past its 5 minutes, is refused the same way.
+    let answer = get_me(
+        &a,
+        "DPoP",
+        &token,
+        &[&with_nonce("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+    )
+    .await;
+    assert!(
+        answer.challenge("DPoP").contains("use_dpop_nonce"),
+        "{answer:?}"
+    );
+    clock.advance(Duration::from_secs(301));
+    let later = now() + 301;
+    let proof = client_key.proof_with(
+        "GET",
+        &token,
+        json!({ "nonce": nonce, "iat": later }),
+        json!({}),
+    );
+    let answer = get_me(&a, "DPoP", &token, &[&proof]).await;
+    assert!(
+        answer.challenge("DPoP").contains("use_dpop_nonce"),
+        "{answer:?}"
+    );
+    assert_eq!(hits_a.count(), 0);
+    clock.set(start_at);
+}
+
 #[test]
 fn verify_outside_a_request_refuses_tokens_that_need_a_proof() {
     let bound = holder("ec").token();
@@ -569,6 +638,7 @@ async fn configuration_mistakes_are_build_errors() {
         Dpop::required(BASE).algorithms([Algorithm::HS256]),
         Dpop::required(BASE).algorithms([]),
         Dpop::required(BASE).proof_lifetime(Duration::ZERO),
+        Dpop::required(BASE).nonce(b"short"),
     ] {
         let err = builder(dpop.clone()).build().err();
         assert!(
