@@ -130,6 +130,10 @@ pub enum AuthError {
     /// §9).
     #[error("DPoP nonce required")]
     UseDpopNonce,
+    /// The token is bound to a client certificate (`cnf.x5t#S256`) and the request came
+    /// without it (RFC 8705 §3).
+    #[error("client certificate does not match the token")]
+    CertificateMismatch,
 }
 
 impl AuthError {
@@ -193,7 +197,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 29] = [
+    pub(crate) const FIXED: [AuthError; 30] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -225,6 +229,7 @@ impl AuthError {
         AuthError::DpopRequired,
         AuthError::DpopKeyMismatch,
         AuthError::UseDpopNonce,
+        AuthError::CertificateMismatch,
     ];
 
     /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
@@ -259,6 +264,7 @@ impl AuthError {
             AuthError::DpopRequired => 26,
             AuthError::DpopKeyMismatch => 27,
             AuthError::UseDpopNonce => 28,
+            AuthError::CertificateMismatch => 29,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -296,6 +302,7 @@ impl AuthError {
             AuthError::DpopRequired => "dpop_required",
             AuthError::DpopKeyMismatch => "dpop_key_mismatch",
             AuthError::UseDpopNonce => "use_dpop_nonce",
+            AuthError::CertificateMismatch => "certificate_mismatch",
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod cache;
 mod claims;
 mod claims_set;
 mod clock;
+mod cnf;
 mod csrf;
 #[cfg(feature = "dpop")]
 pub mod dpop;
@@ -31,6 +32,7 @@ pub mod issue;
 mod keys;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod mtls;
 pub mod providers;
 mod resource;
 pub mod resource_metadata;

@@ -1,6 +1,7 @@
-//! What the layer adds as an OAuth protected resource beyond RFC 6750: DPoP (RFC 9449,
-//! `crate::dpop`) and protected resource metadata (RFC 9728, `crate::resource_metadata`), and
-//! the parameters both put into the responder's `WWW-Authenticate` challenges.
+//! What the layer adds as an OAuth protected resource beyond RFC 6750: sender-constrained
+//! tokens (DPoP, RFC 9449, `crate::dpop`; certificate-bound, RFC 8705, `crate::mtls`),
+//! protected resource metadata (RFC 9728, `crate::resource_metadata`), and the parameters
+//! they put into the responder's `WWW-Authenticate` challenges.
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue};
@@ -10,13 +11,15 @@ use crate::source::Source;
 use crate::tenant::Verifiers;
 use crate::{AuthError, BuildError, Clock};
 
-/// The builder's part: what [`JwtAuthBuilder::dpop`](crate::JwtAuthBuilder::dpop) and
-/// [`resource_metadata`](crate::JwtAuthBuilder::resource_metadata) set.
+/// The builder's part: what [`JwtAuthBuilder::dpop`](crate::JwtAuthBuilder::dpop),
+/// [`resource_metadata`](crate::JwtAuthBuilder::resource_metadata) and
+/// [`certificate_bound_tokens`](crate::JwtAuthBuilder::certificate_bound_tokens) set.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResourceConfig {
     #[cfg(feature = "dpop")]
     pub dpop: Option<crate::dpop::Dpop>,
     pub metadata: Option<ResourceMetadata>,
+    pub certificate_bound: bool,
 }
 
 /// The layer's part, checked.
@@ -26,6 +29,8 @@ pub(crate) struct ResourceServer {
     pub dpop: Option<crate::dpop::DpopCheck>,
     /// The completed document, for [`JwtAuthLayer::resource_metadata`](crate::JwtAuthLayer::resource_metadata).
     pub metadata: Option<ResourceMetadata>,
+    /// Whether certificate-bound tokens are checked (RFC 8705 §3, `crate::mtls`).
+    pub certificate_bound: bool,
     /// `resource_metadata="…"` (RFC 9728 §5.1), ready to append.
     metadata_param: Option<String>,
     /// `algs="…"` (RFC 9449 §7.1), ready to append, and whether Bearer is refused.
@@ -43,7 +48,10 @@ impl ResourceConfig {
         clock: &Clock,
         max_token_size: usize,
     ) -> Result<ResourceServer, BuildError> {
-        let mut server = ResourceServer::default();
+        let mut server = ResourceServer {
+            certificate_bound: self.certificate_bound,
+            ..ResourceServer::default()
+        };
         #[cfg(feature = "dpop")]
         if let Some(dpop) = self.dpop {
             let check = dpop.compile(sources, clock, max_token_size)?;

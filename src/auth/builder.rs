@@ -360,6 +360,15 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Checks certificate-bound tokens (RFC 8705 §3): a token whose `cnf` names a client
+    /// certificate (`x5t#S256`) passes only when the request carries that certificate as a
+    /// [`ClientCertificate`](crate::mtls::ClientCertificate), put there by the TLS layer (see
+    /// [`mtls`](crate::mtls)).
+    pub fn certificate_bound_tokens(mut self) -> Self {
+        self.resource.certificate_bound = true;
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {

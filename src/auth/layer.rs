@@ -45,7 +45,9 @@ impl<C: DeserializeOwned, R> JwtAuthLayer<C, R> {
     /// consulted (both are asynchronous or request-bound); the CSRF and source rules do not
     /// apply. With [DPoP](crate::JwtAuthBuilder::dpop) on, a token that needs a proof is
     /// refused ([`AuthError::DpopRequired`]): bound to a key (`cnf.jkt`), or any token in
-    /// required mode, since no proof can come with it.
+    /// required mode, since no proof can come with it; with
+    /// [certificate-bound tokens](crate::JwtAuthBuilder::certificate_bound_tokens) checked, a
+    /// token bound to a certificate is refused ([`AuthError::CertificateMismatch`]).
     ///
     /// ```
     /// # #[cfg(feature = "issue")] {

@@ -117,6 +117,7 @@ impl<R> Pipeline<R> {
         method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
+        extensions: &Extensions,
     ) -> Result<Decision<C>, Rejection> {
         // A CORS preflight: browsers never attach credentials to it (Fetch §3.2.2), so
         // authenticating it would break CORS.
@@ -140,6 +141,10 @@ impl<R> Pipeline<R> {
             && let Some(csrf) = &self.csrf
         {
             csrf.check(method, headers, uri)?;
+        }
+        // Certificate-bound tokens (RFC 8705 §3): the TLS client certificate (`crate::mtls`).
+        if self.resource.certificate_bound {
+            crate::mtls::check(found.token, extensions)?;
         }
         // DPoP (RFC 9449): the proof and the token's binding to its key, then the token as
         // usual; the request passes once the proof is spent (`crate::dpop`).
@@ -362,6 +367,10 @@ impl<R> Pipeline<R> {
     /// The whole check of one token outside any request (no source, CSRF, cache or
     /// revocation): for [`JwtAuthLayer::verify`](crate::JwtAuthLayer::verify).
     pub(crate) fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, AuthError> {
+        // No certificate can come with a token checked this way (`crate::mtls`).
+        if self.resource.certificate_bound {
+            crate::mtls::check(token, &Extensions::new())?;
+        }
         // No proof can come with a token checked this way (`crate::dpop`).
         #[cfg(feature = "dpop")]
         if let Some(dpop) = &self.resource.dpop {

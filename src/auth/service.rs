@@ -83,9 +83,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let decision = self
-            .pipeline
-            .authenticate::<C>(req.method(), req.headers(), req.uri());
+        let decision = self.pipeline.authenticate::<C>(
+            req.method(),
+            req.headers(),
+            req.uri(),
+            req.extensions(),
+        );
         // Only this layer vouches for claims: whatever sits in the extensions under our types
         // is replaced or removed.
         let ext = req.extensions_mut();

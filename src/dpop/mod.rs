@@ -340,7 +340,7 @@ impl DpopCheck {
             }
         }
         // §6.1, §7.1: the token is bound to the proof's key.
-        match proof::bound_key(found.token)? {
+        match crate::cnf::read(found.token)?.jkt {
             Some(jkt) if jkt == proof.thumbprint => Ok(Some(proof)),
             _ => Err(AuthError::DpopKeyMismatch),
         }
@@ -349,7 +349,7 @@ impl DpopCheck {
     /// For a token that comes without a proof: refused when this mode needs one for it, i.e.
     /// always in required mode, and when it is bound to a key (§7.2) in allowed mode.
     pub(crate) fn refuse_unproven(&self, token: &str) -> Result<(), AuthError> {
-        if self.required || proof::bound_key(token)?.is_some() {
+        if self.required || crate::cnf::read(token)?.jkt.is_some() {
             return Err(AuthError::DpopRequired);
         }
         Ok(())
@@ -362,7 +362,7 @@ impl DpopCheck {
         input.extend_from_slice(proof.thumbprint.as_bytes());
         input.push(b' ');
         input.extend_from_slice(proof.jti.as_bytes());
-        let hash = thumbprint::sha256(&input).ok_or(AuthError::InvalidDpopProof)?;
+        let hash = crate::backend::sha256(&input).ok_or(AuthError::InvalidDpopProof)?;
         let key = format!("dpop:{}", URL_SAFE_NO_PAD.encode(hash));
         let until = (proof.iat + self.window.as_secs_f64()).ceil().max(0.0) as u64;
         match self.store.use_once(&key, until).await {

@@ -9,8 +9,9 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use super::thumbprint::{sha256, thumbprint};
+use super::thumbprint::thumbprint;
 use crate::AuthError;
+use crate::backend::sha256;
 use crate::keys::{AlgSet, KeyEntry, KeySet, check_strength};
 use crate::token::{decode, is_jws_alphabet, parse_alg};
 
@@ -180,24 +181,4 @@ fn public_key(
         return Err(bad);
     }
     Ok(entry)
-}
-
-/// The token's `cnf.jkt` (RFC 9449 §6.1), read from its payload segment. The token's
-/// signature is checked by the layer's verifier, which refuses the request if it fails, so a
-/// request passes only when this value was signed by the issuer. `Err` for a payload that is
-/// not a JSON object or whose `cnf` is not an object with a string `jkt`.
-pub(crate) fn bound_key(token: &str) -> Result<Option<String>, AuthError> {
-    #[derive(Deserialize)]
-    struct Payload {
-        cnf: Option<Confirmation>,
-    }
-    #[derive(Deserialize)]
-    struct Confirmation {
-        jkt: Option<String>,
-    }
-    let payload = token.split('.').nth(1).ok_or(AuthError::Malformed)?;
-    let bytes = decode(payload, AuthError::MalformedClaims)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| AuthError::MalformedClaims)?;
-    let payload: Payload = serde_json::from_str(text).map_err(|_| AuthError::MalformedClaims)?;
-    Ok(payload.cnf.and_then(|c| c.jkt))
 }

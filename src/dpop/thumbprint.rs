@@ -5,6 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
+use crate::backend::sha256;
+
 /// The RFC 7638 §3 SHA-256 thumbprint of a public JWK, base64url without padding; `None`
 /// when the key type is not RSA, EC or OKP or a required member is missing or not a string.
 ///
@@ -33,15 +35,6 @@ pub(crate) fn thumbprint(jwk: &Map<String, Value>) -> Option<String> {
     }
     canonical.push('}');
     Some(URL_SAFE_NO_PAD.encode(sha256(canonical.as_bytes())?))
-}
-
-/// SHA-256 through the crypto backend in use (aws-lc-rs or RustCrypto).
-pub(crate) fn sha256(bytes: &[u8]) -> Option<Vec<u8>> {
-    (crate::backend::provider().key_utils.compute_digest)(
-        bytes,
-        jsonwebtoken::jwk::ThumbprintHash::SHA256,
-    )
-    .ok()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use tower_jwt_auth::{Algorithm, AuthError, Claims, Clock, JwtAuthBuilder, JwtAut
 
 use common::{
     Hits, TestClaims, b64, client, hs256_builder, hs256_token, merge, now, private_key, public_jwk,
-    serve, sign_raw, tamper_signature,
+    serve, sha256_b64, sign_raw, tamper_signature,
 };
 
 /// The URL clients reach the API at (a proxy in front of 127.0.0.1): what `htu` names.
@@ -51,15 +51,6 @@ fn holder(which: &str) -> Holder {
     let parsed: Jwk = serde_json::from_value(jwk.clone()).unwrap();
     let jkt = parsed.thumbprint(ThumbprintHash::SHA256).unwrap();
     Holder { key, alg, jwk, jkt }
-}
-
-/// base64url(SHA-256(bytes)), by jsonwebtoken's backend.
-fn sha256_b64(bytes: &[u8]) -> String {
-    #[cfg(feature = "aws-lc-rs")]
-    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
-    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
-    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-    b64(&(provider.key_utils.compute_digest)(bytes, ThumbprintHash::SHA256).unwrap())
 }
 
 impl Holder {

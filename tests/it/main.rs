@@ -36,6 +36,7 @@ mod keys;
 mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod mtls;
 #[cfg(feature = "remote")]
 mod oidc_layer;
 #[cfg(feature = "remote")]
