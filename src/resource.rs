@@ -139,8 +139,10 @@ impl ResourceServer {
         });
         let mut challenges: Vec<String> = Vec::new();
         for value in headers.get_all(WWW_AUTHENTICATE) {
+            // Not ours to rewrite (and not a challenge the built-in responders write): the
+            // responder's header stands as it is.
             let Ok(text) = value.to_str() else {
-                continue;
+                return;
             };
             let (scheme, params) = text.split_once(' ').unwrap_or((text, ""));
             match dpop {
