@@ -55,8 +55,9 @@ pub(crate) enum Decision<C> {
     #[cfg(feature = "remote")]
     RefreshKeys(String),
     /// A DPoP proof passed: spend it, then complete the token's decision (`crate::dpop`).
+    /// Boxed, so the common decisions stay as small as without DPoP.
     #[cfg(feature = "dpop")]
-    SpendProof(Box<Decision<C>>, crate::dpop::Proof),
+    SpendProof(Box<(Decision<C>, crate::dpop::Proof)>),
 }
 
 /// A refusal, with what its tracing event may name (feature `tracing`): the reason, and what
@@ -153,7 +154,7 @@ impl<R> Pipeline<R> {
             && let Some(proof) = dpop.check(method, headers, uri, &found)?
         {
             let decision = self.decide_token::<C>(found.token)?;
-            return Ok(Decision::SpendProof(Box::new(decision), proof));
+            return Ok(Decision::SpendProof(Box::new((decision, proof))));
         }
         self.decide_token::<C>(found.token)
     }

@@ -121,8 +121,9 @@ where
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
             #[cfg(feature = "dpop")]
-            Ok(Decision::SpendProof(decision, proof)) => {
-                let check = Arc::clone(&self.pipeline).spend_proof_then::<C>(*decision, proof);
+            Ok(Decision::SpendProof(spend)) => {
+                let (decision, proof) = *spend;
+                let check = Arc::clone(&self.pipeline).spend_proof_then::<C>(decision, proof);
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
             Err(rejection) => {
