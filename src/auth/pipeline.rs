@@ -41,7 +41,8 @@ pub(crate) struct Pipeline<R> {
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
-    /// DPoP (RFC 9449), resource metadata (RFC 9728) and their challenges: `crate::resource`.
+    /// Sender-constrained tokens (DPoP, RFC 9449; client certificates, RFC 8705), resource
+    /// metadata (RFC 9728) and their challenges: `crate::resource`.
     pub resource: crate::resource::ResourceServer,
 }
 
