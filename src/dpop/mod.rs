@@ -21,17 +21,18 @@
 //!   [`Clock`];
 //! - `ath` equal to base64url(SHA-256(access token));
 //! - the token's `cnf.jkt` equal to the RFC 7638 thumbprint of the proof's key (§6.1, §7.1);
-//! - `jti` not seen before: each proof is spent once, through
-//!   [`RevocationStore::use_once`] of the
-//!   [replay store](Dpop::replay_store). A fleet shares one store (Redis), so a proof replayed
-//!   to another server is refused too. Without one, the layer keeps its own
-//!   [`MemoryRevocation`]: replays are caught per process
+//! - `jti` not seen before: each proof is spent once (its `jti` scoped by its key, kept until
+//!   `iat` plus the window plus the store's retention margin), through
+//!   [`RevocationStore::use_once`] of the [replay store](Dpop::replay_store). A fleet shares
+//!   one store (Redis), so a proof replayed to another server is refused too. Without one,
+//!   the layer keeps its own [`MemoryRevocation`] on its clock: replays are caught per process
 //!   only. A store that cannot be asked fails closed (503).
 //!
-//! The proof and the binding are checked before the token's signature; a request passes only
-//! when the token verifies as well. Any failure is a 401: a bad, replayed or mismatched proof
-//! gets `WWW-Authenticate: DPoP …, error="invalid_dpop_proof", algs="…"` (§7.1), a token bound
-//! to another key `error="invalid_token"`.
+//! The proof and the binding are checked before the token's signature, the replay check after
+//! the token verified (so only holders of valid tokens write to the store); a request passes
+//! only when all of them do. Any failure is a 401: a bad, replayed or mismatched proof gets
+//! `WWW-Authenticate: DPoP …, error="invalid_dpop_proof", algs="…"` (§7.1), a token bound to
+//! another key `error="invalid_token"`.
 //!
 //! Two modes:
 //!
