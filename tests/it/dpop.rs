@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use tower_jwt_auth::dpop::{Dpop, DpopKey};
 use tower_jwt_auth::resource_metadata::ResourceMetadata;
 use tower_jwt_auth::revocation::MemoryRevocation;
-use tower_jwt_auth::{Algorithm, AuthError, Claims, Clock, JwtAuthBuilder, JwtAuthLayer};
+use tower_jwt_auth::{
+    Algorithm, AuthError, Claims, Clock, JwtAuthBuilder, JwtAuthLayer, ProblemJson,
+};
 
 use common::{
     Hits, TestClaims, b64, client, hs256_builder, hs256_token, merge, now, private_key, public_jwk,
@@ -690,6 +692,29 @@ async fn resource_metadata_is_served_and_named_in_every_challenge() {
             assert!(challenge.ends_with(&param), "{challenge}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_problem_json_responder_gets_the_same_challenges() {
+    let layer = builder(Dpop::required(BASE).algorithms([Algorithm::ES256]))
+        .resource_metadata(ResourceMetadata::new(BASE))
+        .responder(ProblemJson::default())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/me", get(|| async { "reached" }))
+        .layer(layer);
+    let url = format!("http://{}", serve(app).await);
+    let answer = get_me(&url, "Bearer", &hs256_token(json!({})), &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        answer.challenges,
+        [format!(
+            r#"DPoP realm="api", error="invalid_token", error_description="token requires a DPoP proof", algs="ES256", resource_metadata="{BASE}/.well-known/oauth-protected-resource""#
+        )]
+    );
+    let doc: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(doc["detail"], "token requires a DPoP proof");
 }
 
 #[tokio::test]
