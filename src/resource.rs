@@ -40,7 +40,7 @@ pub(crate) struct ResourceServer {
 
 impl ResourceConfig {
     /// Checks the configuration; with DPoP on, adds its scheme to `sources`.
-    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+    #[cfg_attr(not(feature = "dpop"), allow(unused_variables, clippy::ptr_arg))]
     pub(crate) fn build(
         self,
         sources: &mut Vec<Source>,
