@@ -969,3 +969,73 @@ mod example {
         assert!(stderr.contains("JWT_DPOP"), "{stderr}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Any change to a valid proof is refused (in process, as the fuzz equivalents run)
+
+mod mutations {
+    use super::*;
+    use common::send;
+    use proptest::prelude::*;
+
+    /// `GET /resource` with `token` under the DPoP scheme and `proof` (as raw header bytes).
+    fn request(token: &str, proof: &[u8]) -> Option<http::Request<String>> {
+        let proof = http::HeaderValue::from_bytes(proof).ok()?;
+        http::Request::get("/resource")
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .body(String::new())
+            .ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn one_byte_changed_inserted_or_removed_is_refused(
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            how in 0u8..3,
+        ) {
+            let client_key = holder("ec");
+            let token = client_key.token();
+            let proof = client_key.proof_with(
+                "GET", &token, json!({ "htu": format!("{BASE}/resource") }), json!({}));
+            let mut bytes = proof.clone().into_bytes();
+            let i = at.index(bytes.len());
+            match how {
+                0 => bytes[i] = byte,
+                1 => bytes.insert(i, byte),
+                _ => { bytes.remove(i); }
+            }
+            prop_assume!(bytes != proof.as_bytes());
+            let Some(req) = request(&token, &bytes) else {
+                return Ok(());
+            };
+            let layer = builder(Dpop::required(BASE)).build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let outcome = rt.block_on(send(&layer, req));
+            prop_assert_eq!(outcome.status, StatusCode::UNAUTHORIZED);
+            prop_assert_eq!(outcome.hits, 0);
+            prop_assert!(outcome.challenge().contains("invalid_dpop_proof"), "{}", outcome.challenge());
+        }
+    }
+
+    #[test]
+    fn the_unchanged_proof_passes_in_process() {
+        let client_key = holder("ec");
+        let token = client_key.token();
+        let proof = client_key.proof_with(
+            "GET",
+            &token,
+            json!({ "htu": format!("{BASE}/resource") }),
+            json!({}),
+        );
+        let layer = builder(Dpop::required(BASE)).build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcome = rt.block_on(send(&layer, request(&token, proof.as_bytes()).unwrap()));
+        assert_eq!(outcome.reached(), Some("alice"), "{outcome:?}");
+    }
+}
