@@ -27,6 +27,20 @@
 //!   Amazon Cognito access tokens carry no `aud`: with `cognito`, `JWT_AUDIENCE` is the app
 //!   client ID that `client_id` must equal, and `token_use` must be `access`, so an ID token
 //!   is refused (401 `invalid_token`).
+//! * `RESOURCE_URL` (optional): the URL clients reach this API at, its resource identifier
+//!   (RFC 9728), e.g. `http://127.0.0.1:3002`. `GET /.well-known/oauth-protected-resource`
+//!   then answers the metadata document (`resource`, `authorization_servers` = the issuer,
+//!   `bearer_methods_supported`, and with DPoP `dpop_signing_alg_values_supported` and
+//!   `dpop_bound_access_tokens_required`), and every 401 challenge carries
+//!   `resource_metadata="<RESOURCE_URL>/.well-known/oauth-protected-resource"`.
+//! * `JWT_DPOP` (optional): `off` (default), `allowed` or `required` (RFC 9449; needs
+//!   `RESOURCE_URL`, which a proof's `htu` names, joined with the request path). `allowed`:
+//!   Bearer tokens without `cnf` keep working, a token bound to a key (`cnf.jkt`) is accepted
+//!   only as `Authorization: DPoP <token>` with a valid `DPoP` proof. `required`: Bearer gets
+//!   401 and a `WWW-Authenticate: DPoP algs="…"` challenge. A bad or replayed proof, or one
+//!   for another method, URL or token, gets 401 `error="invalid_dpop_proof"`; a proof made
+//!   with another key than the one the token is bound to, `error="invalid_token"` (RFC 9449
+//!   §7.1).
 //!
 //! URLs must be `https`; plain `http` is accepted only for a loopback host (`127.0.0.0/8`,
 //! `::1`, `localhost`), a provider on this machine. Tokens signed RS256, PS256, ES256 or EdDSA
@@ -66,7 +80,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 use tower_jwt_auth::authorize::{ClaimMapping, ClaimPath, RequireClaimsLayer};
+use tower_jwt_auth::dpop::Dpop;
 use tower_jwt_auth::remote::RemoteJwks;
+use tower_jwt_auth::resource_metadata::ResourceMetadata;
 use tower_jwt_auth::{Algorithm, Claims, JwtAuthLayer};
 
 /// The algorithms accepted: asymmetric only, never HMAC (a provider's keys are public).
@@ -186,7 +202,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(typ) = env("JWT_TOKEN_TYPE") {
         auth = auth.token_type(typ);
     }
+    // RESOURCE_URL and JWT_DPOP: this API as an OAuth protected resource (RFC 9728, RFC 9449).
+    let resource_url = env("RESOURCE_URL");
+    if let Some(url) = &resource_url {
+        auth = auth.resource_metadata(ResourceMetadata::new(url));
+    }
+    if let Some(dpop) = dpop(resource_url.as_deref())? {
+        auth = auth.dpop(dpop);
+    }
     let auth = auth.build()?;
+    let metadata = auth.resource_metadata();
 
     let admins = RequireClaimsLayer::new(provider.roles(&audience).any_role(["admin"]));
     let app = Router::new()
@@ -194,6 +219,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/admin", get(me).route_layer(admins))
         .layer(auth)
         .route("/health", get(|| async { "ok" }));
+    // The metadata document is public: outside the layer.
+    let app = match metadata {
+        Some(metadata) => app.route_service(&metadata.path(), metadata),
+        None => app,
+    };
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -203,6 +233,22 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown())
         .await?;
     Ok(())
+}
+
+/// JWT_DPOP: `off` (or unset), `allowed` or `required`; proofs name `resource_url`.
+fn dpop(resource_url: Option<&str>) -> Result<Option<Dpop>, String> {
+    let mode = env_or("JWT_DPOP", "off");
+    let url = || {
+        resource_url.ok_or_else(|| {
+            format!("JWT_DPOP={mode} needs RESOURCE_URL: the URL DPoP proofs name (`htu`)")
+        })
+    };
+    match mode.as_str() {
+        "off" => Ok(None),
+        "allowed" => Ok(Some(Dpop::allowed(url()?).algorithms(ALGORITHMS))),
+        "required" => Ok(Some(Dpop::required(url()?).algorithms(ALGORITHMS))),
+        other => Err(format!("JWT_DPOP={other:?}: use off, allowed or required")),
+    }
 }
 
 /// A set, non-empty environment variable.

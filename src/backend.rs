@@ -37,6 +37,11 @@ pub fn backend_name() -> &'static str {
     }
 }
 
+/// SHA-256 through [`provider`]: the `ath` of a DPoP proof, JWK and certificate thumbprints.
+pub(crate) fn sha256(bytes: &[u8]) -> Option<Vec<u8>> {
+    (provider().key_utils.compute_digest)(bytes, jsonwebtoken::jwk::ThumbprintHash::SHA256).ok()
+}
+
 /// A compact JWS (RFC 7515 §7.1) of `header` and `claims`, signed with `key` under `alg`
 /// through [`provider`]: what `TokenIssuer` and the testing kit sign with.
 #[cfg(any(feature = "issue", feature = "test-util"))]

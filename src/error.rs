@@ -120,6 +120,27 @@ pub enum AuthError {
     /// of it): 500, never a pass.
     #[error("authentication misconfigured")]
     Misconfigured,
+    /// The `DPoP` proof is missing, repeated, malformed, badly signed, or does not match the
+    /// request or the token (RFC 9449 §4.3): `error="invalid_dpop_proof"` (§7.1).
+    #[error("invalid DPoP proof")]
+    InvalidDpopProof,
+    /// The token must come with a DPoP proof: it is bound to a key (`cnf.jkt`) but was
+    /// presented as a Bearer token (RFC 9449 §7.2), or the layer requires DPoP.
+    #[error("token requires a DPoP proof")]
+    DpopRequired,
+    /// The proof's key is not the one the token is bound to (`cnf.jkt`, RFC 9449 §6.1), or
+    /// the token is bound to no key.
+    #[error("DPoP key binding does not match")]
+    DpopKeyMismatch,
+    /// The layer requires a server-provided nonce in DPoP proofs and the proof had none, or
+    /// not a current one: `error="use_dpop_nonce"` and a fresh nonce in `DPoP-Nonce` (RFC 9449
+    /// §9).
+    #[error("DPoP nonce required")]
+    UseDpopNonce,
+    /// The token is bound to a client certificate (`cnf.x5t#S256`) and the request came
+    /// without it (RFC 8705 §3).
+    #[error("client certificate does not match the token")]
+    CertificateMismatch,
 }
 
 impl AuthError {
@@ -136,13 +157,16 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 §3.1 `error` code. `None` when the request carried no token at all (§3.1:
-    /// the resource server should then send no error code) and for the reasons that are not
-    /// about the token (CSRF, unavailable dependencies, misconfiguration).
+    /// The RFC 6750 §3.1 `error` code (RFC 9449 §7.1's `invalid_dpop_proof` for a bad DPoP
+    /// proof, §9's `use_dpop_nonce`). `None` when the request carried no token at all (§3.1: the resource server
+    /// should then send no error code) and for the reasons that are not about the token (CSRF,
+    /// unavailable dependencies, misconfiguration).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+            AuthError::InvalidDpopProof => Some("invalid_dpop_proof"),
+            AuthError::UseDpopNonce => Some("use_dpop_nonce"),
             AuthError::MissingToken
             | AuthError::CsrfRejected
             | AuthError::KeysUnavailable { .. }
@@ -180,7 +204,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 26] = [
+    pub(crate) const FIXED: [AuthError; 31] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -209,6 +233,11 @@ impl AuthError {
         },
         AuthError::RevocationUnavailable,
         AuthError::Misconfigured,
+        AuthError::InvalidDpopProof,
+        AuthError::DpopRequired,
+        AuthError::DpopKeyMismatch,
+        AuthError::UseDpopNonce,
+        AuthError::CertificateMismatch,
     ];
 
     /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
@@ -240,6 +269,11 @@ impl AuthError {
             AuthError::KeysUnavailable { .. } => 23,
             AuthError::RevocationUnavailable => 24,
             AuthError::Misconfigured => 25,
+            AuthError::InvalidDpopProof => 26,
+            AuthError::DpopRequired => 27,
+            AuthError::DpopKeyMismatch => 28,
+            AuthError::UseDpopNonce => 29,
+            AuthError::CertificateMismatch => 30,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -274,6 +308,11 @@ impl AuthError {
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::RevocationUnavailable => "revocation_unavailable",
             AuthError::Misconfigured => "misconfigured",
+            AuthError::InvalidDpopProof => "invalid_dpop_proof",
+            AuthError::DpopRequired => "dpop_required",
+            AuthError::DpopKeyMismatch => "dpop_key_mismatch",
+            AuthError::UseDpopNonce => "use_dpop_nonce",
+            AuthError::CertificateMismatch => "certificate_mismatch",
         }
     }
 }

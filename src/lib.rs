@@ -20,7 +20,10 @@ pub mod cache;
 mod claims;
 mod claims_set;
 mod clock;
+mod cnf;
 mod csrf;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 mod error;
 #[cfg(feature = "tonic")]
 pub mod grpc;
@@ -29,7 +32,10 @@ pub mod issue;
 mod keys;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod mtls;
 pub mod providers;
+mod resource;
+pub mod resource_metadata;
 mod response;
 pub mod revocation;
 mod source;

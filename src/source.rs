@@ -119,6 +119,10 @@ pub(crate) enum Source {
     },
     Cookie(String),
     Query(String),
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1): present only while the layer checks
+    /// DPoP proofs, so the scheme is not accepted otherwise.
+    #[cfg(feature = "dpop")]
+    Dpop,
 }
 
 /// A token found in a request.
@@ -127,6 +131,9 @@ pub(crate) struct Found<'r> {
     pub token: &'r str,
     /// True when only cookies carried it: the request may be forged cross-site (see `csrf`).
     pub cookie_only: bool,
+    /// True when it came as `Authorization: DPoP <token>`: a proof must go with it.
+    #[cfg(feature = "dpop")]
+    pub dpop: bool,
 }
 
 /// Finds the request's token. `Ok(None)`: no source holds one. The token borrows from the
@@ -141,9 +148,14 @@ pub(crate) fn extract<'r>(
     max_len: usize,
 ) -> Result<Option<Found<'r>>, AuthError> {
     let mut found: Option<Found<'r>> = None;
-    let mut offer = |token: &'r str, cookie: bool| -> Result<(), AuthError> {
+    // `dpop`: offered under the DPoP scheme. The same token under two schemes is two
+    // transmission methods whose meanings differ, so it is refused like two tokens.
+    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
+    let mut offer = |token: &'r str, cookie: bool, dpop: bool| -> Result<(), AuthError> {
         match &mut found {
             Some(prev) if prev.token != token => Err(AuthError::MultipleTokens),
+            #[cfg(feature = "dpop")]
+            Some(prev) if prev.dpop != dpop => Err(AuthError::MultipleTokens),
             Some(prev) => {
                 prev.cookie_only &= cookie;
                 Ok(())
@@ -152,6 +164,8 @@ pub(crate) fn extract<'r>(
                 found = Some(Found {
                     token,
                     cookie_only: cookie,
+                    #[cfg(feature = "dpop")]
+                    dpop,
                 });
                 Ok(())
             }
@@ -163,13 +177,21 @@ pub(crate) fn extract<'r>(
                 for value in headers.get_all(name) {
                     if let Some(token) = from_header(value.as_bytes(), scheme.as_deref(), max_len)?
                     {
-                        offer(token, false)?;
+                        offer(token, false, false)?;
+                    }
+                }
+            }
+            #[cfg(feature = "dpop")]
+            Source::Dpop => {
+                for value in headers.get_all(header::AUTHORIZATION) {
+                    if let Some(token) = from_header(value.as_bytes(), Some("DPoP"), max_len)? {
+                        offer(token, false, true)?;
                     }
                 }
             }
             Source::Cookie(name) => {
                 for value in cookie_values(headers, name) {
-                    offer(b64token(value, max_len)?, true)?;
+                    offer(b64token(value, max_len)?, true, false)?;
                 }
             }
             Source::Query(name) => {
@@ -178,7 +200,7 @@ pub(crate) fn extract<'r>(
                         && k == name
                         && !v.is_empty()
                     {
-                        offer(b64token(v.as_bytes(), max_len)?, false)?;
+                        offer(b64token(v.as_bytes(), max_len)?, false, false)?;
                     }
                 }
             }

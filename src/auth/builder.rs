@@ -10,6 +10,7 @@ use super::layer::{DEFAULT_MAX_TOKEN_SIZE, JwtAuthLayer};
 use super::pipeline::Pipeline;
 use super::public::PublicPaths;
 use crate::keys::{AlgSet, KeyConfig};
+use crate::resource::ResourceConfig;
 use crate::revocation::Revocation;
 use crate::source::Source;
 use crate::tenant::Verifiers;
@@ -65,6 +66,7 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
     responder: R,
+    resource: ResourceConfig,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
 }
@@ -88,6 +90,7 @@ impl<C> JwtAuthBuilder<C> {
             #[cfg(feature = "cache")]
             cache: None,
             responder: Rfc6750::default(),
+            resource: ResourceConfig::default(),
             error: None,
             _claims: PhantomData,
         }
@@ -435,6 +438,35 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Checks DPoP proofs (RFC 9449): tokens bound to a client's key are accepted with a valid
+    /// proof of that key, and, with [`Dpop::required`](crate::dpop::Dpop::required), only
+    /// such tokens (see [`dpop`](crate::dpop)).
+    #[cfg(feature = "dpop")]
+    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
+        self.resource.dpop = Some(dpop);
+        self
+    }
+
+    /// Describes the API as an OAuth protected resource (RFC 9728): every challenge then
+    /// points to the metadata document, which [`JwtAuthLayer::resource_metadata`] serves (see
+    /// [`resource_metadata`](crate::resource_metadata)).
+    pub fn resource_metadata(
+        mut self,
+        metadata: crate::resource_metadata::ResourceMetadata,
+    ) -> Self {
+        self.resource.metadata = Some(metadata);
+        self
+    }
+
+    /// Checks certificate-bound tokens (RFC 8705 §3): a token whose `cnf` names a client
+    /// certificate (`x5t#S256`) passes only when the request carries that certificate as a
+    /// [`ClientCertificate`](crate::mtls::ClientCertificate), put there by the TLS layer (see
+    /// [`mtls`](crate::mtls)).
+    pub fn certificate_bound_tokens(mut self) -> Self {
+        self.resource.certificate_bound = true;
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
@@ -454,6 +486,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache,
             responder,
+            resource: self.resource,
             error: self.error,
             _claims: PhantomData,
         }
@@ -533,7 +566,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
         if self.sources.is_empty() {
             return Err(BuildError::InvalidSetting("no token source"));
         }
-        let sources = self
+        let mut sources = self
             .sources
             .iter()
             .map(TokenSource::compile)
@@ -549,6 +582,12 @@ impl<C, R> JwtAuthBuilder<C, R> {
         }
         let public = PublicPaths::new(&self.public_paths)?;
         let verifiers = self.build_verifiers()?;
+        let resource = std::mem::take(&mut self.resource).build(
+            &mut sources,
+            &verifiers,
+            &self.policy.clock,
+            self.max_token_size,
+        )?;
         let uses_cookies = sources.iter().any(|s| matches!(s, Source::Cookie(_)));
         let csrf = match self.csrf {
             Some(policy) if uses_cookies => Some(policy.compile()?),
@@ -568,6 +607,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
+            resource,
         })
     }
 }

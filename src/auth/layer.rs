@@ -44,7 +44,11 @@ impl<C: DeserializeOwned + 'static, R> JwtAuthLayer<C, R> {
     /// outside any tower stack: for tokens that arrive another way, such as inside a WebSocket
     /// message. The revocation store and the cache are not
     /// consulted (both are asynchronous or request-bound); the CSRF and source rules do not
-    /// apply.
+    /// apply. With [DPoP](crate::JwtAuthBuilder::dpop) on, a token that needs a proof is
+    /// refused ([`AuthError::DpopRequired`]): bound to a key (`cnf.jkt`), or any token in
+    /// required mode, since no proof can come with it; with
+    /// [certificate-bound tokens](crate::JwtAuthBuilder::certificate_bound_tokens) checked, a
+    /// token bound to a certificate is refused ([`AuthError::CertificateMismatch`]).
     ///
     /// ```
     /// # #[cfg(feature = "issue")] {
@@ -74,6 +78,13 @@ impl<C: DeserializeOwned + 'static, R> JwtAuthLayer<C, R> {
 }
 
 impl<C, R> JwtAuthLayer<C, R> {
+    /// The protected resource metadata (RFC 9728), completed from this layer's configuration,
+    /// when [`resource_metadata`](crate::JwtAuthBuilder::resource_metadata) was configured: a
+    /// service to mount at its [`path`](crate::resource_metadata::ResourceMetadata::path).
+    pub fn resource_metadata(&self) -> Option<crate::resource_metadata::ResourceMetadata> {
+        self.pipeline.resource.metadata.clone()
+    }
+
     /// The verified-token cache's counters, when a cache is configured.
     #[cfg(feature = "cache")]
     pub fn cache_stats(&self) -> Option<crate::cache::CacheStats> {

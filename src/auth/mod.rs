@@ -25,7 +25,7 @@ mod builder;
 mod checks;
 mod future;
 mod layer;
-mod pipeline;
+pub(crate) mod pipeline;
 mod public;
 mod service;
 

@@ -48,6 +48,9 @@ pub(crate) struct Pipeline<R> {
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
+    /// Sender-constrained tokens (DPoP, RFC 9449; client certificates, RFC 8705), resource
+    /// metadata (RFC 9728) and their challenges: `crate::resource`.
+    pub resource: crate::resource::ResourceServer,
 }
 
 /// What to do with a request once the steps without I/O are done.
@@ -59,6 +62,10 @@ pub(crate) enum Decision<C> {
     /// No key of the remote source fits: refresh the keys, then verify the token again.
     #[cfg(feature = "remote")]
     RefreshKeys(String),
+    /// A DPoP proof passed: spend it, then complete the token's decision (`crate::dpop`).
+    /// Boxed, so the common decisions stay as small as without DPoP.
+    #[cfg(feature = "dpop")]
+    SpendProof(Box<(Decision<C>, crate::dpop::Proof)>),
 }
 
 /// A refusal, with what its tracing event may name (feature `tracing`): the reason, and what
@@ -119,6 +126,7 @@ impl<R> Pipeline<R> {
         method: &Method,
         headers: &HeaderMap,
         uri: &Uri,
+        extensions: &Extensions,
     ) -> Result<Decision<C>, Rejection> {
         // A public path: no token is looked at, and no claims are handed on.
         if self.public.contains(uri.path()) {
@@ -149,13 +157,34 @@ impl<R> Pipeline<R> {
         {
             csrf.check(method, headers, uri)?;
         }
+        // Certificate-bound tokens (RFC 8705 §3): the TLS client certificate (`crate::mtls`).
+        if self.resource.certificate_bound {
+            crate::mtls::check(found.token, extensions)?;
+        }
+        // DPoP (RFC 9449): the proof and the token's binding to its key, then the token as
+        // usual; the request passes once the proof is spent (`crate::dpop`).
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.resource.dpop
+            && let Some(proof) = dpop.check(method, headers, uri, &found)?
+        {
+            let decision = self.decide_token::<C>(found.token)?;
+            return Ok(Decision::SpendProof(Box::new((decision, proof))));
+        }
+        self.decide_token::<C>(found.token)
+    }
+
+    /// Cache → parse → choose verifier → verify → claims policy, for the request's token.
+    fn decide_token<C: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        token: &str,
+    ) -> Result<Decision<C>, Rejection> {
         // Only verified tokens are cached, so a hit needs no parse: the token is compared
         // whole, and the verifier that verified it is known.
         #[cfg(feature = "cache")]
-        if let Some(hit) = self.cached::<C>(found.token) {
+        if let Some(hit) = self.cached::<C>(token) {
             return hit;
         }
-        let jws = Jws::parse(found.token, self.max_token_size)?;
+        let jws = Jws::parse(token, self.max_token_size)?;
         let (index, verifier) = self
             .verifiers
             .select(&jws)
@@ -333,6 +362,9 @@ impl<R> Pipeline<R> {
                 Decision::RefreshKeys(_) => {
                     return Err(Rejection::about(AuthError::UnknownKey, &jws.header));
                 }
+                // `verify` never asks for a proof to be spent; refused rather than let through.
+                #[cfg(feature = "dpop")]
+                Decision::SpendProof(..) => return Err(AuthError::Misconfigured.into()),
             }
             Ok(extensions)
         })
@@ -355,7 +387,8 @@ impl<R> Pipeline<R> {
             jwt.iss = rejection.iss.as_deref(),
             "request rejected"
         );
-        self.responder.respond(&rejection.error, headers)
+        // The responder's answer, with the layer's challenge parameters (see `service.rs`).
+        ErrorResponder::respond(self, &rejection.error, headers)
     }
 
     /// The whole check of one token outside any request (no source, CSRF, cache or
@@ -365,6 +398,15 @@ impl<R> Pipeline<R> {
         &self,
         token: &str,
     ) -> Result<C, AuthError> {
+        // No certificate can come with a token checked this way (`crate::mtls`).
+        if self.resource.certificate_bound {
+            crate::mtls::check(token, &Extensions::new())?;
+        }
+        // No proof can come with a token checked this way (`crate::dpop`).
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = &self.resource.dpop {
+            dpop.refuse_unproven(token)?;
+        }
         let jws = Jws::parse(token, self.max_token_size)?;
         let (_, verifier) = self.verifiers.select(&jws)?;
         let claims = verifier.verify::<C>(&jws).map_err(|r| r.error)?.claims;

@@ -83,14 +83,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let decision = self
-            .pipeline
-            .authenticate::<C>(req.method(), req.headers(), req.uri());
+        let decision = self.pipeline.authenticate::<C>(
+            req.method(),
+            req.headers(),
+            req.uri(),
+            req.extensions(),
+        );
         // Only this layer vouches for claims: whatever sits in the extensions under our types
         // is replaced or removed.
         let ext = req.extensions_mut();
         ext.remove::<Anonymous>();
         ext.remove::<Claims<C>>();
+        #[cfg(feature = "dpop")]
+        ext.remove::<crate::dpop::DpopKey>();
         // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
         if decision.is_ok() {
             let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
@@ -115,6 +120,12 @@ where
                 let check = Arc::clone(&self.pipeline).refresh_keys_then_verify::<C>(token);
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
+            #[cfg(feature = "dpop")]
+            Ok(Decision::SpendProof(spend)) => {
+                let (decision, proof) = *spend;
+                let check = Arc::clone(&self.pipeline).spend_proof_then::<C>(decision, proof);
+                ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
+            }
             Err(rejection) => {
                 ResponseFuture::rejected(self.pipeline.respond(&rejection, req.headers()))
             }
@@ -123,9 +134,13 @@ where
 }
 
 /// The layer's responder, shared with the handlers behind it as a [`LayerResponder`] (an
-/// `Arc` clone of the pipeline, no allocation).
+/// `Arc` clone of the pipeline, no allocation). Its challenges get the layer's DPoP and
+/// resource-metadata parameters (`crate::resource`), whoever answers.
 impl<R: ErrorResponder<B>, B> ErrorResponder<B> for Pipeline<R> {
     fn respond(&self, error: &AuthError, request: &http::HeaderMap) -> Response<B> {
-        self.responder.respond(error, request)
+        let mut response = self.responder.respond(error, request);
+        self.resource
+            .extend_challenges(error, request, response.headers_mut());
+        response
     }
 }

@@ -10,6 +10,8 @@ mod validate;
 
 pub(crate) use config::KeyConfig;
 pub use jwks::Jwks;
+#[cfg(feature = "dpop")]
+pub(crate) use set::check_strength;
 pub(crate) use set::{AlgSet, KeyEntry, KeySet};
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};

@@ -26,6 +26,8 @@ mod cache;
 mod claims_types;
 mod compose;
 mod defaults;
+#[cfg(feature = "dpop")]
+mod dpop;
 #[cfg(all(feature = "remote", feature = "redis", feature = "cache"))]
 mod faults_under_load;
 mod fuzz_equivalents;
@@ -34,6 +36,7 @@ mod keys;
 mod lifecycle;
 #[cfg(feature = "metrics")]
 mod metrics;
+mod mtls;
 #[cfg(feature = "remote")]
 mod oidc_layer;
 #[cfg(feature = "remote")]

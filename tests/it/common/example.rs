@@ -34,6 +34,7 @@ fn features() -> Vec<&'static str> {
         (cfg!(feature = "cache"), "cache"),
         (cfg!(feature = "test-util"), "test-util"),
         (cfg!(feature = "metrics"), "metrics"),
+        (cfg!(feature = "dpop"), "dpop"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))

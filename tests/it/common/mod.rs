@@ -174,6 +174,18 @@ pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// base64url(SHA-256(bytes)), by jsonwebtoken's backend: the `ath` of a DPoP proof, the
+/// `x5t#S256` of a certificate.
+pub fn sha256_b64(bytes: &[u8]) -> String {
+    #[cfg(feature = "aws-lc-rs")]
+    let provider = &jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER;
+    #[cfg(all(feature = "rust-crypto", not(feature = "aws-lc-rs")))]
+    let provider = &jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+    let digest =
+        (provider.key_utils.compute_digest)(bytes, jsonwebtoken::jwk::ThumbprintHash::SHA256);
+    b64(&digest.expect("SHA-256"))
+}
+
 /// The signature, base64url without padding, of the signing input `header.payload` (segments
 /// used exactly as given).
 pub fn signature(header: &str, payload: &str, alg: Algorithm, key: &EncodingKey) -> String {
