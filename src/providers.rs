@@ -355,9 +355,10 @@ impl Provider {
     /// separately (see the [module documentation](self#keys)).
     /// The build fails for a preset given what it cannot use: [`entra`](Self::entra) with
     /// `common`, `organizations` or `consumers`, [`allow_tenant`](Self::allow_tenant) on a
-    /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant), or
-    /// `entra_multi_tenant` without an [`audience`](Self::audience) (every tenant's
-    /// applications get tokens signed with the same keys).
+    /// preset other than [`entra_multi_tenant`](Self::entra_multi_tenant), or any preset
+    /// without an [`audience`](Self::audience): a provider signs the tokens of every
+    /// application it serves with the same keys, so the audience is what makes a token this
+    /// API's.
     pub fn configure<C, R>(&self, builder: JwtAuthBuilder<C, R>) -> JwtAuthBuilder<C, R> {
         let mut builder = builder;
         if self.kind != Kind::EntraMultiTenant {
@@ -376,11 +377,12 @@ impl Provider {
         if !self.tenants.is_empty() && self.kind != Kind::EntraMultiTenant {
             return builder.refuse("Provider::allow_tenant is for Provider::entra_multi_tenant");
         }
-        if self.kind == Kind::EntraMultiTenant && self.audiences.is_empty() {
-            // Every tenant's applications get tokens signed with the same keys: without an
-            // audience, a token any of them was issued would pass.
+        if self.audiences.is_empty() {
+            // A provider signs the tokens of every application it serves with the same keys
+            // (Google and Entra multi-tenant: of every customer's too): without an audience, a
+            // token issued to another application would pass.
             return builder.refuse(
-                "Provider::entra_multi_tenant needs an audience (the API's application ID)",
+                "a Provider needs an audience (the API identifier, application or client ID)",
             );
         }
         match self.kind {
@@ -462,7 +464,7 @@ fn cognito_check(clients: &[String]) -> crate::auth::PayloadCheck {
         if token_use != "access" {
             return Err(AuthError::WrongType);
         }
-        if !clients.is_empty() && !clients.iter().any(|c| *c == client_id) {
+        if !clients.iter().any(|c| *c == client_id) {
             return Err(AuthError::WrongAudience);
         }
         Ok(())
@@ -537,14 +539,18 @@ mod tests {
     #[test]
     fn cognito_check_reads_token_use_and_client_id() {
         use serde_json::json;
-        let any = cognito_check(&[]);
+        let one = cognito_check(&["x".into()]);
         assert_eq!(
-            run(&any, json!({ "token_use": "access", "client_id": "x" })),
+            run(&one, json!({ "token_use": "access", "client_id": "x" })),
             Ok(())
         );
         assert_eq!(
-            run(&any, json!({ "token_use": "id", "client_id": "x" })),
+            run(&one, json!({ "token_use": "id", "client_id": "x" })),
             Err(AuthError::WrongType)
+        );
+        assert_eq!(
+            run(&one, json!({ "token_use": "access", "client_id": "y" })),
+            Err(AuthError::WrongAudience)
         );
         let two = cognito_check(&["app-1".into(), "app-2".into()]);
         assert_eq!(

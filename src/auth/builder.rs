@@ -82,7 +82,7 @@ impl<C> JwtAuthBuilder<C> {
             sources: vec![TokenSource::Bearer],
             optional: false,
             public_paths: Vec::new(),
-            pass_preflight: true,
+            pass_preflight: false,
             csrf: Some(CsrfPolicy::default()),
             revocation: None,
             revocation_fail_open: false,
@@ -385,10 +385,18 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
-    /// Also authenticates CORS preflight requests. By default they pass untouched, since
-    /// browsers send them without credentials.
-    pub fn authenticate_preflight(mut self) -> Self {
-        self.pass_preflight = false;
+    /// Lets CORS preflight requests through unauthenticated, for a `CorsLayer` placed *inside*
+    /// this layer (browsers send preflights without credentials, Fetch §3.2.2). Off by
+    /// default: a `CorsLayer` outside this layer answers preflights before they arrive here,
+    /// which is the recommended order.
+    ///
+    /// A preflight is an `OPTIONS` request with `Origin` and `Access-Control-Request-Method`,
+    /// no `Content-Type`, no `Transfer-Encoding`, no `Content-Length` other than 0, and not
+    /// gRPC. It reaches the inner service without claims, so use this only when what sits
+    /// inside answers `OPTIONS` itself: a service that ignores the method (a tonic service,
+    /// axum's `any`, `route_service`, `nest_service` or `fallback`) would serve it as a call.
+    pub fn pass_cors_preflight(mut self) -> Self {
+        self.pass_preflight = true;
         self
     }
 

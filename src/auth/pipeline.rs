@@ -102,7 +102,14 @@ impl Rejection {
         #[cfg(feature = "tracing")]
         {
             rejection.alg = Some(header.alg);
-            rejection.kid = header.kid.clone();
+            // The token chose its `kid`, unverified: at most 64 bytes of it reach the event.
+            rejection.kid = header.kid.as_deref().map(|kid| {
+                let end = (0..=kid.len().min(64))
+                    .rev()
+                    .find(|i| kid.is_char_boundary(*i))
+                    .unwrap_or(0);
+                kid[..end].to_owned()
+            });
         }
         rejection
     }
@@ -116,6 +123,23 @@ impl Rejection {
         }
         self
     }
+}
+
+/// Whether the request is a CORS preflight as a browser sends it (Fetch §4.8): `OPTIONS` with
+/// `Origin` and `Access-Control-Request-Method`, and nothing a call would carry: no body (no
+/// `Content-Type`, no `Transfer-Encoding`, no `Content-Length` but 0). Without a
+/// `Content-Type` it is not gRPC either, whose services dispatch on the path whatever the
+/// method.
+fn is_cors_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    use http::header::{
+        ACCESS_CONTROL_REQUEST_METHOD, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, TRANSFER_ENCODING,
+    };
+    method == Method::OPTIONS
+        && headers.contains_key(ORIGIN)
+        && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        && !headers.contains_key(CONTENT_TYPE)
+        && !headers.contains_key(TRANSFER_ENCODING)
+        && headers.get_all(CONTENT_LENGTH).iter().all(|v| v == "0")
 }
 
 impl<R> Pipeline<R> {
@@ -134,12 +158,9 @@ impl<R> Pipeline<R> {
             crate::metrics::accepted("anonymous");
             return Ok(Decision::Pass(None));
         }
-        // A CORS preflight: browsers never attach credentials to it (Fetch §3.2.2), so
-        // authenticating it would break CORS.
-        if self.pass_preflight
-            && method == Method::OPTIONS
-            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-        {
+        // A CORS preflight, when the layer lets them through (a `CorsLayer` inside it):
+        // browsers never attach credentials to one (Fetch §3.2.2).
+        if self.pass_preflight && is_cors_preflight(method, headers) {
             #[cfg(feature = "metrics")]
             crate::metrics::accepted("anonymous");
             return Ok(Decision::Pass(None));

@@ -855,27 +855,68 @@ fn preflight(method: &str, token: Option<&str>) -> Request<String> {
 
 #[tokio::test]
 async fn cors_preflight_lookalike_never_carries_claims() {
-    // A preflight passes untouched (browsers send it without credentials), but whatever token
-    // it carries is not vouched for: the inner service sees no claims.
+    // With `pass_cors_preflight`, a preflight passes untouched (browsers send it without
+    // credentials), but whatever token it carries is not vouched for: the inner service sees
+    // no claims.
+    let lenient = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .pass_cors_preflight()
+        .build()
+        .unwrap();
     let forged = format!("{}.{}.", none_parts("none").0, none_parts("none").1);
     let expired = hs256_token(json!({"exp": now() - 3600}));
     for token in [None, Some(forged.as_str()), Some(expired.as_str())] {
-        let out = send(&hs_layer(), preflight("OPTIONS", token)).await;
+        let out = send(&lenient, preflight("OPTIONS", token)).await;
         assert_eq!(out.status, StatusCode::OK);
         assert_eq!(out.hits, 1);
         assert_eq!(out.body, "<no claims>");
     }
-    // With `authenticate_preflight`, it is authenticated like any request.
-    let strict = JwtAuthLayer::<TestClaims>::builder()
-        .hs256(SECRET)
-        .authenticate_preflight()
-        .build()
-        .unwrap();
-    let out = send(&strict, preflight("OPTIONS", Some(&forged))).await;
+    // By default it is authenticated like any request.
+    let out = send(&hs_layer(), preflight("OPTIONS", Some(&forged))).await;
     assert_invalid_token(
         &out,
         &[AuthError::Malformed, AuthError::AlgorithmNotAllowed],
     );
+}
+
+/// What a preflight never carries makes an `OPTIONS` request a call, authenticated even with
+/// `pass_cors_preflight`: a body (`Content-Type`, `Transfer-Encoding`, `Content-Length`), gRPC
+/// (tonic dispatches on the path whatever the method), or no `Origin`.
+#[tokio::test]
+async fn preflight_lookalikes_carrying_a_call_are_authenticated() {
+    let lenient = JwtAuthLayer::<TestClaims>::builder()
+        .hs256(SECRET)
+        .pass_cors_preflight()
+        .build()
+        .unwrap();
+    let call = |name: &str, value: &str| {
+        let mut req = preflight("OPTIONS", None);
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+        req
+    };
+    let mut no_origin = preflight("OPTIONS", None);
+    no_origin.headers_mut().remove(header::ORIGIN);
+    for req in [
+        call("content-type", "application/grpc"),
+        call("content-type", "application/json"),
+        call("content-length", "12"),
+        call("transfer-encoding", "chunked"),
+        no_origin,
+    ] {
+        let what = format!("{:?}", req.headers());
+        let grpc = tower_jwt_auth::is_grpc(req.headers());
+        let out = send(&lenient, req).await;
+        assert_eq!(out.hits, 0, "{what}");
+        if grpc {
+            // gRPC callers are refused the gRPC way: HTTP 200, `grpc-status: 16`.
+            assert_eq!(out.headers.get("grpc-status").unwrap(), "16", "{what}");
+        } else {
+            assert_eq!(out.status, StatusCode::UNAUTHORIZED, "{what}");
+        }
+    }
 }
 
 #[tokio::test]

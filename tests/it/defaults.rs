@@ -356,17 +356,18 @@ fn preflight() -> Request<String> {
 }
 
 #[tokio::test]
-async fn cors_preflight_passes_through_by_default() {
-    // Browsers send preflights without credentials; the CORS layer inside must see them.
+async fn cors_preflight_is_authenticated_by_default() {
+    // A `CorsLayer` outside the layer answers preflights before they arrive; one that does
+    // arrive is a request like any other.
     let out = send(&plain(), preflight()).await;
+    assert_eq!(out.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(out.hits, 0);
+    // Opt-in, for a `CorsLayer` inside the layer: it passes, without claims.
+    let lenient = builder().pass_cors_preflight().build().unwrap();
+    let out = send(&lenient, preflight()).await;
     assert_eq!(out.status, StatusCode::OK);
     assert_eq!(out.hits, 1);
     assert_eq!(out.body, "<no claims>");
-    // Opt-out.
-    let strict = builder().authenticate_preflight().build().unwrap();
-    let out = send(&strict, preflight()).await;
-    assert_eq!(out.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(out.hits, 0);
 }
 
 fn cookie_request(method: Method, token: &str, origin: Option<&str>) -> Request<String> {

@@ -435,7 +435,19 @@ fn entra_aliases_and_misplaced_tenant_lists_fail_the_build() {
     // Without an audience, a token of any application of any tenant would pass.
     let err = build(Provider::entra_multi_tenant().allow_tenant(TENANT)).unwrap_err();
     assert!(err.to_string().contains("audience"), "{err}");
-    assert!(build(Provider::entra(TENANT)).is_ok());
+    // Every preset needs one: a provider signs every application's tokens with the same keys.
+    for provider in [
+        Provider::entra(TENANT),
+        Provider::google(),
+        Provider::cognito("us-west-2", "us-west-2_X"),
+        Provider::keycloak("https://sso.example.com", "acme"),
+        Provider::auth0("example.eu.auth0.com"),
+        Provider::okta("https://example.okta.com"),
+    ] {
+        let err = build(provider).unwrap_err();
+        assert!(err.to_string().contains("audience"), "{err}");
+    }
+    assert!(build(Provider::entra(TENANT).audience(API_CLIENT_ID)).is_ok());
 }
 
 /// Keys for the multi-tenant preset: the `common` discovery document names the template as its
