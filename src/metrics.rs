@@ -6,6 +6,7 @@
 //! | Name | Type | Labels | What |
 //! |---|---|---|---|
 //! | [`REQUESTS_TOTAL`] | counter | `outcome`, `reason` | every request the layer decided |
+//! | [`ISSUER_REQUESTS_TOTAL`] | counter | `issuer`, `outcome` | the tokens of a layer or tenant configured with one issuer |
 //! | [`VERIFY_DURATION_SECONDS`] | histogram | — | the signature and claims check alone, sampled: one verification in 16 per thread |
 //! | [`CACHE_HITS_TOTAL`], [`CACHE_MISSES_TOTAL`] | counter | — | verified-token cache lookups |
 //! | [`REVOCATION_ERRORS_TOTAL`] | counter | — | revocation store failures |
@@ -22,7 +23,8 @@
 //! through without a token: an optional layer, a CORS preflight, or a
 //! [public path](crate::JwtAuthBuilder::public_path)). Every label value is one of a fixed set chosen by the crate: nothing
 //! from the request (no `iss`, `kid` or token) ever becomes a label, so a client cannot create
-//! new series. [`describe`] gives every metric its help text and unit.
+//! new series; [`ISSUER_REQUESTS_TOTAL`]'s `issuer` is a configured issuer. [`describe`] gives
+//! every metric its help text and unit.
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
@@ -67,6 +69,11 @@ use ::metrics::{Key, Label, Level, Metadata};
 /// Counter of the requests the layer decided; labels `outcome` (`accepted`, `rejected`) and
 /// `reason`.
 pub const REQUESTS_TOTAL: &str = "tower_jwt_auth_requests_total";
+/// Counter of the tokens a layer decided about with a configured issuer, by that issuer;
+/// labels `issuer` and `outcome` (`accepted`, `rejected`). Counted for a layer, or a tenant,
+/// configured with exactly one issuer, once the token reached its verifier: the label is that
+/// configured issuer, never what a token claims, so a client cannot create new series.
+pub const ISSUER_REQUESTS_TOTAL: &str = "tower_jwt_auth_issuer_requests_total";
 /// Histogram of the time, in seconds, the signature and claims check of one token took (not
 /// the cache lookup, the revocation check or the inner service); one verification in
 /// 16 per thread is timed.
@@ -100,6 +107,11 @@ pub fn describe() {
         REQUESTS_TOTAL,
         Unit::Count,
         "Requests the JWT layer decided, by outcome (accepted, rejected) and reason."
+    );
+    describe_counter!(
+        ISSUER_REQUESTS_TOTAL,
+        Unit::Count,
+        "Tokens decided by a layer or tenant with one configured issuer, by issuer and outcome."
     );
     describe_histogram!(
         VERIFY_DURATION_SECONDS,
@@ -168,6 +180,39 @@ pub(crate) fn accepted(reason: &'static str) {
 /// A request refused for `reason` ([`AuthError::reason`](crate::AuthError::reason)).
 pub(crate) fn rejected(reason: &'static str) {
     ::metrics::counter!(REQUESTS_TOTAL, "outcome" => "rejected", "reason" => reason).increment(1);
+}
+
+/// The [`ISSUER_REQUESTS_TOTAL`] counters of a layer's verifiers (the layer's one, or one per
+/// tenant, by index): `None` for a verifier configured with other than one issuer.
+pub(crate) struct Issuers(Vec<Option<[Key; 2]>>);
+
+impl Issuers {
+    /// The counters for verifiers configured with `issuers`, in order.
+    pub(crate) fn new<'a>(issuers: impl Iterator<Item = &'a [String]>) -> Issuers {
+        Issuers(
+            issuers
+                .map(|issuers| match issuers {
+                    [issuer] => Some(["accepted", "rejected"].map(|outcome| {
+                        let labels = vec![
+                            Label::new("issuer", issuer.clone()),
+                            Label::from_static_parts("outcome", outcome),
+                        ];
+                        Key::from_parts(ISSUER_REQUESTS_TOTAL, labels)
+                    })),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// A token of the `verifier`th verifier was let through (`true`) or refused.
+    pub(crate) fn count(&self, verifier: usize, accepted: bool) {
+        if let Some(Some(keys)) = self.0.get(verifier) {
+            let key = &keys[usize::from(!accepted)];
+            ::metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA))
+                .increment(1);
+        }
+    }
 }
 
 /// Increments the counter `key`.

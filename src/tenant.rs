@@ -132,6 +132,17 @@ impl Verifiers {
 
     /// The verifier at `index`, as [`select`](Self::select) numbers them.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    /// Each verifier's configured issuers, in index order.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn issuers(&self) -> impl Iterator<Item = &[String]> {
+        let all: Vec<&Verifier> = match self {
+            Verifiers::One(verifier) => vec![verifier],
+            Verifiers::ByIssuer(tenants) => tenants.iter().map(|(_, v)| v).collect(),
+        };
+        all.into_iter().map(|v| v.policy.issuers.as_slice())
+    }
+
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub(crate) fn get(&self, index: usize) -> Option<&Verifier> {
         match self {
             Verifiers::One(verifier) => (index == 0).then_some(verifier),

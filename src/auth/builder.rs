@@ -590,6 +590,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
         }
         let public = PublicPaths::new(&self.public_paths)?;
         let verifiers = self.build_verifiers()?;
+        #[cfg(feature = "metrics")]
+        let issuers = crate::metrics::Issuers::new(verifiers.issuers());
         let resource = std::mem::take(&mut self.resource).build(
             &mut sources,
             &verifiers,
@@ -616,6 +618,8 @@ impl<C, R> JwtAuthBuilder<C, R> {
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
             resource,
+            #[cfg(feature = "metrics")]
+            issuers,
         })
     }
 }

@@ -48,6 +48,9 @@ pub(crate) struct Pipeline<R> {
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
+    /// The per-issuer counters of the verifiers, by index (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub issuers: crate::metrics::Issuers,
     /// Sender-constrained tokens (DPoP, RFC 9449; client certificates, RFC 8705), resource
     /// metadata (RFC 9728) and their challenges: `crate::resource`.
     pub resource: crate::resource::ResourceServer,
@@ -58,7 +61,7 @@ pub(crate) enum Decision<C> {
     /// Let it through, with these claims (`None`: anonymously).
     Pass(Option<Claims<C>>),
     /// The token verified; let it through once the revocation store has been asked.
-    CheckRevocation(Claims<C>, TokenId),
+    CheckRevocation(Claims<C>, TokenId, usize),
     /// No key of the remote source fits: refresh the keys, then verify the token again.
     #[cfg(feature = "remote")]
     RefreshKeys(String),
@@ -78,6 +81,10 @@ pub(crate) struct Rejection {
     kid: Option<String>,
     #[cfg(feature = "tracing")]
     iss: Option<String>,
+    /// The index of the verifier that refused the token, once one was chosen (for the
+    /// per-issuer counter, feature `metrics`).
+    #[cfg(feature = "metrics")]
+    verifier: Option<usize>,
 }
 
 impl From<AuthError> for Rejection {
@@ -90,6 +97,8 @@ impl From<AuthError> for Rejection {
             kid: None,
             #[cfg(feature = "tracing")]
             iss: None,
+            #[cfg(feature = "metrics")]
+            verifier: None,
         }
     }
 }
@@ -112,6 +121,16 @@ impl Rejection {
             });
         }
         rejection
+    }
+
+    /// The same, refused by the `index`th verifier.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
+    fn by(mut self, index: usize) -> Rejection {
+        #[cfg(feature = "metrics")]
+        {
+            self.verifier = Some(index);
+        }
+        self
     }
 
     /// The same, naming the token's `iss`.
@@ -240,13 +259,13 @@ impl<R> Pipeline<R> {
                 return Ok(Decision::RefreshKeys(jws.token.to_owned()));
             }
             Err(Refused { error, iss }) => {
-                return Err(Rejection::about(error, &jws.header).with_iss(iss));
+                return Err(Rejection::about(error, &jws.header).with_iss(iss).by(index));
             }
         };
         // Before the cache insert: the cache holds only tokens that passed every check.
         self.checks
             .verified(&jws.payload, &verified.claims)
-            .map_err(|e| Rejection::about(e, &jws.header))?;
+            .map_err(|e| Rejection::about(e, &jws.header).by(index))?;
         let claims = Arc::new(verified.claims);
         #[cfg(feature = "cache")]
         if let Some(cache) = &self.cache
@@ -261,7 +280,7 @@ impl<R> Pipeline<R> {
             };
             cache.insert(jws.token, entry);
         }
-        Ok(self.decide(Claims::from(claims), verified.id))
+        Ok(self.decide(index, Claims::from(claims), verified.id))
     }
 
     /// A cache hit for exactly this token, verified under the current generation of its
@@ -284,19 +303,26 @@ impl<R> Pipeline<R> {
         let entry = self.cache.as_ref()?.get(token, generation, fresh)?;
         let claims = entry.claims.downcast::<C>().ok()?;
         if let Err(error) = self.checks.hooks(&*claims) {
-            return Some(Err(error.into()));
+            return Some(Err(Rejection::from(error).by(entry.verifier)));
         }
-        Some(Ok(self.decide(Claims::from(claims), entry.id)))
+        Some(Ok(self.decide(
+            entry.verifier,
+            Claims::from(claims),
+            entry.id,
+        )))
     }
 
     /// Let through now, or after the revocation check. An immediate pass is counted here
     /// (feature `metrics`); one after the check, by [`check_revocation`](Self::check_revocation).
-    fn decide<C>(&self, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
+    fn decide<C>(&self, index: usize, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
         match id {
-            Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id),
+            Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id, index),
             _ => {
                 #[cfg(feature = "metrics")]
-                crate::metrics::accepted("verified");
+                {
+                    crate::metrics::accepted("verified");
+                    self.issuers.count(index, true);
+                }
                 Decision::Pass(Some(claims))
             }
         }
@@ -307,32 +333,37 @@ impl<R> Pipeline<R> {
     /// valid ones.
     /// The future yields nothing to add to the request (the claims are already in it).
     pub(crate) fn check_revocation(
-        &self,
+        self: &Arc<Self>,
         id: TokenId,
-    ) -> BoxFuture<'static, Result<Extensions, Rejection>> {
+        index: usize,
+    ) -> BoxFuture<'static, Result<Extensions, Rejection>>
+    where
+        R: Send + Sync + 'static,
+    {
         let store = self.revocation.clone();
         let fail_open = self.revocation_fail_open;
+        #[cfg(feature = "metrics")]
+        let pipeline = Arc::clone(self);
         Box::pin(async move {
             let Some(store) = store else {
                 return Ok(Extensions::new());
             };
             let revoked = store.is_revoked(id.as_ref()).await;
             #[cfg(feature = "metrics")]
-            match revoked {
-                Ok(true) => {}
-                Ok(false) => crate::metrics::accepted("verified"),
-                Err(_) => {
+            {
+                if revoked.is_err() {
                     crate::metrics::revocation_error();
-                    if fail_open {
-                        crate::metrics::accepted("verified");
-                    }
+                }
+                if matches!(revoked, Ok(false)) || (revoked.is_err() && fail_open) {
+                    crate::metrics::accepted("verified");
+                    pipeline.issuers.count(index, true);
                 }
             }
             match revoked {
                 Ok(false) => Ok(Extensions::new()),
-                Ok(true) => Err(AuthError::Revoked.into()),
+                Ok(true) => Err(Rejection::from(AuthError::Revoked).by(index)),
                 Err(_) if fail_open => Ok(Extensions::new()),
-                Err(_) => Err(AuthError::RevocationUnavailable.into()),
+                Err(_) => Err(Rejection::from(AuthError::RevocationUnavailable).by(index)),
             }
         })
     }
@@ -375,8 +406,8 @@ impl<R> Pipeline<R> {
                         extensions.insert(claims);
                     }
                 }
-                Decision::CheckRevocation(claims, id) => {
-                    self.check_revocation(id).await?;
+                Decision::CheckRevocation(claims, id, index) => {
+                    self.check_revocation(id, index).await?;
                     extensions.insert(claims);
                 }
                 // Still no key after the refresh.
@@ -397,7 +428,12 @@ impl<R> Pipeline<R> {
         R: ErrorResponder<B>,
     {
         #[cfg(feature = "metrics")]
-        crate::metrics::rejected(rejection.error.reason());
+        {
+            crate::metrics::rejected(rejection.error.reason());
+            if let Some(index) = rejection.verifier {
+                self.issuers.count(index, false);
+            }
+        }
         #[cfg(feature = "tracing")]
         tracing::event!(
             target: "tower_jwt_auth",

@@ -110,9 +110,9 @@ where
                 ext.insert(Anonymous);
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Ok(Decision::CheckRevocation(claims, id)) => {
+            Ok(Decision::CheckRevocation(claims, id, index)) => {
                 ext.insert(claims);
-                let check = self.pipeline.check_revocation(id);
+                let check = self.pipeline.check_revocation(id, index);
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
             #[cfg(feature = "remote")]

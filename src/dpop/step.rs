@@ -37,8 +37,8 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
                 Decision::Pass(Some(claims)) => {
                     extensions.insert(claims);
                 }
-                Decision::CheckRevocation(claims, id) => {
-                    self.check_revocation(id).await?;
+                Decision::CheckRevocation(claims, id, index) => {
+                    self.check_revocation(id, index).await?;
                     extensions.insert(claims);
                 }
                 #[cfg(feature = "remote")]

@@ -985,7 +985,8 @@ fn holds_metrics_labels_carry_no_request_data() {
         statuses.iter().map(|s| s.as_u16()).collect::<Vec<_>>(),
         [200, 200, 200, 401, 401, 401, 401, 401]
     );
-    let mut vocabulary: Vec<&str> = vec!["accepted", "rejected", "anonymous", "verified"];
+    // `issuer` is the layer's configured issuer (the per-issuer counter), never a token's.
+    let mut vocabulary: Vec<&str> = vec!["accepted", "rejected", "anonymous", "verified", ISSUER];
     vocabulary.extend(
         [
             AuthError::MissingToken,
@@ -1006,7 +1007,7 @@ fn holds_metrics_labels_carry_no_request_data() {
         for label in key.labels() {
             labels += 1;
             assert!(
-                ["outcome", "reason"].contains(&label.key()),
+                ["outcome", "reason", "issuer"].contains(&label.key()),
                 "label {} on {}",
                 label.key(),
                 key.name()

@@ -20,6 +20,7 @@ mod allocations;
 mod attacks;
 #[cfg(all(feature = "remote", feature = "redis", feature = "cache"))]
 mod audit;
+#[cfg(feature = "cache")]
 mod audit11;
 mod axum;
 #[cfg(feature = "cache")]

@@ -131,6 +131,15 @@ fn outcomes_by_reason_and_verification_latency() {
         assert_eq!(m.requests("rejected", "invalid_signature"), 1);
         assert_eq!(m.requests("rejected", "malformed_token"), 1);
         assert_eq!(m.requests("rejected", "missing_token"), 1);
+        // By the configured issuer: the tokens that reached its verifier (the expired and the
+        // forged one refused there; the malformed one and the missing token never got there).
+        let by_issuer = |outcome| {
+            m.counter(
+                names::ISSUER_REQUESTS_TOTAL,
+                &[("issuer", ISSUER), ("outcome", outcome)],
+            )
+        };
+        assert_eq!((by_issuer("accepted"), by_issuer("rejected")), (2, 2));
         // One verification in 16 per thread is timed (this test's server runs on its one
         // thread): the first of the four tokens that reached the verifier (not the malformed
         // one, nor the request without a token), then the 17th.
