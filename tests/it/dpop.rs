@@ -817,15 +817,7 @@ mod example {
     use common::{jwk, sign_jwt};
 
     /// Its variables, cleared from this process's environment for every run.
-    const EXAMPLE_ENV: [&str; 7] = [
-        "OIDC_ISSUER",
-        "JWKS_URL",
-        "JWT_ISSUER",
-        "JWT_AUDIENCE",
-        "JWT_TOKEN_TYPE",
-        "RESOURCE_URL",
-        "JWT_DPOP",
-    ];
+    use example::RESOURCE_SERVER_ENV as EXAMPLE_ENV;
     /// What the example is told its clients reach it at; it listens on another port.
     const RESOURCE: &str = "http://127.0.0.1:3002";
 

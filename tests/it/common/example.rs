@@ -11,13 +11,15 @@ use serde_json::Value;
 
 /// What the resource_server example reads from its environment: none of it may come from this
 /// process, so a test clears them all and sets its own.
-pub const RESOURCE_SERVER_ENV: [&str; 6] = [
+pub const RESOURCE_SERVER_ENV: [&str; 8] = [
     "OIDC_ISSUER",
     "JWKS_URL",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_TOKEN_TYPE",
     "JWT_PROVIDER",
+    "RESOURCE_URL",
+    "JWT_DPOP",
 ];
 
 /// The features this test binary was built with.
