@@ -21,32 +21,12 @@
 mod common;
 
 use std::convert::Infallible;
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{AlgCase, BenchClaims};
+use common::{AlgCase, inner, request};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_jwt_auth::Claims;
-
-fn request(auth: &HeaderValue) -> Request<()> {
-    Request::builder()
-        .uri("/me")
-        .header(AUTHORIZATION, auth.clone())
-        .body(())
-        .expect("request")
-}
-
-async fn inner(req: Request<()>) -> Result<Response<()>, Infallible> {
-    black_box(
-        req.extensions()
-            .get::<Claims<BenchClaims>>()
-            .map(|c| c.sub.len()),
-    );
-    Ok(Response::new(()))
-}
 
 /// Runs `total` requests split over `threads` threads; returns the wall time. Every response
 /// must be 200, or the figures would measure refusals.

@@ -13,16 +13,14 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::hint::black_box;
 
-use common::{AUDIENCE, AlgCase, BenchClaims, ISSUER};
+use common::{AUDIENCE, AlgCase, BenchClaims, ISSUER, inner, request};
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, StatusCode};
 use jsonwebtoken::{DecodingKey, Validation};
 use tower::{Layer, ServiceExt, service_fn};
-use tower_jwt_auth::{Algorithm, Claims, backend_name};
+use tower_jwt_auth::{Algorithm, backend_name};
 
 /// jsonwebtoken's `decode` goes through a process-global provider; install the one our crate
 /// compiles in (aws-lc-rs wins when both features are on, as in the crate's `src/backend.rs`),
@@ -58,26 +56,6 @@ fn validation(alg: Algorithm) -> Validation {
     v.set_audience(&[AUDIENCE]);
     v.leeway = 60;
     v
-}
-
-/// The request the layer sees: fresh per iteration; the header value is cloned (a reference
-/// count), not re-parsed.
-fn request(auth: &HeaderValue) -> Request<()> {
-    Request::builder()
-        .uri("/me")
-        .header(AUTHORIZATION, auth.clone())
-        .body(())
-        .expect("request")
-}
-
-/// The trivial inner service: answers 200 and touches the claims when the layer put some.
-async fn inner(req: Request<()>) -> Result<Response<()>, Infallible> {
-    black_box(
-        req.extensions()
-            .get::<Claims<BenchClaims>>()
-            .map(|c| c.sub.len()),
-    );
-    Ok(Response::new(()))
 }
 
 fn bench_verify(c: &mut Criterion) {

@@ -1,8 +1,15 @@
-//! What both benches share: keys from the crate's tests/data, the claims type, tokens per
-//! algorithm, and the rejection-path tokens (bad signature, garbage, 64 KiB).
+//! What the benches share: keys from the crate's tests/data, the claims type, tokens per
+//! algorithm, the rejection-path tokens (bad signature, garbage, 64 KiB), and the request and
+//! inner service of the framework-less benches.
 #![allow(dead_code)]
 
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
 use serde::{Deserialize, Serialize};
+use tower_jwt_auth::Claims;
 use tower_jwt_auth::issue::TokenIssuer;
 use tower_jwt_auth::{Algorithm, JwtAuthLayer, Key};
 
@@ -195,4 +202,24 @@ pub fn oversized(token: &str) -> String {
 fn b64url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The request the layer sees: fresh per iteration; the header value is cloned (a reference
+/// count), not re-parsed.
+pub fn request(auth: &HeaderValue) -> Request<()> {
+    Request::builder()
+        .uri("/me")
+        .header(AUTHORIZATION, auth.clone())
+        .body(())
+        .expect("request")
+}
+
+/// The trivial inner service: answers 200 and touches the claims when the layer put some.
+pub async fn inner(req: Request<()>) -> Result<Response<()>, Infallible> {
+    black_box(
+        req.extensions()
+            .get::<Claims<BenchClaims>>()
+            .map(|c| c.sub.len()),
+    );
+    Ok(Response::new(()))
 }
