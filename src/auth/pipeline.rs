@@ -2,18 +2,20 @@
 //!
 //! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy →
 //! extra checks (the presets' rules and the `validate` hooks; a cache hit runs the hooks
-//! again) → revocation → hand on, or respond.
+//! again) → [DPoP proof] → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
-//! inside the service's `call`. Two things may need to wait: the revocation store, and a remote
-//! key source that lacks the token's `kid`; [`Pipeline::check_revocation`] and
-//! [`Pipeline::refresh_keys_then_verify`] are the futures for them. Every refusal, immediate
-//! or after a wait, is answered, traced and counted in one place, [`Pipeline::respond`].
+//! inside the service's `call`, which yields a [`Decision`]. What may need to wait: a remote
+//! key source that lacks the token's `kid` ([`Pipeline::refresh_keys`], which yields the
+//! decision after the refresh), spending a DPoP proof (`crate::dpop`), and the revocation
+//! store; [`Pipeline::complete`] runs last and finishes every verified token's decision.
+//! Every refusal, immediate or after a wait, is answered, traced and counted in one place,
+//! [`Pipeline::respond`].
 //!
-//! Metrics (feature `metrics`, [`crate::metrics`]): a refusal is counted in `respond`; a pass
-//! where the pipeline decides it (`authenticate` for anonymous passes, `decide` for a token
-//! with no revocation check to follow, `check_revocation` after the store answered); the
-//! verification latency around the verifier's check only.
+//! Metrics (feature `metrics`, [`crate::metrics`]): a refusal is counted in `respond`; an
+//! anonymous pass in `authenticate`; a verified token where it is handed on
+//! ([`Pipeline::accepted`]: in the service for a token with nothing to wait for, else at the
+//! end of `complete`); the verification latency around the verifier's check only.
 
 use std::sync::Arc;
 
@@ -58,8 +60,11 @@ pub(crate) struct Pipeline<R> {
 
 /// What to do with a request once the steps without I/O are done.
 pub(crate) enum Decision<C> {
-    /// Let it through, with these claims (`None`: anonymously).
-    Pass(Option<Claims<C>>),
+    /// Let it through without claims (an optional layer, a public path, a CORS preflight).
+    Anonymous,
+    /// The token verified by the `usize`th verifier: let it through with these claims. Counted
+    /// as accepted (feature `metrics`) where it is handed on, [`Pipeline::accepted`].
+    Verified(Claims<C>, usize),
     /// The token verified; let it through once the revocation store has been asked.
     CheckRevocation(Claims<C>, TokenId, usize),
     /// No key of the remote source fits: refresh the keys, then verify the token again.
@@ -175,20 +180,20 @@ impl<R> Pipeline<R> {
         if self.public.contains(uri.path()) {
             #[cfg(feature = "metrics")]
             crate::metrics::accepted("anonymous");
-            return Ok(Decision::Pass(None));
+            return Ok(Decision::Anonymous);
         }
         // A CORS preflight, when the layer lets them through (a `CorsLayer` inside it):
         // browsers never attach credentials to one (Fetch §3.2.2).
         if self.pass_preflight && is_cors_preflight(method, headers) {
             #[cfg(feature = "metrics")]
             crate::metrics::accepted("anonymous");
-            return Ok(Decision::Pass(None));
+            return Ok(Decision::Anonymous);
         }
         let Some(found) = source::extract(&self.sources, headers, uri, self.max_token_size)? else {
             if self.optional {
                 #[cfg(feature = "metrics")]
                 crate::metrics::accepted("anonymous");
-                return Ok(Decision::Pass(None));
+                return Ok(Decision::Anonymous);
             }
             return Err(AuthError::MissingToken.into());
         };
@@ -312,114 +317,105 @@ impl<R> Pipeline<R> {
         )))
     }
 
-    /// Let through now, or after the revocation check. An immediate pass is counted here
-    /// (feature `metrics`); one after the check, by [`check_revocation`](Self::check_revocation).
+    /// Let through now, or after the revocation check.
     fn decide<C>(&self, index: usize, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
         match id {
             Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id, index),
-            _ => {
-                #[cfg(feature = "metrics")]
-                {
-                    crate::metrics::accepted("verified");
-                    self.issuers.count(index, true);
-                }
-                Decision::Pass(Some(claims))
-            }
+            _ => Decision::Verified(claims, index),
         }
     }
 
-    /// Revocation: asks the store about a verified token. An unreachable store fails closed
-    /// (503) unless the layer was told otherwise: it must not turn logged-out tokens back into
-    /// valid ones.
-    /// The future yields nothing to add to the request (the claims are already in it).
-    pub(crate) fn check_revocation(
-        self: &Arc<Self>,
-        id: TokenId,
-        index: usize,
+    /// Counts a verified token let through by the `index`th verifier (feature `metrics`): where
+    /// the request is handed on, after every check (the revocation store's, a DPoP proof's).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn accepted(&self, index: usize) {
+        #[cfg(feature = "metrics")]
+        {
+            crate::metrics::accepted("verified");
+            self.issuers.count(index, true);
+        }
+    }
+
+    /// Completes a verified token's decision: the revocation check when one follows, then
+    /// the count (feature `metrics`). Yields the claims for the request. Runs last, after
+    /// whatever else a request waits for (a key refresh, a DPoP proof), so a request counted
+    /// as accepted is one that is handed on.
+    pub(crate) fn complete<C: Send + Sync + 'static>(
+        self: Arc<Self>,
+        decision: Decision<C>,
     ) -> BoxFuture<'static, Result<Extensions, Rejection>>
     where
         R: Send + Sync + 'static,
     {
-        let store = self.revocation.clone();
-        let fail_open = self.revocation_fail_open;
-        #[cfg(feature = "metrics")]
-        let pipeline = Arc::clone(self);
         Box::pin(async move {
-            let Some(store) = store else {
-                return Ok(Extensions::new());
+            let (claims, index) = match decision {
+                Decision::Verified(claims, index) => (claims, index),
+                Decision::CheckRevocation(claims, id, index) => {
+                    self.check_revocation(&id, index).await?;
+                    (claims, index)
+                }
+                // Nothing left that names claims: refused rather than let through without them.
+                _ => return Err(AuthError::Misconfigured.into()),
             };
-            let revoked = store.is_revoked(id.as_ref()).await;
-            #[cfg(feature = "metrics")]
-            {
-                if revoked.is_err() {
-                    crate::metrics::revocation_error();
-                }
-                if matches!(revoked, Ok(false)) || (revoked.is_err() && fail_open) {
-                    crate::metrics::accepted("verified");
-                    pipeline.issuers.count(index, true);
-                }
-            }
-            match revoked {
-                Ok(false) => Ok(Extensions::new()),
-                Ok(true) => Err(Rejection::from(AuthError::Revoked).by(index)),
-                Err(_) if fail_open => Ok(Extensions::new()),
-                Err(_) => Err(Rejection::from(AuthError::RevocationUnavailable).by(index)),
-            }
+            self.accepted(index);
+            let mut extensions = Extensions::new();
+            extensions.insert(claims);
+            Ok(extensions)
         })
     }
 
+    /// Revocation: asks the store about a verified token (of the `index`th verifier). An
+    /// unreachable store fails closed (503) unless the layer was told otherwise: it must not
+    /// turn logged-out tokens back into valid ones.
+    async fn check_revocation(&self, id: &TokenId, index: usize) -> Result<(), Rejection> {
+        let Some(store) = &self.revocation else {
+            return Ok(());
+        };
+        let revoked = store.is_revoked(id.as_ref()).await;
+        #[cfg(feature = "metrics")]
+        if revoked.is_err() {
+            crate::metrics::revocation_error();
+        }
+        match revoked {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(Rejection::from(AuthError::Revoked).by(index)),
+            Err(_) if self.revocation_fail_open => Ok(()),
+            Err(_) => Err(Rejection::from(AuthError::RevocationUnavailable).by(index)),
+        }
+    }
+
     /// Refreshes the remote key source for the token's `kid`, then runs the same steps again
-    /// from the choice of verifier on (cache insert and revocation included). An unreachable
-    /// source is a 503, not a 401: the token may well be valid.
+    /// from the choice of verifier on (cache insert included): the token's decision, for
+    /// [`complete`](Self::complete). An unreachable source is a 503, not a 401: the token may
+    /// well be valid.
     #[cfg(feature = "remote")]
-    pub(crate) fn refresh_keys_then_verify<C>(
-        self: Arc<Self>,
-        token: String,
-    ) -> BoxFuture<'static, Result<Extensions, Rejection>>
+    pub(crate) async fn refresh_keys<C>(&self, token: &str) -> Result<Decision<C>, Rejection>
     where
         C: DeserializeOwned + Send + Sync + 'static,
-        R: Send + Sync + 'static,
     {
-        Box::pin(async move {
-            let jws = Jws::parse(&token, self.max_token_size)?;
-            let (index, verifier) = self
-                .verifiers
-                .select(&jws)
-                .map_err(|e| Rejection::about(e, &jws.header))?;
-            let remote = verifier
-                .keys
-                .remote()
-                .ok_or_else(|| Rejection::about(AuthError::UnknownKey, &jws.header))?;
-            if let Err(unavailable) = remote
-                .refresh_for_unknown_kid(jws.header.kid.as_deref())
-                .await
-            {
-                let error = AuthError::KeysUnavailable {
-                    retry_after_secs: unavailable.retry_after.as_secs().max(1),
-                };
-                return Err(Rejection::about(error, &jws.header));
-            }
-            let mut extensions = Extensions::new();
-            match self.verify::<C>(index, verifier, &jws)? {
-                Decision::Pass(claims) => {
-                    if let Some(claims) = claims {
-                        extensions.insert(claims);
-                    }
-                }
-                Decision::CheckRevocation(claims, id, index) => {
-                    self.check_revocation(id, index).await?;
-                    extensions.insert(claims);
-                }
-                // Still no key after the refresh.
-                Decision::RefreshKeys(_) => {
-                    return Err(Rejection::about(AuthError::UnknownKey, &jws.header));
-                }
-                // `verify` never asks for a proof to be spent; refused rather than let through.
-                #[cfg(feature = "dpop")]
-                Decision::SpendProof(..) => return Err(AuthError::Misconfigured.into()),
-            }
-            Ok(extensions)
-        })
+        let jws = Jws::parse(token, self.max_token_size)?;
+        let (index, verifier) = self
+            .verifiers
+            .select(&jws)
+            .map_err(|e| Rejection::about(e, &jws.header))?;
+        let remote = verifier
+            .keys
+            .remote()
+            .ok_or_else(|| Rejection::about(AuthError::UnknownKey, &jws.header))?;
+        if let Err(unavailable) = remote
+            .refresh_for_unknown_kid(jws.header.kid.as_deref())
+            .await
+        {
+            let error = AuthError::KeysUnavailable {
+                retry_after_secs: unavailable.retry_after.as_secs().max(1),
+            };
+            return Err(Rejection::about(error, &jws.header));
+        }
+        match self.verify::<C>(index, verifier, &jws)? {
+            // Still no key after the refresh.
+            Decision::RefreshKeys(_) => Err(Rejection::about(AuthError::UnknownKey, &jws.header)),
+            decision => Ok(decision),
+        }
     }
 
     /// Answers a refusal with the responder, after its one tracing event (feature `tracing`).

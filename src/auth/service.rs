@@ -102,22 +102,26 @@ where
             ext.insert(LayerResponder(responder));
         }
         match decision {
-            Ok(Decision::Pass(Some(claims))) => {
+            Ok(Decision::Verified(claims, index)) => {
+                self.pipeline.accepted(index);
                 ext.insert(claims);
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Ok(Decision::Pass(None)) => {
+            Ok(Decision::Anonymous) => {
                 ext.insert(Anonymous);
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Ok(Decision::CheckRevocation(claims, id, index)) => {
-                ext.insert(claims);
-                let check = self.pipeline.check_revocation(id, index);
+            Ok(decision @ Decision::CheckRevocation(..)) => {
+                let check = Arc::clone(&self.pipeline).complete(decision);
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
             #[cfg(feature = "remote")]
             Ok(Decision::RefreshKeys(token)) => {
-                let check = Arc::clone(&self.pipeline).refresh_keys_then_verify::<C>(token);
+                let pipeline = Arc::clone(&self.pipeline);
+                let check = Box::pin(async move {
+                    let decision = pipeline.refresh_keys::<C>(&token).await?;
+                    pipeline.complete(decision).await
+                });
                 ResponseFuture::checking(&mut self.inner, req, check, &self.pipeline)
             }
             #[cfg(feature = "dpop")]

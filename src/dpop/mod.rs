@@ -233,6 +233,14 @@ impl Dpop {
             Some(store) => store,
             None => Arc::new(MemoryRevocation::new().clock(clock.clone())),
         };
+        // A spent `jti` is kept until its `iat` plus this layer's window plus the store's
+        // margin; a layer sharing the store with a longer window would accept the proof after
+        // that. With every window within the margin, no layer outlives another's entries.
+        if self.window > store.retention_margin() {
+            return Err(invalid(
+                "the DPoP proof lifetime must not exceed the replay store's retention margin",
+            ));
+        }
         sources.push(Source::Dpop);
         Ok(DpopCheck {
             required: self.required,
@@ -316,6 +324,15 @@ impl DpopCheck {
             return Err(AuthError::InvalidDpopProof);
         };
         if value.len() > self.max_size {
+            return Err(AuthError::InvalidDpopProof);
+        }
+        // A dot segment (`.`, `..`, also percent-encoded) would make the URL the proof is
+        // checked against differ from the path the application routes the request by: such a
+        // request is refused, not normalised (§4.3 point 9, §11.1).
+        if uri.path().split('/').any(|segment| {
+            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+            segment == "." || segment == ".."
+        }) {
             return Err(AuthError::InvalidDpopProof);
         }
         let url = format!("{}{}", self.base_url, uri.path());

@@ -1,5 +1,7 @@
 //! The one asynchronous DPoP step of the pipeline: spending the proof's `jti` (RFC 9449 §4.3
-//! point 11, §11.1), then whatever the token's own decision still waits for.
+//! point 11, §11.1) once the token verified (a token whose key had to be fetched first is
+//! verified, and its revocation checked, before the proof is spent), then whatever the
+//! token's own decision still waits for.
 
 use std::sync::Arc;
 
@@ -31,29 +33,15 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
                 .dpop
                 .as_ref()
                 .ok_or(AuthError::Misconfigured)?;
+            // A token whose key had to be fetched is verified first: only a token that
+            // verified spends a proof (writes to the store).
+            #[cfg(feature = "remote")]
+            let decision = match decision {
+                Decision::RefreshKeys(token) => self.refresh_keys::<C>(&token).await?,
+                decision => decision,
+            };
             let key = dpop.spend(proof).await?;
-            let mut extensions = Extensions::new();
-            match decision {
-                Decision::Pass(Some(claims)) => {
-                    extensions.insert(claims);
-                }
-                Decision::CheckRevocation(claims, id, index) => {
-                    self.check_revocation(id, index).await?;
-                    extensions.insert(claims);
-                }
-                #[cfg(feature = "remote")]
-                Decision::RefreshKeys(token) => {
-                    let verified = Arc::clone(&self)
-                        .refresh_keys_then_verify::<C>(token)
-                        .await?;
-                    extensions.extend(verified);
-                }
-                // A proof goes with a token, so the token's decision names claims; anything
-                // else is refused rather than let through without them.
-                Decision::Pass(None) | Decision::SpendProof(..) => {
-                    return Err(AuthError::Misconfigured.into());
-                }
-            }
+            let mut extensions = Arc::clone(&self).complete(decision).await?;
             extensions.insert(key);
             Ok(extensions)
         })

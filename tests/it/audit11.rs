@@ -1200,6 +1200,9 @@ fn regression_unverified_kid_is_bounded_in_the_refusal_event() {
         send_bearer(&layer, &forged).await;
     });
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests' subscribers come and go on other threads, and each change recomputes
+        // the callsites' cached interest: recompute it with this one in place.
+        tracing::callsite::rebuild_interest_cache();
         rt.block_on(async {
             let out = send_bearer(&layer, &forged).await;
             assert_eq!(out.status, StatusCode::UNAUTHORIZED);

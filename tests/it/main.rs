@@ -22,6 +22,8 @@ mod attacks;
 mod audit;
 #[cfg(feature = "cache")]
 mod audit11;
+#[cfg(feature = "dpop")]
+mod audit13;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
