@@ -44,36 +44,26 @@ fn t0() -> SystemTime {
 // ---------------------------------------------------------------------------------------------
 // Client side
 
-struct Holder {
-    key: EncodingKey,
-    alg: Algorithm,
-    jwk: Value,
-    jkt: String,
-}
+use common::dpop::Holder;
 
 fn holder(which: &str) -> Holder {
-    let (key, alg) = private_key(which);
-    let jwk = public_jwk(alg, &key);
-    let parsed: Jwk = serde_json::from_value(jwk.clone()).unwrap();
-    let jkt = parsed.thumbprint(ThumbprintHash::SHA256).unwrap();
-    Holder { key, alg, jwk, jkt }
+    Holder::new(which)
 }
 
-impl Holder {
+/// This module's proofs: for `GET <BASE>/resource`, issued at T0 unless said otherwise.
+trait Proofs {
+    fn proof_at(&self, token: &str, iat: Value, claims: Value, header: Value) -> String;
+    fn proof(&self, token: &str) -> String;
+    fn proof_with(&self, token: &str, claims: Value, header: Value) -> String;
+    fn token(&self) -> String;
+}
+
+impl Proofs for Holder {
     /// A proof for `GET <BASE>/resource` with `token`, issued at `iat`, `claims` and `header`
     /// merged in (`null` removes a member).
     fn proof_at(&self, token: &str, iat: Value, claims: Value, header: Value) -> String {
-        let mut c = json!({
-            "jti": format!("{:032x}", rand::random::<u128>()),
-            "htm": "GET",
-            "htu": format!("{BASE}/resource"),
-            "iat": iat,
-            "ath": sha256_b64(token.as_bytes()),
-        });
-        merge(&mut c, claims);
-        let mut h = json!({ "typ": "dpop+jwt", "alg": self.alg.name(), "jwk": self.jwk });
-        merge(&mut h, header);
-        sign_raw(&h, &c, self.alg, &self.key)
+        let htu = format!("{BASE}/resource");
+        self.sign("GET", &htu, iat, token, claims, header)
     }
 
     /// A valid proof at T0.

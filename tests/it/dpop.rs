@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use jsonwebtoken::EncodingKey;
-use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tower_jwt_auth::dpop::{Dpop, DpopKey};
@@ -24,8 +23,8 @@ use tower_jwt_auth::{
 };
 
 use common::{
-    Hits, TestClaims, b64, client, hs256_builder, hs256_token, merge, now, private_key, public_jwk,
-    serve, sha256_b64, sign_raw, tamper_signature,
+    Hits, TestClaims, b64, client, hs256_builder, hs256_token, now, serve, sha256_b64, sign_raw,
+    tamper_signature,
 };
 
 /// The URL clients reach the API at (a proxy in front of 127.0.0.1): what `htu` names.
@@ -38,38 +37,24 @@ fn htu() -> String {
 // ---------------------------------------------------------------------------------------------
 // The client's side: its key, its proofs, its bound tokens
 
-/// A client's key pair, as a DPoP client holds it.
-struct Holder {
-    key: EncodingKey,
-    alg: Algorithm,
-    jwk: Value,
-    /// RFC 7638 thumbprint, computed by jsonwebtoken.
-    jkt: String,
-}
+use common::dpop::Holder;
 
 fn holder(which: &str) -> Holder {
-    let (key, alg) = private_key(which);
-    let jwk = public_jwk(alg, &key);
-    let parsed: Jwk = serde_json::from_value(jwk.clone()).unwrap();
-    let jkt = parsed.thumbprint(ThumbprintHash::SHA256).unwrap();
-    Holder { key, alg, jwk, jkt }
+    Holder::new(which)
 }
 
-impl Holder {
+/// This module's proofs: for `htm` and `<BASE>/me`, issued now.
+trait Proofs {
+    fn proof_with(&self, htm: &str, token: &str, claims: Value, header: Value) -> String;
+    fn proof(&self, token: &str) -> String;
+    fn token(&self) -> String;
+}
+
+impl Proofs for Holder {
     /// A proof for `htm` `htu` and `token`, with `claims` merged into its claims (`null`
     /// removes one) and `header` into its header.
     fn proof_with(&self, htm: &str, token: &str, claims: Value, header: Value) -> String {
-        let mut c = json!({
-            "jti": format!("{:032x}", rand::random::<u128>()),
-            "htm": htm,
-            "htu": htu(),
-            "iat": now(),
-            "ath": sha256_b64(token.as_bytes()),
-        });
-        merge(&mut c, claims);
-        let mut h = json!({ "typ": "dpop+jwt", "alg": self.alg.name(), "jwk": self.jwk });
-        merge(&mut h, header);
-        sign_raw(&h, &c, self.alg, &self.key)
+        self.sign(htm, &htu(), json!(now()), token, claims, header)
     }
 
     /// A valid proof for `GET <BASE>/me` with `token`.

@@ -6,6 +6,8 @@
 
 #[cfg(feature = "axum")]
 pub mod api;
+#[cfg(feature = "dpop")]
+pub mod dpop;
 pub mod example;
 #[cfg(feature = "remote")]
 pub mod jwks_server;
