@@ -16,7 +16,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::token::{CowStr, MemberSet};
-use crate::validation::{AudienceCheck, ClaimsPolicy, Registered};
+use crate::validation::AudienceCheck::{Match, NoMatch};
+use crate::validation::{ClaimsPolicy, Registered};
 
 /// Reads the registered claims of `payload`, a whole JSON object and nothing after it.
 pub(crate) fn read<'a>(
@@ -62,11 +63,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                     let hit = aud
                         .iter()
                         .any(|a| self.policy.audiences.iter().any(|e| e == a));
-                    r.aud = if hit {
-                        AudienceCheck::Match
-                    } else {
-                        AudienceCheck::NoMatch
-                    };
+                    r.aud = if hit { Match } else { NoMatch };
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -119,6 +116,7 @@ impl<'de> de::Deserialize<'de> for Audience<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::AudienceCheck;
 
     fn policy() -> ClaimsPolicy {
         ClaimsPolicy {

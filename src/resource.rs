@@ -67,12 +67,10 @@ impl ResourceConfig {
                 Verifiers::ByIssuer(list) => list.iter().map(|(iss, _)| iss.clone()).collect(),
             };
             let mut methods = Vec::new();
-            if sources.iter().any(|s| match s {
-                Source::Header { name, .. } => name == AUTHORIZATION,
-                #[cfg(feature = "dpop")]
-                Source::Dpop => true,
-                _ => false,
-            }) {
+            if sources
+                .iter()
+                .any(|s| matches!(s, Source::Header { name, .. } if name == AUTHORIZATION))
+            {
                 methods.push("header");
             }
             if sources.iter().any(|s| matches!(s, Source::Query(_))) {

@@ -89,18 +89,17 @@ impl TokenSource {
             TokenSource::Bearer => Source::Header {
                 name: header::AUTHORIZATION,
                 scheme: Some("Bearer".into()),
+                dpop: false,
             },
             TokenSource::Header { name, scheme } => {
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-                if scheme
-                    .as_deref()
-                    .is_some_and(|s| s.is_empty() || !s.bytes().all(is_tchar))
-                {
+                if scheme.as_deref().is_some_and(|s| !is_token(s)) {
                     return Err(bad());
                 }
                 Source::Header {
                     name,
                     scheme: scheme.clone(),
+                    dpop: false,
                 }
             }
             TokenSource::Cookie(name) if is_token(name) => Source::Cookie(name.clone()),
@@ -116,13 +115,12 @@ pub(crate) enum Source {
     Header {
         name: HeaderName,
         scheme: Option<String>,
+        /// `Authorization: DPoP <token>` (RFC 9449 §7.1), a source only while the layer
+        /// checks DPoP proofs: a proof must go with the token.
+        dpop: bool,
     },
     Cookie(String),
     Query(String),
-    /// `Authorization: DPoP <token>` (RFC 9449 §7.1): present only while the layer checks
-    /// DPoP proofs, so the scheme is not accepted otherwise.
-    #[cfg(feature = "dpop")]
-    Dpop,
 }
 
 /// A token found in a request.
@@ -132,7 +130,7 @@ pub(crate) struct Found<'r> {
     /// True when only cookies carried it: the request may be forged cross-site (see `csrf`).
     pub cookie_only: bool,
     /// True when it came as `Authorization: DPoP <token>`: a proof must go with it.
-    #[cfg(feature = "dpop")]
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
     pub dpop: bool,
 }
 
@@ -150,12 +148,11 @@ pub(crate) fn extract<'r>(
     let mut found: Option<Found<'r>> = None;
     // `dpop`: offered under the DPoP scheme. The same token under two schemes is two
     // transmission methods whose meanings differ, so it is refused like two tokens.
-    #[cfg_attr(not(feature = "dpop"), allow(unused_variables))]
     let mut offer = |token: &'r str, cookie: bool, dpop: bool| -> Result<(), AuthError> {
         match &mut found {
-            Some(prev) if prev.token != token => Err(AuthError::MultipleTokens),
-            #[cfg(feature = "dpop")]
-            Some(prev) if prev.dpop != dpop => Err(AuthError::MultipleTokens),
+            Some(prev) if prev.token != token || prev.dpop != dpop => {
+                Err(AuthError::MultipleTokens)
+            }
             Some(prev) => {
                 prev.cookie_only &= cookie;
                 Ok(())
@@ -164,7 +161,6 @@ pub(crate) fn extract<'r>(
                 found = Some(Found {
                     token,
                     cookie_only: cookie,
-                    #[cfg(feature = "dpop")]
                     dpop,
                 });
                 Ok(())
@@ -173,19 +169,11 @@ pub(crate) fn extract<'r>(
     };
     for source in sources {
         match source {
-            Source::Header { name, scheme } => {
+            Source::Header { name, scheme, dpop } => {
                 for value in headers.get_all(name) {
                     if let Some(token) = from_header(value.as_bytes(), scheme.as_deref(), max_len)?
                     {
-                        offer(token, false, false)?;
-                    }
-                }
-            }
-            #[cfg(feature = "dpop")]
-            Source::Dpop => {
-                for value in headers.get_all(header::AUTHORIZATION) {
-                    if let Some(token) = from_header(value.as_bytes(), Some("DPoP"), max_len)? {
-                        offer(token, false, true)?;
+                        offer(token, false, *dpop)?;
                     }
                 }
             }

@@ -275,10 +275,6 @@ impl<'de> Visitor<'de> for CowStrVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         Ok(CowStr(Cow::Owned(v.to_owned())))
     }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(CowStr(Cow::Owned(v)))
-    }
 }
 
 #[cfg(test)]
@@ -334,18 +330,16 @@ mod tests {
             assert!(form_ok(bad, 100).is_err(), "{bad:?}");
         }
         assert_eq!(form_ok("a.b.c", 4).unwrap_err(), AuthError::TokenTooLarge);
-        assert_eq!(
-            Jws::parse("eyJhbGciOiJIUzI1NiJ9.%.c2ln", 100).unwrap_err(),
-            AuthError::Malformed
-        );
-        assert_eq!(
-            Jws::parse("eyJhbGciOiJIUzI1NiJ9.eyJhIjox.c2ln", 100).map(|j| j.payload),
-            Ok(br#"{"a":1"#.to_vec())
-        );
-        assert_eq!(
-            Jws::parse("e30.eyJhIjoxfQ.c2ln", 100).unwrap_err(),
-            AuthError::MalformedHeader
-        );
+        for (token, want) in [
+            ("eyJhbGciOiJIUzI1NiJ9.%.c2ln", Err(AuthError::Malformed)),
+            (
+                "eyJhbGciOiJIUzI1NiJ9.eyJhIjox.c2ln",
+                Ok(br#"{"a":1"#.to_vec()),
+            ),
+            ("e30.eyJhIjoxfQ.c2ln", Err(AuthError::MalformedHeader)),
+        ] {
+            assert_eq!(Jws::parse(token, 100).map(|j| j.payload), want, "{token}");
+        }
     }
 
     #[test]

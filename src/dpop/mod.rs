@@ -241,7 +241,11 @@ impl Dpop {
                 "the DPoP proof lifetime must not exceed the replay store's retention margin",
             ));
         }
-        sources.push(Source::Dpop);
+        sources.push(Source::Header {
+            name: http::header::AUTHORIZATION,
+            scheme: Some("DPoP".into()),
+            dpop: true,
+        });
         Ok(DpopCheck {
             required: self.required,
             base_url: self.base_url.trim_end_matches('/').to_owned(),
