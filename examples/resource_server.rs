@@ -38,9 +38,8 @@
 //!   Bearer tokens without `cnf` keep working, a token bound to a key (`cnf.jkt`) is accepted
 //!   only as `Authorization: DPoP <token>` with a valid `DPoP` proof. `required`: Bearer gets
 //!   401 and a `WWW-Authenticate: DPoP algs="…"` challenge. A bad or replayed proof, or one
-//!   for another method, URL or token, gets 401 `error="invalid_dpop_proof"`; a proof made
-//!   with another key than the one the token is bound to, `error="invalid_token"` (RFC 9449
-//!   §7.1).
+//!   for another method, URL, token or key than the token is bound to, gets 401
+//!   `error="invalid_dpop_proof"`.
 //!
 //! URLs must be `https`; plain `http` is accepted only for a loopback host (`127.0.0.0/8`,
 //! `::1`, `localhost`), a provider on this machine. Tokens signed RS256, PS256, ES256 or EdDSA

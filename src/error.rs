@@ -165,7 +165,8 @@ impl AuthError {
         match self {
             AuthError::MultipleTokens | AuthError::MalformedCredentials => Some("invalid_request"),
             AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
-            AuthError::InvalidDpopProof => Some("invalid_dpop_proof"),
+            // A proof made with another key than the token's is a mismatched proof.
+            AuthError::InvalidDpopProof | AuthError::DpopKeyMismatch => Some("invalid_dpop_proof"),
             AuthError::UseDpopNonce => Some("use_dpop_nonce"),
             AuthError::MissingToken
             | AuthError::CsrfRejected

@@ -30,9 +30,9 @@
 //!
 //! The proof and the binding are checked before the token's signature, the replay check after
 //! the token verified (so only holders of valid tokens write to the store); a request passes
-//! only when all of them do. Any failure is a 401: a bad, replayed or mismatched proof gets
-//! `WWW-Authenticate: DPoP …, error="invalid_dpop_proof", algs="…"` (§7.1), a token bound to
-//! another key `error="invalid_token"`.
+//! only when all of them do. Any failure is a 401: a bad, replayed or mismatched proof (for
+//! another method, URL or token, or made with another key than the token is bound to) gets
+//! `WWW-Authenticate: DPoP …, error="invalid_dpop_proof", algs="…"` (§7.1).
 //!
 //! Two modes:
 //!

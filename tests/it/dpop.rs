@@ -443,7 +443,7 @@ async fn a_token_bound_to_another_key_is_refused() {
         let answer = get_me(&url, "DPoP", &token, &[&client_key.proof(&token)]).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
         let dpop = answer.challenge("DPoP");
-        assert!(dpop.contains("error=\"invalid_token\""), "{dpop}");
+        assert!(dpop.contains("error=\"invalid_dpop_proof\""), "{dpop}");
         assert!(
             dpop.contains("error_description=\"DPoP key binding does not match\""),
             "{dpop}"
