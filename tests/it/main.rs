@@ -51,6 +51,8 @@ mod providers;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_replica;
+#[cfg(feature = "redis")]
+mod audit12;
 #[cfg(feature = "remote")]
 mod remote_jwks;
 #[cfg(feature = "remote")]
