@@ -4,7 +4,7 @@ mod feed;
 mod keys;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
@@ -144,6 +144,8 @@ struct Shared {
     confirmed: AtomicU64,
     /// The staleness bound, in nanoseconds.
     max_staleness: AtomicU64,
+    /// Redis lost entries and this server has not finished restoring them (see `Feed`).
+    restoring: AtomicBool,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ impl Shared {
             origin: Instant::now(),
             confirmed: AtomicU64::new(0),
             max_staleness: AtomicU64::new(nanos(DEFAULT_MAX_STALENESS)),
+            restoring: AtomicBool::new(false),
         }
     }
 
@@ -183,6 +186,18 @@ impl Shared {
                 Duration::from_nanos(age),
                 Duration::from_nanos(bound)
             )));
+        }
+        Ok(())
+    }
+
+    /// An error unless a Redis answer can stand alone: the copy is fresh and Redis is not
+    /// being restored.
+    fn trusts_redis(&self) -> Result<(), RevocationError> {
+        self.fresh()?;
+        if self.restoring.load(Ordering::Acquire) {
+            return Err(RevocationError(
+                "redis lost revocations and is being restored".into(),
+            ));
         }
         Ok(())
     }
@@ -234,15 +249,16 @@ impl ReplicatedRevocation {
     fn stream_key(&self) -> String {
         keys::stream(&self.source.prefix)
     }
+
+    fn seq_key(&self) -> String {
+        keys::seq(&self.source.prefix)
+    }
 }
 
-/// The `MINID` that trims the stream to the last [`DEFAULT_RETENTION_MARGIN`].
-fn trim_below() -> String {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let window = DEFAULT_RETENTION_MARGIN.as_millis();
-    format!("{}-0", now_ms.saturating_sub(window))
+/// The window the stream is trimmed to, in milliseconds: entries older than the retention
+/// margin are already in the records. The scripts subtract it from Redis's clock.
+fn trim_window_ms() -> u64 {
+    u64::try_from(DEFAULT_RETENTION_MARGIN.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Revocation for ReplicatedRevocation {
@@ -259,11 +275,23 @@ impl Revocation for ReplicatedRevocation {
 }
 
 impl RevocationStore for ReplicatedRevocation {
+    /// Revoked in this server's copy, or in Redis. The copy first: an entry it holds is in
+    /// force whatever Redis says, and Redis may have lost it (restarted empty, restored from
+    /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
+    /// Redis is known to lack entries (this server is restoring it) or the copy is stale: then
+    /// an error, since "not revoked" cannot be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
-        self.source.is_revoked(token)
+        async move {
+            if self.shared.local.check(token) {
+                return Ok(true);
+            }
+            self.shared.trusts_redis()?;
+            self.source.is_revoked(token).await
+        }
+        .boxed()
     }
 
     fn revoke<'a>(
@@ -279,9 +307,10 @@ impl RevocationStore for ReplicatedRevocation {
             let kept: u64 = redis::Script::new(keys::REVOKE_JTI)
                 .key(self.source.jti_key(jti))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
@@ -306,9 +335,10 @@ impl RevocationStore for ReplicatedRevocation {
             let (before, kept): (u64, u64) = redis::Script::new(keys::REVOKE_SUBJECT)
                 .key(self.source.sub_key(iss, sub))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(issued_before.min(MAX_NOT_BEFORE))
                 .arg(RedisRevocation::kept_until(keep_until))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .arg(iss.unwrap_or(""))
                 .arg(sub)
                 .invoke_async(&mut conn)
@@ -322,19 +352,33 @@ impl RevocationStore for ReplicatedRevocation {
         async move { self.source.deadline(op).await }.boxed()
     }
 
+    /// "Already used" when this server's copy holds `jti`, before Redis is asked: Redis may
+    /// have lost the record (restarted empty, restored from a backup), and a `SET NX` there
+    /// would then spend a spent token again. Otherwise the first `SET NX` in Redis wins, as
+    /// for [`RedisRevocation`]; an error instead while Redis is known to lack entries (this
+    /// server is restoring it) or the copy is stale.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
         let op = async move {
+            if self
+                .shared
+                .local
+                .check(TokenId::new(None, Some(jti), None, None))
+            {
+                return Ok(false);
+            }
+            self.shared.trusts_redis()?;
             let mut conn = self.source.conn.clone();
             let kept: u64 = redis::Script::new(keys::USE_ONCE)
                 .key(self.source.jti_key(jti))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
