@@ -1,8 +1,8 @@
 //! Outside audit 12: `ReplicatedRevocation` (src/revocation/replica) against real
 //! `redis-server` processes.
 //!
-//! `finding_*` tests demonstrate an issue: they FAIL on the audited code. `holds_*` tests check
-//! a property the audit attacked and found to hold: they pass.
+//! `regression_*` tests check a property the audit found broken (its six findings), now held;
+//! `holds_*` tests check a property the audit attacked and found to hold.
 //!
 //! Waits are polls with a deadline (every 10 ms), never fixed sleeps.
 
@@ -133,21 +133,19 @@ fn copy_dir(from: &PathBuf, to: &PathBuf) {
 }
 
 // =============================================================================================
-// Findings: these tests fail on the audited code.
+// Regressions: the properties of the audit's findings.
 // =============================================================================================
 
-/// F1. Redis restored from an older backup (or an RDB/`appendfsync everysec` crash that lost
-/// its last writes) keeps the *same* epoch, so the only signal left is "the stream's last id
-/// went backwards" (`Feed::found`: `generated < last`). Stream ids are Redis's wall clock in
-/// ms, so ANY `XADD` that lands before the running followers recheck (a logout, a refresh's
-/// `use_once`, on any server, including one that just started) moves `last-generated-id` past
-/// every follower's `last_id`: they all find the stream `Intact`, nobody re-seeds, and the
-/// revocations written after the backup are lost for good in Redis. Consequences: a server
-/// started afterwards never learns them (the documented "a second at most" window becomes
-/// permanent), `is_revoked_consistent` misses them, and a spent refresh token whose
-/// `use_once` record was lost can be redeemed again without tripping reuse detection.
+/// A Redis restored from an older backup (or a crash that lost its last writes, or a failover
+/// to a lagging replica) keeps its epoch, and writes made after the restore push the stream's
+/// ids past every follower's position; it is found all the same, because every write numbers
+/// its entry from a counter in Redis (`<prefix>seq`) that only rises: a running server that
+/// applied entries up to n and finds the counter below n, or entries numbered n or less after
+/// the ones it applied, knows entries were lost. It writes its copy back, so the lost
+/// revocations are in Redis again, a server started after the restore learns them, the
+/// consistent check sees them, and a spent refresh token stays spent.
 #[tokio::test]
-async fn finding_backup_restore_loss_is_never_detected_once_any_server_writes_first() {
+async fn regression_a_restored_backup_is_found_even_after_new_writes() {
     let mut redis = RedisServer::start_persistent().await;
     let dir = data_dir(&redis);
     assert!(dir.exists(), "{dir:?}");
@@ -187,8 +185,8 @@ async fn finding_backup_restore_loss_is_never_detected_once_any_server_writes_fi
     // …and A still holds the lost entries in its own copy.
     assert_eq!(revoked(&a, jti("after-backup")).await, Some(true));
 
-    // Had A detected the loss it would have written its copy back (before reading B's entry),
-    // and B would see it within milliseconds. Give it 3 s.
+    // A found the loss and wrote its copy back: B has it from the feed within milliseconds.
+    // Given 3 s.
     let b2 = b.clone();
     let b_learns = becomes_true(Duration::from_secs(3), || {
         let b = b2.clone();
@@ -206,14 +204,12 @@ async fn finding_backup_restore_loss_is_never_detected_once_any_server_writes_fi
     );
 }
 
-/// F2. `use_once` never looks at the local copy. After Redis loses its data (the documented
-/// "flushed / restarted empty" case the epoch is there to handle) and before the re-seed has
-/// written the copy back (up to one blocking read, 250 ms, after a flush; up to the reconnect
-/// backoff, ~1 s, plus the re-seed's duration after a restart; and all the time for F1), a
-/// refresh token this very server knows is spent is redeemed again: `use_once` answers
-/// `true`, no reuse is detected, the family survives, and the thief gets a fresh pair.
+/// A refresh token this server holds as spent is refused as reused after Redis lost its data
+/// (flushed here), before anything was written back: `use_once` answers "already used" from
+/// the server's own copy before it asks Redis, whose `SET NX` would succeed on the emptied
+/// key. Reuse is detected and the family revoked.
 #[tokio::test]
-async fn finding_spent_refresh_token_redeemed_again_after_redis_flush() {
+async fn regression_a_spent_refresh_token_stays_spent_after_a_redis_flush() {
     let redis = RedisServer::start().await;
     let store = replica(&redis).await;
     let sessions = sessions(store.clone());
@@ -234,11 +230,11 @@ async fn finding_spent_refresh_token_redeemed_again_after_redis_flush() {
     );
 }
 
-/// F3. `is_revoked_consistent` (what refresh rotation checks a family with) asks Redis only
-/// and ignores the local copy, so in the same windows as F2 a family this server holds as
-/// revoked (reuse detected, or logout-everywhere) rotates again.
+/// A refresh family this server holds as revoked stays revoked after Redis lost its data
+/// (flushed here): `is_revoked_consistent`, with which rotation checks the family, is the
+/// server's own copy or Redis, so an entry Redis lost still counts.
 #[tokio::test]
-async fn finding_revoked_family_rotates_again_after_redis_flush() {
+async fn regression_a_revoked_family_stays_revoked_after_a_redis_flush() {
     let redis = RedisServer::start().await;
     let store = replica(&redis).await;
     let sessions = sessions(store.clone());
@@ -259,19 +255,16 @@ async fn finding_revoked_family_rotates_again_after_redis_flush() {
     );
 }
 
-/// F4. The documented window in which a server started against a Redis that came back empty
-/// accepts revoked tokens ("a second at most", "until the running servers' entries arrive on
-/// the feed") is not bounded by a second: it lasts until a running server has re-published
-/// its whole copy, 500 `EVAL`s (each carrying the full script text) per round trip, jtis
-/// first and subjects last, in hash order. The copy holds every used refresh token until its
-/// `exp` (14 days by default), and any holder of one valid refresh token can add one entry
-/// per rotation, with no limit: an attacker stretches the window (and, past the staleness
-/// bound, a fleet-wide 503 while every running server re-seeds the same set) at will.
-/// Here 200 000 spent refresh tokens (a few minutes of an attacker's refresh loop) and one
-/// account-wide logout: the new server accepts the logged-out user's token for longer than
-/// the documented second.
+/// A server started against a Redis that came back empty never accepts a revoked token that
+/// a running server still holds, however large the running servers' copies (here 200 000
+/// spent refresh tokens, which any holder of one refresh token can grow, and one account-wide
+/// logout). A new epoch is created together with a restore marker held for 2 s, longer than a
+/// running server takes to find the loss once Redis answers; a running server that finds it
+/// holds the marker for as long as it writes back (each batch extends it); and a server
+/// starts, or confirms its feed after a restore, only once the marker is gone. So the new
+/// server's snapshot is taken after every write-back, and it answers nothing before.
 #[tokio::test]
-async fn finding_window_after_empty_restart_grows_with_the_copy() {
+async fn regression_a_server_started_on_an_emptied_redis_never_accepts_what_the_fleet_revoked() {
     let mut redis = RedisServer::start().await;
     let a = replica(&redis).await;
     let exp = now() + 14 * 24 * 3600;
@@ -295,9 +288,11 @@ async fn finding_window_after_empty_restart_grows_with_the_copy() {
     let victim = TokenId::new(Some(ISSUER), Some("victim-jti"), Some("victim"), Some(t));
 
     redis.restart().await;
+    let starting = Instant::now();
     let b = replica(&redis).await;
+    let b_started_after = starting.elapsed();
     let started = Instant::now();
-    let mut accepted_for = Duration::ZERO;
+    let mut accepted_for = None;
     // Meanwhile the running server A, busy re-seeding, fails closed once past its bound.
     let mut a_503_for = Duration::ZERO;
     loop {
@@ -306,7 +301,7 @@ async fn finding_window_after_empty_restart_grows_with_the_copy() {
         }
         match b.is_revoked(victim).await {
             Ok(true) => break,
-            Ok(false) => accepted_for = started.elapsed(),
+            Ok(false) => accepted_for = Some(started.elapsed()),
             Err(_) => {}
         }
         assert!(
@@ -315,33 +310,33 @@ async fn finding_window_after_empty_restart_grows_with_the_copy() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(
-        accepted_for <= Duration::from_secs(1),
+    assert_eq!(
+        accepted_for, None,
         "a server started after Redis came back empty accepted a logged-out user's token \
-         for {accepted_for:?} (documented: a second at most); the running server \
+         (until the time given, after a start of {b_started_after:?}); the running server \
          meanwhile answered 503 until {a_503_for:?} (0 s: never)"
     );
 }
 
-/// F5. The stream is trimmed with `MINID ~ <writer's wall clock - 5 min>`, but stream ids are
-/// Redis's clock. A writer whose clock runs more than 5 minutes ahead of Redis's (or a Redis
-/// host whose clock is behind) passes a MINID beyond every id, and `XADD … MINID ~` then drops
-/// every node of the stream, the entry it just added included: its revocations (and anyone's
-/// not yet read) never reach the running followers, which stay "fresh" (their reads succeed)
-/// and answer "not revoked" until they happen to reconnect. Nothing warns. The writer's code
-/// path cannot be given a skewed clock from a test, so the writer is emulated by running the
-/// crate's own `REVOKE_JTI` script (copied verbatim from src/revocation/replica/keys.rs) with
-/// the MINID `trim_below()` computes on a clock 10 minutes ahead.
+/// A revocation whose stream entry is trimmed away before a running follower reads it still
+/// reaches that follower, and the follower never answers "not revoked" for it past its
+/// staleness bound. The write scripts trim below Redis's own clock (`TIME`, the clock stream
+/// ids come from), so a writer's clock no longer decides what goes; and an entry that goes
+/// unread all the same (here: a writer that numbers its entry, then trims with a `MINID`
+/// beyond every id, as a writer whose clock runs 10 minutes ahead did when it computed the
+/// trim point) leaves a gap in the entry numbers: the follower sees the counter past the last
+/// entry it could read, stops confirming its feed, and reads the records again.
 #[tokio::test]
-async fn finding_a_writer_clock_ahead_of_redis_trims_its_revocations_from_the_feed() {
-    const REVOKE_JTI: &str = r"
-local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))
-redis.call('SET', KEYS[1], 1, 'EXAT', keep)
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 't', 'j', 'jti', ARGV[1], 'until', keep)
-return keep
+async fn regression_a_revocation_trimmed_from_the_stream_unread_still_reaches_the_followers() {
+    const TRIMMING_REVOKE_JTI: &str = r"
+local seq = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], 1, 'EXAT', ARGV[2])
+redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*',
+  'seq', seq, 't', 'j', 'jti', ARGV[1], 'until', ARGV[2])
 ";
     let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
+    let bound = Duration::from_secs(1);
+    let a = bounded_replica(&redis, bound).await;
     let honest = replica(&redis).await;
     let exp = now() + 3600;
     honest.revoke("warm-up", exp).await.unwrap();
@@ -350,49 +345,67 @@ return keep
     })
     .await;
 
-    // The skewed server logs a user out: `revoke("stolen", exp)` with its clock 10 min ahead.
+    // The skewed writer logs a user out and trims with the MINID its clock gives.
     let skewed_now_ms = (now() + 600) * 1000;
     let minid = format!("{}-0", skewed_now_ms - 300_000);
     let mut conn = redis.inspect().await;
-    let _: u64 = redis::Script::new(REVOKE_JTI)
+    let written = Instant::now();
+    redis::Script::new(TRIMMING_REVOKE_JTI)
         .key("jwt:jti:stolen")
         .key("jwt:feed")
+        .key("jwt:seq")
         .arg("stolen")
         .arg(exp + 301)
         .arg(&minid)
-        .invoke_async(&mut conn)
+        .invoke_async::<()>(&mut conn)
         .await
         .unwrap();
     assert!(
         exists(&redis, "jwt:jti:stolen").await,
         "the record is written"
     );
+    let left: u64 = redis::cmd("XLEN")
+        .arg("jwt:feed")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the entry was trimmed with the rest of the stream");
 
     // A later revocation by a correct server reaches A: its feed is live…
     honest.revoke("later", exp).await.unwrap();
-    poll(PATIENCE, "A sees the later revocation", || async {
-        (revoked(&a, jti("later")).await == Some(true)).then_some(())
-    })
-    .await;
-    // …and a server started now reads the record. A never gets the skewed server's entry.
+    // …and so does the trimmed one: A answers "not revoked" for it no longer than its bound
+    // (then fails closed until it has read the records).
+    let mut last_not_revoked = None;
+    loop {
+        match revoked(&a, jti("stolen")).await {
+            Some(true) => break,
+            Some(false) => last_not_revoked = Some(written.elapsed()),
+            None => {}
+        }
+        assert!(
+            written.elapsed() < PATIENCE,
+            "timed out waiting for: A learns the trimmed revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        last_not_revoked.is_none_or(|at| at <= bound),
+        "A answered 'not revoked' for a revocation trimmed unread {last_not_revoked:?} after \
+         it was written (bound {bound:?})"
+    );
+    assert_eq!(revoked(&a, jti("later")).await, Some(true));
     let fresh = replica(&redis).await;
     assert_eq!(revoked(&fresh, jti("stolen")).await, Some(true));
-    assert_eq!(
-        revoked(&a, jti("stolen")).await,
-        Some(true),
-        "a running follower, fresh by its own account, answers 'not revoked' for a \
-         revocation trimmed from the stream by a writer whose clock is ahead"
-    );
 }
 
-/// F6. The snapshot reads a record only if its value parses as an integer
-/// (`read_records`: `Option<u64>`), while `RedisRevocation` (and `is_revoked_consistent`)
-/// treat any `<prefix>jti:<jti>` key as revoked (`EXISTS`). A revocation written by an
-/// operator's script or another tool in the documented key layout (`SET jwt:jti:<jti>
-/// revoked EXAT …`) is honoured by every `RedisRevocation` and silently skipped by every
-/// replica's snapshot, so the two stores answer differently on the same data.
+/// A `jti` record revokes its `jti` whatever value it holds, in the snapshot as in
+/// `RedisRevocation` (`EXISTS`): a revocation written by an operator's script or another tool
+/// in the documented key layout (`SET jwt:jti:<jti> revoked EXAT …`) is honoured by both
+/// stores alike. A subject record whose value is not a number cannot say which tokens it
+/// reaches: `RedisRevocation` fails on it, and the snapshot reads it as revoking every token
+/// of the subject; neither lets one through.
 #[tokio::test]
-async fn finding_snapshot_skips_a_record_whose_value_is_not_an_integer() {
+async fn regression_the_snapshot_reads_every_record_whatever_its_value() {
     let redis = RedisServer::start().await;
     let mut conn = redis.inspect().await;
     redis::cmd("SET")
@@ -412,6 +425,19 @@ async fn finding_snapshot_skips_a_record_whose_value_is_not_an_integer() {
         Some(true),
         "the replica's snapshot skipped a jti record RedisRevocation treats as revoked"
     );
+
+    redis::cmd("SET")
+        .arg("jwt:sub:0::ops-user")
+        .arg("everything")
+        .arg("EXAT")
+        .arg(now() + 3600)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let user = TokenId::new(None, None, Some("ops-user"), Some(now()));
+    assert!(plain.is_revoked(user).await.is_err());
+    let b = replica(&redis).await;
+    assert_eq!(revoked(&b, user).await, Some(true));
 }
 
 // =============================================================================================
