@@ -22,6 +22,8 @@ mod attacks;
 mod audit;
 #[cfg(feature = "cache")]
 mod audit11;
+#[cfg(feature = "redis")]
+mod audit12;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
@@ -51,8 +53,6 @@ mod providers;
 mod redis;
 #[cfg(feature = "redis")]
 mod redis_replica;
-#[cfg(feature = "redis")]
-mod audit12;
 #[cfg(feature = "remote")]
 mod remote_jwks;
 #[cfg(feature = "remote")]
