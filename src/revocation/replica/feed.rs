@@ -12,14 +12,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
 
 use super::keys::{self, Record};
-use super::{MAX_EXAT, MAX_NOT_BEFORE, RedisRevocation, RevocationError, Shared, err, unix_now};
+use super::{
+    MAX_EXAT, MAX_NOT_BEFORE, Moment, RedisRevocation, RevocationError, Shared, err, unix_now,
+};
 
 /// Records read per `SCAN` step and entries per `XREAD`.
 const BATCH: usize = 1000;
@@ -121,7 +123,7 @@ impl Feed {
         if self.shared.restoring.load(Ordering::Acquire) {
             self.restore(&mut conn).await?;
         }
-        let sent = Instant::now();
+        let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
         // The epoch and the counter are read first, in the same round trip: Redis answers
         // them at once, then blocks on the stream. Every entry numbered up to that counter
@@ -260,7 +262,7 @@ impl Feed {
     /// written before the counter was read is a record by then (a record and its stream entry
     /// are written by one script).
     async fn snapshot(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
-        let started = Instant::now();
+        let started = Moment::now();
         let prefix = self.source.prefix.clone();
         let (counter, last): (Option<u64>, StreamRangeReply) = redis::pipe()
             .atomic()
