@@ -473,7 +473,7 @@ async fn refresh_reuse_is_detected_across_replicated_servers() {
     let r1 = a.login("alice").await.refresh_token;
     let attacker = refreshed(a.refresh(&r1).await);
     // The victim presents R1 to B: reuse, the family is revoked; both servers refuse the
-    // attacker's token at once (the family check asks Redis, not the copy).
+    // attacker's token at once (the family check asks Redis when the copy lacks the family).
     assert_eq!(refused(b.refresh(&r1).await), "reuse_detected");
     assert_eq!(refused(a.refresh(&attacker.refresh_token).await), "revoked");
     assert_eq!(refused(b.refresh(&attacker.refresh_token).await), "revoked");
