@@ -70,19 +70,17 @@ pub(super) fn restoring(prefix: &str) -> String {
     format!("{prefix}restoring")
 }
 
-/// Raises the sequence counter and appends an entry carrying it to the stream, trimmed to the
-/// entries of the last `ARGV[n]` milliseconds. The trim point is read from Redis's clock
-/// (`TIME`), the clock stream ids come from, so a writer's own clock never decides which
-/// entries go: the entry just added (id at least Redis's now) always stays. Shared by the
-/// write scripts below; `KEYS[2]` is the stream and `KEYS[3]` the counter.
+/// The end of each write script: raises the counter (`KEYS[3]`) and appends an entry with
+/// `$fields` and the counter's new value to the stream (`KEYS[2]`), trimmed to the entries of
+/// the last `ARGV[3]` milliseconds. The trim point is read from Redis's clock (`TIME`), the
+/// clock stream ids come from, so a writer's own clock never decides which entries go: the
+/// entry just added (its id at least Redis's now) always stays.
 macro_rules! append {
-    ($window:literal, $fields:literal) => {
+    ($fields:literal) => {
         concat!(
             "local now = redis.call('TIME')\n",
             "local seq = redis.call('INCR', KEYS[3])\n",
-            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(ARGV[",
-            $window,
-            "]))\n",
+            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(ARGV[3]))\n",
             "redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'seq', seq, ",
             $fields,
             ")\n"
@@ -97,7 +95,7 @@ macro_rules! append {
 pub(super) const REVOKE_JTI: &str = concat!(
     "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
     "redis.call('SET', KEYS[1], 1, 'EXAT', keep)\n",
-    append!("3", "'t', 'j', 'jti', ARGV[1], 'until', keep"),
+    append!("'t', 'j', 'jti', ARGV[1], 'until', keep"),
     "return keep\n"
 );
 
@@ -109,7 +107,7 @@ pub(super) const USE_ONCE: &str = concat!(
     "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",
     "  return 0\n",
     "end\n",
-    append!("3", "'t', 'j', 'jti', ARGV[1], 'until', ARGV[2]"),
+    append!("'t', 'j', 'jti', ARGV[1], 'until', ARGV[2]"),
     "return tonumber(ARGV[2])\n"
 );
 
@@ -123,10 +121,7 @@ pub(super) const REVOKE_SUBJECT: &str = concat!(
     "local before = math.max(cur, tonumber(ARGV[1]))\n",
     "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
     "redis.call('SET', KEYS[1], before, 'EXAT', keep)\n",
-    append!(
-        "3",
-        "'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"
-    ),
+    append!("'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"),
     "return {before, keep}\n"
 );
 
