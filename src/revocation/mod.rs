@@ -126,7 +126,8 @@ pub trait Revocation: Send + Sync + 'static {
 /// single-use tokens (refresh-token rotation builds its reuse detection on it).
 pub trait RevocationStore: Revocation {
     /// [`is_revoked`](Revocation::is_revoked) as of now across every server sharing the store:
-    /// a store that answers `is_revoked` from a local replica asks its source here.
+    /// a store that answers `is_revoked` from a local replica asks its source here too (the
+    /// replica first: what it holds stays revoked even if the source lost it).
     /// Refresh-token rotation checks a family with it, since a family revoked on one server
     /// (reuse detected) must stop a rotation on any other at once (RFC 9700 §4.14.2). The
     /// default is `is_revoked`, which is already that for a store without a replica.

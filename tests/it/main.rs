@@ -22,6 +22,8 @@ mod attacks;
 mod audit;
 #[cfg(feature = "cache")]
 mod audit11;
+#[cfg(feature = "redis")]
+mod audit12;
 #[cfg(feature = "dpop")]
 mod audit13;
 mod axum;

@@ -473,7 +473,7 @@ async fn refresh_reuse_is_detected_across_replicated_servers() {
     let r1 = a.login("alice").await.refresh_token;
     let attacker = refreshed(a.refresh(&r1).await);
     // The victim presents R1 to B: reuse, the family is revoked; both servers refuse the
-    // attacker's token at once (the family check asks Redis, not the copy).
+    // attacker's token at once (the family check asks Redis when the copy lacks the family).
     assert_eq!(refused(b.refresh(&r1).await), "reuse_detected");
     assert_eq!(refused(a.refresh(&attacker.refresh_token).await), "revoked");
     assert_eq!(refused(b.refresh(&attacker.refresh_token).await), "revoked");
@@ -539,4 +539,59 @@ async fn dropping_the_last_handle_stops_the_feed_and_closes_its_connections() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------------------------
+
+/// Every record has an expiry, so a Redis whose `maxmemory-policy` may evict keys
+/// (`volatile-*`, `allkeys-*`) can drop revocations under memory pressure without a trace: a
+/// server starting against one says so in a `warn` event; against `noeviction`, it does not.
+#[cfg(feature = "tracing")]
+#[test]
+fn a_redis_that_may_evict_revocations_is_warned_about_at_start() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = rt.block_on(RedisServer::start());
+    let policy = |value: &'static str| {
+        let redis = &redis;
+        async move {
+            let mut conn = redis.inspect().await;
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory-policy")
+                .arg(value)
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    // Once before this thread's subscriber exists, so that the event's callsite is registered
+    // when it is (see `tracing::one_event_per_rejection_without_the_token`).
+    rt.block_on(async {
+        policy("allkeys-lru").await;
+        connect(&redis).await;
+    });
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        rt.block_on(async {
+            connect(&redis).await;
+            let warned = capture.text();
+            assert!(
+                warned.contains("maxmemory-policy") && warned.contains("allkeys-lru"),
+                "{warned}"
+            );
+            policy("noeviction").await;
+            connect(&redis).await;
+            assert_eq!(capture.text(), warned, "no warning with noeviction");
+        });
+    });
 }

@@ -1,68 +1,65 @@
 //! The task that keeps a server's copy in step with Redis: snapshot, stream, and recovery from
 //! a Redis that lost its data.
+//!
+//! Lost data is found by counting: every write script raises `<prefix>seq` and numbers its
+//! stream entry with the new value, so a follower that has applied entries 1 to n expects
+//! the counter at n or above and the next entry to be n + 1. A counter below n, or an entry
+//! numbered otherwise (a number seen before, or one that skips), or a different epoch, means
+//! this server cannot account for every entry: entries were lost (a restart without
+//! persistence, a flush, an older backup or a lagging replica, whatever was written since)
+//! or trimmed before it read them. Both are handled the same way, which is right for both:
+//! write back the copy, then take a new snapshot.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
 
 use super::keys::{self, Record};
-use super::{MAX_EXAT, MAX_NOT_BEFORE, RedisRevocation, RevocationError, Shared, err, unix_now};
+use super::{
+    MAX_EXAT, MAX_NOT_BEFORE, Moment, RedisRevocation, RevocationError, Shared, err, unix_now,
+};
 
 /// Records read per `SCAN` step and entries per `XREAD`.
 const BATCH: usize = 1000;
 
-/// Entries written back per pipeline when a lost Redis is re-seeded.
-const REPUBLISH_BATCH: usize = 500;
+/// Entries written back per pipeline when a lost Redis is restored.
+const REPUBLISH_BATCH: usize = 10_000;
 
 /// The longest wait for an answer on the feed's connection: beyond the longest blocking read
 /// (250 ms), short enough that a silent network is noticed and reconnected within seconds.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long after the last confirmed read the stream is looked at again before it is read:
-/// well within the window it is trimmed to (the retention margin, 5 minutes).
-const RECHECK_AFTER: Duration = Duration::from_secs(60);
+/// How long the restore marker is held past the last sign of a restore: a new epoch, a loss
+/// found, a batch written back. Longer than a running server takes to find a loss once
+/// Redis answers (its feed reads at least every 250 ms, and reconnects within 1 s of
+/// backoff) and mark it, and than one batch of the write-back takes; so while any server
+/// may still be about to write back, the marker is there.
+const RESTORE_HOLD: Duration = Duration::from_secs(2);
 
 /// The stream id before every entry.
 const START: &str = "0-0";
 
-/// What a reconnect finds in Redis.
-enum Found {
-    /// The same data: the stream holds every entry after the last one applied.
-    Intact,
-    /// The same data, but entries after the last one applied were trimmed: read the records.
-    Trimmed,
-    /// Data lost: the epoch changed or is missing, or the stream went backwards.
-    Lost,
-}
-
-/// What `XINFO STREAM` tells of the stream.
-struct Stream {
-    /// `last-generated-id`, as Redis wrote it.
-    generated: String,
-    /// The first entry's id, if the stream has one.
-    first: Option<(u64, u64)>,
-}
-
-/// One follower: its connection, the epoch it follows and the last stream id it applied.
+/// One follower: its connection, the epoch it follows, the last stream id and the last
+/// sequence number it applied.
 pub(super) struct Feed {
     source: RedisRevocation,
     shared: Arc<Shared>,
     conn: Option<MultiplexedConnection>,
     epoch: String,
     last_id: String,
-    /// When the last read that confirmed the feed was sent.
-    confirmed_at: Instant,
-    /// A re-seed began and has not finished: it is started over after a reconnect (the epoch
-    /// already matches by then, so nothing else would tell).
-    reseeding: bool,
+    seq: u64,
 }
 
 impl Feed {
-    /// Connects, adopts the epoch and takes the snapshot.
+    /// Connects, adopts the epoch, waits out any restore in progress and takes the snapshot.
+    ///
+    /// A server that starts while the marker is held (Redis is new, or was found empty or
+    /// rewound and the running servers are writing back what they hold) waits until it is
+    /// gone: a snapshot taken earlier could lack revocations that are on their way back.
     pub(super) async fn start(
         source: RedisRevocation,
         shared: Arc<Shared>,
@@ -73,11 +70,13 @@ impl Feed {
             conn: None,
             epoch: String::new(),
             last_id: START.into(),
-            confirmed_at: Instant::now(),
-            reseeding: false,
+            seq: 0,
         };
         let mut conn = feed.connect().await?;
+        #[cfg(feature = "tracing")]
+        warn_on_eviction(&mut conn).await;
         feed.adopt_epoch(&mut conn).await?;
+        feed.await_restores(&mut conn).await?;
         feed.snapshot(&mut conn).await?;
         feed.conn = Some(conn);
         Ok(feed)
@@ -112,77 +111,75 @@ impl Feed {
             .map_err(err)
     }
 
-    /// One read of the stream (reconnecting first if needed), applied; or the recovery of a
-    /// Redis that lost its data.
+    /// One read of the stream (reconnecting first if needed), applied and accounted for; or
+    /// the restore of a Redis that lost entries.
     async fn step(&mut self) -> Result<(), RevocationError> {
-        // After a reconnect, or a read long past (this process paused, say, with its
-        // connection open), entries it has not read may have been trimmed: look first.
-        let recheck = self.conn.is_none() || self.confirmed_at.elapsed() > RECHECK_AFTER;
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.connect().await?,
         };
-        if recheck {
-            let found = if self.reseeding {
-                Found::Lost
-            } else {
-                self.found(&mut conn).await?
-            };
-            match found {
-                Found::Intact => {}
-                Found::Trimmed => self.snapshot(&mut conn).await?,
-                Found::Lost => self.reseed(&mut conn).await?,
-            }
+        // A restore cut short by an error starts over: the epoch may already match by now,
+        // so nothing else would tell.
+        if self.shared.restoring.load(Ordering::Acquire) {
+            self.restore(&mut conn).await?;
         }
-        let sent = Instant::now();
+        let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
-        // The epoch is read first, in the same round trip: Redis answers it at once, then
-        // blocks on the stream.
-        let (epoch, reply): (Option<String>, Option<StreamReadReply>) = redis::pipe()
-            .get(keys::epoch(&self.source.prefix))
-            .cmd("XREAD")
-            .arg("BLOCK")
-            .arg(block)
-            .arg("COUNT")
-            .arg(BATCH)
-            .arg("STREAMS")
-            .arg(keys::stream(&self.source.prefix))
-            .arg(&self.last_id)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        if epoch.as_deref() == Some(self.epoch.as_str()) {
-            let mut read = 0;
-            for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-                self.apply(&entry);
-                self.last_id = entry.id;
-                read += 1;
-            }
+        // The epoch and the counter are read first, in the same round trip: Redis answers
+        // them at once, then blocks on the stream. Every entry numbered up to that counter
+        // was in the stream before the read began.
+        let (epoch, counter, reply): (Option<String>, Option<u64>, Option<StreamReadReply>) =
+            redis::pipe()
+                .get(keys::epoch(&self.source.prefix))
+                .get(keys::seq(&self.source.prefix))
+                .cmd("XREAD")
+                .arg("BLOCK")
+                .arg(block)
+                .arg("COUNT")
+                .arg(BATCH)
+                .arg("STREAMS")
+                .arg(keys::stream(&self.source.prefix))
+                .arg(&self.last_id)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+        let counter = counter.unwrap_or(0);
+        let mut accounted = epoch.as_deref() == Some(self.epoch.as_str()) && counter >= self.seq;
+        let mut read = 0;
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            // Applying an entry is always safe (entries only revoke), whatever its number.
+            accounted &= self.apply(&entry);
+            self.last_id = entry.id;
+            read += 1;
+        }
+        // A short read took every entry there was: the ones up to the counter must be among
+        // them, unless they were trimmed or lost.
+        if read < BATCH && self.seq < counter {
+            accounted = false;
+        }
+        if !accounted {
+            self.restore(&mut conn).await?;
+        } else if read < BATCH {
             // A full batch may have left entries written before `sent` unread: the next read
             // (at once: they are there) confirms.
-            if read < BATCH {
-                self.confirm(sent);
-            }
-        } else {
-            self.reseed(&mut conn).await?;
+            self.shared.confirm(sent);
         }
         self.conn = Some(conn);
         Ok(())
     }
 
-    /// Records that every revocation written before `at` is applied.
-    fn confirm(&mut self, at: Instant) {
-        self.confirmed_at = at;
-        self.shared.confirm(at);
-    }
-
-    /// Applies one stream entry; one this version does not know is skipped.
-    fn apply(&self, entry: &StreamId) {
+    /// Applies one stream entry; true when its number is the next one expected.
+    fn apply(&mut self, entry: &StreamId) -> bool {
+        let next = entry.get::<u64>("seq") == Some(self.seq + 1);
+        if next {
+            self.seq += 1;
+        }
         let until = entry.get::<u64>("until");
         match (entry.get::<String>("t").as_deref(), until) {
             (Some("j"), Some(until)) => {
                 if let Some(jti) = entry.get::<String>("jti") {
                     self.shared.local.insert_jti(&jti, until);
+                    return next;
                 }
             }
             (Some("s"), Some(until)) => {
@@ -192,13 +189,23 @@ impl Feed {
                     entry.get::<u64>("before"),
                 ) {
                     self.shared.local.insert_subject(&iss, &sub, before, until);
+                    return next;
                 }
             }
             _ => {}
         }
+        // Not an entry this version writes: its revocation, if any, is in the records, which
+        // the restore reads.
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            id = %entry.id,
+            "unreadable entry in the revocation stream; reading the records again"
+        );
+        false
     }
 
-    /// Sets the epoch if Redis has none, and follows the one in place.
+    /// Sets the epoch if Redis has none (holding the restore marker with it), and follows the
+    /// one in place.
     async fn adopt_epoch(
         &mut self,
         conn: &mut MultiplexedConnection,
@@ -209,90 +216,73 @@ impl Feed {
         let fresh: String = random.iter().map(|b| format!("{b:02x}")).collect();
         self.epoch = redis::Script::new(keys::ADOPT_EPOCH)
             .key(keys::epoch(&self.source.prefix))
+            .key(keys::restoring(&self.source.prefix))
             .arg(fresh)
+            .arg(hold_ms())
             .invoke_async(conn)
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    /// What a reconnect finds: the same epoch, and a stream that still holds every entry
-    /// after the last one applied. Trimming removes the oldest entries, so they are all there
-    /// when the stream's first entry is not past the last one applied, or when the stream is
-    /// empty and nothing was added since. A first entry past it may follow it directly or
-    /// follow trimmed entries; no reply tells the two apart, so that counts as trimmed (a
-    /// snapshot too many, after a reconnect that followed minutes without revocations).
-    async fn found(&self, conn: &mut MultiplexedConnection) -> Result<Found, RevocationError> {
-        let epoch: Option<String> = redis::cmd("GET")
-            .arg(keys::epoch(&self.source.prefix))
-            .query_async(conn)
+    /// Holds the restore marker for [`RESTORE_HOLD`] more at least.
+    async fn hold(&self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
+        redis::Script::new(keys::HOLD)
+            .key(keys::restoring(&self.source.prefix))
+            .arg(hold_ms())
+            .invoke_async::<()>(conn)
             .await
-            .map_err(err)?;
-        if epoch.as_deref() != Some(self.epoch.as_str()) {
-            return Ok(Found::Lost);
-        }
-        let last = parse_id(&self.last_id).unwrap_or((0, 0));
-        let Some(stream) = self.stream(conn).await? else {
-            return Ok(if self.last_id == START {
-                Found::Intact
-            } else {
-                Found::Lost
-            });
-        };
-        let generated = parse_id(&stream.generated).unwrap_or((u64::MAX, u64::MAX));
-        Ok(match stream.first {
-            _ if generated < last => Found::Lost,
-            Some(first) if first <= last => Found::Intact,
-            None if generated == last => Found::Intact,
-            _ => Found::Trimmed,
-        })
+            .map_err(err)
     }
 
-    /// The stream's last generated id and first entry (`XINFO STREAM`), or `None` when there
-    /// is no stream.
-    async fn stream(
+    /// Waits until the restore marker is gone, re-reading it each time its expiry is due (a
+    /// server still writing back extends it).
+    async fn await_restores(
         &self,
         conn: &mut MultiplexedConnection,
-    ) -> Result<Option<Stream>, RevocationError> {
-        let key = keys::stream(&self.source.prefix);
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .map_err(err)?;
-        if !exists {
-            return Ok(None);
+    ) -> Result<(), RevocationError> {
+        loop {
+            let left: i64 = redis::cmd("PTTL")
+                .arg(keys::restoring(&self.source.prefix))
+                .query_async(conn)
+                .await
+                .map_err(err)?;
+            if left == -2 {
+                return Ok(());
+            }
+            // -1 (no expiry: not set by this crate) is waited out a hold at a time.
+            let left = u64::try_from(left).unwrap_or(hold_ms()).clamp(1, hold_ms());
+            tokio::time::sleep(Duration::from_millis(left)).await;
         }
-        let info: HashMap<String, Value> = redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(&key)
-            .query_async(conn)
-            .await
-            .map_err(err)?;
-        let generated = info
-            .get("last-generated-id")
-            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-            .ok_or_else(|| RevocationError("XINFO STREAM without last-generated-id".into()))?;
-        let first = info
-            .get("first-entry")
-            .and_then(|v| redis::from_redis_value_ref::<Option<(String, Value)>>(v).ok())
-            .flatten()
-            .and_then(|(id, _)| parse_id(&id));
-        Ok(Some(Stream { generated, first }))
     }
 
-    /// Reads the stream's last generated id, then every record under the prefix, into the copy; the
-    /// feed resumes after that id. Everything written before the id was read is a record by
-    /// then (a record and its stream entry are written by one script).
+    /// Reads the sequence counter and the stream's last id together (one transaction: a write
+    /// script raises the one and appends to the other atomically), then every record under
+    /// the prefix, into the copy; the feed resumes after that id and number. Everything
+    /// written before the counter was read is a record by then (a record and its stream entry
+    /// are written by one script).
     async fn snapshot(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
-        let started = Instant::now();
+        let started = Moment::now();
         let prefix = self.source.prefix.clone();
-        // The last id ever generated, not the last entry's: the entries of a stream trimmed
-        // empty are all records by now.
-        let last_id = self
-            .stream(conn)
-            .await?
-            .map_or_else(|| START.into(), |s| s.generated);
+        let (counter, last): (Option<u64>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .get(keys::seq(&prefix))
+            .cmd("XREVRANGE")
+            .arg(keys::stream(&prefix))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await
+            .map_err(err)?;
+        // A stream trimmed or deleted empty: every entry is a record, and the next one is
+        // numbered past the counter, with an id past 0-0.
+        let last_id = last
+            .ids
+            .into_iter()
+            .next()
+            .map_or_else(|| START.into(), |e| e.id);
         let pattern = keys::pattern(&prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -318,11 +308,15 @@ impl Feed {
             cursor = next;
         }
         self.last_id = last_id;
-        self.confirm(started);
+        self.seq = counter.unwrap_or(0);
+        self.shared.confirm(started);
         Ok(())
     }
 
-    /// Reads the value and expiry of each record into the copy. A record gone since `SCAN`
+    /// Reads each record into the copy. A `jti` record revokes its `jti` whatever its value,
+    /// as [`RedisRevocation`] reads it (`EXISTS`), so only its expiry is read. A subject
+    /// record whose value is not a number cannot say which tokens it reaches: it is read as
+    /// revoking all of them ([`RedisRevocation`] fails on it too). A record gone since `SCAN`
     /// listed it has expired; one without expiry is kept as long as Redis keeps it.
     async fn read_records(
         &self,
@@ -331,87 +325,145 @@ impl Feed {
     ) -> Result<(), RevocationError> {
         let mut pipe = redis::pipe();
         for (key, _) in &records {
-            pipe.get(key).cmd("EXPIRETIME").arg(key);
+            pipe.cmd("EXPIRETIME").arg(key).get(key);
         }
         let values: Vec<Value> = pipe.query_async(conn).await.map_err(err)?;
         for ((_, record), pair) in records.into_iter().zip(values.chunks(2)) {
-            let [value, expiry] = pair else { continue };
-            let Ok(Some(value)) = redis::from_redis_value_ref::<Option<u64>>(value) else {
-                continue;
-            };
+            let [expiry, value] = pair else { continue };
             let kept = match redis::from_redis_value_ref::<i64>(expiry) {
                 Ok(-1) => MAX_EXAT,
                 Ok(at) if at > 0 => at.unsigned_abs(),
+                // -2: gone since SCAN listed it (expired or deleted).
                 _ => continue,
             };
             match record {
                 Record::Jti(jti) => self.shared.local.insert_jti(&jti, kept),
                 Record::Subject { iss, sub } => {
-                    self.shared.local.insert_subject(&iss, &sub, value, kept);
+                    let before = match redis::from_redis_value_ref::<Option<u64>>(value) {
+                        Ok(Some(before)) => before,
+                        Ok(None) => continue,
+                        Err(_) => {
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(
+                                "a subject revocation record holds no number; every token of \
+                                 the subject counts as revoked"
+                            );
+                            MAX_NOT_BEFORE
+                        }
+                    };
+                    self.shared.local.insert_subject(&iss, &sub, before, kept);
                 }
             }
         }
         Ok(())
     }
 
-    /// Redis lost revocations (restarted empty, flushed, restored from an older backup): the
-    /// copy is kept, the epoch adopted, every entry still in force written back, and a new
-    /// snapshot taken, which brings in what other servers wrote back. The feed is confirmed
-    /// only once that is done.
-    async fn reseed(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
-        self.reseeding = true;
+    /// Redis lost entries, or this server cannot tell that it did not: the copy is kept
+    /// (entries only leave it by expiry), the epoch adopted, the restore marker held, every
+    /// entry still in force written back (subjects first: one reaches every token of a
+    /// user), and, once no server is writing back any more (the marker is gone), a new
+    /// snapshot taken, which brings in what the others wrote back. Until then the feed is not
+    /// confirmed, and `use_once` and `is_revoked_consistent` fail.
+    async fn restore(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
+        self.shared.restoring.store(true, Ordering::Release);
         self.adopt_epoch(conn).await?;
+        self.hold(conn).await?;
         let (jtis, subjects) = self.shared.local.live();
         #[cfg(feature = "tracing")]
         tracing::warn!(
             entries = jtis.len() + subjects.len(),
-            "the Redis behind the revocation feed lost its data; writing back the entries this server holds"
+            "the Redis behind the revocation feed lost entries, or they were trimmed unread; \
+             writing back the entries this server holds"
         );
         let prefix = self.source.prefix.clone();
-        let stream = keys::stream(&prefix);
+        let (stream, counter) = (keys::stream(&prefix), keys::seq(&prefix));
+        let revoke_jti = redis::Script::new(keys::REVOKE_JTI);
+        let revoke_subject = redis::Script::new(keys::REVOKE_SUBJECT);
+        let hold = redis::Script::new(keys::HOLD);
+        // Loaded once (a restarted Redis has no scripts), then called by hash.
+        let mut load = redis::pipe();
+        for script in [keys::REVOKE_JTI, keys::REVOKE_SUBJECT, keys::HOLD] {
+            load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
+        }
+        load.query_async::<()>(conn).await.map_err(err)?;
         let now = unix_now();
         let exat = |kept: u64| kept.clamp(now + 1, MAX_EXAT);
-        for chunk in jtis.chunks(REPUBLISH_BATCH) {
+        let window = super::trim_window_ms();
+        // Each batch holds the marker first, so it is there while the batch is written.
+        let batch = || {
             let mut pipe = redis::pipe();
-            for (jti, kept) in chunk {
-                pipe.cmd("EVAL")
-                    .arg(keys::REVOKE_JTI)
-                    .arg(2)
-                    .arg(self.source.jti_key(jti))
-                    .arg(&stream)
-                    .arg(jti)
-                    .arg(exat(*kept))
-                    .arg(super::trim_below())
-                    .ignore();
-            }
-            pipe.query_async::<()>(conn).await.map_err(err)?;
-        }
+            pipe.cmd("EVALSHA")
+                .arg(hold.get_hash())
+                .arg(1)
+                .arg(keys::restoring(&prefix))
+                .arg(hold_ms())
+                .ignore();
+            pipe
+        };
         for chunk in subjects.chunks(REPUBLISH_BATCH) {
-            let mut pipe = redis::pipe();
+            let mut pipe = batch();
             for (iss, sub, before, kept) in chunk {
                 // The key of "no iss" is the key of the empty `iss`.
-                pipe.cmd("EVAL")
-                    .arg(keys::REVOKE_SUBJECT)
-                    .arg(2)
+                pipe.cmd("EVALSHA")
+                    .arg(revoke_subject.get_hash())
+                    .arg(3)
                     .arg(self.source.sub_key(Some(iss), sub))
                     .arg(&stream)
+                    .arg(&counter)
                     .arg((*before).min(MAX_NOT_BEFORE))
                     .arg(exat(*kept))
-                    .arg(super::trim_below())
+                    .arg(window)
                     .arg(iss)
                     .arg(sub)
                     .ignore();
             }
             pipe.query_async::<()>(conn).await.map_err(err)?;
         }
+        for chunk in jtis.chunks(REPUBLISH_BATCH) {
+            let mut pipe = batch();
+            for (jti, kept) in chunk {
+                pipe.cmd("EVALSHA")
+                    .arg(revoke_jti.get_hash())
+                    .arg(3)
+                    .arg(self.source.jti_key(jti))
+                    .arg(&stream)
+                    .arg(&counter)
+                    .arg(jti)
+                    .arg(exat(*kept))
+                    .arg(window)
+                    .ignore();
+            }
+            pipe.query_async::<()>(conn).await.map_err(err)?;
+        }
+        self.await_restores(conn).await?;
         self.snapshot(conn).await?;
-        self.reseeding = false;
+        self.shared.restoring.store(false, Ordering::Release);
         Ok(())
     }
 }
 
-/// A stream id `<ms>-<seq>` as a pair that orders like the ids.
-fn parse_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-')?;
-    Some((ms.parse().ok()?, seq.parse().ok()?))
+/// [`RESTORE_HOLD`] in milliseconds.
+fn hold_ms() -> u64 {
+    u64::try_from(RESTORE_HOLD.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Warns when Redis may evict keys under memory pressure: every record has an expiry, so
+/// any policy but `noeviction` may drop revocations silently. A Redis that does not answer
+/// `CONFIG GET` (managed services often refuse it) is not warned about.
+#[cfg(feature = "tracing")]
+async fn warn_on_eviction(conn: &mut MultiplexedConnection) {
+    let policy: Result<(String, String), _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await;
+    if let Ok((_, policy)) = policy
+        && policy != "noeviction"
+    {
+        tracing::warn!(
+            %policy,
+            "Redis may evict revocation records under memory pressure; set maxmemory-policy \
+             noeviction"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! What the replicated store keeps in Redis: the key names beside [`RedisRevocation`]'s
-//! records, the scripts that write a record and its stream entry together, and reading a
-//! record's key back.
+//! records, the scripts that write a record and its numbered stream entry together, and
+//! reading a record's key back.
 //!
 //! [`RedisRevocation`]: super::RedisRevocation
 
@@ -36,8 +36,8 @@ pub(super) enum Record {
     Subject { iss: String, sub: String },
 }
 
-/// The record `key` names, if it is one under `prefix` (the stream, the epoch and keys that
-/// are not UTF-8, which no token can name, are not).
+/// The record `key` names, if it is one under `prefix` (the stream, the epoch, the counter,
+/// the marker and keys that are not UTF-8, which no token can name, are not).
 pub(super) fn record(prefix: &str, key: &[u8]) -> Option<Record> {
     let rest = key.strip_prefix(prefix.as_bytes())?;
     if let Some(jti) = rest.strip_prefix(b"jti:") {
@@ -56,48 +56,96 @@ pub(super) fn record(prefix: &str, key: &[u8]) -> Option<Record> {
     })
 }
 
+/// The sequence counter: the number of entries ever appended to the stream of this dataset.
+/// Every write script raises it by one and puts the new value in its entry, atomically, so
+/// the stream's entries carry 1, 2, 3, … with none left out, and the counter never falls
+/// unless Redis lost data (see `Feed`).
+pub(super) fn seq(prefix: &str) -> String {
+    format!("{prefix}seq")
+}
+
+/// The restore marker: present while a dataset is new or a server is writing its copy back
+/// into it (see `Feed`).
+pub(super) fn restoring(prefix: &str) -> String {
+    format!("{prefix}restoring")
+}
+
+/// The end of each write script: raises the counter (`KEYS[3]`) and appends an entry with
+/// `$fields` and the counter's new value to the stream (`KEYS[2]`), trimmed to the entries of
+/// the last `ARGV[3]` milliseconds. The trim point is read from Redis's clock (`TIME`), the
+/// clock stream ids come from, so a writer's own clock never decides which entries go: the
+/// entry just added (its id at least Redis's now) always stays.
+macro_rules! append {
+    ($fields:literal) => {
+        concat!(
+            "local now = redis.call('TIME')\n",
+            "local seq = redis.call('INCR', KEYS[3])\n",
+            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(ARGV[3]))\n",
+            "redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'seq', seq, ",
+            $fields,
+            ")\n"
+        )
+    };
+}
+
 /// Revokes a `jti` and appends it to the stream, atomically; returns the instant it is kept
 /// until. The expiry only rises (`EXPIRETIME` is negative for a missing key).
 ///
-/// KEYS: record, stream. ARGV: jti, `EXAT`, `MINID`.
-pub(super) const REVOKE_JTI: &str = r"
-local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))
-redis.call('SET', KEYS[1], 1, 'EXAT', keep)
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 't', 'j', 'jti', ARGV[1], 'until', keep)
-return keep
-";
+/// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
+pub(super) const REVOKE_JTI: &str = concat!(
+    "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
+    "redis.call('SET', KEYS[1], 1, 'EXAT', keep)\n",
+    append!("'t', 'j', 'jti', ARGV[1], 'until', keep"),
+    "return keep\n"
+);
 
 /// Marks a `jti` used if it is not yet, and then appends it to the stream, atomically;
 /// returns the instant it is kept until, or 0 if it was already used.
 ///
-/// KEYS: record, stream. ARGV: jti, `EXAT`, `MINID`.
-pub(super) const USE_ONCE: &str = r"
-if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then
-  return 0
-end
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 't', 'j', 'jti', ARGV[1], 'until', ARGV[2])
-return tonumber(ARGV[2])
-";
+/// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
+pub(super) const USE_ONCE: &str = concat!(
+    "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",
+    "  return 0\n",
+    "end\n",
+    append!("'t', 'j', 'jti', ARGV[1], 'until', ARGV[2]"),
+    "return tonumber(ARGV[2])\n"
+);
 
 /// Raises a subject's "not before" and its expiry (never lowers either) and appends the
 /// result to the stream, atomically; returns both.
 ///
-/// KEYS: record, stream. ARGV: not before, `EXAT`, `MINID`, iss (empty: none), sub.
-pub(super) const REVOKE_SUBJECT: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-local before = math.max(cur, tonumber(ARGV[1]))
-local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))
-redis.call('SET', KEYS[1], before, 'EXAT', keep)
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*',
-  't', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep)
-return {before, keep}
+/// KEYS: record, stream, counter. ARGV: not before, `EXAT`, trim window (ms), iss (empty:
+/// none), sub.
+pub(super) const REVOKE_SUBJECT: &str = concat!(
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n",
+    "local before = math.max(cur, tonumber(ARGV[1]))\n",
+    "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
+    "redis.call('SET', KEYS[1], before, 'EXAT', keep)\n",
+    append!("'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"),
+    "return {before, keep}\n"
+);
+
+/// Keeps the restore marker for at least `ARGV[1]` more milliseconds (never shortens it).
+/// `PTTL` is -2 for a missing key.
+///
+/// KEYS: marker. ARGV: milliseconds.
+pub(super) const HOLD: &str = r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+end
+return 1
 ";
 
-/// Sets the epoch if there is none, and returns the one in place.
+/// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
+/// (or emptied) dataset: the restore marker is held `ARGV[2]` ms with it, in the same step,
+/// so no server sees the new epoch without it.
 ///
-/// KEYS: epoch. ARGV: a new random epoch.
+/// KEYS: epoch, marker. ARGV: a new random epoch, milliseconds.
 pub(super) const ADOPT_EPOCH: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'NX')
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') and
+   redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+end
 return redis.call('GET', KEYS[1])
 ";
 
@@ -128,6 +176,8 @@ mod tests {
         for other in [
             &b"jwt:feed"[..],
             b"jwt:epoch",
+            b"jwt:seq",
+            b"jwt:restoring",
             b"jwt:sub:99:short:x",
             b"jwt:sub:x:a:b",
             b"other:jti:a",

@@ -4,7 +4,7 @@ mod feed;
 mod keys;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
@@ -31,23 +31,29 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   [`revoke_subject`](RevocationStore::revoke_subject), a first
 ///   [`use_once`](RevocationStore::use_once)) is one Lua script, so atomic: it writes the same
 ///   durable record as [`RedisRevocation`] (same keys, same expiry: the token's `exp` plus the
-///   retention margin) and appends the entry, with the instant it is kept until, to the stream
-///   `<prefix>feed` (`XADD`). The writing server applies it to its own copy at once.
-/// - **Snapshot.** At start, each server reads the stream's last id, then every durable record
-///   under the prefix (`SCAN`, with each record's value and `EXPIRETIME`), then follows the
-///   stream from that id: a revocation written before the id was read is a record, one written
-///   after is in the stream, and applying one twice changes nothing (every value only rises).
-///   The records, not the stream, are the snapshot because entries live for very different
-///   times (a 15-minute access token beside a 14-day refresh family): a stream holding every
-///   entry still in force could only be trimmed below its oldest long-lived entry, while the
+///   retention margin), raises the counter `<prefix>seq` by one, and appends the entry, with
+///   the instant it is kept until and the counter's new value, to the stream `<prefix>feed`
+///   (`XADD`). The stream's entries are thus numbered 1, 2, 3, … with none left out. The
+///   writing server applies the entry to its own copy at once.
+/// - **Snapshot.** At start, each server reads the counter and the stream's last id together
+///   (one transaction), then every durable record under the prefix (`SCAN`, with each
+///   record's `EXPIRETIME`, and a subject's "not before"), then follows the stream from that
+///   id: a revocation written before the counter was read is a record, one written after is
+///   in the stream, and applying one twice changes nothing (every value only rises). A `jti`
+///   record revokes its `jti` whatever its value, as for [`RedisRevocation`]. The records,
+///   not the stream, are the snapshot because entries live for very different times (a
+///   15-minute access token beside a 14-day refresh family): a stream holding every entry
+///   still in force could only be trimmed below its oldest long-lived entry, while the
 ///   records expire one by one with their tokens.
 /// - **Feed.** A background task follows the stream with `XREAD BLOCK` on a connection of its
 ///   own (a blocking read must not hold up the writes on the shared one), from the last id it
-///   applied, so a reconnect resumes where it stopped. Each `XADD` trims the stream to the last
-///   [`DEFAULT_RETENTION_MARGIN`] (`MINID ~`): entries older than that are already in the
-///   records. A follower that reconnects (or reads again after a pause of a minute or more)
-///   and finds the stream's first entry past the last one it applied may have lost entries to
-///   trimming: it takes a new snapshot.
+///   applied, so a reconnect resumes where it stopped. Each read also fetches the epoch and
+///   the counter, and accounts for every entry: having applied entries up to n, it expects
+///   the counter at n or above, the next entry numbered n + 1, and, after a read that took
+///   every entry there was, its last number at the counter read before. Each `XADD` trims the
+///   stream to the entries of the last [`DEFAULT_RETENTION_MARGIN`] by Redis's own clock
+///   (`TIME`, the clock its ids come from; `MINID ~`): older entries are already in the
+///   records.
 /// - **Expiry.** The copy keeps each entry until the same instant its record expires in
 ///   Redis: the given expiry plus the retention margin, so the layer's rule that a store
 ///   outlives every leeway holds here as for [`RedisRevocation`]. Expired entries are swept as
@@ -57,36 +63,55 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///
 /// - **Redis unreachable.** The task confirms the feed with every read, and each read waits
 ///   for new entries a quarter of the staleness bound at most (between 10 and 250 ms). Once
-///   the last confirmation is older than the bound ([`max_staleness`](Self::max_staleness), 5 s by default), checks return an error: the
-///   layer answers 503 with `Retry-After` (or lets the request through with
+///   the last confirmation is older than the bound ([`max_staleness`](Self::max_staleness),
+///   5 s by default), by the monotonic clock or by the system clock (the monotonic clock
+///   stands still while the machine is suspended), checks return an error: the layer answers
+///   503 with `Retry-After` (or lets the request through with
 ///   [`revocation_fail_open`](crate::JwtAuthBuilder::revocation_fail_open)). Revoking fails
 ///   while Redis is away, as with [`RedisRevocation`]. Once Redis answers again, the task
 ///   resumes the feed and checks pass again.
-/// - **Redis back empty** (restarted without persistence, flushed, or restored from an older
-///   backup). The first server to start writes a random epoch to `<prefix>epoch`
-///   (`SET NX`); every follower compares it on each read. A missing or different epoch, or a
-///   stream whose last id went backwards, means revocations were lost: never "nothing is
-///   revoked". The follower keeps its copy (entries only leave it by expiry), adopts the new
-///   epoch (one server sets it, all read it), writes back every entry it holds that is still
-///   in force (record and stream entry, as a revocation), and takes a new snapshot. Every
-///   server holds the whole set, so one surviving server restores all of it, and the fleet
-///   converges on the union. Checks keep failing closed until that is done if the feed was
-///   down for longer than the bound. What no server holds is lost: a Redis restarted empty
-///   while every server was also restarted forgets everything, as [`RedisRevocation`] does;
-///   run Redis with persistence (AOF) or replication. A server that starts after the restart
-///   and before the first running server has reconnected (a second at most) sees an empty
-///   Redis it cannot tell from a new one: it accepts the lost revocations until the running
-///   servers' entries arrive on the feed.
+/// - **Entries Redis lost, or the feed missed.** Redis restarted without persistence, was
+///   flushed, was restored from an older backup, failed over to a lagging replica; or entries
+///   were trimmed before this server read them (after a pause of minutes). The first server
+///   to find Redis without one writes a random epoch to `<prefix>epoch` (`SET NX`). A
+///   different or missing epoch, a counter below the last number applied, or an entry that
+///   does not carry the next number means this server cannot account for every revocation:
+///   never "nothing is revoked". It keeps its copy (entries only leave it by expiry), adopts
+///   the epoch in place (or sets a new one), writes back every entry it holds that is still
+///   in force (subjects first, record and stream entry, as a revocation), and takes a new
+///   snapshot. Every server holds the whole set, so one surviving server restores all of it,
+///   and the fleet converges on the union. Meanwhile its checks answer from its copy within
+///   the bound and fail past it, and `use_once` and `is_revoked_consistent` fail unless the
+///   copy holds the entry.
+/// - **A server starting meanwhile.** A new epoch comes with a restore marker,
+///   `<prefix>restoring`, held 2 s: longer than a running server takes to find the loss once
+///   Redis answers (it reads at least every 250 ms and reconnects within a second). A server
+///   that finds a loss holds the marker too, and each batch it writes back extends it. A
+///   server starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed
+///   after a restore, only once the marker is gone, so its snapshot holds what every running
+///   server wrote back. Hence the first server started on a new Redis takes 2 s to start.
+///   What no server holds is lost: a Redis restarted empty while every server was also
+///   restarted forgets everything, as [`RedisRevocation`] does, and a server whose feed was
+///   cut off from Redis for longer than the marker is held writes back what it holds only
+///   once it reconnects; run Redis with persistence (AOF) or replication, with
+///   `maxmemory-policy noeviction` (every record has an expiry, so any other policy may drop
+///   revocations; the server warns at start, with the `tracing` feature, when Redis says
+///   otherwise). A Redis restored from an older backup keeps its epoch and shows no marker:
+///   a server that starts before the running servers have found it (their first read once
+///   Redis is back) accepts what the backup lacks until their write-back reaches it on the
+///   feed.
 ///
 /// # Consistency
 ///
 /// A revocation reaches the other servers within the feed's delay (a few milliseconds on a
 /// local network) and, at worst, before their staleness bound. The operations that must see
-/// every server's writes at once stay Redis round trips: `use_once` (atomic `SET NX`) and
+/// every server's writes at once ask this server's copy, then Redis:
+/// [`use_once`](RevocationStore::use_once) answers "already used" when the copy holds the
+/// `jti`, else the first atomic `SET NX` in Redis wins; and
 /// [`is_revoked_consistent`](RevocationStore::is_revoked_consistent), with which refresh-token
-/// rotation checks a family. Every server must write through this type (or take a new
-/// snapshot): a revocation written by a plain [`RedisRevocation`] is a record only, which
-/// followers read at their next snapshot.
+/// rotation checks a family, is the copy or Redis. Every server must write through this type
+/// (or take a new snapshot): a revocation written by a plain [`RedisRevocation`] is a record
+/// only, which followers read at their next snapshot.
 ///
 /// Each server holds every entry in force under the prefix, as Redis does: revoked and used
 /// `jti`s (each used refresh token until its `exp`) and subjects.
@@ -137,13 +162,18 @@ struct Shared {
     /// The entries, each given with the instant it is kept until (margin zero: the margin is
     /// already in that instant).
     local: MemoryRevocation,
-    /// The origin of the two instants below.
+    /// The origin of `confirmed`.
     origin: Instant,
     /// Nanoseconds from `origin` to the moment up to which every revocation written to Redis
     /// is in `local`.
     confirmed: AtomicU64,
+    /// The same moment on the system clock, in nanoseconds since the Unix epoch: `Instant`
+    /// stands still while the machine is suspended, the system clock does not.
+    confirmed_wall: AtomicU64,
     /// The staleness bound, in nanoseconds.
     max_staleness: AtomicU64,
+    /// Redis lost entries and this server has not finished restoring them (see `Feed`).
+    restoring: AtomicBool,
 }
 
 impl Shared {
@@ -152,14 +182,17 @@ impl Shared {
             local: MemoryRevocation::new().retain_past_expiry(Duration::ZERO),
             origin: Instant::now(),
             confirmed: AtomicU64::new(0),
+            confirmed_wall: AtomicU64::new(0),
             max_staleness: AtomicU64::new(nanos(DEFAULT_MAX_STALENESS)),
+            restoring: AtomicBool::new(false),
         }
     }
 
     /// Records that every revocation written before `at` is applied.
-    fn confirm(&self, at: Instant) {
-        let at = nanos(at.saturating_duration_since(self.origin));
-        self.confirmed.fetch_max(at, Ordering::Release);
+    fn confirm(&self, at: Moment) {
+        let mono = nanos(at.mono.saturating_duration_since(self.origin));
+        self.confirmed_wall.fetch_max(at.wall, Ordering::Release);
+        self.confirmed.fetch_max(mono, Ordering::Release);
     }
 
     fn max_staleness(&self) -> Duration {
@@ -172,10 +205,18 @@ impl Shared {
         (self.max_staleness() / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
     }
 
-    /// An error once the copy may lack revocations older than the bound.
+    /// An error once the copy may lack revocations older than the bound, by either clock:
+    /// the monotonic one (the system clock may be stepped back) or the system clock (the
+    /// monotonic one stands still while the machine is suspended). A system clock stepped
+    /// forward fails checks until the next read confirms the feed (250 ms at most).
     fn fresh(&self) -> Result<(), RevocationError> {
-        let now = nanos(self.origin.elapsed());
-        let age = now.saturating_sub(self.confirmed.load(Ordering::Acquire));
+        let now = Moment::now();
+        let age = nanos(now.mono.saturating_duration_since(self.origin))
+            .saturating_sub(self.confirmed.load(Ordering::Acquire))
+            .max(
+                now.wall
+                    .saturating_sub(self.confirmed_wall.load(Ordering::Acquire)),
+            );
         let bound = self.max_staleness.load(Ordering::Relaxed);
         if age > bound {
             return Err(RevocationError(format!(
@@ -186,10 +227,42 @@ impl Shared {
         }
         Ok(())
     }
+
+    /// An error unless a Redis answer can stand alone: the copy is fresh and Redis is not
+    /// being restored.
+    fn trusts_redis(&self) -> Result<(), RevocationError> {
+        self.fresh()?;
+        if self.restoring.load(Ordering::Acquire) {
+            return Err(RevocationError(
+                "redis lost revocations and is being restored".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A moment on both clocks: the monotonic one, and the system clock in nanoseconds since the
+/// Unix epoch.
+#[derive(Clone, Copy)]
+struct Moment {
+    mono: Instant,
+    wall: u64,
+}
+
+impl Moment {
+    fn now() -> Moment {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, nanos);
+        Moment {
+            mono: Instant::now(),
+            wall,
+        }
+    }
 }
 
 /// Aborts the feed task when dropped: the task owns the dedicated connection, which closes
@@ -206,7 +279,8 @@ impl RedisRevocation {
     /// Keeps a copy of the revocations in this server's memory, fed by a Redis Stream, and
     /// checks tokens against it: see [`ReplicatedRevocation`]. Takes the snapshot (every
     /// record under the prefix) before it returns, then follows the stream in a task of the
-    /// current tokio runtime.
+    /// current tokio runtime. A Redis without an epoch (new, or emptied), or one the running
+    /// servers are restoring, is waited for first: 2 s, or until the last write-back is done.
     pub async fn replicate(self) -> Result<ReplicatedRevocation, RevocationError> {
         let shared = Arc::new(Shared::new());
         let feed = feed::Feed::start(self.clone(), shared.clone()).await?;
@@ -221,7 +295,7 @@ impl RedisRevocation {
 
 impl ReplicatedRevocation {
     /// Sets how long the feed may go unconfirmed (Redis unreachable, or lost and being
-    /// re-seeded) before checks return an error (default 5 s). Shorter means a revocation is
+    /// restored) before checks return an error (default 5 s). Shorter means a revocation is
     /// never missed for longer than that, and more 503s while Redis is briefly away. Applies
     /// to every handle of this copy.
     pub fn max_staleness(self, bound: Duration) -> ReplicatedRevocation {
@@ -234,15 +308,16 @@ impl ReplicatedRevocation {
     fn stream_key(&self) -> String {
         keys::stream(&self.source.prefix)
     }
+
+    fn seq_key(&self) -> String {
+        keys::seq(&self.source.prefix)
+    }
 }
 
-/// The `MINID` that trims the stream to the last [`DEFAULT_RETENTION_MARGIN`].
-fn trim_below() -> String {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let window = DEFAULT_RETENTION_MARGIN.as_millis();
-    format!("{}-0", now_ms.saturating_sub(window))
+/// The window the stream is trimmed to, in milliseconds: entries older than the retention
+/// margin are already in the records. The scripts subtract it from Redis's clock.
+fn trim_window_ms() -> u64 {
+    u64::try_from(DEFAULT_RETENTION_MARGIN.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Revocation for ReplicatedRevocation {
@@ -259,11 +334,23 @@ impl Revocation for ReplicatedRevocation {
 }
 
 impl RevocationStore for ReplicatedRevocation {
+    /// Revoked in this server's copy, or in Redis. The copy first: an entry it holds is in
+    /// force whatever Redis says, and Redis may have lost it (restarted empty, restored from
+    /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
+    /// Redis is known to lack entries (this server is restoring it) or the copy is stale: then
+    /// an error, since "not revoked" cannot be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
-        self.source.is_revoked(token)
+        async move {
+            if self.shared.local.check(token) {
+                return Ok(true);
+            }
+            self.shared.trusts_redis()?;
+            self.source.is_revoked(token).await
+        }
+        .boxed()
     }
 
     fn revoke<'a>(
@@ -279,9 +366,10 @@ impl RevocationStore for ReplicatedRevocation {
             let kept: u64 = redis::Script::new(keys::REVOKE_JTI)
                 .key(self.source.jti_key(jti))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
@@ -306,9 +394,10 @@ impl RevocationStore for ReplicatedRevocation {
             let (before, kept): (u64, u64) = redis::Script::new(keys::REVOKE_SUBJECT)
                 .key(self.source.sub_key(iss, sub))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(issued_before.min(MAX_NOT_BEFORE))
                 .arg(RedisRevocation::kept_until(keep_until))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .arg(iss.unwrap_or(""))
                 .arg(sub)
                 .invoke_async(&mut conn)
@@ -322,19 +411,33 @@ impl RevocationStore for ReplicatedRevocation {
         async move { self.source.deadline(op).await }.boxed()
     }
 
+    /// "Already used" when this server's copy holds `jti`, before Redis is asked: Redis may
+    /// have lost the record (restarted empty, restored from a backup), and a `SET NX` there
+    /// would then spend a spent token again. Otherwise the first `SET NX` in Redis wins, as
+    /// for [`RedisRevocation`]; an error instead while Redis is known to lack entries (this
+    /// server is restoring it) or the copy is stale.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
         expires_at: u64,
     ) -> BoxFuture<'a, Result<bool, RevocationError>> {
         let op = async move {
+            if self
+                .shared
+                .local
+                .check(TokenId::new(None, Some(jti), None, None))
+            {
+                return Ok(false);
+            }
+            self.shared.trusts_redis()?;
             let mut conn = self.source.conn.clone();
             let kept: u64 = redis::Script::new(keys::USE_ONCE)
                 .key(self.source.jti_key(jti))
                 .key(self.stream_key())
+                .key(self.seq_key())
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
-                .arg(trim_below())
+                .arg(trim_window_ms())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
