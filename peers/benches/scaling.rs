@@ -12,7 +12,9 @@
 //! which is 2 on two idle cores when nothing on the request path is shared for writing (a
 //! contended lock or counter shows up as scaling well below 2). `noauth` is the same requests
 //! through the bare inner service: the harness's own scaling, the ceiling for the others.
-//! Run it on a machine with nothing else busy.
+//! `hs256-cached` sends one token from every thread (one user: every hit shares the cached
+//! claims); `hs256-cached-per-thread` one token per thread (a client per thread). Run it on a
+//! machine with nothing else busy.
 //!
 //! ```sh
 //! cargo bench -p tower-jwt-auth-peers --bench scaling --features cache
@@ -28,9 +30,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-/// Runs `total` requests split over `threads` threads; returns the wall time. Every response
-/// must be 200, or the figures would measure refusals.
-fn run<S>(svc: &S, auth: &HeaderValue, threads: u64, total: u64) -> Duration
+/// Runs `total` requests split over `threads` threads, thread `i` sending `auths[i % len]`;
+/// returns the wall time. Every response must be 200, or the figures would measure refusals.
+fn run<S>(svc: &S, auths: &[HeaderValue], threads: u64, total: u64) -> Duration
 where
     S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + Sync,
     S::Future: Send,
@@ -38,8 +40,9 @@ where
     let per_thread = total.div_ceil(threads);
     let start = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
+        for thread in 0..threads {
+            let auth = &auths[thread as usize % auths.len()];
+            scope.spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .build()
                     .expect("runtime");
@@ -57,7 +60,9 @@ where
 
 fn bench_scaling(c: &mut Criterion) {
     let case = AlgCase::hs256();
-    let auth = HeaderValue::try_from(format!("Bearer {}", case.token())).expect("header");
+    let auth = |token: String| HeaderValue::try_from(format!("Bearer {token}")).expect("header");
+    let one = [auth(case.token())];
+    let per_thread = [auth(case.token()), auth(case.token())];
     let noauth = service_fn(inner);
     let uncached = case.layer().layer(service_fn(inner));
     #[cfg(feature = "cache")]
@@ -69,14 +74,18 @@ fn bench_scaling(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("scaling/{threads}-threads"));
         group.throughput(Throughput::Elements(1));
         group.bench_function("noauth", |b| {
-            b.iter_custom(|n| run(&noauth, &auth, threads, n))
+            b.iter_custom(|n| run(&noauth, &one, threads, n))
         });
         group.bench_function("hs256", |b| {
-            b.iter_custom(|n| run(&uncached, &auth, threads, n))
+            b.iter_custom(|n| run(&uncached, &one, threads, n))
         });
         #[cfg(feature = "cache")]
         group.bench_function("hs256-cached", |b| {
-            b.iter_custom(|n| run(&cached, &auth, threads, n))
+            b.iter_custom(|n| run(&cached, &one, threads, n))
+        });
+        #[cfg(feature = "cache")]
+        group.bench_function("hs256-cached-per-thread", |b| {
+            b.iter_custom(|n| run(&cached, &per_thread, threads, n))
         });
         group.finish();
     }
