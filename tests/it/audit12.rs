@@ -1,7 +1,7 @@
 //! Outside audit 12: `ReplicatedRevocation` (src/revocation/replica) against real
 //! `redis-server` processes.
 //!
-//! `regression_*` tests check a property the audit found broken (its six findings), now held;
+//! `regression_*` tests check a property the audit found broken, now held;
 //! `holds_*` tests check a property the audit attacked and found to hold.
 //!
 //! Waits are polls with a deadline (every 10 ms), never fixed sleeps.
@@ -133,7 +133,7 @@ fn copy_dir(from: &PathBuf, to: &PathBuf) {
 }
 
 // =============================================================================================
-// Regressions: the properties of the audit's findings.
+// Regressions: the properties the audit found broken, now held.
 // =============================================================================================
 
 /// A Redis restored from an older backup (or a crash that lost its last writes, or a failover

@@ -5,7 +5,7 @@
 //! fix); `holds_*` tests pin properties the audit attacked and found to hold.
 //!
 //! Everything runs in process (`common::send`, `tower::ServiceExt::oneshot`) on a manual
-//! `Clock` where time matters: no sockets but the JWKS server of the remote-keys finding, no
+//! `Clock` where time matters: no sockets but the JWKS server of the remote-keys regression, no
 //! sleeps.
 
 use crate::common;
