@@ -129,7 +129,7 @@ pub enum AuthError {
     #[error("token requires a DPoP proof")]
     DpopRequired,
     /// The proof's key is not the one the token is bound to (`cnf.jkt`, RFC 9449 §6.1), or
-    /// the token is bound to no key.
+    /// the token is bound to no key: a mismatched proof, `error="invalid_dpop_proof"`.
     #[error("DPoP key binding does not match")]
     DpopKeyMismatch,
     /// The layer requires a server-provided nonce in DPoP proofs and the proof had none, or
@@ -157,9 +157,10 @@ impl AuthError {
         }
     }
 
-    /// The RFC 6750 §3.1 `error` code (RFC 9449 §7.1's `invalid_dpop_proof` for a bad DPoP
-    /// proof, §9's `use_dpop_nonce`). `None` when the request carried no token at all (§3.1: the resource server
-    /// should then send no error code) and for the reasons that are not about the token (CSRF,
+    /// The RFC 6750 §3.1 `error` code (RFC 9449 §7.1's `invalid_dpop_proof` for a bad or
+    /// mismatched DPoP proof, §9's `use_dpop_nonce`). `None` when the request carried no token
+    /// at all (§3.1: the resource server should then send no error code) and for the reasons
+    /// that are not about the token (CSRF,
     /// unavailable dependencies, misconfiguration).
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
@@ -177,8 +178,9 @@ impl AuthError {
         }
     }
 
-    /// True when the response carries a `WWW-Authenticate: Bearer` challenge: every 400, 401
-    /// and the 403 `insufficient_scope` (RFC 6750 §3).
+    /// True when the response carries a `WWW-Authenticate` challenge (`Bearer`, or `DPoP` on a
+    /// layer with DPoP): every 400, 401 and the 403 `insufficient_scope` (RFC 6750 §3, RFC 9449
+    /// §7.1).
     pub fn has_challenge(&self) -> bool {
         self.error_code().is_some() || matches!(self, AuthError::MissingToken)
     }

@@ -130,8 +130,6 @@ impl Verifiers {
         }
     }
 
-    /// The verifier at `index`, as [`select`](Self::select) numbers them.
-    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     /// Each verifier's configured issuers, in index order.
     #[cfg(feature = "metrics")]
     pub(crate) fn issuers(&self) -> impl Iterator<Item = &[String]> {
@@ -142,6 +140,7 @@ impl Verifiers {
         all.into_iter().map(|v| v.policy.issuers.as_slice())
     }
 
+    /// The verifier at `index`, as [`select`](Self::select) numbers them.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub(crate) fn get(&self, index: usize) -> Option<&Verifier> {
         match self {

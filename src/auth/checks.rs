@@ -20,7 +20,8 @@ type ClaimsCheck = Arc<dyn Fn(&dyn Any) -> bool + Send + Sync>;
 /// A check on the claims set's JSON text, naming the reason it refuses with.
 pub(crate) type PayloadCheck = Arc<dyn Fn(&[u8]) -> Result<(), AuthError> + Send + Sync>;
 
-/// Every extra check of one layer; all must pass (AND), in the order they were added.
+/// Every extra check of one layer; all must pass (AND): the payload checks (the presets'), then
+/// the claims hooks (`validate`), each group in the order it was added.
 #[derive(Clone, Default)]
 pub(crate) struct Checks {
     claims: Vec<ClaimsCheck>,

@@ -1,8 +1,9 @@
 //! The per-request steps, in the order they run:
 //!
-//! public path? → extract → CSRF → parse → choose verifier → cache → verify → claims policy →
-//! extra checks (the presets' rules and the `validate` hooks; a cache hit runs the hooks
-//! again) → [DPoP proof] → revocation → hand on, or respond.
+//! public path? → CORS preflight? → extract → CSRF → certificate binding → DPoP proof and key
+//! binding → cache → parse → choose verifier → verify → claims policy → extra checks (the
+//! presets' rules and the `validate` hooks; a cache hit runs the hooks again) → [key refresh]
+//! → [DPoP proof spent] → revocation → hand on, or respond.
 //!
 //! Every step up to the revocation check needs no I/O and runs in [`Pipeline::authenticate`],
 //! inside the service's `call`, which yields a [`Decision`]. What may need to wait: a remote
@@ -76,6 +77,17 @@ pub(crate) enum Decision<C> {
     SpendProof(Box<(Decision<C>, crate::dpop::Proof)>),
 }
 
+impl<C> Decision<C> {
+    /// The index of the verifier that verified the token, once one has.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn verifier(&self) -> Option<usize> {
+        match self {
+            Decision::Verified(_, index) | Decision::CheckRevocation(_, _, index) => Some(*index),
+            _ => None,
+        }
+    }
+}
+
 /// A refusal, with what its tracing event may name (feature `tracing`): the reason, and what
 /// the token claims about itself (`alg`, `kid`, `iss`), never the token.
 pub(crate) struct Rejection {
@@ -130,7 +142,7 @@ impl Rejection {
 
     /// The same, refused by the `index`th verifier.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables, unused_mut))]
-    fn by(mut self, index: usize) -> Rejection {
+    pub(crate) fn by(mut self, index: usize) -> Rejection {
         #[cfg(feature = "metrics")]
         {
             self.verifier = Some(index);
@@ -409,11 +421,13 @@ impl<R> Pipeline<R> {
             let error = AuthError::KeysUnavailable {
                 retry_after_secs: unavailable.retry_after.as_secs().max(1),
             };
-            return Err(Rejection::about(error, &jws.header));
+            return Err(Rejection::about(error, &jws.header).by(index));
         }
         match self.verify::<C>(index, verifier, &jws)? {
             // Still no key after the refresh.
-            Decision::RefreshKeys(_) => Err(Rejection::about(AuthError::UnknownKey, &jws.header)),
+            Decision::RefreshKeys(_) => {
+                Err(Rejection::about(AuthError::UnknownKey, &jws.header).by(index))
+            }
             decision => Ok(decision),
         }
     }

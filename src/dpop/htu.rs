@@ -71,7 +71,10 @@ fn normalize_percent(path: &str) -> Option<String> {
             i += 1;
             continue;
         }
-        let hex = bytes.get(i + 1..i + 3)?;
+        // Two hex digits exactly: `from_str_radix` alone would also take a sign (`%+f`).
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))?;
         let value = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
         if value.is_ascii_alphanumeric() || matches!(value, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(value));
@@ -158,6 +161,8 @@ mod tests {
             "https://u@a/x",
             "/x",
             "https://a/%zz",
+            "https://a/%+f",
+            "https://a/%-1",
             "https://a:99999/",
         ] {
             assert_eq!(normalize(bad), None, "{bad}");

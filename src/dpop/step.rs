@@ -40,7 +40,13 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
                 Decision::RefreshKeys(token) => self.refresh_keys::<C>(&token).await?,
                 decision => decision,
             };
-            let key = dpop.spend(proof).await?;
+            let key = dpop.spend(proof).await.map_err(|error| {
+                let rejection = Rejection::from(error);
+                match decision.verifier() {
+                    Some(index) => rejection.by(index),
+                    None => rejection,
+                }
+            })?;
             let mut extensions = Arc::clone(&self).complete(decision).await?;
             extensions.insert(key);
             Ok(extensions)
