@@ -62,10 +62,7 @@ impl ResourceConfig {
             server.dpop = Some(check);
         }
         if let Some(metadata) = self.metadata {
-            let issuers: Vec<String> = match verifiers {
-                Verifiers::One(v) => v.policy.issuers.clone(),
-                Verifiers::ByIssuer(list) => list.iter().map(|(iss, _)| iss.clone()).collect(),
-            };
+            let issuers: Vec<String> = verifiers.issuers().flatten().cloned().collect();
             let mut methods = Vec::new();
             if sources
                 .iter()
@@ -208,19 +205,10 @@ fn realm(params: &str) -> &str {
     ""
 }
 
-/// `"value"` as an RFC 9110 §5.6.4 quoted-string, dropping anything outside visible ASCII.
+/// `value` as an RFC 9110 §5.6.4 quoted-string (the escaping of the `Bearer` challenge).
 fn push_quoted(out: &mut String, value: &str) {
     out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            ' '..='~' => out.push(c),
-            _ => {}
-        }
-    }
+    crate::response::push_quoted(out, value);
     out.push('"');
 }
 

@@ -133,7 +133,7 @@ pub(crate) fn challenge(
 
 /// RFC 9110 §5.6.4 quoted-string content; RFC 6750 §3 limits the values to %x20-21 / %x23-5B /
 /// %x5D-7E, so `"` and `\` are escaped and anything else outside visible ASCII is dropped.
-fn push_quoted(out: &mut String, s: &str) {
+pub(crate) fn push_quoted(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' | '\\' => {

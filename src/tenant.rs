@@ -131,7 +131,6 @@ impl Verifiers {
     }
 
     /// Each verifier's configured issuers, in index order.
-    #[cfg(feature = "metrics")]
     pub(crate) fn issuers(&self) -> impl Iterator<Item = &[String]> {
         let all: Vec<&Verifier> = match self {
             Verifiers::One(verifier) => vec![verifier],
