@@ -42,6 +42,14 @@ pub(crate) fn sha256(bytes: &[u8]) -> Option<Vec<u8>> {
     (provider().key_utils.compute_digest)(bytes, jsonwebtoken::jwk::ThumbprintHash::SHA256).ok()
 }
 
+/// HMAC-SHA-256 of `message` under the secret `key`, through [`provider`]: DPoP nonces and
+/// the issuer's secret fingerprint.
+#[cfg(any(feature = "issue", feature = "dpop"))]
+pub(crate) fn hmac_sha256(key: &jsonwebtoken::EncodingKey, message: &[u8]) -> Option<Vec<u8>> {
+    let signer = (provider().signer_factory)(&jsonwebtoken::Algorithm::HS256, key).ok()?;
+    signer.try_sign(message).ok()
+}
+
 /// A compact JWS (RFC 7515 §7.1) of `header` and `claims`, signed with `key` under `alg`
 /// through [`provider`]: what `TokenIssuer` and the testing kit sign with.
 #[cfg(any(feature = "issue", feature = "test-util"))]

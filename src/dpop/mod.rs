@@ -333,10 +333,12 @@ impl DpopCheck {
         // A dot segment (`.`, `..`, also percent-encoded) would make the URL the proof is
         // checked against differ from the path the application routes the request by: such a
         // request is refused, not normalised (§4.3 point 9, §11.1).
-        if uri.path().split('/').any(|segment| {
-            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
-            segment == "." || segment == ".."
-        }) {
+        const DOTS: [&str; 6] = [".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"];
+        if uri
+            .path()
+            .split('/')
+            .any(|segment| DOTS.iter().any(|dots| segment.eq_ignore_ascii_case(dots)))
+        {
             return Err(AuthError::InvalidDpopProof);
         }
         let url = format!("{}{}", self.base_url, uri.path());

@@ -13,8 +13,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::EncodingKey;
 use subtle::ConstantTimeEq;
 
-use crate::backend::provider;
-
 /// How long a nonce stays current.
 pub(crate) const NONCE_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -38,9 +36,7 @@ impl Nonces {
         let mut message = Vec::with_capacity(18);
         message.extend_from_slice(b"dpop-nonce");
         message.extend_from_slice(&issued.to_be_bytes());
-        let signer =
-            (provider().signer_factory)(&jsonwebtoken::Algorithm::HS256, &self.key).ok()?;
-        let mut tag = signer.try_sign(&message).ok()?;
+        let mut tag = crate::backend::hmac_sha256(&self.key, &message)?;
         tag.truncate(TAG_LEN);
         Some(tag)
     }
