@@ -24,6 +24,8 @@ mod audit;
 mod audit11;
 #[cfg(feature = "redis")]
 mod audit12;
+#[cfg(feature = "redis")]
+mod audit12b;
 #[cfg(feature = "dpop")]
 mod audit13;
 mod axum;

@@ -323,7 +323,11 @@ impl Feed {
         conn: &mut MultiplexedConnection,
         records: Vec<(Vec<u8>, Record)>,
     ) -> Result<(), RevocationError> {
+        // A record of another type than a string (another tool's key under the prefix) makes
+        // its `GET` fail: that answer is read as "not a number" below, never as a failed
+        // snapshot.
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for (key, _) in &records {
             pipe.cmd("EXPIRETIME").arg(key).get(key);
         }

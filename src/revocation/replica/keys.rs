@@ -112,12 +112,17 @@ pub(super) const USE_ONCE: &str = concat!(
 );
 
 /// Raises a subject's "not before" and its expiry (never lowers either) and appends the
-/// result to the stream, atomically; returns both.
+/// result to the stream, atomically; returns both. A record that holds no number, or is not a
+/// string at all (written by another tool), revokes every token of the subject, as the
+/// snapshot reads it, and is replaced by one that says so.
 ///
 /// KEYS: record, stream, counter. ARGV: not before, `EXAT`, trim window (ms), iss (empty:
 /// none), sub.
 pub(super) const REVOKE_SUBJECT: &str = concat!(
-    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n",
+    "local kind = redis.call('TYPE', KEYS[1]).ok\n",
+    "local cur = 0\n",
+    "if kind == 'string' then cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
+    "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
     "local before = math.max(cur, tonumber(ARGV[1]))\n",
     "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
     "redis.call('SET', KEYS[1], before, 'EXAT', keep)\n",
