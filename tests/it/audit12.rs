@@ -8,50 +8,21 @@
 
 use crate::common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
+use common::replica::*;
 use common::sessions::{REFRESH_SECRET, Roles};
 use common::*;
 use tower_jwt_auth::issue::{RefreshError, RefreshTokens};
-use tower_jwt_auth::revocation::{
-    RedisRevocation, ReplicatedRevocation, Revocation, RevocationStore, TokenId,
-};
+use tower_jwt_auth::revocation::{RedisRevocation, Revocation, RevocationStore, TokenId};
 
 /// A deadline against a hang, not a latency check.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-async fn replica(redis: &RedisServer) -> Arc<ReplicatedRevocation> {
-    Arc::new(
-        RedisRevocation::connect(&redis.url())
-            .await
-            .unwrap()
-            .replicate()
-            .await
-            .unwrap(),
-    )
-}
-
-async fn bounded_replica(redis: &RedisServer, bound: Duration) -> Arc<ReplicatedRevocation> {
-    Arc::new(
-        RedisRevocation::connect(&redis.url())
-            .await
-            .unwrap()
-            .replicate()
-            .await
-            .unwrap()
-            .max_staleness(bound),
-    )
-}
-
 fn sessions(store: Arc<dyn RevocationStore>) -> RefreshTokens<Roles> {
     RefreshTokens::<Roles>::new(access_issuer(), REFRESH_SECRET, store).unwrap()
-}
-
-fn jti(j: &str) -> TokenId<'_> {
-    TokenId::new(None, Some(j), None, None)
 }
 
 /// Polls `f` every 10 ms until it returns `Some`, for at most `within`.
@@ -70,68 +41,6 @@ where
     }
 }
 
-/// Polls `f` for `within`; true as soon as it returns true, false if it never did.
-async fn becomes_true<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if f().await {
-            return true;
-        }
-        if started.elapsed() >= within {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn revoked(store: &ReplicatedRevocation, id: TokenId<'_>) -> Option<bool> {
-    store.is_revoked(id).await.ok()
-}
-
-async fn flushall(redis: &RedisServer) {
-    let mut conn = redis.inspect().await;
-    redis::cmd("FLUSHALL")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-}
-
-async fn exists(redis: &RedisServer, key: &str) -> bool {
-    let mut conn = redis.inspect().await;
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
-/// The data directory of a persistent `RedisServer` (see common/redis_server.rs).
-fn data_dir(redis: &RedisServer) -> PathBuf {
-    let url = redis.url();
-    let port = url
-        .trim_start_matches("redis://127.0.0.1:")
-        .trim_end_matches('/');
-    std::env::temp_dir().join(format!(
-        "tower-jwt-auth-redis-{}-{port}",
-        std::process::id()
-    ))
-}
-
-fn copy_dir(from: &PathBuf, to: &PathBuf) {
-    let _ = std::fs::remove_dir_all(to);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 // =============================================================================================
 // Regressions: the properties the audit found broken, now held.
 // =============================================================================================
@@ -147,7 +56,7 @@ fn copy_dir(from: &PathBuf, to: &PathBuf) {
 #[tokio::test]
 async fn regression_a_restored_backup_is_found_even_after_new_writes() {
     let mut redis = RedisServer::start_persistent().await;
-    let dir = data_dir(&redis);
+    let dir = redis.data_dir().clone();
     assert!(dir.exists(), "{dir:?}");
     let backup = dir.with_extension("backup");
     let bound = Duration::from_millis(500);
@@ -193,7 +102,7 @@ async fn regression_a_restored_backup_is_found_even_after_new_writes() {
         async move { revoked(&b, jti("after-backup")).await == Some(true) }
     })
     .await;
-    let in_redis = exists(&redis, "jwt:jti:after-backup").await;
+    let in_redis = redis.exists("jwt:jti:after-backup").await;
     let consistent = b.is_revoked_consistent(jti("after-backup")).await.unwrap();
     let respendable = b.use_once("spent-refresh-jti", exp).await.unwrap();
     assert!(
@@ -220,7 +129,7 @@ async fn regression_a_spent_refresh_token_stays_spent_after_a_redis_flush() {
     // The server's own copy knows the refresh token is spent.
     assert_eq!(revoked(&store, jti(&pair.refresh.jti)).await, Some(true));
 
-    flushall(&redis).await;
+    redis.flushall().await;
     let second = sessions.refresh(&stolen).await;
     assert!(
         matches!(second, Err(RefreshError::ReuseDetected)),
@@ -246,7 +155,7 @@ async fn regression_a_revoked_family_stays_revoked_after_a_redis_flush() {
         Err(RefreshError::Revoked)
     ));
 
-    flushall(&redis).await;
+    redis.flushall().await;
     let again = sessions.refresh(&pair.refresh.token).await;
     assert!(
         matches!(again, Err(RefreshError::Revoked)),
@@ -361,7 +270,7 @@ redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*',
         .await
         .unwrap();
     assert!(
-        exists(&redis, "jwt:jti:stolen").await,
+        redis.exists("jwt:jti:stolen").await,
         "the record is written"
     );
     let left: u64 = redis::cmd("XLEN")
@@ -520,7 +429,7 @@ async fn holds_revocations_during_the_start_snapshot_are_not_lost() {
 #[tokio::test]
 async fn holds_backup_restore_without_intervening_write_is_detected() {
     let mut redis = RedisServer::start_persistent().await;
-    let dir = data_dir(&redis);
+    let dir = redis.data_dir().clone();
     let backup = dir.with_extension("backup2");
     let a = replica(&redis).await;
     let exp = now() + 3600;
@@ -533,7 +442,7 @@ async fn holds_backup_restore_without_intervening_write_is_detected() {
     let _ = std::fs::remove_dir_all(&backup);
     redis.spawn().await;
     poll(PATIENCE, "A writes the lost entry back", || async {
-        exists(&redis, "jwt:jti:after-backup").await.then_some(())
+        redis.exists("jwt:jti:after-backup").await.then_some(())
     })
     .await;
     let b = replica(&redis).await;

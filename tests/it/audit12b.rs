@@ -8,97 +8,16 @@
 
 use crate::common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
+use common::replica::*;
 use common::*;
-use tower_jwt_auth::revocation::{
-    RedisRevocation, ReplicatedRevocation, Revocation, RevocationStore, TokenId,
-};
+use tower_jwt_auth::revocation::{RedisRevocation, Revocation, RevocationStore, TokenId};
 
 const PATIENCE: Duration = Duration::from_secs(15);
-
-async fn replica(redis: &RedisServer) -> Arc<ReplicatedRevocation> {
-    Arc::new(
-        RedisRevocation::connect(&redis.url())
-            .await
-            .unwrap()
-            .replicate()
-            .await
-            .unwrap(),
-    )
-}
-
-fn jti(j: &str) -> TokenId<'_> {
-    TokenId::new(None, Some(j), None, None)
-}
-
-async fn revoked(store: &ReplicatedRevocation, id: TokenId<'_>) -> Option<bool> {
-    store.is_revoked(id).await.ok()
-}
-
-/// Polls `f` every 10 ms; true as soon as it returns true, false if it never did within.
-async fn becomes_true<F, Fut>(within: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if f().await {
-            return true;
-        }
-        if started.elapsed() >= within {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-async fn exists(redis: &RedisServer, key: &str) -> bool {
-    let mut conn = redis.inspect().await;
-    redis::cmd("EXISTS")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
-async fn get_u64(redis: &RedisServer, key: &str) -> u64 {
-    let mut conn = redis.inspect().await;
-    let v: Option<u64> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    v.unwrap_or(0)
-}
-
-/// The data directory of a persistent `RedisServer` (see common/redis_server.rs).
-fn data_dir(redis: &RedisServer) -> PathBuf {
-    let url = redis.url();
-    let port = url
-        .trim_start_matches("redis://127.0.0.1:")
-        .trim_end_matches('/');
-    std::env::temp_dir().join(format!(
-        "tower-jwt-auth-redis-{}-{port}",
-        std::process::id()
-    ))
-}
-
-fn copy_dir(from: &PathBuf, to: &PathBuf) {
-    let _ = std::fs::remove_dir_all(to);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 // =============================================================================================
 // Regressions: the properties the audit found broken, now held.
@@ -118,7 +37,7 @@ fn copy_dir(from: &PathBuf, to: &PathBuf) {
 #[tokio::test]
 async fn regression_a_subject_record_without_a_number_never_stops_a_restore() {
     let mut redis = RedisServer::start_persistent().await;
-    let dir = data_dir(&redis);
+    let dir = redis.data_dir().clone();
     let backup = dir.with_extension("backup12b");
     let exp = now() + 3600;
     {
@@ -147,7 +66,7 @@ async fn regression_a_subject_record_without_a_number_never_stops_a_restore() {
 
     // A finds the rewind (counter below what it applied) and writes back.
     let written_back = becomes_true(PATIENCE, || async {
-        exists(&redis, "jwt:jti:after-backup").await
+        redis.exists("jwt:jti:after-backup").await
     })
     .await;
     let a2 = a.clone();
@@ -165,13 +84,13 @@ async fn regression_a_subject_record_without_a_number_never_stops_a_restore() {
     )
     .await;
     let b_started = matches!(b, Ok(Ok(_)));
-    let seq = get_u64(&redis, "jwt:seq").await;
+    let seq = redis.get_u64("jwt:seq").await;
     assert!(
         written_back && a_recovers && b_started,
         "a restore never completes while a non-numeric subject record is in Redis: lost jti \
          written back: {written_back}, A answers checks again: {a_recovers}, a new server \
          starts within 10 s: {b_started} (restore marker present: {}, counter: {seq})",
-        exists(&redis, "jwt:restoring").await
+        redis.exists("jwt:restoring").await
     );
 }
 
@@ -287,7 +206,7 @@ async fn holds_concurrent_writes_never_trigger_a_spurious_restore() {
     done.store(true, Ordering::Relaxed);
     watcher.await.unwrap();
     assert!(!seen_marker.load(Ordering::Relaxed), "a spurious restore");
-    assert_eq!(get_u64(&redis, "jwt:seq").await, 8000);
+    assert_eq!(redis.get_u64("jwt:seq").await, 8000);
 }
 
 /// `use_once` local-first never refuses a legitimate first use: a `jti` that lost the `SET NX`
@@ -337,7 +256,7 @@ async fn holds_a_second_restart_mid_restore_converges() {
     let victim = TokenId::new(Some(ISSUER), Some("victim-jti"), Some("victim"), Some(t));
     redis.restart().await;
     // Wait until A is writing back (the counter rises), then empty Redis again.
-    let restoring = becomes_true(PATIENCE, || async { get_u64(&redis, "jwt:seq").await > 0 }).await;
+    let restoring = becomes_true(PATIENCE, || async { redis.get_u64("jwt:seq").await > 0 }).await;
     assert!(restoring);
     redis.restart().await;
     let b = replica(&redis).await;

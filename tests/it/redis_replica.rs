@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::api::Api;
 use common::redis_server::RedisServer;
+use common::replica::{bounded_replica, replica};
 use common::sessions::{
     REFRESH_SECRET, Roles, SessionServer, access_token_at, issue, refreshed, refused, routes,
 };
@@ -33,24 +34,6 @@ const PATIENCE: Duration = Duration::from_secs(15);
 
 const REVOKED: &str =
     "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token revoked\"";
-
-async fn replica(redis: &RedisServer) -> Arc<ReplicatedRevocation> {
-    Arc::new(connect(redis).await)
-}
-
-/// [`replica`] failing closed once its feed is [`BOUND`] old.
-async fn bounded_replica(redis: &RedisServer) -> Arc<ReplicatedRevocation> {
-    Arc::new(connect(redis).await.max_staleness(BOUND))
-}
-
-async fn connect(redis: &RedisServer) -> ReplicatedRevocation {
-    RedisRevocation::connect(&redis.url())
-        .await
-        .unwrap()
-        .replicate()
-        .await
-        .unwrap()
-}
 
 /// A server of the fleet: `/me` behind a layer that checks `store`, failing closed.
 async fn server(store: Arc<ReplicatedRevocation>) -> Api {
@@ -321,7 +304,10 @@ async fn a_follower_back_after_its_entries_were_trimmed_reads_the_records() {
 #[tokio::test]
 async fn redis_restarted_with_its_data_fails_closed_then_recovers() {
     let mut redis = RedisServer::start_persistent().await;
-    let (store_a, store_b) = (bounded_replica(&redis).await, bounded_replica(&redis).await);
+    let (store_a, store_b) = (
+        bounded_replica(&redis, BOUND).await,
+        bounded_replica(&redis, BOUND).await,
+    );
     let a = server(store_a.clone()).await;
     let b = server(store_b.clone()).await;
     let valid = issue("alice");
@@ -383,7 +369,10 @@ async fn redis_restarted_with_its_data_fails_closed_then_recovers() {
 #[tokio::test]
 async fn redis_restarted_empty_is_detected_and_the_servers_write_back_what_they_hold() {
     let mut redis = RedisServer::start().await;
-    let (store_a, store_b) = (bounded_replica(&redis).await, bounded_replica(&redis).await);
+    let (store_a, store_b) = (
+        bounded_replica(&redis, BOUND).await,
+        bounded_replica(&redis, BOUND).await,
+    );
     let a = server(store_a.clone()).await;
     let b = server(store_b.clone()).await;
     let valid = issue("alice");
@@ -573,7 +562,7 @@ fn a_redis_that_may_evict_revocations_is_warned_about_at_start() {
     // when it is (see `tracing::one_event_per_rejection_without_the_token`).
     rt.block_on(async {
         policy("allkeys-lru").await;
-        connect(&redis).await;
+        replica(&redis).await;
     });
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
@@ -583,14 +572,14 @@ fn a_redis_that_may_evict_revocations_is_warned_about_at_start() {
         .finish();
     tracing::subscriber::with_default(subscriber, || {
         rt.block_on(async {
-            connect(&redis).await;
+            replica(&redis).await;
             let warned = capture.text();
             assert!(
                 warned.contains("maxmemory-policy") && warned.contains("allkeys-lru"),
                 "{warned}"
             );
             policy("noeviction").await;
-            connect(&redis).await;
+            replica(&redis).await;
             assert_eq!(capture.text(), warned, "no warning with noeviction");
         });
     });

@@ -16,6 +16,8 @@ pub mod oidc;
 pub mod oneshot;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "redis")]
+pub mod replica;
 pub mod server;
 pub mod sessions;
 

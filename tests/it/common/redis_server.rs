@@ -152,6 +152,43 @@ impl RedisServer {
         let mut conn = self.inspect().await;
         redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
     }
+
+    /// Whether `key` exists, over a new connection.
+    pub async fn exists(&self, key: &str) -> bool {
+        let mut conn = self.inspect().await;
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// The number stored at `key` (0 when there is none), over a new connection.
+    pub async fn get_u64(&self, key: &str) -> u64 {
+        let mut conn = self.inspect().await;
+        let value: Option<u64> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        value.unwrap_or(0)
+    }
+
+    /// Empties every database (`FLUSHALL`): what a Redis that lost its data looks like.
+    pub async fn flushall(&self) {
+        let mut conn = self.inspect().await;
+        redis::cmd("FLUSHALL")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// The data directory of a persistent server.
+    pub fn data_dir(&self) -> &PathBuf {
+        self.dir
+            .as_ref()
+            .expect("a persistent server (start_persistent)")
+    }
 }
 
 impl Drop for RedisServer {

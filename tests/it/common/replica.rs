@@ -1,0 +1,69 @@
+//! What the tests of `ReplicatedRevocation` share: stores on a real `redis-server`, polls with
+//! a deadline, and a copy of a persistent server's data (a backup).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tower_jwt_auth::revocation::{RedisRevocation, ReplicatedRevocation, Revocation, TokenId};
+
+use super::redis_server::RedisServer;
+
+/// A replicated store on `redis`, with the default staleness bound.
+pub async fn replica(redis: &RedisServer) -> Arc<ReplicatedRevocation> {
+    Arc::new(connect(redis).await)
+}
+
+/// A replicated store on `redis` failing closed once its feed is `bound` old.
+pub async fn bounded_replica(redis: &RedisServer, bound: Duration) -> Arc<ReplicatedRevocation> {
+    Arc::new(connect(redis).await.max_staleness(bound))
+}
+
+async fn connect(redis: &RedisServer) -> ReplicatedRevocation {
+    RedisRevocation::connect(&redis.url())
+        .await
+        .unwrap()
+        .replicate()
+        .await
+        .unwrap()
+}
+
+/// The identity of a token that has only a `jti`.
+pub fn jti(j: &str) -> TokenId<'_> {
+    TokenId::new(None, Some(j), None, None)
+}
+
+/// `store`'s answer for `id`; `None` while it fails closed.
+pub async fn revoked(store: &ReplicatedRevocation, id: TokenId<'_>) -> Option<bool> {
+    store.is_revoked(id).await.ok()
+}
+
+/// Polls `f` every 10 ms; true as soon as it returns true, false if it never did within.
+pub async fn becomes_true<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if f().await {
+            return true;
+        }
+        if started.elapsed() >= within {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Copies the directory `from` to `to` (replacing it), attributes kept.
+pub fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
