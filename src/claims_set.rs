@@ -17,7 +17,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::token::{CowStr, MemberSet};
 use crate::validation::AudienceCheck::{Match, NoMatch};
-use crate::validation::{ClaimsPolicy, Registered};
+use crate::validation::{ClaimsPolicy, Confirmations, Registered};
 
 /// Reads the registered claims of `payload`, a whole JSON object and nothing after it.
 pub(crate) fn read<'a>(
@@ -58,6 +58,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 "iss" => r.iss = Some(map.next_value::<CowStr<'de>>()?.0),
                 "sub" => r.sub = Some(map.next_value::<CowStr<'de>>()?.0),
                 "jti" => r.jti = Some(map.next_value::<CowStr<'de>>()?.0),
+                "cnf" => r.cnf = map.next_value::<Cnf>()?.0,
                 "aud" => {
                     let Audience(aud) = map.next_value()?;
                     let hit = aud
@@ -85,6 +86,31 @@ fn numeric_date<E: de::Error>(v: f64) -> Result<f64, E> {
 }
 
 /// `aud`: a string or an array of strings (RFC 7519 §4.1.3); anything else is refused.
+/// The confirmation methods a `cnf` claim names: its member names (RFC 7800 §3.1: a JSON
+/// object). Their values are read where a method is checked (`crate::cnf`).
+struct Cnf(Confirmations);
+
+impl<'de> de::Deserialize<'de> for Cnf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cnf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a confirmation claim (a JSON object)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cnf, A::Error> {
+                let mut methods = Confirmations::NONE;
+                while let Some(CowStr(name)) = map.next_key::<CowStr<'de>>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    methods = methods.with(Confirmations::named(&name));
+                }
+                Ok(Cnf(methods))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 struct Audience<'de>(Vec<Cow<'de, str>>);
 
 impl<'de> de::Deserialize<'de> for Audience<'de> {

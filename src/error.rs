@@ -141,6 +141,14 @@ pub enum AuthError {
     /// without it (RFC 8705 §3).
     #[error("client certificate does not match the token")]
     CertificateMismatch,
+    /// The token is bound to a key or certificate (its `cnf` claim, RFC 7800 §3.1) by a
+    /// confirmation method this layer does not check: `jkt` without
+    /// [`dpop`](crate::JwtAuthBuilder::dpop), `x5t#S256` without
+    /// [`certificate_bound_tokens`](crate::JwtAuthBuilder::certificate_bound_tokens), or any
+    /// other. Accepting it as a bearer token would drop the binding its issuer asked for
+    /// (unless [`accept_bound_tokens_as_bearer`](crate::JwtAuthBuilder::accept_bound_tokens_as_bearer)).
+    #[error("token bound by a confirmation method this resource does not check")]
+    UnsupportedConfirmation,
 }
 
 impl AuthError {
@@ -207,7 +215,7 @@ impl AuthError {
 
     /// Every reason whose response is the same whatever the request: their challenges are
     /// built once per responder. `InsufficientScope` names a route's scope, so it is not here.
-    pub(crate) const FIXED: [AuthError; 31] = [
+    pub(crate) const FIXED: [AuthError; 32] = [
         AuthError::MissingToken,
         AuthError::MultipleTokens,
         AuthError::MalformedCredentials,
@@ -241,6 +249,7 @@ impl AuthError {
         AuthError::DpopKeyMismatch,
         AuthError::UseDpopNonce,
         AuthError::CertificateMismatch,
+        AuthError::UnsupportedConfirmation,
     ];
 
     /// This reason's index in [`FIXED`](Self::FIXED), if it has one.
@@ -277,6 +286,7 @@ impl AuthError {
             AuthError::DpopKeyMismatch => 28,
             AuthError::UseDpopNonce => 29,
             AuthError::CertificateMismatch => 30,
+            AuthError::UnsupportedConfirmation => 31,
             AuthError::InsufficientScope { .. } => return None,
         })
     }
@@ -316,6 +326,7 @@ impl AuthError {
             AuthError::DpopKeyMismatch => "dpop_key_mismatch",
             AuthError::UseDpopNonce => "use_dpop_nonce",
             AuthError::CertificateMismatch => "certificate_mismatch",
+            AuthError::UnsupportedConfirmation => "unsupported_confirmation",
         }
     }
 }

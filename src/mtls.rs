@@ -9,7 +9,10 @@
 //! which the TLS layer in front of it puts into the request's extensions as a
 //! [`ClientCertificate`]. A token with `x5t#S256` is refused (401 `invalid_token`, §3) when
 //! the request carries no certificate or another one; a token without it is not affected.
-//! Without the setting, `x5t#S256` is not looked at.
+//! Without the setting, the layer cannot check the binding, so a token with `x5t#S256` is
+//! refused too ([`AuthError::UnsupportedConfirmation`]),
+//! unless [`accept_bound_tokens_as_bearer`](crate::JwtAuthBuilder::accept_bound_tokens_as_bearer)
+//! says to take it as a bearer token.
 //!
 //! The layer trusts that the TLS layer checked the certificate chain and the handshake (the
 //! certificate may be self-signed, §2.2): whoever can insert a [`ClientCertificate`] decides

@@ -18,6 +18,10 @@ pub(crate) struct ClaimsPolicy {
     pub required: Vec<String>,
     /// What "now" is for every time check.
     pub clock: Clock,
+    /// The confirmation methods the layer checks (DPoP, client certificates).
+    pub confirmations: Confirmations,
+    /// A token bound by a method the layer does not check passes as a bearer token.
+    pub bound_as_bearer: bool,
 }
 
 impl Default for ClaimsPolicy {
@@ -31,6 +35,8 @@ impl Default for ClaimsPolicy {
             max_lifetime: None,
             required: Vec::new(),
             clock: Clock::system(),
+            confirmations: Confirmations::NONE,
+            bound_as_bearer: false,
         }
     }
 }
@@ -112,7 +118,47 @@ impl ClaimsPolicy {
                 AudienceCheck::Match => {}
             }
         }
+        // RFC 7800 §3.1: a confirmation method binds the token to its holder's key; one this
+        // layer does not check would turn it back into a bearer token.
+        if !self.bound_as_bearer && !reg.cnf.within(self.confirmations) {
+            return Err(AuthError::UnsupportedConfirmation);
+        }
         Ok(())
+    }
+}
+
+/// A set of confirmation methods, the members of a `cnf` claim (RFC 7800 §3.1): those a token
+/// is bound by, or those a layer checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Confirmations(u8);
+
+impl Confirmations {
+    /// No method: a token without `cnf` (or with an empty one), a layer that checks none.
+    pub const NONE: Confirmations = Confirmations(0);
+    /// `jkt`, the thumbprint of a DPoP key (RFC 9449 §6.1).
+    pub const JKT: Confirmations = Confirmations(1);
+    /// `x5t#S256`, the thumbprint of a client certificate (RFC 8705 §3.1).
+    pub const X5T_S256: Confirmations = Confirmations(2);
+    /// Any other method (RFC 7800's `jwk`, `jwe`, `kid`, `jku`, …): none is checked here.
+    const OTHER: Confirmations = Confirmations(4);
+
+    /// The method a `cnf` member name stands for.
+    pub fn named(name: &str) -> Confirmations {
+        match name {
+            "jkt" => Confirmations::JKT,
+            "x5t#S256" => Confirmations::X5T_S256,
+            _ => Confirmations::OTHER,
+        }
+    }
+
+    /// Both sets.
+    pub fn with(self, other: Confirmations) -> Confirmations {
+        Confirmations(self.0 | other.0)
+    }
+
+    /// True when every method of `self` is in `checked`.
+    fn within(self, checked: Confirmations) -> bool {
+        self.0 & !checked.0 == 0
     }
 }
 
@@ -154,6 +200,8 @@ pub(crate) struct Registered<'a> {
     pub aud: AudienceCheck,
     /// Bit `i` is set when the `i`th name of [`ClaimsPolicy::required`] is present.
     pub required_seen: u64,
+    /// The confirmation methods of `cnf`.
+    pub cnf: Confirmations,
 }
 
 #[cfg(test)]
@@ -241,6 +289,44 @@ mod tests {
             ),
         ] {
             assert_eq!(check(&p, json), want, "{json}");
+        }
+    }
+
+    #[test]
+    fn confirmation_methods_pass_only_where_checked() {
+        use AuthError::{MalformedClaims as Bad, UnsupportedConfirmation as Unchecked};
+        let jkt = r#"{"exp":1000100,"cnf":{"jkt":"abc"}}"#;
+        let x5t = r#"{"exp":1000100,"cnf":{"x5t#S256":"abc"}}"#;
+        let both = r#"{"exp":1000100,"cnf":{"jkt":"a","x5t#S256":"b"}}"#;
+        let jwk = r#"{"exp":1000100,"cnf":{"jwk":{"kty":"OKP"}}}"#;
+        let empty = r#"{"exp":1000100,"cnf":{}}"#;
+        let layer = |methods: Confirmations, bearer: bool| ClaimsPolicy {
+            confirmations: methods,
+            bound_as_bearer: bearer,
+            ..ClaimsPolicy::default()
+        };
+        let none = layer(Confirmations::NONE, false);
+        let dpop = layer(Confirmations::JKT, false);
+        let all = layer(Confirmations::JKT.with(Confirmations::X5T_S256), false);
+        let bearer = layer(Confirmations::NONE, true);
+        for (p, json, want) in [
+            (&none, r#"{"exp":1000100}"#, Ok(())),
+            (&none, empty, Ok(())),
+            (&none, jkt, Err(Unchecked)),
+            (&none, x5t, Err(Unchecked)),
+            (&none, jwk, Err(Unchecked)),
+            (&dpop, jkt, Ok(())),
+            (&dpop, x5t, Err(Unchecked)),
+            (&dpop, both, Err(Unchecked)),
+            (&all, both, Ok(())),
+            (&all, jwk, Err(Unchecked)),
+            (&bearer, both, Ok(())),
+            (&bearer, jwk, Ok(())),
+            // RFC 7800 §3.1: `cnf` is a JSON object.
+            (&bearer, r#"{"exp":1000100,"cnf":"jkt"}"#, Err(Bad)),
+            (&none, r#"{"exp":1000100,"cnf":null}"#, Err(Bad)),
+        ] {
+            assert_eq!(check(p, json), want, "{json}");
         }
     }
 

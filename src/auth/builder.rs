@@ -14,7 +14,7 @@ use crate::resource::ResourceConfig;
 use crate::revocation::Revocation;
 use crate::source::Source;
 use crate::tenant::Verifiers;
-use crate::validation::{ClaimsPolicy, MAX_REQUIRED_CLAIMS};
+use crate::validation::{ClaimsPolicy, Confirmations, MAX_REQUIRED_CLAIMS};
 use crate::verify::Verifier;
 use crate::{Algorithm, BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant, TokenSource};
 
@@ -25,7 +25,9 @@ use crate::{Algorithm, BuildError, Clock, CsrfPolicy, Jwks, Key, Rfc6750, Tenant
 /// jsonwebtoken's own validation has gaps a middleware must close (its `nbf` check is off by
 /// default, `iss`/`aud` are checked only when present, `typ` never), so the registered claims
 /// are read by the crate's own strict reader (wrong JSON types and repeated claims refused) and
-/// checked here, before the application's claims type is read.
+/// checked here, before the application's claims type is read. A token bound to its holder's
+/// key or certificate (`cnf`, RFC 7800 §3.1) passes only when the layer checks that binding
+/// ([`dpop`](Self::dpop), [`certificate_bound_tokens`](Self::certificate_bound_tokens)).
 ///
 /// The policy is configured on [`JwtAuthBuilder`](crate::JwtAuthBuilder):
 ///
@@ -475,6 +477,17 @@ impl<C, R> JwtAuthBuilder<C, R> {
         self
     }
 
+    /// Accepts a token bound to a key or a certificate (its `cnf` claim, RFC 7800 §3.1) by a
+    /// method this layer does not check, as a bearer token. Off by default: such a token is
+    /// refused ([`AuthError::UnsupportedConfirmation`](crate::AuthError::UnsupportedConfirmation)), since its issuer meant it for its
+    /// holder alone; the layer checks `jkt` with [`dpop`](Self::dpop) and `x5t#S256` with
+    /// [`certificate_bound_tokens`](Self::certificate_bound_tokens). For a resource server
+    /// that cannot check the binding yet while its authorization server already binds tokens.
+    pub fn accept_bound_tokens_as_bearer(mut self) -> Self {
+        self.policy.bound_as_bearer = true;
+        self
+    }
+
     /// Answers refused requests with `responder` instead of [`Rfc6750`].
     pub fn responder<R2>(self, responder: R2) -> JwtAuthBuilder<C, R2> {
         JwtAuthBuilder {
@@ -587,6 +600,14 @@ impl<C, R> JwtAuthBuilder<C, R> {
             return Err(BuildError::InvalidSetting(
                 "the leeway is longer than the revocation store's retention margin",
             ));
+        }
+        // The confirmation methods this layer checks, before the verifiers copy the policy.
+        #[cfg(feature = "dpop")]
+        if self.resource.dpop.is_some() {
+            self.policy.confirmations = self.policy.confirmations.with(Confirmations::JKT);
+        }
+        if self.resource.certificate_bound {
+            self.policy.confirmations = self.policy.confirmations.with(Confirmations::X5T_S256);
         }
         let public = PublicPaths::new(&self.public_paths)?;
         let verifiers = self.build_verifiers()?;

@@ -38,7 +38,7 @@
 //!
 //! | | Bearer token without `cnf` | Bearer token with `cnf.jkt` | `DPoP` token and proof | challenge |
 //! |---|---|---|---|---|
-//! | off (no `.dpop(..)`) | accepted | accepted (the binding is not looked at) | `DPoP` scheme unknown: no token | `Bearer` |
+//! | off (no `.dpop(..)`) | accepted | 401 `invalid_token` (the binding cannot be checked; [`accept_bound_tokens_as_bearer`](crate::JwtAuthBuilder::accept_bound_tokens_as_bearer) accepts it) | `DPoP` scheme unknown: no token | `Bearer` |
 //! | [`Dpop::allowed`] | accepted | 401 (§7.2) | checked | `Bearer` and `DPoP algs="…"` |
 //! | [`Dpop::required`] | 401 | 401 | checked | `DPoP algs="…"` only |
 //!

@@ -596,16 +596,60 @@ fn verify_outside_a_request_refuses_tokens_that_need_a_proof() {
     assert_eq!(allowed.verify(&plain).unwrap().sub, "alice");
     let required = builder(Dpop::required(BASE)).build().unwrap();
     assert_eq!(required.verify(&plain).err(), Some(AuthError::DpopRequired));
-    // Without DPoP the binding is not looked at.
+    // Without DPoP the binding cannot be checked: refused, unless taken as a bearer token.
     assert_eq!(
         hs256_builder::<TestClaims>()
             .build()
             .unwrap()
             .verify(&bound)
-            .unwrap()
-            .sub,
-        "alice"
+            .err(),
+        Some(AuthError::UnsupportedConfirmation)
     );
+    let as_bearer = hs256_builder::<TestClaims>()
+        .accept_bound_tokens_as_bearer()
+        .build()
+        .unwrap();
+    assert_eq!(as_bearer.verify(&bound).unwrap().sub, "alice");
+}
+
+#[tokio::test]
+async fn a_bound_token_is_refused_by_a_layer_that_cannot_check_its_binding() {
+    let bound = holder("ec").token();
+    // No DPoP on the layer: the key binding cannot be checked (RFC 7800 §3.1).
+    let (url, hits) = start(hs256_builder().build().unwrap()).await;
+    let answer = get_me(&url, "Bearer", &bound, &[]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    let challenge = answer.challenge("Bearer");
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert_eq!(hits.count(), 0, "a refused request reached the handler");
+
+    // A DPoP layer checks `jkt` but not a certificate binding beside it.
+    let holder = holder("ec");
+    let both = hs256_token(json!({
+        "cnf": { "jkt": holder.jkt, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2" }
+    }));
+    let (url, hits) = start(builder(Dpop::required(BASE)).build().unwrap()).await;
+    let answer = get_me(&url, "DPoP", &both, &[&holder.proof(&both)]).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{answer:?}");
+    assert!(
+        answer.challenge("DPoP").contains("error=\"invalid_token\""),
+        "{answer:?}"
+    );
+    assert_eq!(hits.count(), 0, "a refused request reached the handler");
+
+    // Taken as a bearer token when the application says so.
+    let (url, hits) = start(
+        hs256_builder()
+            .accept_bound_tokens_as_bearer()
+            .build()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        get_me(&url, "Bearer", &bound, &[]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(hits.take(), 1);
 }
 
 #[tokio::test]

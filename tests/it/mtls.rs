@@ -147,10 +147,33 @@ async fn a_certificate_bound_token_passes_only_with_its_certificate() {
 }
 
 #[tokio::test]
-async fn without_the_setting_the_certificate_binding_is_not_looked_at() {
-    let (addr, _) = start(hs256_builder().build().unwrap()).await;
+async fn without_the_setting_a_certificate_bound_token_is_refused_unless_taken_as_bearer() {
+    // The layer cannot check the binding, so the token is not a bearer token here either
+    // (RFC 7800 §3.1), whatever certificate comes with it.
+    let (addr, hits) = start(hs256_builder().build().unwrap()).await;
+    for identity in [Some("client-a"), Some("client-b"), None] {
+        me(addr, identity, &bound_token("client-a"))
+            .await
+            .assert_invalid_token(
+                "token bound by a confirmation method this resource does not check",
+            );
+    }
+    assert_eq!(hits.count(), 0, "a refused request reached the handler");
+    assert_eq!(
+        me(addr, None, &hs256_token(json!({}))).await.status,
+        StatusCode::OK
+    );
+
+    let (addr, hits) = start(
+        hs256_builder()
+            .accept_bound_tokens_as_bearer()
+            .build()
+            .unwrap(),
+    )
+    .await;
     let reply = me(addr, Some("client-b"), &bound_token("client-a")).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(hits.take(), 1);
 }
 
 #[test]
