@@ -61,6 +61,8 @@ mod redis_replica;
 mod remote_jwks;
 #[cfg(feature = "remote")]
 mod remote_layer;
+#[cfg(feature = "redis")]
+mod replica_restore;
 mod tenants;
 #[cfg(feature = "test-util")]
 mod testing;

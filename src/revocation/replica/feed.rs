@@ -8,8 +8,11 @@
 //! this server cannot account for every entry: entries were lost (a restart without
 //! persistence, a flush, an older backup or a lagging replica, whatever was written since)
 //! or trimmed before it read them. Both are handled the same way, which is right for both:
-//! write back the copy, then take a new snapshot.
+//! read the records, write back what of the copy they lack (one server at a time, under the
+//! restore marker), and follow the feed from a snapshot taken once Redis lacks nothing (see
+//! [`Feed::restore`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,25 +29,51 @@ use super::{
 /// Records read per `SCAN` step and entries per `XREAD`.
 const BATCH: usize = 1000;
 
-/// Entries written back per pipeline when a lost Redis is restored.
-const REPUBLISH_BATCH: usize = 10_000;
+/// Entries written back per pipeline when a lost Redis is restored: one pipeline of scripts
+/// runs in a few tens of milliseconds, far within [`RESPONSE_TIMEOUT`] even on a loaded Redis,
+/// and a pipeline cut short costs at most this many entries sent twice.
+const REPUBLISH_BATCH: usize = 1000;
 
 /// The longest wait for an answer on the feed's connection: beyond the longest blocking read
 /// (250 ms), short enough that a silent network is noticed and reconnected within seconds.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long the restore marker is held past the last sign of a restore: a new epoch, a loss
-/// found, a batch written back. Longer than a running server takes to find a loss once
-/// Redis answers (its feed reads at least every 250 ms, and reconnects within 1 s of
-/// backoff) and mark it, and than one batch of the write-back takes; so while any server
-/// may still be about to write back, the marker is there.
-const RESTORE_HOLD: Duration = Duration::from_secs(2);
+/// The connection timeout of the feed's connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest pause between two attempts of the feed after an error.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The restore marker's hold: how long it stays past the last sign of a restore (a new epoch,
+/// a loss found, a batch of records read or written back), and how long an owner's claim
+/// runs past its last batch.
+///
+/// A new epoch comes with the marker, which must outlast the time a running server takes to
+/// find the loss once Redis answers and say so (`keep`): at worst the end of a backoff
+/// ([`MAX_BACKOFF`], 1 s), a connection ([`CONNECT_TIMEOUT`], 1 s), one blocking read (250 ms)
+/// and one round trip: 2.25 s and a round trip, under 3 s. A server reading records or
+/// writing back renews it before each batch, and a batch ends within [`RESPONSE_TIMEOUT`]
+/// (2 s). An owner's claim runs one hold past its last batch and the key one hold more (6 s
+/// in all), which outlasts a batch that timed out and the reconnect before the owner renews
+/// its claim and resumes: [`RESPONSE_TIMEOUT`] + [`MAX_BACKOFF`] + [`CONNECT_TIMEOUT`] and a
+/// round trip, 4 s and a round trip. A claim that lapses (the owner stopped) is taken over by
+/// a waiting server within [`POLL`] of its end, while the key is still there.
+const RESTORE_HOLD: Duration = Duration::from_secs(3);
+
+/// How often a server waiting for another's write-back looks at the marker.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long [`Feed::start`] waits for a restore under way before it gives up: a restore of a
+/// few million entries takes seconds, and a marker renewed for longer than this means a
+/// restore that does not end (see [`Feed::restore`]), which no new server can wait out.
+const START_WAIT: Duration = Duration::from_secs(60);
 
 /// The stream id before every entry.
 const START: &str = "0-0";
 
 /// One follower: its connection, the epoch it follows, the last stream id and the last
-/// sequence number it applied.
+/// sequence number it applied, the token that names it as the restore marker's owner, and its
+/// write-back under way, if any.
 pub(super) struct Feed {
     source: RedisRevocation,
     shared: Arc<Shared>,
@@ -52,6 +81,54 @@ pub(super) struct Feed {
     epoch: String,
     last_id: String,
     seq: u64,
+    token: String,
+    pending: Option<WriteBack>,
+}
+
+/// A write-back under way: the entries Redis lacked, and how many of them Redis acknowledged.
+/// Cut short by an error, it resumes at the first unacknowledged batch while this server still
+/// owns the marker (writing an entry twice changes nothing: every value only rises).
+struct WriteBack {
+    entries: Vec<Entry>,
+    done: usize,
+}
+
+/// An entry of the copy to write back, with the instant it is kept until.
+enum Entry {
+    Subject {
+        iss: String,
+        sub: String,
+        before: u64,
+        kept: u64,
+    },
+    Jti {
+        jti: String,
+        kept: u64,
+    },
+}
+
+/// What `MARKER` answered (see [`keys::MARKER`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Marker {
+    /// This server owns the marker.
+    Mine,
+    /// A restore is under way and nobody writes back.
+    Free,
+    /// Another server owns the marker.
+    Other,
+    /// This server does not own the marker (any more).
+    Lost,
+    /// Redis holds another epoch, or none.
+    Epoch,
+}
+
+/// What a snapshot read: the counter and the stream's last id read before the records, and,
+/// for a restore, the expiry and "not before" of every record Redis holds.
+struct Scan {
+    counter: u64,
+    last_id: String,
+    started: Moment,
+    seen: HashMap<Record, (u64, u64)>,
 }
 
 impl Feed {
@@ -71,13 +148,27 @@ impl Feed {
             epoch: String::new(),
             last_id: START.into(),
             seq: 0,
+            token: random_hex()?,
+            pending: None,
         };
         let mut conn = feed.connect().await?;
         #[cfg(feature = "tracing")]
         warn_on_eviction(&mut conn).await;
-        feed.adopt_epoch(&mut conn).await?;
-        feed.await_restores(&mut conn).await?;
-        feed.snapshot(&mut conn).await?;
+        feed.adopt_epoch(&mut conn, false).await?;
+        let waited = tokio::time::timeout(START_WAIT, feed.await_restores(&mut conn)).await;
+        waited.unwrap_or_else(|_| {
+            Err(RevocationError(format!(
+                "redis is being restored by the running servers ({} still held after {:?}); \
+                 try again later",
+                keys::restoring(&feed.source.prefix),
+                START_WAIT
+            )))
+        })?;
+        let Some(scan) = feed.scan(&mut conn, false).await? else {
+            return Err(RevocationError("the start snapshot was interrupted".into()));
+        };
+        feed.resume_after(&scan);
+        feed.shared.confirm(scan.started);
         feed.conn = Some(conn);
         Ok(feed)
     }
@@ -94,7 +185,7 @@ impl Feed {
                     tracing::warn!(error = %_e, "revocation feed interrupted; reconnecting");
                     self.conn = None;
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -102,7 +193,7 @@ impl Feed {
 
     async fn connect(&self) -> Result<MultiplexedConnection, RevocationError> {
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
         self.source
             .client
@@ -204,39 +295,53 @@ impl Feed {
         false
     }
 
-    /// Sets the epoch if Redis has none (holding the restore marker with it), and follows the
-    /// one in place.
+    /// Sets the epoch if Redis has none, with the restore marker (claimed by this server when
+    /// `owned`: it is restoring and will write back), and follows the one in place.
     async fn adopt_epoch(
         &mut self,
         conn: &mut MultiplexedConnection,
+        owned: bool,
     ) -> Result<(), RevocationError> {
-        let mut random = [0u8; 16];
-        getrandom::fill(&mut random)
-            .map_err(|e| RevocationError(format!("no randomness for the epoch: {e}")))?;
-        let fresh: String = random.iter().map(|b| format!("{b:02x}")).collect();
         self.epoch = redis::Script::new(keys::ADOPT_EPOCH)
             .key(keys::epoch(&self.source.prefix))
             .key(keys::restoring(&self.source.prefix))
-            .arg(fresh)
+            .arg(random_hex()?)
             .arg(hold_ms())
+            .arg(if owned { self.token.as_str() } else { "" })
             .invoke_async(conn)
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    /// Holds the restore marker for [`RESTORE_HOLD`] more at least.
-    async fn hold(&self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
-        redis::Script::new(keys::HOLD)
+    /// One owner-checked step on the restore marker (`keep`, `take`, `extend`, `release`: see
+    /// [`keys::MARKER`]), under the epoch this server follows.
+    async fn marker(
+        &self,
+        conn: &mut MultiplexedConnection,
+        step: &str,
+    ) -> Result<Marker, RevocationError> {
+        let answer: String = redis::Script::new(keys::MARKER)
+            .key(keys::epoch(&self.source.prefix))
             .key(keys::restoring(&self.source.prefix))
+            .arg(&self.epoch)
+            .arg(&self.token)
             .arg(hold_ms())
-            .invoke_async::<()>(conn)
+            .arg(step)
+            .invoke_async(conn)
             .await
-            .map_err(err)
+            .map_err(err)?;
+        Ok(match answer.as_str() {
+            "mine" => Marker::Mine,
+            "free" => Marker::Free,
+            "other" => Marker::Other,
+            "epoch" => Marker::Epoch,
+            _ => Marker::Lost,
+        })
     }
 
     /// Waits until the restore marker is gone, re-reading it each time its expiry is due (a
-    /// server still writing back extends it).
+    /// server restoring renews it).
     async fn await_restores(
         &self,
         conn: &mut MultiplexedConnection,
@@ -256,12 +361,44 @@ impl Feed {
         }
     }
 
-    /// Reads the sequence counter and the stream's last id together (one transaction: a write
-    /// script raises the one and appends to the other atomically), then every record under
-    /// the prefix, into the copy; the feed resumes after that id and number. Everything
-    /// written before the counter was read is a record by then (a record and its stream entry
-    /// are written by one script).
-    async fn snapshot(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
+    /// For a restore (`restoring`), says that this server is restoring (the marker's `keep`);
+    /// false when another server owns the marker or Redis holds another epoch.
+    async fn keep(
+        &self,
+        conn: &mut MultiplexedConnection,
+        restoring: bool,
+    ) -> Result<bool, RevocationError> {
+        if !restoring {
+            return Ok(true);
+        }
+        let state = self.marker(conn, "keep").await?;
+        Ok(matches!(state, Marker::Mine | Marker::Free))
+    }
+
+    /// Follows the stream from the point `scan` read: after its last id and number.
+    fn resume_after(&mut self, scan: &Scan) {
+        self.last_id.clone_from(&scan.last_id);
+        self.seq = scan.counter;
+    }
+
+    /// A snapshot: reads the sequence counter and the stream's last id together (one
+    /// transaction: a write script raises the one and appends to the other atomically), then
+    /// every record under the prefix, into the copy. Everything written before the counter was
+    /// read is a record by then (a record and its stream entry are written by one script), and
+    /// everything written after is in the stream past that id.
+    ///
+    /// For a restore (`restoring`), it also notes what Redis holds, and says before the
+    /// counter is read and before each batch of records that this server is restoring (the
+    /// marker's `keep`). It stops, with `None`, as soon as another server owns the marker (a
+    /// writer: the records are incomplete until it is done) or Redis holds another epoch.
+    async fn scan(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        restoring: bool,
+    ) -> Result<Option<Scan>, RevocationError> {
+        if !self.keep(conn, restoring).await? {
+            return Ok(None);
+        }
         let started = Moment::now();
         let prefix = self.source.prefix.clone();
         let (counter, last): (Option<u64>, StreamRangeReply) = redis::pipe()
@@ -283,6 +420,7 @@ impl Feed {
             .into_iter()
             .next()
             .map_or_else(|| START.into(), |e| e.id);
+        let mut seen = HashMap::new();
         let pattern = keys::pattern(&prefix);
         let mut cursor: u64 = 0;
         loop {
@@ -300,40 +438,57 @@ impl Feed {
                 .filter_map(|key| keys::record(&prefix, &key).map(|r| (key, r)))
                 .collect();
             if !records.is_empty() {
-                self.read_records(conn, records).await?;
+                self.read_records(conn, records, restoring.then_some(&mut seen))
+                    .await?;
             }
             if next == 0 {
                 break;
             }
             cursor = next;
+            if !self.keep(conn, restoring).await? {
+                return Ok(None);
+            }
         }
-        self.last_id = last_id;
-        self.seq = counter.unwrap_or(0);
-        self.shared.confirm(started);
-        Ok(())
+        Ok(Some(Scan {
+            counter: counter.unwrap_or(0),
+            last_id,
+            started,
+            seen,
+        }))
     }
 
     /// Reads each record into the copy. A `jti` record revokes its `jti` whatever its value,
     /// as [`RedisRevocation`] reads it (`EXISTS`), so only its expiry is read. A subject
     /// record whose value is not a number cannot say which tokens it reaches: it is read as
     /// revoking all of them ([`RedisRevocation`] fails on it too). A record gone since `SCAN`
-    /// listed it has expired; one without expiry is kept as long as Redis keeps it.
+    /// listed it has expired; one without expiry is kept as long as Redis keeps it. Each
+    /// record read is noted in `seen`, if given, with its expiry and "not before" (0 for a
+    /// `jti`).
     async fn read_records(
         &self,
         conn: &mut MultiplexedConnection,
         records: Vec<(Vec<u8>, Record)>,
+        mut seen: Option<&mut HashMap<Record, (u64, u64)>>,
     ) -> Result<(), RevocationError> {
-        // A record of another type than a string (another tool's key under the prefix) makes
-        // its `GET` fail: that answer is read as "not a number" below, never as a failed
-        // snapshot.
+        // A `jti` record's expiry is all there is to read; a subject's value is read too. A
+        // record of another type than a string (another tool's key under the prefix) makes its
+        // `GET` fail: that answer is read as "not a number" below, never as a failed snapshot.
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for (key, _) in &records {
-            pipe.cmd("EXPIRETIME").arg(key).get(key);
+        for (key, record) in &records {
+            pipe.cmd("EXPIRETIME").arg(key);
+            if matches!(record, Record::Subject { .. }) {
+                pipe.get(key);
+            }
         }
         let values: Vec<Value> = pipe.query_async(conn).await.map_err(err)?;
-        for ((_, record), pair) in records.into_iter().zip(values.chunks(2)) {
-            let [expiry, value] = pair else { continue };
+        let mut values = values.iter();
+        for (_, record) in records {
+            let Some(expiry) = values.next() else { break };
+            let value = match record {
+                Record::Subject { .. } => values.next(),
+                Record::Jti(_) => None,
+            };
             let kept = match redis::from_redis_value_ref::<i64>(expiry) {
                 Ok(-1) => MAX_EXAT,
                 Ok(at) if at > 0 => at.unsigned_abs(),
@@ -341,8 +496,14 @@ impl Feed {
                 _ => continue,
             };
             match record {
-                Record::Jti(jti) => self.shared.local.insert_jti(&jti, kept),
+                Record::Jti(jti) => {
+                    self.shared.local.insert_jti(&jti, kept);
+                    if let Some(seen) = seen.as_deref_mut() {
+                        seen.insert(Record::Jti(jti), (kept, 0));
+                    }
+                }
                 Record::Subject { iss, sub } => {
+                    let Some(value) = value else { break };
                     let before = match redis::from_redis_value_ref::<Option<u64>>(value) {
                         Ok(Some(before)) => before,
                         Ok(None) => continue,
@@ -356,94 +517,212 @@ impl Feed {
                         }
                     };
                     self.shared.local.insert_subject(&iss, &sub, before, kept);
+                    if let Some(seen) = seen.as_deref_mut() {
+                        seen.insert(Record::Subject { iss, sub }, (kept, before));
+                    }
                 }
             }
         }
         Ok(())
     }
 
-    /// Redis lost entries, or this server cannot tell that it did not: the copy is kept
-    /// (entries only leave it by expiry), the epoch adopted, the restore marker held, every
-    /// entry still in force written back (subjects first: one reaches every token of a
-    /// user), and, once no server is writing back any more (the marker is gone), a new
-    /// snapshot taken, which brings in what the others wrote back. Until then the feed is not
-    /// confirmed, and `use_once` and `is_revoked_consistent` fail.
+    /// Redis lost entries, or this server cannot tell that it did not. The copy is kept
+    /// (entries only leave it by expiry) and the epoch adopted (or set, with the marker claimed
+    /// by this server). Then, in turn:
+    ///
+    /// - while another server owns the marker (it writes back), wait;
+    /// - read every record (a snapshot; cut short when a writer takes the marker meanwhile);
+    /// - if Redis holds every entry of the copy in force, with an expiry and a "not before" as
+    ///   late, let go of the marker if this server owns it, wait until the marker is gone (no
+    ///   server restores any more: whatever they wrote back is in the stream past the
+    ///   snapshot), and follow the feed from the snapshot;
+    /// - else take the marker (if another server took it first: wait, then read again), write
+    ///   back what Redis lacks (subjects first: one reaches every token of a user), renewing
+    ///   the claim before each batch, let go of it, and read again.
+    ///
+    /// So one server writes back at a time, and it writes only what Redis lacks: after a
+    /// Redis restarted empty, the first writer writes its copy, and the others, whose copies
+    /// are the same, find nothing to write. Until the end, the feed is not confirmed, and
+    /// `use_once` and `is_revoked_consistent` fail.
     async fn restore(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
-        self.shared.restoring.store(true, Ordering::Release);
-        self.adopt_epoch(conn).await?;
-        self.hold(conn).await?;
+        if !self.shared.restoring.swap(true, Ordering::AcqRel) {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                "the Redis behind the revocation feed lost entries, or they were trimmed \
+                 unread; restoring it from this server's copy"
+            );
+        }
+        loop {
+            if self.pending.is_some() {
+                if self.write_back(conn).await? {
+                    self.marker(conn, "release").await?;
+                }
+                // Written back, or the claim was lost: read what Redis holds now.
+                continue;
+            }
+            self.adopt_epoch(conn, true).await?;
+            match self.marker(conn, "keep").await? {
+                Marker::Mine | Marker::Free => {}
+                Marker::Other => {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                Marker::Lost | Marker::Epoch => continue,
+            }
+            let Some(scan) = self.scan(conn, true).await? else {
+                tokio::time::sleep(POLL).await;
+                continue;
+            };
+            let missing = self.missing(&scan.seen);
+            if missing.is_empty() {
+                self.marker(conn, "release").await?;
+                self.await_restores(conn).await?;
+                self.resume_after(&scan);
+                self.shared.restoring.store(false, Ordering::Release);
+                return Ok(());
+            }
+            if self.marker(conn, "take").await? == Marker::Mine {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(
+                    entries = missing.len(),
+                    "writing back the revocations the Redis behind the feed lacks"
+                );
+                self.pending = Some(WriteBack {
+                    entries: missing,
+                    done: 0,
+                });
+            } else {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    }
+
+    /// The entries of the copy in force that Redis lacks, according to `seen` (what a
+    /// snapshot read): absent, or held with an earlier expiry or a lower "not before". Subjects
+    /// first.
+    fn missing(&self, seen: &HashMap<Record, (u64, u64)>) -> Vec<Entry> {
         let (jtis, subjects) = self.shared.local.live();
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            entries = jtis.len() + subjects.len(),
-            "the Redis behind the revocation feed lost entries, or they were trimmed unread; \
-             writing back the entries this server holds"
-        );
-        let prefix = self.source.prefix.clone();
-        let (stream, counter) = (keys::stream(&prefix), keys::seq(&prefix));
+        let mut missing = Vec::new();
+        for (iss, sub, before, kept) in subjects {
+            let record = Record::Subject { iss, sub };
+            let held = seen
+                .get(&record)
+                .is_some_and(|&(k, b)| k >= kept.min(MAX_EXAT) && b >= before.min(MAX_NOT_BEFORE));
+            if !held && let Record::Subject { iss, sub } = record {
+                missing.push(Entry::Subject {
+                    iss,
+                    sub,
+                    before,
+                    kept,
+                });
+            }
+        }
+        for (jti, kept) in jtis {
+            let record = Record::Jti(jti);
+            let held = seen
+                .get(&record)
+                .is_some_and(|&(k, _)| k >= kept.min(MAX_EXAT));
+            if !held && let Record::Jti(jti) = record {
+                missing.push(Entry::Jti { jti, kept });
+            }
+        }
+        missing
+    }
+
+    /// Writes back the pending entries (each as a revocation: record and stream entry), from
+    /// the first unacknowledged batch, renewing this server's claim on the marker before each
+    /// batch. True once Redis acknowledged them all; false, with the write-back dropped, once
+    /// the claim is lost (it lapsed and another server took the marker over, or Redis holds
+    /// another epoch). An error keeps it pending, to resume.
+    async fn write_back(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<bool, RevocationError> {
+        let Some(mut pending) = self.pending.take() else {
+            return Ok(true);
+        };
+        match self.write_batches(conn, &mut pending).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                self.pending = Some(pending);
+                Err(e)
+            }
+        }
+    }
+
+    async fn write_batches(
+        &self,
+        conn: &mut MultiplexedConnection,
+        pending: &mut WriteBack,
+    ) -> Result<bool, RevocationError> {
+        let prefix = &self.source.prefix;
+        let (stream, counter) = (keys::stream(prefix), keys::seq(prefix));
         let revoke_jti = redis::Script::new(keys::REVOKE_JTI);
         let revoke_subject = redis::Script::new(keys::REVOKE_SUBJECT);
-        let hold = redis::Script::new(keys::HOLD);
-        // Loaded once (a restarted Redis has no scripts), then called by hash.
+        // Loaded once per attempt (a restarted Redis has no scripts), then called by hash.
         let mut load = redis::pipe();
-        for script in [keys::REVOKE_JTI, keys::REVOKE_SUBJECT, keys::HOLD] {
+        for script in [keys::REVOKE_JTI, keys::REVOKE_SUBJECT] {
             load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
         }
         load.query_async::<()>(conn).await.map_err(err)?;
-        let now = unix_now();
-        let exat = |kept: u64| kept.clamp(now + 1, MAX_EXAT);
         let window = super::trim_window_ms();
-        // Each batch holds the marker first, so it is there while the batch is written.
-        let batch = || {
+        while pending.done < pending.entries.len() {
+            if self.marker(conn, "extend").await? != Marker::Mine {
+                return Ok(false);
+            }
+            let end = (pending.done + REPUBLISH_BATCH).min(pending.entries.len());
+            let now = unix_now();
+            let exat = |kept: u64| kept.clamp(now + 1, MAX_EXAT);
             let mut pipe = redis::pipe();
-            pipe.cmd("EVALSHA")
-                .arg(hold.get_hash())
-                .arg(1)
-                .arg(keys::restoring(&prefix))
-                .arg(hold_ms())
-                .ignore();
-            pipe
-        };
-        for chunk in subjects.chunks(REPUBLISH_BATCH) {
-            let mut pipe = batch();
-            for (iss, sub, before, kept) in chunk {
-                // The key of "no iss" is the key of the empty `iss`.
-                pipe.cmd("EVALSHA")
-                    .arg(revoke_subject.get_hash())
-                    .arg(3)
-                    .arg(self.source.sub_key(Some(iss), sub))
-                    .arg(&stream)
-                    .arg(&counter)
-                    .arg((*before).min(MAX_NOT_BEFORE))
-                    .arg(exat(*kept))
-                    .arg(window)
-                    .arg(iss)
-                    .arg(sub)
-                    .ignore();
+            for entry in &pending.entries[pending.done..end] {
+                match entry {
+                    Entry::Subject {
+                        iss,
+                        sub,
+                        before,
+                        kept,
+                    } => {
+                        // The key of "no iss" is the key of the empty `iss`.
+                        pipe.cmd("EVALSHA")
+                            .arg(revoke_subject.get_hash())
+                            .arg(3)
+                            .arg(self.source.sub_key(Some(iss), sub))
+                            .arg(&stream)
+                            .arg(&counter)
+                            .arg((*before).min(MAX_NOT_BEFORE))
+                            .arg(exat(*kept))
+                            .arg(window)
+                            .arg(iss)
+                            .arg(sub)
+                            .ignore();
+                    }
+                    Entry::Jti { jti, kept } => {
+                        pipe.cmd("EVALSHA")
+                            .arg(revoke_jti.get_hash())
+                            .arg(3)
+                            .arg(self.source.jti_key(jti))
+                            .arg(&stream)
+                            .arg(&counter)
+                            .arg(jti)
+                            .arg(exat(*kept))
+                            .arg(window)
+                            .ignore();
+                    }
+                }
             }
             pipe.query_async::<()>(conn).await.map_err(err)?;
+            pending.done = end;
         }
-        for chunk in jtis.chunks(REPUBLISH_BATCH) {
-            let mut pipe = batch();
-            for (jti, kept) in chunk {
-                pipe.cmd("EVALSHA")
-                    .arg(revoke_jti.get_hash())
-                    .arg(3)
-                    .arg(self.source.jti_key(jti))
-                    .arg(&stream)
-                    .arg(&counter)
-                    .arg(jti)
-                    .arg(exat(*kept))
-                    .arg(window)
-                    .ignore();
-            }
-            pipe.query_async::<()>(conn).await.map_err(err)?;
-        }
-        self.await_restores(conn).await?;
-        self.snapshot(conn).await?;
-        self.shared.restoring.store(false, Ordering::Release);
-        Ok(())
+        Ok(true)
     }
+}
+
+/// 16 random bytes in hex: an epoch, or a server's owner token.
+fn random_hex() -> Result<String, RevocationError> {
+    let mut random = [0u8; 16];
+    getrandom::fill(&mut random)
+        .map_err(|e| RevocationError(format!("no randomness for the restore marker: {e}")))?;
+    Ok(random.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// [`RESTORE_HOLD`] in milliseconds.

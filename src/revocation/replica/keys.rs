@@ -28,7 +28,7 @@ pub(super) fn pattern(prefix: &str) -> String {
 }
 
 /// A revocation record, named by its key.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub(super) enum Record {
     /// `<prefix>jti:<jti>`.
     Jti(String),
@@ -64,8 +64,8 @@ pub(super) fn seq(prefix: &str) -> String {
     format!("{prefix}seq")
 }
 
-/// The restore marker: present while a dataset is new or a server is writing its copy back
-/// into it (see `Feed`).
+/// The restore marker: present while a dataset is new or servers are restoring it, naming the
+/// one server that writes back, if any (see [`MARKER`] and `Feed`).
 pub(super) fn restoring(prefix: &str) -> String {
     format!("{prefix}restoring")
 }
@@ -130,26 +130,73 @@ pub(super) const REVOKE_SUBJECT: &str = concat!(
     "return {before, keep}\n"
 );
 
-/// Keeps the restore marker for at least `ARGV[1]` more milliseconds (never shortens it).
-/// `PTTL` is -2 for a missing key.
+/// The restore marker's owner-checked steps, each against the epoch the caller follows
+/// (`'epoch'` when Redis holds another or none: nothing is done). The marker is absent (no
+/// restore), `free` (a restore is under way and nobody writes back), or `<owner>:<until>` (the
+/// owner writes back; its claim lapses at `until`, milliseconds by Redis's clock, and the key
+/// itself one hold later, so that the marker outlives a lapsed owner long enough for a waiting
+/// server to take it over). Any other value (an older version's `1`) counts as `free`.
 ///
-/// KEYS: marker. ARGV: milliseconds.
-pub(super) const HOLD: &str = r"
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], 1, 'PX', ARGV[1])
+/// - `keep`: a server restoring says so. Renews the caller's own claim (`'mine'`); answers
+///   `'other'` while another owner's claim runs, touching nothing; otherwise makes the marker
+///   `free` for one hold at least (`'free'`).
+/// - `take`: as `keep`, but claims the marker for the caller where `keep` would free it.
+/// - `extend`: renews the caller's own claim (`'mine'`), or answers `'lost'`, touching nothing.
+/// - `release`: turns the caller's own claim into `free` for one hold (`'free'`: the servers
+///   waiting for it take their turn), or answers `'lost'`, touching nothing.
+///
+/// KEYS: epoch, marker. ARGV: epoch, owner token (hex), hold (ms), step.
+pub(super) const MARKER: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'epoch' end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hold = tonumber(ARGV[3])
+local step = ARGV[4]
+local v = redis.call('GET', KEYS[2])
+local owner, untl = nil, nil
+if v then owner, untl = string.match(v, '^(%x+):(%d+)$') end
+local function claim()
+  redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[2], now + hold),
+    'PX', string.format('%d', 2 * hold))
 end
-return 1
+if owner == ARGV[2] then
+  if step == 'release' then
+    redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+    return 'free'
+  end
+  claim()
+  return 'mine'
+end
+if step == 'extend' or step == 'release' then return 'lost' end
+if owner and tonumber(untl) > now then return 'other' end
+if step == 'take' then
+  claim()
+  return 'mine'
+end
+if owner or redis.call('PTTL', KEYS[2]) < hold then
+  redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+end
+return 'free'
 ";
 
 /// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
-/// (or emptied) dataset: the restore marker is held `ARGV[2]` ms with it, in the same step,
-/// so no server sees the new epoch without it.
+/// (or emptied) dataset: the restore marker is set with it, in the same step, so no server
+/// sees the new epoch without it: claimed by the caller for one hold (as `MARKER`'s `take`)
+/// when it gives an owner token (a running server that will write back), else `free` for one
+/// hold (a starting server, which has nothing to write back).
 ///
-/// KEYS: epoch, marker. ARGV: a new random epoch, milliseconds.
+/// KEYS: epoch, marker. ARGV: a new random epoch, hold (ms), owner token or empty.
 pub(super) const ADOPT_EPOCH: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') and
-   redis.call('PTTL', KEYS[2]) < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) then
+  local hold = tonumber(ARGV[2])
+  if ARGV[3] ~= '' then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[3], now + hold),
+      'PX', string.format('%d', 2 * hold))
+  else
+    redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+  end
 end
 return redis.call('GET', KEYS[1])
 ";

@@ -77,23 +77,46 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   different or missing epoch, a counter below the last number applied, or an entry that
 ///   does not carry the next number means this server cannot account for every revocation:
 ///   never "nothing is revoked". It keeps its copy (entries only leave it by expiry), adopts
-///   the epoch in place (or sets a new one), writes back every entry it holds that is still
-///   in force (subjects first, record and stream entry, as a revocation), and takes a new
-///   snapshot. Every server holds the whole set, so one surviving server restores all of it,
-///   and the fleet converges on the union. Meanwhile its checks answer from its copy within
-///   the bound and fail past it, and `use_once` and `is_revoked_consistent` fail unless the
-///   copy holds the entry.
-/// - **A server starting meanwhile.** A new epoch comes with a restore marker,
-///   `<prefix>restoring`, held 2 s: longer than a running server takes to find the loss once
-///   Redis answers (it reads at least every 250 ms and reconnects within a second). A server
-///   that finds a loss holds the marker too, and each batch it writes back extends it. A
-///   server starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed
-///   after a restore, only once the marker is gone, so its snapshot holds what every running
-///   server wrote back. Hence the first server started on a new Redis takes 2 s to start.
-///   What no server holds is lost: a Redis restarted empty while every server was also
-///   restarted forgets everything, as [`RedisRevocation`] does, and a server whose feed was
-///   cut off from Redis for longer than the marker is held writes back what it holds only
-///   once it reconnects; run Redis with persistence (AOF) or replication, with
+///   the epoch in place (or sets a new one), and restores Redis from its copy, one server
+///   writing at a time (below). Every server holds the whole set, so one surviving server
+///   restores all of it, and the fleet converges on the union. Meanwhile its checks answer
+///   from its copy within the bound and fail past it, and `use_once` and
+///   `is_revoked_consistent` fail unless the copy holds the entry.
+/// - **The restore.** The restore marker `<prefix>restoring` is present while a restore is
+///   under way, and names the one server writing back, if any: `free`, or
+///   `<owner>:<until>`, where the owner is a random token of that server and its claim runs
+///   until `until` (milliseconds, by Redis's clock), 3 s past its last renewal; the key itself
+///   stays 3 s longer, so that the marker outlives an owner that stopped. Every step on it is
+///   one Lua script that checks the epoch, and the owner where it renews or lets go: a server
+///   whose claim lapsed never renews, replaces or deletes another's. A server restoring, in
+///   turn: waits while another server owns the marker; reads every record under the prefix
+///   (a snapshot), saying before each batch that it is restoring (which keeps the marker, or
+///   sets it `free` for 3 s) and starting over once another server owns it; if Redis holds
+///   every entry of its copy in force, with an expiry and a "not before" as late, lets go of
+///   the marker if it owns it, waits until the marker is gone and follows the feed from its
+///   snapshot; else it claims the marker (`free` or lapsed), writes back what Redis lacks
+///   (subjects first; each entry as a revocation, record and stream entry), renewing its
+///   claim before each batch of 1 000 and stopping if it lost it, sets the marker `free`
+///   again, and reads the records again. A batch cut short by an error (a timeout, a dropped
+///   connection) is resumed, once the server is back, at the first batch Redis did not
+///   acknowledge, as long as the claim is still its own; writing an entry twice changes
+///   nothing (every value only rises). So after Redis restarted empty, the first server
+///   writes back its copy, and the others, which hold the same, read the records once and
+///   write nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s
+///   after its last batch, and a waiting server takes over within 100 ms, writing back what
+///   Redis still lacks.
+/// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
+///   running server that set it, `free` if a starting server did), held 3 s: longer than a
+///   running server takes to find the loss once Redis answers (it reads at least every
+///   250 ms, and reconnects within 1 s of backoff and 1 s of connection timeout). A server
+///   starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed after a
+///   restore, only once the marker is gone, so its snapshot holds what every running server
+///   wrote back. Hence the first server started on a new Redis takes 3 s to start, and
+///   [`replicate`](RedisRevocation::replicate) fails after waiting 60 s for a restore that
+///   does not end. What no server holds is lost: a Redis restarted empty while every server
+///   was also restarted forgets everything, as [`RedisRevocation`] does, and a server whose
+///   feed was cut off from Redis for longer than the marker is held writes back what it holds
+///   only once it reconnects; run Redis with persistence (AOF) or replication, with
 ///   `maxmemory-policy noeviction` (every record has an expiry, so any other policy may drop
 ///   revocations; the server warns at start, with the `tracing` feature, when Redis says
 ///   otherwise). A Redis restored from an older backup keeps its epoch and shows no marker:
@@ -280,7 +303,14 @@ impl RedisRevocation {
     /// checks tokens against it: see [`ReplicatedRevocation`]. Takes the snapshot (every
     /// record under the prefix) before it returns, then follows the stream in a task of the
     /// current tokio runtime. A Redis without an epoch (new, or emptied), or one the running
-    /// servers are restoring, is waited for first: 2 s, or until the last write-back is done.
+    /// servers are restoring, is waited for first: 3 s, or until the restore is done.
+    ///
+    /// # Errors
+    ///
+    /// Redis unreachable or failing, as for every operation; or the restore marker
+    /// (`<prefix>restoring`) still held after 60 s, renewed by a restore that does not end: a
+    /// snapshot taken then could lack what is being written back, so the server does not
+    /// start (try again later).
     pub async fn replicate(self) -> Result<ReplicatedRevocation, RevocationError> {
         let shared = Arc::new(Shared::new());
         let feed = feed::Feed::start(self.clone(), shared.clone()).await?;

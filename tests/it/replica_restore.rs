@@ -1,0 +1,350 @@
+//! `ReplicatedRevocation` restoring a Redis that lost its data, against real `redis-server`
+//! processes: one server writes back at a time (the restore marker `jwt:restoring` is a lock
+//! with an owner), the others write only what Redis lacks, and a writer that stops is taken
+//! over without losing anything.
+//!
+//! Waits are polls with a deadline (every 10 ms), never fixed sleeps.
+
+use crate::common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis_server::RedisServer;
+use common::replica::*;
+use common::*;
+use tower_jwt_auth::revocation::{ReplicatedRevocation, RevocationStore};
+
+/// A deadline against a hang, not a latency check.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The restore marker and the counter of entries ever written (one per revocation, written
+/// back ones included) under the default prefix.
+const MARKER: &str = "jwt:restoring";
+const COUNTER: &str = "jwt:seq";
+
+/// Spends `count` refresh `jti`s (`rt-0` …), spread over the servers of `fleet`, and waits
+/// until every server holds every one; returns their names.
+async fn spend(fleet: &[Arc<ReplicatedRevocation>], count: usize) -> Vec<String> {
+    let exp = now() + 14 * 24 * 3600;
+    let names: Vec<String> = (0..count).map(|i| format!("rt-{i}")).collect();
+    let mut pending = Vec::new();
+    for (i, chunk) in names.chunks(1000).enumerate() {
+        let store = fleet[i % fleet.len()].clone();
+        let chunk = chunk.to_vec();
+        pending.push(tokio::spawn(async move {
+            for j in chunk {
+                assert!(store.use_once(&j, exp).await.unwrap());
+            }
+        }));
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    for store in fleet {
+        assert!(
+            becomes_true(PATIENCE, || async { holds_all(store, &names).await }).await,
+            "a server never received every revocation"
+        );
+    }
+    names
+}
+
+/// Whether `store` answers "revoked" for every one of `names`.
+async fn holds_all(store: &ReplicatedRevocation, names: &[String]) -> bool {
+    for j in names {
+        if revoked(store, jti(j)).await != Some(true) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `store` has finished restoring: its consistent check, which fails while Redis is
+/// known to lack entries or the copy is stale, answers for a `jti` never revoked.
+async fn restored(store: &ReplicatedRevocation) -> bool {
+    store.is_revoked_consistent(jti("never-revoked")).await.ok() == Some(false)
+}
+
+/// The number of `jti` records in Redis.
+async fn jti_records(redis: &RedisServer) -> usize {
+    let mut conn = redis.inspect().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("jwt:jti:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.len()
+}
+
+/// After Redis restarted empty, the fleet writes back one copy of the revoked set, not one per
+/// server: the first server to take the restore marker writes back its copy, the others wait
+/// for it, read what Redis holds and find nothing missing. Every server answers again, every
+/// spent `jti` is still refused on every server, and a server started afterwards refuses them
+/// too. (Before the marker had an owner, every server wrote back its whole copy at once: here
+/// 8 x 15 000 entries, and with larger fleets and copies the write-back pipelines timed out
+/// and started over while the fleet answered 503.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_after_an_empty_restart_the_fleet_writes_back_one_copy() {
+    const SERVERS: usize = 8;
+    const COPY: usize = 15_000;
+    let mut redis = RedisServer::start().await;
+    let mut fleet = Vec::new();
+    for _ in 0..SERVERS {
+        fleet.push(replica(&redis).await);
+    }
+    let names = spend(&fleet, COPY).await;
+    assert_eq!(redis.get_u64(COUNTER).await, COPY as u64);
+
+    redis.restart().await;
+    assert!(
+        becomes_true(PATIENCE, || async { redis.exists(MARKER).await }).await,
+        "no server found the loss"
+    );
+    let recovered = becomes_true(PATIENCE, || async {
+        for store in &fleet {
+            if !restored(store).await {
+                return false;
+            }
+        }
+        !redis.exists(MARKER).await
+    })
+    .await;
+    assert!(recovered, "the fleet never finished restoring");
+    // The restarted Redis counts from 0: the counter is the number of entries written back.
+    let written_back = redis.get_u64(COUNTER).await as usize;
+    assert!(
+        (COPY..=COPY + COPY / 10).contains(&written_back),
+        "{written_back} entries written back for a revoked set of {COPY} held by {SERVERS} \
+         servers"
+    );
+    assert_eq!(jti_records(&redis).await, COPY);
+    for store in &fleet {
+        assert!(holds_all(store, &names).await);
+    }
+    let late = replica(&redis).await;
+    assert!(holds_all(&late, &names).await);
+}
+
+/// Redis's clock, in milliseconds (the clock the marker's claims are timed by).
+async fn redis_now_ms(redis: &RedisServer) -> u64 {
+    let mut conn = redis.inspect().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    secs * 1000 + micros / 1000
+}
+
+/// The restore marker's value, if any.
+async fn marker(redis: &RedisServer) -> Option<String> {
+    let mut conn = redis.inspect().await;
+    redis::cmd("GET")
+        .arg(MARKER)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Waits until every store of `fleet` has finished restoring and the marker is gone.
+async fn fleet_restored(redis: &RedisServer, fleet: &[&ReplicatedRevocation]) -> bool {
+    becomes_true(PATIENCE, || async {
+        for store in fleet {
+            if !restored(store).await {
+                return false;
+            }
+        }
+        !redis.exists(MARKER).await
+    })
+    .await
+}
+
+/// A replicated store whose feed runs on a runtime of its own thread, which the test can
+/// freeze: a server that cannot act (a paused process), while its copy still answers.
+struct Freezable {
+    store: Arc<ReplicatedRevocation>,
+    /// Each receiver sent freezes the runtime until its sender is dropped.
+    freeze: tokio::sync::mpsc::UnboundedSender<(
+        tokio::sync::oneshot::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    )>,
+}
+
+impl Freezable {
+    async fn start(redis: &RedisServer) -> Freezable {
+        let url = redis.url();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let (freeze, mut frozen) = tokio::sync::mpsc::unbounded_channel::<(
+            tokio::sync::oneshot::Sender<()>,
+            std::sync::mpsc::Receiver<()>,
+        )>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let store = tower_jwt_auth::revocation::RedisRevocation::connect(&url)
+                    .await
+                    .unwrap()
+                    .replicate()
+                    .await
+                    .unwrap();
+                let _ = ready_tx.send(Arc::new(store));
+                while let Some((frozen_tx, until)) = frozen.recv().await {
+                    let _ = frozen_tx.send(());
+                    // Blocks the runtime's only thread: nothing on it runs meanwhile.
+                    let _ = until.recv();
+                }
+            });
+        });
+        Freezable {
+            store: ready_rx.await.unwrap(),
+            freeze,
+        }
+    }
+
+    /// Freezes the runtime until the returned sender is dropped.
+    async fn freeze(&self) -> std::sync::mpsc::Sender<()> {
+        let (thaw, until) = std::sync::mpsc::channel();
+        let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel();
+        self.freeze.send((frozen_tx, until)).unwrap();
+        frozen_rx.await.unwrap();
+        thaw
+    }
+}
+
+/// The server writing back stops in the middle (its last handle is dropped, so its task
+/// ends): its claim on the marker lapses while the marker itself stays, and another server,
+/// which was paused until then, takes the marker over and writes back what Redis still lacks
+/// (not its whole copy). Nothing is lost, and a server started afterwards refuses every spent
+/// `jti`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_that_stops_mid_write_back_is_taken_over_and_nothing_is_lost() {
+    const COPY: usize = 40_000;
+    let mut redis = RedisServer::start().await;
+    let a = replica(&redis).await;
+    let b = Freezable::start(&redis).await;
+    let names = spend(&[a.clone(), b.store.clone()], COPY).await;
+    // B cannot find the loss: A is the one that writes back.
+    let thaw = b.freeze().await;
+    redis.restart().await;
+    assert!(
+        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        "A never wrote back"
+    );
+    drop(a);
+    let at_stop = redis.get_u64(COUNTER).await as usize;
+    assert!(
+        at_stop < COPY,
+        "A finished before it was stopped ({at_stop})"
+    );
+    let claim = marker(&redis).await.unwrap();
+    assert!(claim.contains(':'), "A owned the marker: {claim}");
+    drop(thaw);
+
+    assert!(
+        fleet_restored(&redis, &[&b.store]).await,
+        "B never took over"
+    );
+    let written = redis.get_u64(COUNTER).await as usize;
+    assert!(written > at_stop, "B wrote back nothing");
+    assert!(
+        written <= COPY + COPY / 10,
+        "{written} entries written back for {COPY}: B wrote back more than Redis lacked"
+    );
+    assert_eq!(jti_records(&redis).await, COPY);
+    assert!(holds_all(&b.store, &names).await);
+    let late = replica(&redis).await;
+    assert!(holds_all(&late, &names).await);
+}
+
+/// The restore marker has an owner: a server whose claim was taken over (here the test claims
+/// it for an owner of its own, as a server that found the writer's claim lapsed would) stops
+/// writing back after the batch in flight, and never renews, replaces or deletes the other
+/// owner's claim; once that claim lapses, it takes the marker over and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_never_renews_or_deletes_a_marker_it_does_not_own() {
+    const COPY: usize = 40_000;
+    let mut redis = RedisServer::start().await;
+    let a = replica(&redis).await;
+    let names = spend(std::slice::from_ref(&a), COPY).await;
+    redis.restart().await;
+    assert!(
+        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        "A never wrote back"
+    );
+    let until = redis_now_ms(&redis).await + 2000;
+    let foreign = format!("{}:{until}", "ab".repeat(16));
+    let mut conn = redis.inspect().await;
+    redis::cmd("SET")
+        .arg(MARKER)
+        .arg(&foreign)
+        .arg("PX")
+        .arg(10_000)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let at_claim = redis.get_u64(COUNTER).await as usize;
+    assert!(at_claim < COPY, "A finished before the claim ({at_claim})");
+    while redis_now_ms(&redis).await < until {
+        assert_eq!(marker(&redis).await.as_deref(), Some(foreign.as_str()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // At most the batch in flight (1 000 entries) was written after the claim.
+    let during = redis.get_u64(COUNTER).await as usize - at_claim;
+    assert!(
+        during <= 1000,
+        "A wrote {during} entries under another's claim"
+    );
+
+    assert!(fleet_restored(&redis, &[&a]).await, "A never finished");
+    assert!(redis.get_u64(COUNTER).await as usize <= COPY + COPY / 10);
+    assert_eq!(jti_records(&redis).await, COPY);
+    assert!(holds_all(&a, &names).await);
+    let late = replica(&redis).await;
+    assert!(holds_all(&late, &names).await);
+}
+
+/// A write-back cut short (here its connection is killed in the middle) resumes at the first
+/// batch Redis had not acknowledged once the server reconnects, instead of starting over:
+/// about one copy is written back in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_back_cut_short_resumes_where_it_stopped() {
+    const COPY: usize = 40_000;
+    let mut redis = RedisServer::start().await;
+    let a = replica(&redis).await;
+    let names = spend(std::slice::from_ref(&a), COPY).await;
+    redis.restart().await;
+    assert!(
+        becomes_true(PATIENCE, || async {
+            redis.get_u64(COUNTER).await as usize >= COPY / 4
+        })
+        .await,
+        "A never wrote back"
+    );
+    let mut conn = redis.inspect().await;
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let at_kill = redis.get_u64(COUNTER).await as usize;
+    assert!(
+        at_kill < COPY,
+        "A finished before its connection was killed ({at_kill})"
+    );
+
+    assert!(fleet_restored(&redis, &[&a]).await, "A never finished");
+    let written = redis.get_u64(COUNTER).await as usize;
+    // The batch in flight (1 000 entries) may be written twice; nothing else.
+    assert!(
+        (COPY..=COPY + 1000).contains(&written),
+        "{written} entries written back for {COPY} ({at_kill} before the connection was killed)"
+    );
+    assert_eq!(jti_records(&redis).await, COPY);
+    assert!(holds_all(&a, &names).await);
+    let late = replica(&redis).await;
+    assert!(holds_all(&late, &names).await);
+}
