@@ -13,8 +13,11 @@
 //! contended lock or counter shows up as scaling well below 2). `noauth` is the same requests
 //! through the bare inner service: the harness's own scaling, the ceiling for the others.
 //! `hs256-cached` sends one token from every thread (one user: every hit shares the cached
-//! claims); `hs256-cached-per-thread` one token per thread (a client per thread). Run it on a
-//! machine with nothing else busy.
+//! claims); `hs256-cached-per-thread` one token per thread (a client per thread). The `axum-*`
+//! cases send the same requests through an axum `Router` (cloned per request, as `axum::serve`
+//! does), so the framework's own scaling can be read beside the layer's. Each service is
+//! cloned per request, as servers do: a clone bumps the reference count of the layer's shared
+//! state, which both cores write. Run it on a machine with nothing else busy.
 //!
 //! ```sh
 //! cargo bench -p tower-jwt-auth-peers --bench scaling --features cache
@@ -30,11 +33,19 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-/// Runs `total` requests split over `threads` threads, thread `i` sending `auths[i % len]`;
-/// returns the wall time. Every response must be 200, or the figures would measure refusals.
-fn run<S>(svc: &S, auths: &[HeaderValue], threads: u64, total: u64) -> Duration
+/// Runs `total` requests made by `request` split over `threads` threads, thread `i` sending
+/// `auths[i % len]`, each through a clone of `svc` (as servers do: tower's `oneshot`, axum's
+/// `serve`); returns the wall time. Every response must be 200, or the figures would measure
+/// refusals.
+fn run<S, B, RB>(
+    svc: &S,
+    request: fn(&HeaderValue) -> Request<B>,
+    auths: &[HeaderValue],
+    threads: u64,
+    total: u64,
+) -> Duration
 where
-    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + Clone + Send + Sync,
+    S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone + Send + Sync,
     S::Future: Send,
 {
     let per_thread = total.div_ceil(threads);
@@ -61,36 +72,16 @@ where
     start.elapsed()
 }
 
-/// The same requests through an axum `Router` (as its `serve` does: the router cloned per
-/// request), answering 200 from a handler that reads the claims when there are some.
-fn run_axum(router: &axum::Router, auths: &[HeaderValue], threads: u64, total: u64) -> Duration {
-    let per_thread = total.div_ceil(threads);
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for thread in 0..threads {
-            let auth = HeaderValue::from_bytes(auths[thread as usize % auths.len()].as_bytes())
-                .expect("header");
-            scope.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async {
-                    for _ in 0..per_thread {
-                        let req = Request::builder()
-                            .uri("/me")
-                            .header(http::header::AUTHORIZATION, auth.clone())
-                            .body(axum::body::Body::empty())
-                            .expect("request");
-                        let res = router.clone().oneshot(req).await;
-                        assert_eq!(res.map(|r| r.status()), Ok(StatusCode::OK));
-                    }
-                });
-            });
-        }
-    });
-    start.elapsed()
+/// The request an axum `Router` sees.
+fn axum_request(auth: &HeaderValue) -> Request<axum::body::Body> {
+    Request::builder()
+        .uri("/me")
+        .header(http::header::AUTHORIZATION, auth.clone())
+        .body(axum::body::Body::empty())
+        .expect("request")
 }
 
+/// The axum handler: reads the claims.
 async fn handler(claims: tower_jwt_auth::Claims<common::BenchClaims>) -> &'static str {
     std::hint::black_box(claims.sub.len());
     "ok"
@@ -119,28 +110,28 @@ fn bench_scaling(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("scaling/{threads}-threads"));
         group.throughput(Throughput::Elements(1));
         group.bench_function("noauth", |b| {
-            b.iter_custom(|n| run(&noauth, &one, threads, n))
+            b.iter_custom(|n| run(&noauth, request, &one, threads, n))
         });
         group.bench_function("hs256", |b| {
-            b.iter_custom(|n| run(&uncached, &one, threads, n))
+            b.iter_custom(|n| run(&uncached, request, &one, threads, n))
         });
         #[cfg(feature = "cache")]
         group.bench_function("hs256-cached", |b| {
-            b.iter_custom(|n| run(&cached, &one, threads, n))
+            b.iter_custom(|n| run(&cached, request, &one, threads, n))
         });
         #[cfg(feature = "cache")]
         group.bench_function("hs256-cached-per-thread", |b| {
-            b.iter_custom(|n| run(&cached, &per_thread, threads, n))
+            b.iter_custom(|n| run(&cached, request, &per_thread, threads, n))
         });
         group.bench_function("axum-noauth", |b| {
-            b.iter_custom(|n| run_axum(&axum_noauth, &one, threads, n))
+            b.iter_custom(|n| run(&axum_noauth, axum_request, &one, threads, n))
         });
         group.bench_function("axum-hs256", |b| {
-            b.iter_custom(|n| run_axum(&axum_uncached, &one, threads, n))
+            b.iter_custom(|n| run(&axum_uncached, axum_request, &one, threads, n))
         });
         #[cfg(feature = "cache")]
         group.bench_function("axum-hs256-cached-per-thread", |b| {
-            b.iter_custom(|n| run_axum(&axum_cached, &per_thread, threads, n))
+            b.iter_custom(|n| run(&axum_cached, axum_request, &per_thread, threads, n))
         });
         group.finish();
     }
