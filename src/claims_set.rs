@@ -101,7 +101,17 @@ impl<'de> de::Deserialize<'de> for Cnf {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cnf, A::Error> {
                 let mut methods = Confirmations::NONE;
                 while let Some(CowStr(name)) = map.next_key::<CowStr<'de>>()? {
-                    map.next_value::<IgnoredAny>()?;
+                    match name.as_ref() {
+                        // The methods checked here are strings (RFC 9449 §6.1, RFC 8705
+                        // §3.1): another value is a malformed claim, never "no binding",
+                        // which is how the checks of `crate::cnf` would read a `null`.
+                        "jkt" | "x5t#S256" => {
+                            map.next_value::<CowStr<'de>>()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
                     methods = methods.with(Confirmations::named(&name));
                 }
                 Ok(Cnf(methods))

@@ -325,6 +325,10 @@ mod tests {
             // RFC 7800 §3.1: `cnf` is a JSON object.
             (&bearer, r#"{"exp":1000100,"cnf":"jkt"}"#, Err(Bad)),
             (&none, r#"{"exp":1000100,"cnf":null}"#, Err(Bad)),
+            // A checked method's value is a string: `null` is no way to be unbound.
+            (&dpop, r#"{"exp":1000100,"cnf":{"jkt":null}}"#, Err(Bad)),
+            (&all, r#"{"exp":1000100,"cnf":{"x5t#S256":1}}"#, Err(Bad)),
+            (&bearer, r#"{"exp":1000100,"cnf":{"jkt":null}}"#, Err(Bad)),
         ] {
             assert_eq!(check(p, json), want, "{json}");
         }

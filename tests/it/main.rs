@@ -28,6 +28,13 @@ mod audit12;
 mod audit12b;
 #[cfg(feature = "dpop")]
 mod audit13;
+#[cfg(all(
+    feature = "dpop",
+    feature = "cache",
+    feature = "issue",
+    feature = "axum"
+))]
+mod audit15;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
