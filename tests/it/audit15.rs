@@ -226,7 +226,7 @@ const MALFORMED_CLAIMS: AuthError = AuthError::MalformedClaims;
 /// (RFC 9449 §6.1): the one place a `cnf` member's value is not typed-checked is the one where
 /// the layer that claims to check the method skips it.
 #[tokio::test]
-async fn regression_jkt_null_passes_a_dpop_layer_as_bearer() {
+async fn regression_jkt_null_never_passes_a_dpop_layer_as_bearer() {
     let token = raw_token(r#""cnf":{"jkt":null}"#);
 
     // Without DPoP the layer refuses it as bound by a method it does not check.
@@ -270,7 +270,7 @@ async fn regression_jkt_null_passes_a_dpop_layer_as_bearer() {
 /// token whose `cnf` has `"x5t#S256": null` from a client that presented no certificate at
 /// all; a layer without the setting refuses it as bound.
 #[tokio::test]
-async fn regression_x5t_null_passes_a_certificate_bound_layer_without_certificate() {
+async fn regression_x5t_null_never_passes_a_certificate_bound_layer_without_certificate() {
     let token = raw_token(r#""cnf":{"x5t#S256":null}"#);
 
     let plain = start(hs256_builder::<TestClaims>().build().unwrap()).await;
