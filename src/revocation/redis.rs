@@ -73,12 +73,17 @@ pub(super) const MAX_EXAT: u64 = 253_402_300_799;
 pub(super) const MAX_NOT_BEFORE: u64 = 99_999_999_999_999;
 
 /// Raises a subject's "not before" and its retention, never lowers either, atomically.
-/// `EXPIRETIME` (Redis 7) is -2 for a missing key and -1 for one without expiry.
+/// `EXPIRETIME` (Redis 7) is -2 for a missing key and -1 for one without expiry, which is
+/// later than any date: a record without expiry stays without expiry.
 const REVOKE_SUBJECT: &str = r"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 local before = math.max(cur, tonumber(ARGV[1]))
-local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))
-redis.call('SET', KEYS[1], before, 'EXAT', keep)
+local current = redis.call('EXPIRETIME', KEYS[1])
+if current == -1 then
+  redis.call('SET', KEYS[1], before)
+else
+  redis.call('SET', KEYS[1], before, 'EXAT', math.max(tonumber(ARGV[2]), current))
+end
 return before
 ";
 

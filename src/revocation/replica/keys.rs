@@ -88,13 +88,36 @@ macro_rules! append {
     };
 }
 
+/// The expiry a write script gives a record: the later of `ARGV[2]` and the record's own, so
+/// it only rises. `EXPIRETIME` is -2 for a missing key and -1 for one without expiry, which is
+/// later than any date: such a record stays without expiry, and `keep` is then the latest
+/// `EXAT` (`MAX_EXAT`, as the snapshot reads a record without expiry). `$value` is the value
+/// to store.
+macro_rules! keep_and_set {
+    ($value:literal) => {
+        concat!(
+            "local current = redis.call('EXPIRETIME', KEYS[1])\n",
+            "local keep = math.max(tonumber(ARGV[2]), current)\n",
+            "if current == -1 then\n",
+            "  keep = 253402300799\n",
+            "  redis.call('SET', KEYS[1], ",
+            $value,
+            ")\n",
+            "else\n",
+            "  redis.call('SET', KEYS[1], ",
+            $value,
+            ", 'EXAT', keep)\n",
+            "end\n"
+        )
+    };
+}
+
 /// Revokes a `jti` and appends it to the stream, atomically; returns the instant it is kept
-/// until. The expiry only rises (`EXPIRETIME` is negative for a missing key).
+/// until. The expiry only rises, and a record without expiry keeps none.
 ///
 /// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
 pub(super) const REVOKE_JTI: &str = concat!(
-    "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
-    "redis.call('SET', KEYS[1], 1, 'EXAT', keep)\n",
+    keep_and_set!("1"),
     append!("'t', 'j', 'jti', ARGV[1], 'until', keep"),
     "return keep\n"
 );
@@ -111,7 +134,8 @@ pub(super) const USE_ONCE: &str = concat!(
     "return tonumber(ARGV[2])\n"
 );
 
-/// Raises a subject's "not before" and its expiry (never lowers either) and appends the
+/// Raises a subject's "not before" and its expiry (never lowers either; a record without
+/// expiry keeps none) and appends the
 /// result to the stream, atomically; returns both. A record that holds no number, or is not a
 /// string at all (written by another tool), revokes every token of the subject, as the
 /// snapshot reads it, and is replaced by one that says so.
@@ -124,8 +148,7 @@ pub(super) const REVOKE_SUBJECT: &str = concat!(
     "if kind == 'string' then cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
     "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
     "local before = math.max(cur, tonumber(ARGV[1]))\n",
-    "local keep = math.max(tonumber(ARGV[2]), redis.call('EXPIRETIME', KEYS[1]))\n",
-    "redis.call('SET', KEYS[1], before, 'EXAT', keep)\n",
+    keep_and_set!("before"),
     append!("'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"),
     "return {before, keep}\n"
 );
@@ -237,6 +260,13 @@ mod tests {
         ] {
             assert_eq!(record("jwt:", other), None, "{other:?}");
         }
+    }
+
+    #[test]
+    fn a_record_without_expiry_is_kept_until_the_latest_exat() {
+        let latest = super::super::MAX_EXAT.to_string();
+        assert!(REVOKE_JTI.contains(&latest));
+        assert!(REVOKE_SUBJECT.contains(&latest));
     }
 
     #[test]
