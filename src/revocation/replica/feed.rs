@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{StreamId, StreamReadReply};
 use redis::{AsyncConnectionConfig, Value};
 
 use super::keys::{self, Record};
@@ -41,6 +41,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The connection timeout of the feed's connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The first pause of the feed after an error.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
 /// The longest pause between two attempts of the feed after an error.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -50,8 +53,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 ///
 /// A new epoch comes with the marker, which must outlast the time a running server takes to
 /// find the loss once Redis answers and say so (`keep`): at worst the end of a backoff
-/// ([`MAX_BACKOFF`], 1 s), a connection ([`CONNECT_TIMEOUT`], 1 s), one blocking read (250 ms)
-/// and one round trip: 2.25 s and a round trip, under 3 s. A server reading records or
+/// ([`MAX_BACKOFF`], 1 s), a connection ([`CONNECT_TIMEOUT`], 1 s), one blocking read (250 ms;
+/// a server waiting for the marker to go, at the end of a restore, reads the marker and the
+/// epoch every [`POLL`] instead) and one round trip: 2.25 s and a round trip, under 3 s. A server reading records or
 /// writing back renews it before each batch, and a batch ends within [`RESPONSE_TIMEOUT`]
 /// (2 s). An owner's claim runs one hold past its last batch and the key one hold more (6 s
 /// in all), which outlasts a batch that timed out and the reconnect before the owner renews
@@ -60,7 +64,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// a waiting server within [`POLL`] of its end, while the key is still there.
 const RESTORE_HOLD: Duration = Duration::from_secs(3);
 
-/// How often a server waiting for another's write-back looks at the marker.
+/// How often a server waiting for another's write-back, or for the marker to go, looks at the
+/// marker (and, waiting for it to go, at the epoch).
 const POLL: Duration = Duration::from_millis(100);
 
 /// How long [`Feed::start`] waits for a restore under way before it gives up: a restore of a
@@ -72,8 +77,8 @@ const START_WAIT: Duration = Duration::from_secs(60);
 const START: &str = "0-0";
 
 /// One follower: its connection, the epoch it follows, the last stream id and the last
-/// sequence number it applied, the token that names it as the restore marker's owner, and its
-/// write-back under way, if any.
+/// sequence number it applied, the token that names it as the restore marker's owner, its
+/// write-back under way, if any, and its backoff.
 pub(super) struct Feed {
     source: RedisRevocation,
     shared: Arc<Shared>,
@@ -83,6 +88,9 @@ pub(super) struct Feed {
     seq: u64,
     token: String,
     pending: Option<WriteBack>,
+    /// The pause before the next attempt after an error: 50 ms after Redis last answered,
+    /// doubling up to [`MAX_BACKOFF`].
+    backoff: Duration,
 }
 
 /// A write-back under way: the entries Redis lacked, and how many of them Redis acknowledged.
@@ -136,7 +144,9 @@ impl Feed {
     ///
     /// A server that starts while the marker is held (Redis is new, or was found empty or
     /// rewound and the running servers are writing back what they hold) waits until it is
-    /// gone: a snapshot taken earlier could lack revocations that are on their way back.
+    /// gone: a snapshot taken earlier could lack revocations that are on their way back. A
+    /// snapshot during which the epoch changed or the marker appeared is discarded the same
+    /// way, and the server waits again, all within [`START_WAIT`].
     pub(super) async fn start(
         source: RedisRevocation,
         shared: Arc<Shared>,
@@ -150,22 +160,38 @@ impl Feed {
             seq: 0,
             token: random_hex()?,
             pending: None,
+            backoff: MIN_BACKOFF,
         };
         let mut conn = feed.connect().await?;
         #[cfg(feature = "tracing")]
         warn_on_eviction(&mut conn).await;
-        feed.adopt_epoch(&mut conn, false).await?;
-        let waited = tokio::time::timeout(START_WAIT, feed.await_restores(&mut conn)).await;
-        waited.unwrap_or_else(|_| {
-            Err(RevocationError(format!(
-                "redis is being restored by the running servers ({} still held after {:?}); \
-                 try again later",
-                keys::restoring(&feed.source.prefix),
-                START_WAIT
-            )))
-        })?;
-        let Some(scan) = feed.scan(&mut conn, false).await? else {
-            return Err(RevocationError("the start snapshot was interrupted".into()));
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        let scan = loop {
+            let gone = if tokio::time::Instant::now() < deadline {
+                feed.adopt_epoch(&mut conn, false).await?;
+                tokio::time::timeout_at(deadline, feed.await_marker_gone(&mut conn)).await
+            } else {
+                Ok(Ok(false))
+            };
+            match gone {
+                Ok(Ok(true)) => {}
+                // The epoch changed while waiting: adopt the new one and wait again.
+                Ok(Ok(false)) if tokio::time::Instant::now() < deadline => continue,
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(false)) | Err(_) => {
+                    return Err(RevocationError(format!(
+                        "redis is being restored by the running servers ({} still held after \
+                         {:?}); try again later",
+                        keys::restoring(&feed.source.prefix),
+                        START_WAIT
+                    )));
+                }
+            }
+            // `None`: Redis lost its data or a restore began while the snapshot ran, so it
+            // may lack what the running servers write back: wait and take another.
+            if let Some(scan) = feed.scan(&mut conn, false).await? {
+                break scan;
+            }
         };
         feed.resume_after(&scan);
         feed.shared.confirm(scan.started);
@@ -174,18 +200,17 @@ impl Feed {
     }
 
     /// Follows the stream until the task is aborted, reconnecting after any error with a
-    /// backoff from 50 ms to 1 s.
+    /// backoff from 50 ms to 1 s (50 ms again once Redis answers).
     pub(super) async fn run(mut self) {
-        let mut backoff = Duration::from_millis(50);
         loop {
             match self.step().await {
-                Ok(()) => backoff = Duration::from_millis(50),
+                Ok(()) => self.backoff = MIN_BACKOFF,
                 Err(_e) => {
                     #[cfg(feature = "tracing")]
                     tracing::warn!(error = %_e, "revocation feed interrupted; reconnecting");
                     self.conn = None;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -296,12 +321,24 @@ impl Feed {
     }
 
     /// Sets the epoch if Redis has none, with the restore marker (claimed by this server when
-    /// `owned`: it is restoring and will write back), and follows the one in place.
+    /// `owned`: it is restoring and will write back), and follows the one in place. The epoch
+    /// is read first and the script, which writes, runs only when there is none: a Redis at
+    /// its `maxmemory` refuses every script that may write, and a server must still start on
+    /// it while it holds every revocation.
     async fn adopt_epoch(
         &mut self,
         conn: &mut MultiplexedConnection,
         owned: bool,
     ) -> Result<(), RevocationError> {
+        let epoch: Option<String> = redis::cmd("GET")
+            .arg(keys::epoch(&self.source.prefix))
+            .query_async(conn)
+            .await
+            .map_err(err)?;
+        if let Some(epoch) = epoch {
+            self.epoch = epoch;
+            return Ok(());
+        }
         self.epoch = redis::Script::new(keys::ADOPT_EPOCH)
             .key(keys::epoch(&self.source.prefix))
             .key(keys::restoring(&self.source.prefix))
@@ -340,24 +377,46 @@ impl Feed {
         })
     }
 
-    /// Waits until the restore marker is gone, re-reading it each time its expiry is due (a
-    /// server restoring renews it).
-    async fn await_restores(
-        &self,
+    /// Waits until the restore marker is gone (true), or until Redis holds another epoch than
+    /// the one this server follows, or none (false: Redis lost its data again, and the wait
+    /// is over). Reads the marker's time to live and the epoch in one round trip, at least every
+    /// [`POLL`]: a server restoring renews the marker, and one waiting in the tail of a restore
+    /// must find a second loss within the hold of the marker that comes with the new epoch. A
+    /// marker without expiry (no value this crate writes: an operator's `SET`, a tool copying
+    /// keys without their TTL) is given one hold, as a restore's `keep` does, so it never
+    /// blocks for good.
+    async fn await_marker_gone(
+        &mut self,
         conn: &mut MultiplexedConnection,
-    ) -> Result<(), RevocationError> {
+    ) -> Result<bool, RevocationError> {
+        let marker = keys::restoring(&self.source.prefix);
         loop {
-            let left: i64 = redis::cmd("PTTL")
-                .arg(keys::restoring(&self.source.prefix))
+            let (left, epoch): (i64, Option<String>) = redis::pipe()
+                .cmd("PTTL")
+                .arg(&marker)
+                .get(keys::epoch(&self.source.prefix))
                 .query_async(conn)
                 .await
                 .map_err(err)?;
-            if left == -2 {
-                return Ok(());
+            self.backoff = MIN_BACKOFF;
+            if epoch.as_deref() != Some(self.epoch.as_str()) {
+                return Ok(false);
             }
-            // -1 (no expiry: not set by this crate) is waited out a hold at a time.
-            let left = u64::try_from(left).unwrap_or(hold_ms()).clamp(1, hold_ms());
-            tokio::time::sleep(Duration::from_millis(left)).await;
+            if left == -2 {
+                return Ok(true);
+            }
+            if left == -1 {
+                redis::cmd("PEXPIRE")
+                    .arg(&marker)
+                    .arg(hold_ms())
+                    .arg("NX")
+                    .query_async::<()>(conn)
+                    .await
+                    .map_err(err)?;
+                continue;
+            }
+            let left = Duration::from_millis(u64::try_from(left).unwrap_or(1).max(1));
+            tokio::time::sleep(left.min(POLL)).await;
         }
     }
 
@@ -375,6 +434,13 @@ impl Feed {
         Ok(matches!(state, Marker::Mine | Marker::Free))
     }
 
+    /// Whether a snapshot still reads one dataset: Redis holds the epoch this server follows
+    /// and, outside a restore, no restore marker (one that appeared means the running servers
+    /// found a loss, and the records may lack what they will write back).
+    fn unchanged(&self, epoch: Option<String>, marked: bool, restoring: bool) -> bool {
+        epoch.as_deref() == Some(self.epoch.as_str()) && (restoring || !marked)
+    }
+
     /// Follows the stream from the point `scan` read: after its last id and number.
     fn resume_after(&mut self, scan: &Scan) {
         self.last_id.clone_from(&scan.last_id);
@@ -382,10 +448,14 @@ impl Feed {
     }
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one
-    /// transaction: a write script raises the one and appends to the other atomically), then
+    /// script, [`keys::SNAPSHOT_HEAD`]: a write script raises the one and appends to the other atomically), then
     /// every record under the prefix, into the copy. Everything written before the counter was
     /// read is a record by then (a record and its stream entry are written by one script), and
     /// everything written after is in the stream past that id.
+    ///
+    /// The epoch and the marker are read with the counter and again after the last record:
+    /// `None` when Redis holds another epoch (it lost its data meanwhile: the records read may
+    /// be part of the set) or, outside a restore, when the marker is present.
     ///
     /// For a restore (`restoring`), it also notes what Redis holds, and says before the
     /// counter is read and before each batch of records that this server is restoring (the
@@ -401,25 +471,25 @@ impl Feed {
         }
         let started = Moment::now();
         let prefix = self.source.prefix.clone();
-        let (counter, last): (Option<u64>, StreamRangeReply) = redis::pipe()
-            .atomic()
-            .get(keys::seq(&prefix))
-            .cmd("XREVRANGE")
-            .arg(keys::stream(&prefix))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(conn)
-            .await
-            .map_err(err)?;
+        let (counter, last_id, epoch, marked): (u64, String, String, bool) =
+            redis::Script::new(keys::SNAPSHOT_HEAD)
+                .key(keys::seq(&prefix))
+                .key(keys::stream(&prefix))
+                .key(keys::epoch(&prefix))
+                .key(keys::restoring(&prefix))
+                .invoke_async(conn)
+                .await
+                .map_err(err)?;
+        if !self.unchanged(Some(epoch).filter(|e| !e.is_empty()), marked, restoring) {
+            return Ok(None);
+        }
         // A stream trimmed or deleted empty: every entry is a record, and the next one is
         // numbered past the counter, with an id past 0-0.
-        let last_id = last
-            .ids
-            .into_iter()
-            .next()
-            .map_or_else(|| START.into(), |e| e.id);
+        let last_id = if last_id.is_empty() {
+            START.into()
+        } else {
+            last_id
+        };
         let mut seen = HashMap::new();
         let pattern = keys::pattern(&prefix);
         let mut cursor: u64 = 0;
@@ -449,8 +519,17 @@ impl Feed {
                 return Ok(None);
             }
         }
+        let (epoch, marked): (Option<String>, bool) = redis::pipe()
+            .get(keys::epoch(&prefix))
+            .exists(keys::restoring(&prefix))
+            .query_async(conn)
+            .await
+            .map_err(err)?;
+        if !self.unchanged(epoch, marked, restoring) {
+            return Ok(None);
+        }
         Ok(Some(Scan {
-            counter: counter.unwrap_or(0),
+            counter,
             last_id,
             started,
             seen,
@@ -576,7 +655,10 @@ impl Feed {
             let missing = self.missing(&scan.seen);
             if missing.is_empty() {
                 self.marker(conn, "release").await?;
-                self.await_restores(conn).await?;
+                if !self.await_marker_gone(conn).await? {
+                    // Redis lost its data again meanwhile: restore again.
+                    continue;
+                }
                 self.resume_after(&scan);
                 self.shared.restoring.store(false, Ordering::Release);
                 return Ok(());

@@ -202,6 +202,20 @@ end
 return 'free'
 ";
 
+/// The head of a snapshot, read at once: the counter (0 if none), the stream's last id (empty
+/// if the stream has no entry), the epoch (empty if none) and whether the restore marker is
+/// present. A script because a transaction (`MULTI`) is refused whole by a Redis at its
+/// `maxmemory`, while a script flagged `no-writes` runs there.
+///
+/// KEYS: counter, stream, epoch, marker.
+pub(super) const SNAPSHOT_HEAD: &str = r"#!lua flags=no-writes
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local id = ''
+if last[1] then id = last[1][1] end
+return {tonumber(redis.call('GET', KEYS[1]) or '0') or 0, id,
+  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4])}
+";
+
 /// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
 /// (or emptied) dataset: the restore marker is set with it, in the same step, so no server
 /// sees the new epoch without it: claimed by the caller for one hold (as `MARKER`'s `take`)

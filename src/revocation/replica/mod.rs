@@ -31,12 +31,13 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   [`revoke_subject`](RevocationStore::revoke_subject), a first
 ///   [`use_once`](RevocationStore::use_once)) is one Lua script, so atomic: it writes the same
 ///   durable record as [`RedisRevocation`] (same keys, same expiry: the token's `exp` plus the
-///   retention margin), raises the counter `<prefix>seq` by one, and appends the entry, with
+///   retention margin; a record's expiry never falls, and a record without expiry, such as an
+///   operator's permanent ban, keeps none), raises the counter `<prefix>seq` by one, and appends the entry, with
 ///   the instant it is kept until and the counter's new value, to the stream `<prefix>feed`
 ///   (`XADD`). The stream's entries are thus numbered 1, 2, 3, … with none left out. The
 ///   writing server applies the entry to its own copy at once.
 /// - **Snapshot.** At start, each server reads the counter and the stream's last id together
-///   (one transaction), then every durable record under the prefix (`SCAN`, with each
+///   (one script), then every durable record under the prefix (`SCAN`, with each
 ///   record's `EXPIRETIME`, and a subject's "not before"), then follows the stream from that
 ///   id: a revocation written before the counter was read is a record, one written after is
 ///   in the stream, and applying one twice changes nothing (every value only rises). A `jti`
@@ -93,8 +94,9 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   (a snapshot), saying before each batch that it is restoring (which keeps the marker, or
 ///   sets it `free` for 3 s) and starting over once another server owns it; if Redis holds
 ///   every entry of its copy in force, with an expiry and a "not before" as late, lets go of
-///   the marker if it owns it, waits until the marker is gone and follows the feed from its
-///   snapshot; else it claims the marker (`free` or lapsed), writes back what Redis lacks
+///   the marker if it owns it, waits until the marker is gone (reading it and the epoch every
+///   100 ms at most: a new epoch meanwhile means Redis lost its data again, and it restores
+///   again from the start) and follows the feed from its snapshot; else it claims the marker (`free` or lapsed), writes back what Redis lacks
 ///   (subjects first; each entry as a revocation, record and stream entry), renewing its
 ///   claim before each batch of 1 000 and stopping if it lost it, sets the marker `free`
 ///   again, and reads the records again. A batch cut short by an error (a timeout, a dropped
@@ -108,10 +110,19 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 /// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
 ///   running server that set it, `free` if a starting server did), held 3 s: longer than a
 ///   running server takes to find the loss once Redis answers (it reads at least every
-///   250 ms, and reconnects within 1 s of backoff and 1 s of connection timeout). A server
-///   starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed after a
-///   restore, only once the marker is gone, so its snapshot holds what every running server
-///   wrote back. Hence the first server started on a new Redis takes 3 s to start, and
+///   250 ms, the feed or, at the end of a restore, the marker and the epoch every 100 ms; and
+///   reconnects within 1 s of backoff and 1 s of connection timeout: 2.25 s and a round trip).
+///   A server starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed
+///   after a restore, only once the marker is gone, so its snapshot holds what every running
+///   server wrote back. A start snapshot counts only if Redis holds the same epoch and no
+///   marker both when the counter is read and after the last record: one cut by a loss (a
+///   flush, a failover) or by a restore that began meanwhile is discarded, and the server
+///   waits and takes another. A marker without expiry (no value this crate writes: an
+///   operator's `SET`, a tool copying keys without their TTL) is given one hold by a server
+///   waiting for it, so it never blocks a start for good. Once Redis has an epoch, the start
+///   runs no script that writes, so a server starts on a Redis at its `maxmemory` that holds
+///   every revocation.
+///   Hence the first server started on a new Redis takes 3 s to start, and
 ///   [`replicate`](RedisRevocation::replicate) fails after waiting 60 s for a restore that
 ///   does not end. What no server holds is lost: a Redis restarted empty while every server
 ///   was also restarted forgets everything, as [`RedisRevocation`] does, and a server whose
