@@ -23,7 +23,8 @@ use redis::{AsyncConnectionConfig, Value};
 
 use super::keys::{self, Record};
 use super::{
-    MAX_EXAT, MAX_NOT_BEFORE, Moment, RedisRevocation, RevocationError, Shared, err, unix_now,
+    MAX_EXAT, MAX_NOT_BEFORE, MemoryRevocation, Moment, RedisRevocation, RevocationError, Shared,
+    err, unix_now,
 };
 
 /// Records read per `SCAN` step and entries per `XREAD`.
@@ -614,10 +615,12 @@ impl Feed {
     /// - if Redis holds every entry of the copy in force, with an expiry and a "not before" as
     ///   late, let go of the marker if this server owns it, wait until the marker is gone (no
     ///   server restores any more: whatever they wrote back is in the stream past the
-    ///   snapshot), and follow the feed from the snapshot;
+    ///   snapshot), and follow the feed from the snapshot; or, if Redis holds another epoch
+    ///   meanwhile (it lost its data again), start over;
     /// - else take the marker (if another server took it first: wait, then read again), write
-    ///   back what Redis lacks (subjects first: one reaches every token of a user), renewing
-    ///   the claim before each batch, let go of it, and read again.
+    ///   back what Redis lacks (subjects first: one reaches every token of a user; by Redis's
+    ///   clock, leaving out what it would drop as expired at once), renewing the claim before
+    ///   each batch, let go of it, and read again (after a poll, if entries are missing again).
     ///
     /// So one server writes back at a time, and it writes only what Redis lacks: after a
     /// Redis restarted empty, the first writer writes its copy, and the others, whose copies
@@ -631,11 +634,15 @@ impl Feed {
                  unread; restoring it from this server's copy"
             );
         }
+        // Whether this restore wrote back already: a pass that finds entries missing again
+        // waits a poll before it writes them, so a restore never turns into a busy loop.
+        let mut wrote = false;
         loop {
             if self.pending.is_some() {
                 if self.write_back(conn).await? {
                     self.marker(conn, "release").await?;
                 }
+                wrote = true;
                 // Written back, or the claim was lost: read what Redis holds now.
                 continue;
             }
@@ -652,7 +659,12 @@ impl Feed {
                 tokio::time::sleep(POLL).await;
                 continue;
             };
-            let missing = self.missing(&scan.seen);
+            // Redis's clock decides which entries it can still hold: one kept until its now,
+            // or within a second of it, would expire as soon as it is written back (the
+            // entries of a server whose clock runs behind Redis's).
+            let (redis_now, _): (u64, u64) =
+                redis::cmd("TIME").query_async(conn).await.map_err(err)?;
+            let missing = missing(&self.shared.local, &scan.seen, redis_now + 1);
             if missing.is_empty() {
                 self.marker(conn, "release").await?;
                 if !self.await_marker_gone(conn).await? {
@@ -662,6 +674,9 @@ impl Feed {
                 self.resume_after(&scan);
                 self.shared.restoring.store(false, Ordering::Release);
                 return Ok(());
+            }
+            if wrote {
+                tokio::time::sleep(POLL).await;
             }
             if self.marker(conn, "take").await? == Marker::Mine {
                 #[cfg(feature = "tracing")]
@@ -677,38 +692,6 @@ impl Feed {
                 tokio::time::sleep(POLL).await;
             }
         }
-    }
-
-    /// The entries of the copy in force that Redis lacks, according to `seen` (what a
-    /// snapshot read): absent, or held with an earlier expiry or a lower "not before". Subjects
-    /// first.
-    fn missing(&self, seen: &HashMap<Record, (u64, u64)>) -> Vec<Entry> {
-        let (jtis, subjects) = self.shared.local.live();
-        let mut missing = Vec::new();
-        for (iss, sub, before, kept) in subjects {
-            let record = Record::Subject { iss, sub };
-            let held = seen
-                .get(&record)
-                .is_some_and(|&(k, b)| k >= kept.min(MAX_EXAT) && b >= before.min(MAX_NOT_BEFORE));
-            if !held && let Record::Subject { iss, sub } = record {
-                missing.push(Entry::Subject {
-                    iss,
-                    sub,
-                    before,
-                    kept,
-                });
-            }
-        }
-        for (jti, kept) in jtis {
-            let record = Record::Jti(jti);
-            let held = seen
-                .get(&record)
-                .is_some_and(|&(k, _)| k >= kept.min(MAX_EXAT));
-            if !held && let Record::Jti(jti) = record {
-                missing.push(Entry::Jti { jti, kept });
-            }
-        }
-        missing
     }
 
     /// Writes back the pending entries (each as a revocation: record and stream entry), from
@@ -799,6 +782,45 @@ impl Feed {
     }
 }
 
+/// The entries of `local` in force that Redis lacks, according to `seen` (what a snapshot
+/// read): absent, or held with an earlier expiry or a lower "not before". Subjects first. An
+/// entry kept until `until` or earlier (Redis's now and a second, by Redis's clock) is left
+/// out: Redis would drop it as expired as soon as it is written.
+fn missing(local: &MemoryRevocation, seen: &HashMap<Record, (u64, u64)>, until: u64) -> Vec<Entry> {
+    let (jtis, subjects) = local.live();
+    let mut missing = Vec::new();
+    for (iss, sub, before, kept) in subjects {
+        if kept <= until {
+            continue;
+        }
+        let record = Record::Subject { iss, sub };
+        let held = seen
+            .get(&record)
+            .is_some_and(|&(k, b)| k >= kept.min(MAX_EXAT) && b >= before.min(MAX_NOT_BEFORE));
+        if !held && let Record::Subject { iss, sub } = record {
+            missing.push(Entry::Subject {
+                iss,
+                sub,
+                before,
+                kept,
+            });
+        }
+    }
+    for (jti, kept) in jtis {
+        if kept <= until {
+            continue;
+        }
+        let record = Record::Jti(jti);
+        let held = seen
+            .get(&record)
+            .is_some_and(|&(k, _)| k >= kept.min(MAX_EXAT));
+        if !held && let Record::Jti(jti) = record {
+            missing.push(Entry::Jti { jti, kept });
+        }
+    }
+    missing
+}
+
 /// 16 random bytes in hex: an epoch, or a server's owner token.
 fn random_hex() -> Result<String, RevocationError> {
     let mut random = [0u8; 16];
@@ -830,5 +852,33 @@ async fn warn_on_eviction(conn: &mut MultiplexedConnection) {
             "Redis may evict revocation records under memory pressure; set maxmemory-policy \
              noeviction"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy whose clock runs behind Redis's: what it holds until Redis's now and a second is
+    /// never written back, what it holds longer is.
+    #[test]
+    fn entries_expired_by_redis_clock_are_not_missing() {
+        let now = unix_now();
+        let local = MemoryRevocation::new().retain_past_expiry(Duration::ZERO);
+        local.insert_jti("ends-soon", now + 3);
+        local.insert_jti("lasts", now + 60);
+        local.insert_subject("", "ends-soon", now, now + 4);
+        local.insert_subject("", "lasts", now, now + 60);
+        let redis_now = now + 3;
+        let names: Vec<String> = missing(&local, &HashMap::new(), redis_now + 1)
+            .into_iter()
+            .map(|e| match e {
+                Entry::Subject { sub, .. } => format!("sub:{sub}"),
+                Entry::Jti { jti, .. } => format!("jti:{jti}"),
+            })
+            .collect();
+        assert_eq!(names, ["sub:lasts", "jti:lasts"]);
+        // With Redis's clock in step, every entry in force is missing.
+        assert_eq!(missing(&local, &HashMap::new(), now + 1).len(), 4);
     }
 }

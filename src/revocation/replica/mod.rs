@@ -96,10 +96,14 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   every entry of its copy in force, with an expiry and a "not before" as late, lets go of
 ///   the marker if it owns it, waits until the marker is gone (reading it and the epoch every
 ///   100 ms at most: a new epoch meanwhile means Redis lost its data again, and it restores
-///   again from the start) and follows the feed from its snapshot; else it claims the marker (`free` or lapsed), writes back what Redis lacks
-///   (subjects first; each entry as a revocation, record and stream entry), renewing its
-///   claim before each batch of 1 000 and stopping if it lost it, sets the marker `free`
-///   again, and reads the records again. A batch cut short by an error (a timeout, a dropped
+///   again from the start) and follows the feed from its snapshot; else it claims the marker
+///   (`free` or lapsed), writes back what Redis lacks (subjects first; each entry as a
+///   revocation, record and stream entry), renewing its claim before each batch of 1 000 and
+///   stopping if it lost it, sets the marker `free` again, and reads the records again. What
+///   Redis lacks is judged by Redis's clock (`TIME`): an entry kept until Redis's now and a
+///   second or earlier is not written back, since Redis would drop it at once (a server
+///   whose clock runs behind Redis's holds such entries), and a pass that finds entries
+///   missing after this server already wrote back waits 100 ms before writing again. A batch cut short by an error (a timeout, a dropped
 ///   connection) is resumed, once the server is back, at the first batch Redis did not
 ///   acknowledge, as long as the claim is still its own; writing an entry twice changes
 ///   nothing (every value only rises). So after Redis restarted empty, the first server
