@@ -28,6 +28,8 @@ mod audit12;
 mod audit12b;
 #[cfg(feature = "dpop")]
 mod audit13;
+#[cfg(feature = "redis")]
+mod audit14;
 #[cfg(all(
     feature = "dpop",
     feature = "cache",
