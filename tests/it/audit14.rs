@@ -339,18 +339,25 @@ async fn regression_a_full_redis_lets_a_server_start() {
 
 /// A revocation never gives a record without expiry an expiry: an operator's permanent ban of
 /// a subject (`SET jwt:sub:0::mallory 99999999999999`, no expiry), followed by an ordinary "log
-/// out everywhere" kept 6 s, stays permanent, and a server started afterwards refuses the
-/// banned subject's tokens as the running one does.
+/// out everywhere" kept 6 s, stays without expiry (Redis never drops it), and a server started
+/// afterwards refuses the banned subject's tokens as the running one does. The same holds for
+/// a permanent `jti` record revoked again, and for `RedisRevocation::revoke_subject`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     let redis = RedisServer::start().await;
     let mut conn = redis.inspect().await;
-    redis::cmd("SET")
-        .arg("jwt:sub:0::mallory")
-        .arg(99_999_999_999_999u64)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    for (key, value) in [
+        ("jwt:sub:0::mallory", 99_999_999_999_999u64),
+        ("jwt:sub:0::trudy", 99_999_999_999_999),
+        ("jwt:jti:banned", 1),
+    ] {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
     let a = replica(&redis).await;
     let t = now();
     let token = TokenId::new(None, Some("m-1"), Some("mallory"), Some(t));
@@ -359,23 +366,32 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     a.revoke_subject(None, "mallory", t, t + 5 - 301)
         .await
         .unwrap();
-    let expiry: i64 = redis::cmd("EXPIRETIME")
+    a.revoke("banned", t + 5 - 301).await.unwrap();
+    RedisRevocation::connect(&redis.url())
+        .await
+        .unwrap()
+        .revoke_subject(None, "trudy", t, t + 5 - 301)
+        .await
+        .unwrap();
+    let expiries: (i64, i64, i64) = redis::pipe()
+        .cmd("EXPIRETIME")
         .arg("jwt:sub:0::mallory")
+        .cmd("EXPIRETIME")
+        .arg("jwt:jti:banned")
+        .cmd("EXPIRETIME")
+        .arg("jwt:sub:0::trudy")
         .query_async(&mut conn)
         .await
         .unwrap();
-    let gone = becomes_true(PATIENCE, || async {
-        !redis.exists("jwt:sub:0::mallory").await
-    })
-    .await;
     let late = replica(&redis).await;
     let late_answer = revoked(&late, token).await;
     let a_answer = revoked(&a, token).await;
     assert!(
-        expiry == -1 && late_answer == Some(true),
-        "a permanent subject ban (record without expiry) got EXPIRETIME {expiry} from a later \
-         revoke_subject (record gone: {gone}); a server started afterwards answers \
-         {late_answer:?} for the banned subject's token (the running server: {a_answer:?})"
+        expiries == (-1, -1, -1) && late_answer == Some(true) && a_answer == Some(true),
+        "permanent records (without expiry) got EXPIRETIMEs {expiries:?} (subject by the \
+         replica, jti by the replica, subject by RedisRevocation) from later revocations kept \
+         6 s; a server started afterwards answers {late_answer:?} for the banned subject's \
+         token (the running server: {a_answer:?})"
     );
 }
 
