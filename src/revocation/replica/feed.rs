@@ -56,13 +56,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// find the loss once Redis answers and say so (`keep`): at worst the end of a backoff
 /// ([`MAX_BACKOFF`], 1 s), a connection ([`CONNECT_TIMEOUT`], 1 s), one blocking read (250 ms;
 /// a server waiting for the marker to go, at the end of a restore, reads the marker and the
-/// epoch every [`POLL`] instead) and one round trip: 2.25 s and a round trip, under 3 s. A server reading records or
-/// writing back renews it before each batch, and a batch ends within [`RESPONSE_TIMEOUT`]
-/// (2 s). An owner's claim runs one hold past its last batch and the key one hold more (6 s
-/// in all), which outlasts a batch that timed out and the reconnect before the owner renews
-/// its claim and resumes: [`RESPONSE_TIMEOUT`] + [`MAX_BACKOFF`] + [`CONNECT_TIMEOUT`] and a
-/// round trip, 4 s and a round trip. A claim that lapses (the owner stopped) is taken over by
-/// a waiting server within [`POLL`] of its end, while the key is still there.
+/// epoch every [`POLL`] instead) and one round trip: 2.25 s and a round trip, under 3 s. A
+/// server reading records or writing back renews it before each batch, and a batch ends within
+/// [`RESPONSE_TIMEOUT`] (2 s). An owner's claim runs one hold past its last batch and the key
+/// one hold more (6 s in all), which outlasts a batch that timed out and the reconnect before
+/// the owner renews its claim and resumes: [`RESPONSE_TIMEOUT`] + [`MAX_BACKOFF`] +
+/// [`CONNECT_TIMEOUT`] and a round trip, 4 s and a round trip. A claim that lapses (the owner
+/// stopped) is taken over by a waiting server within [`POLL`] of its end, while the key is
+/// still there.
 const RESTORE_HOLD: Duration = Duration::from_secs(3);
 
 /// How often a server waiting for another's write-back, or for the marker to go, looks at the
@@ -448,11 +449,11 @@ impl Feed {
         self.seq = scan.counter;
     }
 
-    /// A snapshot: reads the sequence counter and the stream's last id together (one
-    /// script, [`keys::SNAPSHOT_HEAD`]: a write script raises the one and appends to the other atomically), then
-    /// every record under the prefix, into the copy. Everything written before the counter was
-    /// read is a record by then (a record and its stream entry are written by one script), and
-    /// everything written after is in the stream past that id.
+    /// A snapshot: reads the sequence counter and the stream's last id together (one script,
+    /// [`keys::SNAPSHOT_HEAD`]: a write script raises the one and appends to the other
+    /// atomically), then every record under the prefix, into the copy. Everything written
+    /// before the counter was read is a record by then (a record and its stream entry are
+    /// written by one script), and everything written after is in the stream past that id.
     ///
     /// The epoch and the marker are read with the counter and again after the last record:
     /// `None` when Redis holds another epoch (it lost its data meanwhile: the records read may

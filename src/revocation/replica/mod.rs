@@ -32,10 +32,10 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   [`use_once`](RevocationStore::use_once)) is one Lua script, so atomic: it writes the same
 ///   durable record as [`RedisRevocation`] (same keys, same expiry: the token's `exp` plus the
 ///   retention margin; a record's expiry never falls, and a record without expiry, such as an
-///   operator's permanent ban, keeps none), raises the counter `<prefix>seq` by one, and appends the entry, with
-///   the instant it is kept until and the counter's new value, to the stream `<prefix>feed`
-///   (`XADD`). The stream's entries are thus numbered 1, 2, 3, … with none left out. The
-///   writing server applies the entry to its own copy at once.
+///   operator's permanent ban, keeps none), raises the counter `<prefix>seq` by one, and
+///   appends the entry, with the instant it is kept until and the counter's new value, to the
+///   stream `<prefix>feed` (`XADD`). The stream's entries are thus numbered 1, 2, 3, … with
+///   none left out. The writing server applies the entry to its own copy at once.
 /// - **Snapshot.** At start, each server reads the counter and the stream's last id together
 ///   (one script), then every durable record under the prefix (`SCAN`, with each
 ///   record's `EXPIRETIME`, and a subject's "not before"), then follows the stream from that
@@ -84,33 +84,33 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   from its copy within the bound and fail past it, and `use_once` and
 ///   `is_revoked_consistent` fail unless the copy holds the entry.
 /// - **The restore.** The restore marker `<prefix>restoring` is present while a restore is
-///   under way, and names the one server writing back, if any: `free`, or
-///   `<owner>:<until>`, where the owner is a random token of that server and its claim runs
-///   until `until` (milliseconds, by Redis's clock), 3 s past its last renewal; the key itself
-///   stays 3 s longer, so that the marker outlives an owner that stopped. Every step on it is
-///   one Lua script that checks the epoch, and the owner where it renews or lets go: a server
-///   whose claim lapsed never renews, replaces or deletes another's. A server restoring, in
-///   turn: waits while another server owns the marker; reads every record under the prefix
-///   (a snapshot), saying before each batch that it is restoring (which keeps the marker, or
-///   sets it `free` for 3 s) and starting over once another server owns it; if Redis holds
-///   every entry of its copy in force, with an expiry and a "not before" as late, lets go of
-///   the marker if it owns it, waits until the marker is gone (reading it and the epoch every
-///   100 ms at most: a new epoch meanwhile means Redis lost its data again, and it restores
-///   again from the start) and follows the feed from its snapshot; else it claims the marker
-///   (`free` or lapsed), writes back what Redis lacks (subjects first; each entry as a
-///   revocation, record and stream entry), renewing its claim before each batch of 1 000 and
-///   stopping if it lost it, sets the marker `free` again, and reads the records again. What
-///   Redis lacks is judged by Redis's clock (`TIME`): an entry kept until Redis's now and a
-///   second or earlier is not written back, since Redis would drop it at once (a server
-///   whose clock runs behind Redis's holds such entries), and a pass that finds entries
-///   missing after this server already wrote back waits 100 ms before writing again. A batch cut short by an error (a timeout, a dropped
-///   connection) is resumed, once the server is back, at the first batch Redis did not
-///   acknowledge, as long as the claim is still its own; writing an entry twice changes
-///   nothing (every value only rises). So after Redis restarted empty, the first server
-///   writes back its copy, and the others, which hold the same, read the records once and
-///   write nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s
-///   after its last batch, and a waiting server takes over within 100 ms, writing back what
-///   Redis still lacks.
+///   under way, and names the one server writing back, if any: `free`, or `<owner>:<until>`,
+///   where the owner is a random token of that server and its claim runs until `until`
+///   (milliseconds, by Redis's clock), 3 s past its last renewal; the key itself stays 3 s
+///   longer, so that the marker outlives an owner that stopped. Every step on it is one Lua
+///   script that checks the epoch, and the owner where it renews or lets go: a server whose
+///   claim lapsed never renews, replaces or deletes another's. A server restoring, in turn:
+///   waits while another server owns the marker; reads every record under the prefix (a
+///   snapshot), saying before each batch that it is restoring (which keeps the marker, or sets
+///   it `free` for 3 s) and starting over once another server owns it; if Redis holds every
+///   entry of its copy in force, with an expiry and a "not before" as late, lets go of the
+///   marker if it owns it, waits until the marker is gone (reading it and the epoch every 100
+///   ms at most: a new epoch meanwhile means Redis lost its data again, and it restores again
+///   from the start) and follows the feed from its snapshot; else it claims the marker (`free`
+///   or lapsed), writes back what Redis lacks (subjects first; each entry as a revocation,
+///   record and stream entry), renewing its claim before each batch of 1 000 and stopping if it
+///   lost it, sets the marker `free` again, and reads the records again. What Redis lacks is
+///   judged by Redis's clock (`TIME`): an entry kept until Redis's now and a second or earlier
+///   is not written back, since Redis would drop it at once (a server whose clock runs behind
+///   Redis's holds such entries), and a pass that finds entries missing after this server
+///   already wrote back waits 100 ms before writing again. A batch cut short by an error (a
+///   timeout, a dropped connection) is resumed, once the server is back, at the first batch
+///   Redis did not acknowledge, as long as the claim is still its own; writing an entry twice
+///   changes nothing (every value only rises). So after Redis restarted empty, the first server
+///   writes back its copy, and the others, which hold the same, read the records once and write
+///   nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s after
+///   its last batch, and a waiting server takes over within 100 ms, writing back what Redis
+///   still lacks.
 /// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
 ///   running server that set it, `free` if a starting server did), held 3 s: longer than a
 ///   running server takes to find the loss once Redis answers (it reads at least every
