@@ -399,60 +399,6 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
 // Held properties.
 // =============================================================================================
 
-/// A replicated store whose feed runs on a runtime of its own thread, which the test can
-/// freeze: a server that cannot act (a paused process), while its copy still answers. (The
-/// same as `replica_restore`'s, which is private to that module.)
-struct Freezable {
-    store: Arc<ReplicatedRevocation>,
-    freeze: tokio::sync::mpsc::UnboundedSender<(
-        tokio::sync::oneshot::Sender<()>,
-        std::sync::mpsc::Receiver<()>,
-    )>,
-}
-
-impl Freezable {
-    async fn start(redis: &RedisServer) -> Freezable {
-        let url = redis.url();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (freeze, mut frozen) = tokio::sync::mpsc::unbounded_channel::<(
-            tokio::sync::oneshot::Sender<()>,
-            std::sync::mpsc::Receiver<()>,
-        )>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let store = RedisRevocation::connect(&url)
-                    .await
-                    .unwrap()
-                    .replicate()
-                    .await
-                    .unwrap();
-                let _ = ready_tx.send(Arc::new(store));
-                while let Some((frozen_tx, until)) = frozen.recv().await {
-                    let _ = frozen_tx.send(());
-                    let _ = until.recv();
-                }
-            });
-        });
-        Freezable {
-            store: ready_rx.await.unwrap(),
-            freeze,
-        }
-    }
-
-    /// Freezes the runtime until the returned sender is dropped.
-    async fn freeze(&self) -> std::sync::mpsc::Sender<()> {
-        let (thaw, until) = std::sync::mpsc::channel();
-        let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel();
-        self.freeze.send((frozen_tx, until)).unwrap();
-        frozen_rx.await.unwrap();
-        thaw
-    }
-}
-
 /// Spends `count` refresh `jti`s `<name>-<i>` on `store` (20 tasks), and waits until every
 /// store of `fleet` holds the last one.
 async fn spend_on(store: &Arc<ReplicatedRevocation>, name: &str, count: usize, exp: u64) {

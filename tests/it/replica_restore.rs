@@ -207,61 +207,6 @@ async fn fleet_restored(redis: &RedisServer, fleet: &[&ReplicatedRevocation]) ->
     .await
 }
 
-/// A replicated store whose feed runs on a runtime of its own thread, which the test can
-/// freeze: a server that cannot act (a paused process), while its copy still answers.
-struct Freezable {
-    store: Arc<ReplicatedRevocation>,
-    /// Each receiver sent freezes the runtime until its sender is dropped.
-    freeze: tokio::sync::mpsc::UnboundedSender<(
-        tokio::sync::oneshot::Sender<()>,
-        std::sync::mpsc::Receiver<()>,
-    )>,
-}
-
-impl Freezable {
-    async fn start(redis: &RedisServer) -> Freezable {
-        let url = redis.url();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let (freeze, mut frozen) = tokio::sync::mpsc::unbounded_channel::<(
-            tokio::sync::oneshot::Sender<()>,
-            std::sync::mpsc::Receiver<()>,
-        )>();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let store = tower_jwt_auth::revocation::RedisRevocation::connect(&url)
-                    .await
-                    .unwrap()
-                    .replicate()
-                    .await
-                    .unwrap();
-                let _ = ready_tx.send(Arc::new(store));
-                while let Some((frozen_tx, until)) = frozen.recv().await {
-                    let _ = frozen_tx.send(());
-                    // Blocks the runtime's only thread: nothing on it runs meanwhile.
-                    let _ = until.recv();
-                }
-            });
-        });
-        Freezable {
-            store: ready_rx.await.unwrap(),
-            freeze,
-        }
-    }
-
-    /// Freezes the runtime until the returned sender is dropped.
-    async fn freeze(&self) -> std::sync::mpsc::Sender<()> {
-        let (thaw, until) = std::sync::mpsc::channel();
-        let (frozen_tx, frozen_rx) = tokio::sync::oneshot::channel();
-        self.freeze.send((frozen_tx, until)).unwrap();
-        frozen_rx.await.unwrap();
-        thaw
-    }
-}
-
 /// The server writing back stops in the middle (its last handle is dropped, so its task
 /// ends): its claim on the marker lapses while the marker itself stays, and another server,
 /// which was paused until then, takes the marker over and writes back what Redis still lacks
