@@ -87,6 +87,18 @@ end
 return before
 ";
 
+/// Revokes a `jti`: its record's expiry only rises, and a record without expiry keeps none
+/// (`EXPIRETIME` as for [`REVOKE_SUBJECT`]). Any value of a `jti` record revokes it.
+const REVOKE_JTI: &str = r"
+local current = redis.call('EXPIRETIME', KEYS[1])
+if current == -1 then
+  redis.call('SET', KEYS[1], 1)
+else
+  redis.call('SET', KEYS[1], 1, 'EXAT', math.max(tonumber(ARGV[1]), current))
+end
+return 1
+";
+
 impl RedisRevocation {
     /// Connects to `url` (`redis://host:port/db`), with 1 s connection and response timeouts.
     pub async fn connect(url: &str) -> Result<RedisRevocation, RevocationError> {
@@ -193,12 +205,10 @@ impl RevocationStore for RedisRevocation {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            redis::cmd("SET")
-                .arg(self.jti_key(jti))
-                .arg(1)
-                .arg("EXAT")
+            redis::Script::new(REVOKE_JTI)
+                .key(self.jti_key(jti))
                 .arg(Self::kept_until(expires_at))
-                .query_async::<()>(&mut conn)
+                .invoke_async::<()>(&mut conn)
                 .await
                 .map_err(err)
         };

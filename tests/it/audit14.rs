@@ -341,7 +341,8 @@ async fn regression_a_full_redis_lets_a_server_start() {
 /// a subject (`SET jwt:sub:0::mallory 99999999999999`, no expiry), followed by an ordinary "log
 /// out everywhere" kept 6 s, stays without expiry (Redis never drops it), and a server started
 /// afterwards refuses the banned subject's tokens as the running one does. The same holds for
-/// a permanent `jti` record revoked again, and for `RedisRevocation::revoke_subject`.
+/// a permanent `jti` record revoked again, and for `RedisRevocation`'s `revoke_subject` and
+/// `revoke`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     let redis = RedisServer::start().await;
@@ -350,6 +351,7 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
         ("jwt:sub:0::mallory", 99_999_999_999_999u64),
         ("jwt:sub:0::trudy", 99_999_999_999_999),
         ("jwt:jti:banned", 1),
+        ("jwt:jti:forever", 1),
     ] {
         redis::cmd("SET")
             .arg(key)
@@ -367,19 +369,21 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
         .await
         .unwrap();
     a.revoke("banned", t + 5 - 301).await.unwrap();
-    RedisRevocation::connect(&redis.url())
-        .await
-        .unwrap()
+    let round_trip = RedisRevocation::connect(&redis.url()).await.unwrap();
+    round_trip
         .revoke_subject(None, "trudy", t, t + 5 - 301)
         .await
         .unwrap();
-    let expiries: (i64, i64, i64) = redis::pipe()
+    round_trip.revoke("forever", t + 5 - 301).await.unwrap();
+    let expiries: (i64, i64, i64, i64) = redis::pipe()
         .cmd("EXPIRETIME")
         .arg("jwt:sub:0::mallory")
         .cmd("EXPIRETIME")
         .arg("jwt:jti:banned")
         .cmd("EXPIRETIME")
         .arg("jwt:sub:0::trudy")
+        .cmd("EXPIRETIME")
+        .arg("jwt:jti:forever")
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -387,9 +391,10 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     let late_answer = revoked(&late, token).await;
     let a_answer = revoked(&a, token).await;
     assert!(
-        expiries == (-1, -1, -1) && late_answer == Some(true) && a_answer == Some(true),
+        expiries == (-1, -1, -1, -1) && late_answer == Some(true) && a_answer == Some(true),
         "permanent records (without expiry) got EXPIRETIMEs {expiries:?} (subject by the \
-         replica, jti by the replica, subject by RedisRevocation) from later revocations kept \
+         replica, jti by the replica, subject and jti by RedisRevocation) from later \
+         revocations kept \
          6 s; a server started afterwards answers {late_answer:?} for the banned subject's \
          token (the running server: {a_answer:?})"
     );

@@ -325,6 +325,10 @@ async fn entries_expire_with_the_tokens() {
     store.revoke("j1", now + 600).await.unwrap();
     let t = ttl(&mut conn, "jwt:jti:j1").await;
     assert!((896..=901).contains(&t), "TTL {t}");
+    // Revoked again for a token that ends sooner: the entry keeps the later end.
+    store.revoke("j1", now + 60).await.unwrap();
+    let t = ttl(&mut conn, "jwt:jti:j1").await;
+    assert!((896..=901).contains(&t), "TTL {t}");
 
     // A token expired longer ago than the retention margin is not stored at all.
     store.revoke("gone", now - 301).await.unwrap();
