@@ -19,19 +19,6 @@ use tower_jwt_auth::revocation::{RedisRevocation, ReplicatedRevocation, Revocati
 /// A deadline against a hang, not a latency check.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-const MARKER: &str = "jwt:restoring";
-const COUNTER: &str = "jwt:seq";
-
-/// The restore marker's value, if any.
-async fn marker(redis: &RedisServer) -> Option<String> {
-    let mut conn = redis.inspect().await;
-    redis::cmd("GET")
-        .arg(MARKER)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
 /// The marker's remaining time to live in ms (-2: absent, -1: no expiry).
 async fn marker_pttl(redis: &RedisServer) -> i64 {
     let mut conn = redis.inspect().await;
@@ -42,23 +29,9 @@ async fn marker_pttl(redis: &RedisServer) -> i64 {
         .unwrap()
 }
 
-/// Whether `store` has finished restoring: its consistent check, which fails while Redis is
-/// known to lack entries or the copy is stale, answers for a `jti` never revoked.
-async fn restored(store: &ReplicatedRevocation) -> bool {
-    store.is_revoked_consistent(jti("never-revoked")).await.ok() == Some(false)
-}
-
 /// Waits until every store of `fleet` has finished restoring and the marker is gone.
 async fn fleet_restored(redis: &RedisServer, fleet: &[&ReplicatedRevocation]) -> bool {
-    becomes_true(PATIENCE, || async {
-        for store in fleet {
-            if !restored(store).await {
-                return false;
-            }
-        }
-        !redis.exists(MARKER).await
-    })
-    .await
+    restore_ended(redis, fleet, PATIENCE).await
 }
 
 /// Writes `count` `jti` records `<name>-<i>` straight into Redis (the documented layout), in
@@ -591,17 +564,6 @@ async fn holds_foreign_marker_values_neither_wedge_a_restore_nor_open_a_start() 
             assert_eq!(revoked(&late, jti(&format!("r-{i}"))).await, Some(true));
         }
     }
-}
-
-/// The number of `jti` records in Redis.
-async fn jti_records(redis: &RedisServer) -> usize {
-    let mut conn = redis.inspect().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("jwt:jti:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.len()
 }
 
 /// A write-back cut short resumes at the first batch Redis did not acknowledge; here Redis

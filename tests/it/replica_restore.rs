@@ -18,11 +18,6 @@ use tower_jwt_auth::revocation::{ReplicatedRevocation, Revocation, RevocationSto
 /// A deadline against a hang, not a latency check.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The restore marker and the counter of entries ever written (one per revocation, written
-/// back ones included) under the default prefix.
-const MARKER: &str = "jwt:restoring";
-const COUNTER: &str = "jwt:seq";
-
 /// Spends `count` refresh `jti`s (`rt-0` …), spread over the servers of `fleet`, and waits
 /// until every server holds every one; returns their names.
 async fn spend(fleet: &[Arc<ReplicatedRevocation>], count: usize) -> Vec<String> {
@@ -60,30 +55,12 @@ async fn holds_all(store: &ReplicatedRevocation, names: &[String]) -> bool {
     true
 }
 
-/// Whether `store` has finished restoring: its consistent check, which fails while Redis is
-/// known to lack entries or the copy is stale, answers for a `jti` never revoked.
-async fn restored(store: &ReplicatedRevocation) -> bool {
-    store.is_revoked_consistent(jti("never-revoked")).await.ok() == Some(false)
-}
-
-/// The number of `jti` records in Redis.
-async fn jti_records(redis: &RedisServer) -> usize {
-    let mut conn = redis.inspect().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("jwt:jti:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.len()
-}
-
 /// After Redis restarted empty, the fleet writes back one copy of the revoked set, not one per
 /// server: the first server to take the restore marker writes back its copy, the others wait
 /// for it, read what Redis holds and find nothing missing. Every server answers again, every
 /// spent `jti` is still refused on every server, and a server started afterwards refuses them
-/// too. (Before the marker had an owner, every server wrote back its whole copy at once: here
-/// 8 x 15 000 entries, and with larger fleets and copies the write-back pipelines timed out
-/// and started over while the fleet answered 503.)
+/// too. Were every server to write back its own copy, this fleet would write 8 x 15 000
+/// entries, and larger fleets would outrun Redis's response timeout.
 ///
 /// 8 servers x 15 000 entries in the suite; `RESTORE_SERVERS` and `RESTORE_COPY` set other sizes
 /// for the measurement in BENCHMARKS.md (with `--nocapture`, the test prints what it saw).
@@ -160,29 +137,11 @@ async fn redis_now_ms(redis: &RedisServer) -> u64 {
     secs * 1000 + micros / 1000
 }
 
-/// The restore marker's value, if any.
-async fn marker(redis: &RedisServer) -> Option<String> {
-    let mut conn = redis.inspect().await;
-    redis::cmd("GET")
-        .arg(MARKER)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
-}
-
 /// Waits until every store of `fleet` has finished restoring, the marker is gone, and every
 /// feed runs again: a subject revoked through the first store reaches all of them. (A store
 /// that just finished restoring answers its checks only once its feed has read again.)
 async fn fleet_restored(redis: &RedisServer, fleet: &[&ReplicatedRevocation]) -> bool {
-    let done = becomes_true(PATIENCE, || async {
-        for store in fleet {
-            if !restored(store).await {
-                return false;
-            }
-        }
-        !redis.exists(MARKER).await
-    })
-    .await;
+    let done = restore_ended(redis, fleet, PATIENCE).await;
     let sub = format!("sentinel-{:x}", rand::random::<u64>());
     let Some(first) = fleet.first() else {
         return done;

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tower_jwt_auth::revocation::{RedisRevocation, ReplicatedRevocation, Revocation, TokenId};
+use tower_jwt_auth::revocation::{
+    RedisRevocation, ReplicatedRevocation, Revocation, RevocationStore, TokenId,
+};
 
 use super::redis_server::RedisServer;
 
@@ -123,4 +125,55 @@ impl Freezable {
         frozen_rx.await.unwrap();
         thaw
     }
+}
+
+/// The restore marker under the default prefix.
+pub const MARKER: &str = "jwt:restoring";
+/// The counter of entries ever written under the default prefix (one per revocation, written
+/// back ones included).
+pub const COUNTER: &str = "jwt:seq";
+
+/// The restore marker's value, if any.
+pub async fn marker(redis: &RedisServer) -> Option<String> {
+    let mut conn = redis.inspect().await;
+    redis::cmd("GET")
+        .arg(MARKER)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Whether `store` has finished restoring: its consistent check, which fails while Redis is
+/// known to lack entries or the copy is stale, answers for a `jti` never revoked.
+pub async fn restored(store: &ReplicatedRevocation) -> bool {
+    store.is_revoked_consistent(jti("never-revoked")).await.ok() == Some(false)
+}
+
+/// Waits up to `patience` until every store of `fleet` has finished restoring and the marker
+/// is gone.
+pub async fn restore_ended(
+    redis: &RedisServer,
+    fleet: &[&ReplicatedRevocation],
+    patience: Duration,
+) -> bool {
+    becomes_true(patience, || async {
+        for store in fleet {
+            if !restored(store).await {
+                return false;
+            }
+        }
+        !redis.exists(MARKER).await
+    })
+    .await
+}
+
+/// The number of `jti` records in Redis.
+pub async fn jti_records(redis: &RedisServer) -> usize {
+    let mut conn = redis.inspect().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("jwt:jti:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.len()
 }
