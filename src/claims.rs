@@ -106,6 +106,7 @@ mod axum_impl {
     use http::header::{CONTENT_TYPE, HeaderValue};
     use http::request::Parts;
     use http::{Extensions, HeaderMap, StatusCode};
+    use std::sync::Arc;
 
     use super::{Anonymous, Claims};
     use crate::response::LayerResponder;
@@ -144,8 +145,9 @@ mod axum_impl {
     #[error("{}", self.text())]
     pub struct ClaimsRejection {
         missing_layer: bool,
-        /// For a missing token: the responder of the layer that let the request through,
-        /// and the request's headers it answers by.
+        /// For a missing token: the responder of the layer that let the request through
+        /// (`Rfc6750::default()` when the layer shares none: it answers the same), and the
+        /// request's headers it answers by.
         answer: Option<(LayerResponder<Body>, HeaderMap)>,
     }
 
@@ -260,10 +262,14 @@ mod axum_impl {
         ) -> Result<Self, ClaimsRejection> {
             claims(&parts.extensions)?.ok_or_else(|| ClaimsRejection {
                 missing_layer: false,
-                answer: parts
-                    .extensions
-                    .get::<LayerResponder<Body>>()
-                    .map(|responder| (responder.clone(), parts.headers.clone())),
+                answer: Some((
+                    parts
+                        .extensions
+                        .get::<LayerResponder<Body>>()
+                        .cloned()
+                        .unwrap_or_else(|| LayerResponder(Arc::new(Rfc6750::default()))),
+                    parts.headers.clone(),
+                )),
             })
         }
     }

@@ -91,6 +91,16 @@ impl ResourceConfig {
 }
 
 impl ResourceServer {
+    /// Whether [`extend_challenges`](Self::extend_challenges) may change a response: DPoP or
+    /// resource metadata is on.
+    pub(crate) fn extends_challenges(&self) -> bool {
+        #[cfg(feature = "dpop")]
+        if self.dpop.is_some() {
+            return true;
+        }
+        self.metadata_param.is_some()
+    }
+
     /// Adds the layer's parameters to the challenges the responder put into `headers` (a
     /// response without `WWW-Authenticate`, such as a gRPC one, is left alone):
     ///

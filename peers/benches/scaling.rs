@@ -13,7 +13,10 @@
 //! contended lock or counter shows up as scaling well below 2). `noauth` is the same requests
 //! through the bare inner service: the harness's own scaling, the ceiling for the others.
 //! `hs256-cached` sends one token from every thread (one user: every hit shares the cached
-//! claims); `hs256-cached-per-thread` one token per thread (a client per thread). The `axum-*`
+//! claims); `hs256-cached-per-thread` one token per thread (a client per thread). The
+//! `*-per-connection` cases clone the service once per thread and call that clone for every
+//! request (`ready`, then `call`), as a server that keeps one service per connection does;
+//! the others clone it per request, as `axum::serve` and tonic do. The `axum-*`
 //! cases send the same requests through an axum `Router` (cloned per request, as `axum::serve`
 //! does), so the framework's own scaling can be read beside the layer's. Each service is
 //! cloned per request, as servers do: a clone bumps the reference count of the layer's shared
@@ -33,16 +36,25 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
+/// How a thread calls the service.
+#[derive(Clone, Copy)]
+enum Calls {
+    /// Each request through a clone of its own (tower's `oneshot`, axum's `serve`).
+    ClonePerRequest,
+    /// Every request of a thread through one clone (one service per connection).
+    PerConnection,
+}
+
 /// Runs `total` requests made by `request` split over `threads` threads, thread `i` sending
-/// `auths[i % len]`, each through a clone of `svc` (as servers do: tower's `oneshot`, axum's
-/// `serve`); returns the wall time. Every response must be 200, or the figures would measure
-/// refusals.
+/// `auths[i % len]`, calling clones of `svc` as `calls` says; returns the wall time. Every
+/// response must be 200, or the figures would measure refusals.
 fn run<S, B, RB>(
     svc: &S,
     request: fn(&HeaderValue) -> Request<B>,
     auths: &[HeaderValue],
     threads: u64,
     total: u64,
+    calls: Calls,
 ) -> Duration
 where
     S: Service<Request<B>, Response = Response<RB>, Error = Infallible> + Clone + Send + Sync,
@@ -61,8 +73,15 @@ where
                     .build()
                     .expect("runtime");
                 rt.block_on(async {
+                    let mut connection = svc.clone();
                     for _ in 0..per_thread {
-                        let res = svc.clone().oneshot(request(&auth)).await;
+                        let res = match calls {
+                            Calls::ClonePerRequest => svc.clone().oneshot(request(&auth)).await,
+                            Calls::PerConnection => match connection.ready().await {
+                                Ok(ready) => ready.call(request(&auth)).await,
+                                Err(e) => Err(e),
+                            },
+                        };
                         assert_eq!(res.map(|r| r.status()), Ok(StatusCode::OK));
                     }
                 });
@@ -110,28 +129,83 @@ fn bench_scaling(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("scaling/{threads}-threads"));
         group.throughput(Throughput::Elements(1));
         group.bench_function("noauth", |b| {
-            b.iter_custom(|n| run(&noauth, request, &one, threads, n))
+            b.iter_custom(|n| run(&noauth, request, &one, threads, n, Calls::ClonePerRequest))
         });
         group.bench_function("hs256", |b| {
-            b.iter_custom(|n| run(&uncached, request, &one, threads, n))
+            b.iter_custom(|n| run(&uncached, request, &one, threads, n, Calls::ClonePerRequest))
         });
         #[cfg(feature = "cache")]
         group.bench_function("hs256-cached", |b| {
-            b.iter_custom(|n| run(&cached, request, &one, threads, n))
+            b.iter_custom(|n| run(&cached, request, &one, threads, n, Calls::ClonePerRequest))
         });
         #[cfg(feature = "cache")]
         group.bench_function("hs256-cached-per-thread", |b| {
-            b.iter_custom(|n| run(&cached, request, &per_thread, threads, n))
+            b.iter_custom(|n| {
+                run(
+                    &cached,
+                    request,
+                    &per_thread,
+                    threads,
+                    n,
+                    Calls::ClonePerRequest,
+                )
+            })
+        });
+        group.bench_function("noauth-per-connection", |b| {
+            b.iter_custom(|n| run(&noauth, request, &one, threads, n, Calls::PerConnection))
+        });
+        group.bench_function("hs256-per-connection", |b| {
+            b.iter_custom(|n| run(&uncached, request, &one, threads, n, Calls::PerConnection))
+        });
+        #[cfg(feature = "cache")]
+        group.bench_function("hs256-cached-per-thread-per-connection", |b| {
+            b.iter_custom(|n| {
+                run(
+                    &cached,
+                    request,
+                    &per_thread,
+                    threads,
+                    n,
+                    Calls::PerConnection,
+                )
+            })
         });
         group.bench_function("axum-noauth", |b| {
-            b.iter_custom(|n| run(&axum_noauth, axum_request, &one, threads, n))
+            b.iter_custom(|n| {
+                run(
+                    &axum_noauth,
+                    axum_request,
+                    &one,
+                    threads,
+                    n,
+                    Calls::ClonePerRequest,
+                )
+            })
         });
         group.bench_function("axum-hs256", |b| {
-            b.iter_custom(|n| run(&axum_uncached, axum_request, &one, threads, n))
+            b.iter_custom(|n| {
+                run(
+                    &axum_uncached,
+                    axum_request,
+                    &one,
+                    threads,
+                    n,
+                    Calls::ClonePerRequest,
+                )
+            })
         });
         #[cfg(feature = "cache")]
         group.bench_function("axum-hs256-cached-per-thread", |b| {
-            b.iter_custom(|n| run(&axum_cached, axum_request, &per_thread, threads, n))
+            b.iter_custom(|n| {
+                run(
+                    &axum_cached,
+                    axum_request,
+                    &per_thread,
+                    threads,
+                    n,
+                    Calls::ClonePerRequest,
+                )
+            })
         });
         group.finish();
     }

@@ -68,6 +68,8 @@ pub struct JwtAuthBuilder<C, R = Rfc6750> {
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::CacheConfig>,
     responder: R,
+    /// `responder` is `Rfc6750::default()`: neither a realm nor a responder was set.
+    default_responder: bool,
     resource: ResourceConfig,
     error: Option<BuildError>,
     _claims: PhantomData<fn() -> C>,
@@ -92,6 +94,7 @@ impl<C> JwtAuthBuilder<C> {
             #[cfg(feature = "cache")]
             cache: None,
             responder: Rfc6750::default(),
+            default_responder: true,
             resource: ResourceConfig::default(),
             error: None,
             _claims: PhantomData,
@@ -101,6 +104,7 @@ impl<C> JwtAuthBuilder<C> {
     /// Names the realm in `WWW-Authenticate` challenges (default `"api"`).
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
         self.responder = Rfc6750::with_realm(realm);
+        self.default_responder = false;
         self
     }
 }
@@ -507,6 +511,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache,
             responder,
+            default_responder: false,
             resource: self.resource,
             error: self.error,
             _claims: PhantomData,
@@ -638,6 +643,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             #[cfg(feature = "cache")]
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
+            share_responder: !self.default_responder || resource.extends_challenges(),
             resource,
             #[cfg(feature = "metrics")]
             issuers,

@@ -35,6 +35,12 @@ use crate::verify::{Refused, TokenId, Verifier};
 use crate::{AuthError, Claims, ErrorResponder};
 
 /// Everything a layer checks requests with, fixed at build time and shared by its services.
+///
+/// Aligned to 128 bytes, so that in its `Arc` the reference counts sit on cache lines of their
+/// own: servers clone the service, and with it the `Arc`, for every request, and the counts
+/// those clones write from every core would otherwise share a line with the settings every
+/// request reads.
+#[repr(align(128))]
 pub(crate) struct Pipeline<R> {
     pub verifiers: Verifiers,
     pub max_token_size: usize,
@@ -51,6 +57,11 @@ pub(crate) struct Pipeline<R> {
     #[cfg(feature = "cache")]
     pub cache: Option<crate::cache::TokenCache>,
     pub responder: R,
+    /// Whether the handlers behind need this layer's responder in the request extensions
+    /// (`crate::response::LayerResponder`): it answers otherwise than `Rfc6750::default()`,
+    /// which they fall back to without it (a realm or responder was set, or DPoP or resource
+    /// metadata add challenge parameters).
+    pub share_responder: bool,
     /// The per-issuer counters of the verifiers, by index (feature `metrics`).
     #[cfg(feature = "metrics")]
     pub issuers: crate::metrics::Issuers,

@@ -96,8 +96,9 @@ where
         ext.remove::<Claims<C>>();
         #[cfg(feature = "dpop")]
         ext.remove::<crate::dpop::DpopKey>();
-        // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
-        if decision.is_ok() {
+        // The `Claims` extractor and `RequireClaims` behind us answer with our responder; with
+        // the default one they answer alike without it.
+        if decision.is_ok() && self.pipeline.share_responder {
             let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
             ext.insert(LayerResponder(responder));
         }

@@ -672,6 +672,99 @@ async fn require_claims_names_the_realm_of_the_layer_in_front() {
     assert_eq!(h.count(), 0);
 }
 
+/// Behind a layer with the default responder, `RequireClaims` and the `Claims` extractor
+/// answer an anonymous request exactly as the layer answers a request without a token, for
+/// HTTP callers and for gRPC callers (status 16): the same status, challenge, content type,
+/// gRPC status and body.
+#[tokio::test]
+async fn handlers_behind_a_default_layer_answer_as_the_layer_does() {
+    let h = Hits::default();
+    let strict = Router::new()
+        .route("/me", subject::<TestClaims>(&h))
+        .layer(hs256_layer::<TestClaims>());
+    let optional = Router::new()
+        .route(
+            "/extractor",
+            axum::routing::get(|claims: tower_jwt_auth::Claims<TestClaims>| async move {
+                claims.sub.clone()
+            }),
+        )
+        .route(
+            "/admin",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(hs256_builder::<TestClaims>().optional().build().unwrap());
+    let strict = format!("http://{}", serve(strict).await);
+    let optional = format!("http://{}", serve(optional).await);
+    for grpc in [false, true] {
+        let answer = |url: String| async move {
+            let mut request = client().get(url);
+            if grpc {
+                request = request.header("content-type", "application/grpc");
+            }
+            let res = request.send().await.unwrap();
+            let headers = [
+                "www-authenticate",
+                "content-type",
+                "grpc-status",
+                "grpc-message",
+            ]
+            .map(|name| res.headers().get(name).cloned());
+            (res.status(), headers, res.text().await.unwrap())
+        };
+        let layer = answer(format!("{strict}/me")).await;
+        let expected = if grpc { "16" } else { "Bearer realm=\"api\"" };
+        let shown = layer.1[if grpc { 2 } else { 0 }].clone();
+        assert_eq!(shown.as_ref().map(|v| v.to_str().unwrap()), Some(expected));
+        for path in ["/extractor", "/admin"] {
+            assert_eq!(
+                answer(format!("{optional}{path}")).await,
+                layer,
+                "{path}, gRPC {grpc}"
+            );
+        }
+    }
+    assert_eq!(h.count(), 0);
+}
+
+/// Behind a layer that describes the API as a protected resource (RFC 9728 §5.1) with the
+/// default responder, `RequireClaims`' 403 points to the metadata document as the layer's own
+/// refusals do.
+#[tokio::test]
+async fn require_claims_names_the_resource_metadata_of_the_layer_in_front() {
+    use tower_jwt_auth::resource_metadata::ResourceMetadata;
+
+    let h = Hits::default();
+    let layer = hs256_builder::<TestClaims>()
+        .resource_metadata(ResourceMetadata::new("https://api.example.com"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/admin",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(layer);
+    let url = format!("http://{}/admin", serve(app).await);
+    let metadata =
+        "resource_metadata=\"https://api.example.com/.well-known/oauth-protected-resource\"";
+    let res = get_with(&url, None).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        www_authenticate(&res),
+        Some(format!("Bearer realm=\"api\", {metadata}").as_str())
+    );
+    let res = get_with(&url, Some(&token_with_roles("bob", &["user"]))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&res),
+        Some(format!("{}, {metadata}", insufficient_scope("admin")).as_str())
+    );
+    assert_eq!(h.count(), 0);
+}
+
 /// Forgetting `JwtAuthLayer` is a wiring mistake: 500, never a pass, whatever the request
 /// carries.
 #[tokio::test]
