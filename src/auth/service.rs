@@ -97,10 +97,15 @@ where
         #[cfg(feature = "dpop")]
         ext.remove::<crate::dpop::DpopKey>();
         // The `Claims` extractor and `RequireClaims` behind us answer with our responder; with
-        // the default one they answer alike without it.
-        if decision.is_ok() && self.pipeline.share_responder {
-            let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
-            ext.insert(LayerResponder(responder));
+        // the default one they answer alike without it, once a layer in front of us no longer
+        // lends them its own.
+        if decision.is_ok() {
+            if self.pipeline.share_responder {
+                let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
+                ext.insert(LayerResponder(responder));
+            } else {
+                ext.remove::<LayerResponder<ResBody>>();
+            }
         }
         match decision {
             Ok(Decision::Verified(claims, index)) => {

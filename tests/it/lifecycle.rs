@@ -728,6 +728,36 @@ async fn handlers_behind_a_default_layer_answer_as_the_layer_does() {
     assert_eq!(h.count(), 0);
 }
 
+/// Of two layers in a row, the nearer one's responder answers for the handlers behind it: a
+/// default layer behind a `ProblemJson` one gets RFC 6750 refusals from `RequireClaims`.
+#[tokio::test]
+async fn require_claims_answers_with_the_nearest_layers_responder() {
+    use tower_jwt_auth::ProblemJson;
+
+    let h = Hits::default();
+    let outer = hs256_builder::<serde_json::Value>()
+        .responder(ProblemJson::with_realm("outer"))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/admin",
+            subject::<TestClaims>(&h)
+                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+        )
+        .layer(hs256_layer::<TestClaims>())
+        .layer(outer);
+    let url = format!("http://{}/admin", serve(app).await);
+    let res = get_with(&url, Some(&token_with_roles("bob", &["user"]))).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        www_authenticate(&res),
+        Some(insufficient_scope("admin").as_str())
+    );
+    assert!(res.headers().get("content-type").is_none());
+    assert_eq!(h.count(), 0);
+}
+
 /// Behind a layer that describes the API as a protected resource (RFC 9728 §5.1) with the
 /// default responder, `RequireClaims`' 403 points to the metadata document as the layer's own
 /// refusals do.
