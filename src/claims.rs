@@ -1,3 +1,4 @@
+use std::marker::PhantomData;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -84,10 +85,25 @@ impl<C> Deref for Claims<C> {
     }
 }
 
-/// Marks a request the layer let through without a token (optional mode, CORS preflight), so
-/// `RequireClaims` and the `Claims` extractor can tell it from a request no layer looked at.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Anonymous;
+/// Marks a request the layer for claims type `C` let through without a token (optional mode,
+/// CORS preflight), so `RequireClaims` and the `Claims` extractor for `C` can tell it from a
+/// request no layer for `C` looked at. Typed like [`Claims<C>`]: a layer for another claims
+/// type neither removes nor provides it.
+pub(crate) struct Anonymous<C>(PhantomData<fn() -> C>);
+
+impl<C> Anonymous<C> {
+    pub(crate) fn new() -> Self {
+        Anonymous(PhantomData)
+    }
+}
+
+impl<C> Clone for Anonymous<C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<C> Copy for Anonymous<C> {}
 
 impl<C> From<Arc<C>> for Claims<C> {
     fn from(claims: Arc<C>) -> Self {
@@ -123,7 +139,9 @@ mod axum_impl {
     ///   (with [`Rfc6750`]: 401 and `WWW-Authenticate: Bearer realm="…"` naming the layer's
     ///   realm; with [`ProblemJson`](crate::ProblemJson): a problem document; gRPC callers get
     ///   status 16). When the layer's response body type is not axum's (a layer wrapped
-    ///   around something else than axum routes), the answer is `Rfc6750::default()`'s.
+    ///   around something else than axum routes, or a middleware that changes the response
+    ///   body, such as compression, between the layer and the routes: put such middleware in
+    ///   front of the layer), the answer is `Rfc6750::default()`'s.
     /// - no `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500 with
     ///   the text of this error, and an error event naming the claims type (feature
     ///   `tracing`).
@@ -233,7 +251,7 @@ mod axum_impl {
         if let Some(claims) = extensions.get::<Claims<C>>() {
             return Ok(Some(claims.clone()));
         }
-        if extensions.get::<Anonymous>().is_some() {
+        if extensions.get::<Anonymous<C>>().is_some() {
             return Ok(None);
         }
         #[cfg(feature = "tracing")]

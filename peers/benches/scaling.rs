@@ -11,7 +11,10 @@
 //!
 //! which is 2 on two idle cores when nothing on the request path is shared for writing (a
 //! contended lock or counter shows up as scaling well below 2). `noauth` is the same requests
-//! through the bare inner service: the harness's own scaling, the ceiling for the others.
+//! through the bare inner service: the harness's own scaling, the ceiling for the others;
+//! `noauth-shared-state` the same behind a layer that does nothing but hold an `Arc` of its
+//! state (tower's `MapRequest` with a closure that owns one), as most layers do: what cloning
+//! such a service per request costs by itself.
 //! `hs256-cached` sends one token from every thread (one user: every hit shares the cached
 //! claims); `hs256-cached-per-thread` one token per thread (a client per thread). The
 //! `*-per-connection` cases clone the service once per thread and call that clone for every
@@ -112,6 +115,12 @@ fn bench_scaling(c: &mut Criterion) {
     let one = [auth(case.token())];
     let per_thread = [auth(case.token()), auth(case.token())];
     let noauth = service_fn(inner);
+    let state = std::sync::Arc::new(());
+    let shared_state = tower::util::MapRequestLayer::new(move |req| {
+        std::hint::black_box(&state);
+        req
+    })
+    .layer(service_fn(inner));
     let uncached = case.layer().layer(service_fn(inner));
     #[cfg(feature = "cache")]
     let cached = case
@@ -130,6 +139,18 @@ fn bench_scaling(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1));
         group.bench_function("noauth", |b| {
             b.iter_custom(|n| run(&noauth, request, &one, threads, n, Calls::ClonePerRequest))
+        });
+        group.bench_function("noauth-shared-state", |b| {
+            b.iter_custom(|n| {
+                run(
+                    &shared_state,
+                    request,
+                    &one,
+                    threads,
+                    n,
+                    Calls::ClonePerRequest,
+                )
+            })
         });
         group.bench_function("hs256", |b| {
             b.iter_custom(|n| run(&uncached, request, &one, threads, n, Calls::ClonePerRequest))

@@ -92,7 +92,7 @@ where
         // Only this layer vouches for claims: whatever sits in the extensions under our types
         // is replaced or removed.
         let ext = req.extensions_mut();
-        ext.remove::<Anonymous>();
+        ext.remove::<Anonymous<C>>();
         ext.remove::<Claims<C>>();
         #[cfg(feature = "dpop")]
         ext.remove::<crate::dpop::DpopKey>();
@@ -114,7 +114,7 @@ where
                 ResponseFuture::inner(self.inner.call(req))
             }
             Ok(Decision::Anonymous) => {
-                ext.insert(Anonymous);
+                ext.insert(Anonymous::<C>::new());
                 ResponseFuture::inner(self.inner.call(req))
             }
             Ok(decision @ Decision::CheckRevocation(..)) => {

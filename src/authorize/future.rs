@@ -186,7 +186,8 @@ mod tests {
                 req.extensions_mut().insert(Claims::new(claims));
             }
             None => {
-                req.extensions_mut().insert(Anonymous);
+                req.extensions_mut()
+                    .insert(Anonymous::<&'static str>::new());
             }
         }
         req

@@ -51,8 +51,10 @@ impl<C> Clone for Rule<C> {
 /// Refusals are answered by the responder of the `JwtAuthLayer` in front (its realm, or its
 /// [`ProblemJson`](crate::ProblemJson) documents), found in the request's extensions, unless
 /// [`responder`](Self::responder) or [`realm`](Self::realm) was set here. When neither was
-/// set and no such responder is found (the layer in front answers with another body type),
-/// the answer is `Rfc6750::default()`'s.
+/// set and no such responder is found (the layer in front answers with another body type,
+/// as when a middleware that changes the response body, such as compression, sits between
+/// it and this layer: put such middleware in front of the `JwtAuthLayer`), the answer is
+/// `Rfc6750::default()`'s, without the layer's realm, DPoP or `resource_metadata` parameters.
 pub struct RequireClaimsLayer<C, R = Rfc6750> {
     pub(super) rule: Rule<C>,
     pub(super) allow_anonymous: bool,

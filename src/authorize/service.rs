@@ -75,7 +75,7 @@ impl<S, C: Send + Sync + 'static, R> RequireClaims<S, C, R> {
     /// optional mode marked it) or a wiring mistake, which never passes.
     fn judge<B>(&self, req: &Request<B>) -> Verdict {
         let Some(claims) = req.extensions().get::<Claims<C>>() else {
-            if req.extensions().get::<Anonymous>().is_some() {
+            if req.extensions().get::<Anonymous<C>>().is_some() {
                 return if self.layer.allow_anonymous {
                     Verdict::Pass
                 } else {

@@ -37,6 +37,8 @@ mod audit14;
     feature = "axum"
 ))]
 mod audit15;
+#[cfg(all(feature = "axum", feature = "dpop"))]
+mod audit16;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
