@@ -11,6 +11,12 @@
 //! read the records, write back what of the copy they lack (one server at a time, under the
 //! restore marker), and follow the feed from a snapshot taken once Redis lacks nothing (see
 //! [`Feed::restore`]).
+//!
+//! A write-back writes records only, with one `w` entry in the stream after each batch: a
+//! follower that reads one cannot account for it as a revocation, and reads the records, as
+//! after a loss. Every write-back is thus seen by every server, through the records: one
+//! whose snapshot's head was read before a batch's `w` entry reads that entry past its
+//! snapshot, one whose head was read after it finds the batch's records in its snapshot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -286,7 +292,9 @@ impl Feed {
         Ok(())
     }
 
-    /// Applies one stream entry; true when its number is the next one expected.
+    /// Applies one stream entry; true when its number is the next one expected and its
+    /// revocation is applied. A `w` entry (records written back, see [`keys::WRITTEN_BACK`])
+    /// carries no revocation: false, so that the restore reads the records.
     fn apply(&mut self, entry: &StreamId) -> bool {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
@@ -310,6 +318,9 @@ impl Feed {
                     return next;
                 }
             }
+            // Records written back: their revocations are in the records only, which the
+            // restore reads.
+            (Some("w"), _) => return false,
             _ => {}
         }
         // Not an entry this version writes: its revocation, if any, is in the records, which
@@ -451,9 +462,11 @@ impl Feed {
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one script,
     /// [`keys::SNAPSHOT_HEAD`]: a write script raises the one and appends to the other
-    /// atomically), then every record under the prefix, into the copy. Everything written
-    /// before the counter was read is a record by then (a record and its stream entry are
-    /// written by one script), and everything written after is in the stream past that id.
+    /// atomically), then every record under the prefix, into the copy. Every revocation
+    /// written before the counter was read is a record by then (a record and its stream entry
+    /// are written by one script), and every one written after is in the stream past that id;
+    /// records written back after it are followed there by a `w` entry, which sends this
+    /// server to read the records again.
     ///
     /// The epoch and the marker are read with the counter and again after the last record:
     /// `None` when Redis holds another epoch (it lost its data meanwhile: the records read may
@@ -607,17 +620,18 @@ impl Feed {
         Ok(())
     }
 
-    /// Redis lost entries, or this server cannot tell that it did not. The copy is kept
-    /// (entries only leave it by expiry) and the epoch adopted (or set, with the marker claimed
-    /// by this server). Then, in turn:
+    /// Redis lost entries, or another server wrote records back (a `w` entry), or this server
+    /// cannot tell that Redis did not lose any. The copy is kept (entries only leave it by
+    /// expiry) and the epoch adopted (or set, with the marker claimed by this server). Then,
+    /// in turn:
     ///
     /// - while another server owns the marker (it writes back), wait;
     /// - read every record (a snapshot; cut short when a writer takes the marker meanwhile);
     /// - if Redis holds every entry of the copy in force, with an expiry and a "not before" as
-    ///   late, let go of the marker if this server owns it, wait until the marker is gone (no
-    ///   server restores any more: whatever they wrote back is in the stream past the
-    ///   snapshot), and follow the feed from the snapshot; or, if Redis holds another epoch
-    ///   meanwhile (it lost its data again), start over;
+    ///   late, let go of the marker if this server owns it, wait until the marker is gone, and
+    ///   follow the feed from the snapshot (what other servers write back after the snapshot's
+    ///   head is followed by a `w` entry past it, which brings this server back here); or, if
+    ///   Redis holds another epoch meanwhile (it lost its data again), start over;
     /// - else take the marker (if another server took it first: wait, then read again), write
     ///   back what Redis lacks (subjects first: one reaches every token of a user; by Redis's
     ///   clock, leaving out what it would drop as expired at once), renewing the claim before
@@ -632,7 +646,8 @@ impl Feed {
             #[cfg(feature = "tracing")]
             tracing::warn!(
                 "the Redis behind the revocation feed lost entries, or they were trimmed \
-                 unread; restoring it from this server's copy"
+                 unread, or a server wrote records back; reading the records, and restoring \
+                 Redis from this server's copy"
             );
         }
         // Whether this restore wrote back already: a pass that finds entries missing again
@@ -695,11 +710,16 @@ impl Feed {
         }
     }
 
-    /// Writes back the pending entries (each as a revocation: record and stream entry), from
-    /// the first unacknowledged batch, renewing this server's claim on the marker before each
-    /// batch. True once Redis acknowledged them all; false, with the write-back dropped, once
-    /// the claim is lost (it lapsed and another server took the marker over, or Redis holds
-    /// another epoch). An error keeps it pending, to resume.
+    /// Writes back the pending entries, from the first unacknowledged batch, renewing this
+    /// server's claim on the marker before each batch. Each entry is written as its record
+    /// alone (expiry and "not before" only rise, as a revocation writes them), and each batch
+    /// is followed by one `w` entry in the stream (see [`keys::WRITTEN_BACK`]): a stream entry
+    /// per record would take a third more memory than the records, and a Redis sized for its
+    /// records (`maxmemory`, `noeviction`) would run out part-way and refuse every write,
+    /// the marker's included, until records expire. True once Redis acknowledged them all;
+    /// false, with the write-back dropped, once the claim is lost (it lapsed and another
+    /// server took the marker over, or Redis holds another epoch). An error keeps it pending,
+    /// to resume.
     async fn write_back(
         &mut self,
         conn: &mut MultiplexedConnection,
@@ -723,11 +743,12 @@ impl Feed {
     ) -> Result<bool, RevocationError> {
         let prefix = &self.source.prefix;
         let (stream, counter) = (keys::stream(prefix), keys::seq(prefix));
-        let revoke_jti = redis::Script::new(keys::REVOKE_JTI);
-        let revoke_subject = redis::Script::new(keys::REVOKE_SUBJECT);
+        let restore_jti = redis::Script::new(keys::RESTORE_JTI);
+        let restore_subject = redis::Script::new(keys::RESTORE_SUBJECT);
+        let written_back = redis::Script::new(keys::WRITTEN_BACK);
         // Loaded once per attempt (a restarted Redis has no scripts), then called by hash.
         let mut load = redis::pipe();
-        for script in [keys::REVOKE_JTI, keys::REVOKE_SUBJECT] {
+        for script in [keys::RESTORE_JTI, keys::RESTORE_SUBJECT, keys::WRITTEN_BACK] {
             load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
         }
         load.query_async::<()>(conn).await.map_err(err)?;
@@ -750,32 +771,32 @@ impl Feed {
                     } => {
                         // The key of "no iss" is the key of the empty `iss`.
                         pipe.cmd("EVALSHA")
-                            .arg(revoke_subject.get_hash())
-                            .arg(3)
+                            .arg(restore_subject.get_hash())
+                            .arg(1)
                             .arg(self.source.sub_key(Some(iss), sub))
-                            .arg(&stream)
-                            .arg(&counter)
                             .arg((*before).min(MAX_NOT_BEFORE))
                             .arg(exat(*kept))
-                            .arg(window)
-                            .arg(iss)
-                            .arg(sub)
                             .ignore();
                     }
                     Entry::Jti { jti, kept } => {
                         pipe.cmd("EVALSHA")
-                            .arg(revoke_jti.get_hash())
-                            .arg(3)
+                            .arg(restore_jti.get_hash())
+                            .arg(1)
                             .arg(self.source.jti_key(jti))
-                            .arg(&stream)
-                            .arg(&counter)
-                            .arg(jti)
                             .arg(exat(*kept))
-                            .arg(window)
                             .ignore();
                     }
                 }
             }
+            // After the batch's records, on the same connection: Redis applies it after them.
+            pipe.cmd("EVALSHA")
+                .arg(written_back.get_hash())
+                .arg(2)
+                .arg(&stream)
+                .arg(&counter)
+                .arg(window)
+                .arg(end - pending.done)
+                .ignore();
             pipe.query_async::<()>(conn).await.map_err(err)?;
             pending.done = end;
         }

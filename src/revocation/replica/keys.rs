@@ -70,34 +70,46 @@ pub(super) fn restoring(prefix: &str) -> String {
     format!("{prefix}restoring")
 }
 
-/// The end of each write script: raises the counter (`KEYS[3]`) and appends an entry with
-/// `$fields` and the counter's new value to the stream (`KEYS[2]`), trimmed to the entries of
-/// the last `ARGV[3]` milliseconds. The trim point is read from Redis's clock (`TIME`), the
-/// clock stream ids come from, so a writer's own clock never decides which entries go: the
-/// entry just added (its id at least Redis's now) always stays.
+/// The end of each write script: raises the counter (`KEYS[3]`, or `$counter`) and appends an
+/// entry with `$fields` and the counter's new value to the stream (`KEYS[2]`, or `$stream`),
+/// trimmed to the entries of the last `ARGV[3]` (or `$window`) milliseconds. The trim point is
+/// read from Redis's clock (`TIME`), the clock stream ids come from, so a writer's own clock
+/// never decides which entries go: the entry just added (its id at least Redis's now) always
+/// stays.
 macro_rules! append {
     ($fields:literal) => {
+        append!("KEYS[2]", "KEYS[3]", "ARGV[3]", $fields)
+    };
+    ($stream:literal, $counter:literal, $window:literal, $fields:literal) => {
         concat!(
             "local now = redis.call('TIME')\n",
-            "local seq = redis.call('INCR', KEYS[3])\n",
-            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(ARGV[3]))\n",
-            "redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'seq', seq, ",
+            "local seq = redis.call('INCR', ",
+            $counter,
+            ")\n",
+            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(",
+            $window,
+            "))\n",
+            "redis.call('XADD', ",
+            $stream,
+            ", 'MINID', '~', minid, '*', 'seq', seq, ",
             $fields,
             ")\n"
         )
     };
 }
 
-/// The expiry a write script gives a record: the later of `ARGV[2]` and the record's own, so
-/// it only rises. `EXPIRETIME` is -2 for a missing key and -1 for one without expiry, which is
-/// later than any date: such a record stays without expiry, and `keep` is then the latest
-/// `EXAT` (`MAX_EXAT`, as the snapshot reads a record without expiry). `$value` is the value
-/// to store.
+/// The expiry a write script gives a record (`KEYS[1]`): the later of `$exat` and the
+/// record's own, so it only rises. `EXPIRETIME` is -2 for a missing key and -1 for one without
+/// expiry, which is later than any date: such a record stays without expiry, and `keep` is
+/// then the latest `EXAT` (`MAX_EXAT`, as the snapshot reads a record without expiry).
+/// `$value` is the value to store.
 macro_rules! keep_and_set {
-    ($value:literal) => {
+    ($value:literal, $exat:literal) => {
         concat!(
             "local current = redis.call('EXPIRETIME', KEYS[1])\n",
-            "local keep = math.max(tonumber(ARGV[2]), current)\n",
+            "local keep = math.max(tonumber(",
+            $exat,
+            "), current)\n",
             "if current == -1 then\n",
             "  keep = 253402300799\n",
             "  redis.call('SET', KEYS[1], ",
@@ -112,12 +124,28 @@ macro_rules! keep_and_set {
     };
 }
 
+/// The record part of a subject's revocation: raises the record's (`KEYS[1]`) "not before" to
+/// `ARGV[1]` and its expiry to `ARGV[2]` (see [`REVOKE_SUBJECT`]), leaving `before` and `keep`.
+macro_rules! raise_subject {
+    () => {
+        concat!(
+            "local kind = redis.call('TYPE', KEYS[1]).ok\n",
+            "local cur = 0\n",
+            "if kind == 'string' then\n",
+            "  cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
+            "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
+            "local before = math.max(cur, tonumber(ARGV[1]))\n",
+            keep_and_set!("before", "ARGV[2]"),
+        )
+    };
+}
+
 /// Revokes a `jti` and appends it to the stream, atomically; returns the instant it is kept
 /// until. The expiry only rises, and a record without expiry keeps none.
 ///
 /// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
 pub(super) const REVOKE_JTI: &str = concat!(
-    keep_and_set!("1"),
+    keep_and_set!("1", "ARGV[2]"),
     append!("'t', 'j', 'jti', ARGV[1], 'until', keep"),
     "return keep\n"
 );
@@ -143,14 +171,32 @@ pub(super) const USE_ONCE: &str = concat!(
 /// KEYS: record, stream, counter. ARGV: not before, `EXAT`, trim window (ms), iss (empty:
 /// none), sub.
 pub(super) const REVOKE_SUBJECT: &str = concat!(
-    "local kind = redis.call('TYPE', KEYS[1]).ok\n",
-    "local cur = 0\n",
-    "if kind == 'string' then cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
-    "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
-    "local before = math.max(cur, tonumber(ARGV[1]))\n",
-    keep_and_set!("before"),
+    raise_subject!(),
     append!("'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"),
     "return {before, keep}\n"
+);
+
+/// Writes back a revoked `jti`'s record, as [`REVOKE_JTI`] writes it, without a stream entry
+/// (see [`WRITTEN_BACK`]); returns the instant it is kept until.
+///
+/// KEYS: record. ARGV: `EXAT`.
+pub(super) const RESTORE_JTI: &str = concat!(keep_and_set!("1", "ARGV[1]"), "return keep\n");
+
+/// Writes back a subject's record, as [`REVOKE_SUBJECT`] writes it, without a stream entry
+/// (see [`WRITTEN_BACK`]); returns its "not before" and the instant it is kept until.
+///
+/// KEYS: record. ARGV: not before, `EXAT`.
+pub(super) const RESTORE_SUBJECT: &str = concat!(raise_subject!(), "return {before, keep}\n");
+
+/// Appends a `w` entry ("records written back") to the stream, numbered like every entry: a
+/// follower that reads it reads the records again (its revocations are not in the stream).
+/// A write-back sends one after each batch of records, in the same pipeline, so Redis applies
+/// it after them.
+///
+/// KEYS: stream, counter. ARGV: trim window (ms), records in the batch.
+pub(super) const WRITTEN_BACK: &str = concat!(
+    append!("KEYS[1]", "KEYS[2]", "ARGV[1]", "'t', 'w', 'n', ARGV[2]"),
+    "return seq\n"
 );
 
 /// The restore marker's owner-checked steps, each against the epoch the caller follows
@@ -279,8 +325,9 @@ mod tests {
     #[test]
     fn a_record_without_expiry_is_kept_until_the_latest_exat() {
         let latest = super::super::MAX_EXAT.to_string();
-        assert!(REVOKE_JTI.contains(&latest));
-        assert!(REVOKE_SUBJECT.contains(&latest));
+        for script in [REVOKE_JTI, REVOKE_SUBJECT, RESTORE_JTI, RESTORE_SUBJECT] {
+            assert!(script.contains(&latest));
+        }
     }
 
     #[test]

@@ -40,7 +40,9 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   (one script), then every durable record under the prefix (`SCAN`, with each
 ///   record's `EXPIRETIME`, and a subject's "not before"), then follows the stream from that
 ///   id: a revocation written before the counter was read is a record, one written after is
-///   in the stream, and applying one twice changes nothing (every value only rises). A `jti`
+///   in the stream (records written back after it are followed there by an entry that sends
+///   the server to read the records again: see the restore, below), and applying one twice
+///   changes nothing (every value only rises). A `jti`
 ///   record revokes its `jti` whatever its value, as for [`RedisRevocation`]. The records,
 ///   not the stream, are the snapshot because entries live for very different times (a
 ///   15-minute access token beside a 14-day refresh family): a stream holding every entry
@@ -97,18 +99,23 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   marker if it owns it, waits until the marker is gone (reading it and the epoch every 100
 ///   ms at most: a new epoch meanwhile means Redis lost its data again, and it restores again
 ///   from the start) and follows the feed from its snapshot; else it claims the marker (`free`
-///   or lapsed), writes back what Redis lacks (subjects first; each entry as a revocation,
-///   record and stream entry), renewing its claim before each batch of 1 000 and stopping if it
-///   lost it, sets the marker `free` again, and reads the records again. What Redis lacks is
-///   judged by Redis's clock (`TIME`): an entry kept until Redis's now and a second or earlier
-///   is not written back, since Redis would drop it at once (a server whose clock runs behind
-///   Redis's holds such entries), and a pass that finds entries missing after this server
-///   already wrote back waits 100 ms before writing again. A batch cut short by an error (a
-///   timeout, a dropped connection) is resumed, once the server is back, at the first batch
-///   Redis did not acknowledge, as long as the claim is still its own; writing an entry twice
-///   changes nothing (every value only rises). So after Redis restarted empty, the first server
-///   writes back its copy, and the others, which hold the same, read the records once and write
-///   nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s after
+///   or lapsed), writes back what Redis lacks (subjects first), renewing its claim before each
+///   batch of 1 000 and stopping if it lost it, sets the marker `free` again, and reads the
+///   records again. Each entry is written back as its record alone (its expiry and "not
+///   before" only rise, as for a revocation), and each batch is followed by one stream entry
+///   that says records were written back (`t` = `w`): a server that reads one reads the
+///   records, as after a loss. So the write-back takes the memory its records took before the
+///   loss (a stream entry per record would take about a third more, and a Redis sized for its
+///   records, with `noeviction`, would run out part-way and refuse every write until records
+///   expire). What Redis lacks is judged by Redis's clock (`TIME`): an entry kept until
+///   Redis's now and a second or earlier is not written back, since Redis would drop it at
+///   once (a server whose clock runs behind Redis's holds such entries), and a pass that finds
+///   entries missing after this server already wrote back waits 100 ms before writing again.
+///   A batch cut short by an error (a timeout, a dropped connection) is resumed, once the
+///   server is back, at the first batch Redis did not acknowledge, as long as the claim is
+///   still its own; writing an entry twice changes nothing (every value only rises). So after
+///   Redis restarted empty, the first server writes back its copy, and the others, which hold
+///   the same, read the records once and write nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s after
 ///   its last batch, and a waiting server takes over within 100 ms, writing back what Redis
 ///   still lacks.
 /// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
@@ -136,8 +143,8 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   revocations; the server warns at start, with the `tracing` feature, when Redis says
 ///   otherwise). A Redis restored from an older backup keeps its epoch and shows no marker:
 ///   a server that starts before the running servers have found it (their first read once
-///   Redis is back) accepts what the backup lacks until their write-back reaches it on the
-///   feed.
+///   Redis is back) accepts what the backup lacks until their write-back's first `w` entry
+///   sends it to read the records once the write-back is done.
 ///
 /// # Consistency
 ///
