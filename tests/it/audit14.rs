@@ -372,6 +372,72 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     );
 }
 
+/// The number of `count` revoked `jti`s `<name>-<i>` for which `store` answers "not revoked".
+async fn accepted(store: &ReplicatedRevocation, name: &str, count: usize) -> usize {
+    let mut accepted = 0;
+    for i in 0..count {
+        if revoked(store, jti(&format!("{name}-{i}"))).await == Some(false) {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+/// Redis stalls in the middle of a write-back (a VM pause, a swap storm) for longer than the
+/// restore marker lives past the writer's last renewal: every server stalls alike, nobody
+/// renews the marker, and Redis's clock expires it meanwhile; when Redis answers again, the
+/// writer, whose requests timed out, is still backing off (here: frozen until the new server
+/// has started or for the longest backoff, 1 s). A server that starts then still
+/// waits: the writer set `jwt:incomplete`, which has no expiry, when it claimed the marker,
+/// and only a running server whose reading of the records finds nothing missing deletes it.
+/// So the new server starts with every revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_redis_stall_mid_write_back_never_starts_a_server_incomplete() {
+    const COPY: usize = 20_000;
+    let redis = RedisServer::start().await;
+    seed_records(&redis, "rt", COPY, now() + 3600).await;
+    let a = Freezable::start(&redis).await;
+    redis.flushall().await;
+    assert!(
+        becomes_true(PATIENCE, || async {
+            redis.dbsize().await as usize >= COPY / 10
+        })
+        .await,
+        "A never wrote back"
+    );
+    // The stall outlasts the marker: it lives at most this long past the last renewal.
+    let claim = marker(&redis).await.unwrap_or_default();
+    let left = marker_pttl(&redis).await;
+    redis.signal("-STOP");
+    assert!(
+        claim.contains(':') && left > 0,
+        "A finished before the stall"
+    );
+    tokio::time::sleep(Duration::from_millis(left.unsigned_abs() + 500)).await;
+    let thaw = a.freeze().await;
+    redis.signal("-CONT");
+    let url = redis.url();
+    let starting = tokio::spawn(async move {
+        RedisRevocation::connect(&url)
+            .await
+            .unwrap()
+            .replicate()
+            .await
+            .unwrap()
+    });
+    becomes_true(Duration::from_secs(1), || async { starting.is_finished() }).await;
+    let at_start = jti_records(&redis).await;
+    drop(thaw);
+    let c = starting.await.unwrap();
+    let accepted = accepted(&c, "rt", COPY).await;
+    assert_eq!(
+        accepted, 0,
+        "a server started right after a Redis stall that outlasted the marker in the middle of \
+         a write-back answered \"not revoked\" for {accepted} of {COPY} revoked jtis \
+         ({at_start} records in Redis when the writer resumed)"
+    );
+}
+
 /// A Redis with `maxmemory` and the recommended `noeviction`, sized with 15 % headroom over
 /// its revocation records, comes back empty. The write-back writes the records alone, with
 /// one stream entry per batch (not one per record, which would take some 30 % more memory

@@ -37,7 +37,8 @@ pub(super) enum Record {
 }
 
 /// The record `key` names, if it is one under `prefix` (the stream, the epoch, the counter,
-/// the marker and keys that are not UTF-8, which no token can name, are not).
+/// the marker, the `incomplete` record and keys that are not UTF-8, which no token can name,
+/// are not).
 pub(super) fn record(prefix: &str, key: &[u8]) -> Option<Record> {
     let rest = key.strip_prefix(prefix.as_bytes())?;
     if let Some(jti) = rest.strip_prefix(b"jti:") {
@@ -68,6 +69,15 @@ pub(super) fn seq(prefix: &str) -> String {
 /// one server that writes back, if any (see [`MARKER`] and `Feed`).
 pub(super) fn restoring(prefix: &str) -> String {
     format!("{prefix}restoring")
+}
+
+/// Present, without expiry, from the moment a server claims the restore marker to write back
+/// until a running server reads the records and finds nothing missing: a write-back is under
+/// way or was cut short, and the records may lack revocations (see [`MARKER`] and `Feed`).
+/// Unlike the marker, it outlives anything that stops every server at once (a Redis stall
+/// longer than the marker's life), so no server starts on records it may lack.
+pub(super) fn incomplete(prefix: &str) -> String {
+    format!("{prefix}incomplete")
 }
 
 /// The end of each write script: raises the counter (`KEYS[3]`, or `$counter`) and appends an
@@ -191,7 +201,7 @@ pub(super) const RESTORE_SUBJECT: &str = concat!(raise_subject!(), "return {befo
 /// Appends a `w` entry ("records written back") to the stream, numbered like every entry: a
 /// follower that reads it reads the records again (its revocations are not in the stream).
 /// A write-back sends one after each batch of records, in the same pipeline, so Redis applies
-/// it after them.
+/// it after them; the marker's `take` appends one too (`n` 0), as the write-back begins.
 ///
 /// KEYS: stream, counter. ARGV: trim window (ms), records in the batch.
 pub(super) const WRITTEN_BACK: &str = concat!(
@@ -209,13 +219,22 @@ pub(super) const WRITTEN_BACK: &str = concat!(
 /// - `keep`: a server restoring says so. Renews the caller's own claim (`'mine'`); answers
 ///   `'other'` while another owner's claim runs, touching nothing; otherwise makes the marker
 ///   `free` for one hold at least (`'free'`).
-/// - `take`: as `keep`, but claims the marker for the caller where `keep` would free it.
+/// - `take`: as `keep`, but claims the marker for the caller where `keep` would free it; and,
+///   in the same step, sets the `incomplete` record (without expiry) and appends a `w` entry
+///   (see [`WRITTEN_BACK`]), so every server following the feed reads the records again, and
+///   finishes the restore should the writer stop.
 /// - `extend`: renews the caller's own claim (`'mine'`), or answers `'lost'`, touching nothing.
 /// - `release`: turns the caller's own claim into `free` for one hold (`'free'`: the servers
 ///   waiting for it take their turn), or answers `'lost'`, touching nothing.
+/// - `done`: the caller read the records and found nothing missing. Answers `'other'` while
+///   another owner's claim runs (a write-back is under way), touching nothing; otherwise
+///   deletes the `incomplete` record, turns the caller's own claim, if any, into `free` for one
+///   hold, and answers `'done'`.
 ///
-/// KEYS: epoch, marker. ARGV: epoch, owner token (hex), hold (ms), step.
-pub(super) const MARKER: &str = r"
+/// KEYS: epoch, marker, `incomplete`, stream, counter. ARGV: epoch, owner token (hex), hold
+/// (ms), step, trim window (ms).
+pub(super) const MARKER: &str = concat!(
+    r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'epoch' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -224,13 +243,28 @@ local step = ARGV[4]
 local v = redis.call('GET', KEYS[2])
 local owner, untl = nil, nil
 if v then owner, untl = string.match(v, '^(%x+):(%d+)$') end
+local function free()
+  redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+end
 local function claim()
   redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[2], now + hold),
     'PX', string.format('%d', 2 * hold))
+  if step == 'take' then
+    redis.call('SET', KEYS[3], '1')
+",
+    append!("KEYS[4]", "KEYS[5]", "ARGV[5]", "'t', 'w', 'n', 0"),
+    r"
+  end
+end
+if step == 'done' then
+  if owner and owner ~= ARGV[2] and tonumber(untl) > now then return 'other' end
+  redis.call('DEL', KEYS[3])
+  if owner == ARGV[2] then free() end
+  return 'done'
 end
 if owner == ARGV[2] then
   if step == 'release' then
-    redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+    free()
     return 'free'
   end
   claim()
@@ -242,33 +276,34 @@ if step == 'take' then
   claim()
   return 'mine'
 end
-if owner or redis.call('PTTL', KEYS[2]) < hold then
-  redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
-end
+if owner or redis.call('PTTL', KEYS[2]) < hold then free() end
 return 'free'
-";
+"
+);
 
 /// The head of a snapshot, read at once: the counter (0 if none), the stream's last id (empty
-/// if the stream has no entry), the epoch (empty if none) and whether the restore marker is
-/// present. A script because a transaction (`MULTI`) is refused whole by a Redis at its
-/// `maxmemory`, while a script flagged `no-writes` runs there.
+/// if the stream has no entry), the epoch (empty if none) and how many of the restore marker
+/// and the `incomplete` record are present. A script because a transaction (`MULTI`) is
+/// refused whole by a Redis at its `maxmemory`, while a script flagged `no-writes` runs there.
 ///
-/// KEYS: counter, stream, epoch, marker.
+/// KEYS: counter, stream, epoch, marker, `incomplete`.
 pub(super) const SNAPSHOT_HEAD: &str = r"#!lua flags=no-writes
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local id = ''
 if last[1] then id = last[1][1] end
 return {tonumber(redis.call('GET', KEYS[1]) or '0') or 0, id,
-  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4])}
+  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4], KEYS[5])}
 ";
 
 /// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
 /// (or emptied) dataset: the restore marker is set with it, in the same step, so no server
-/// sees the new epoch without it: claimed by the caller for one hold (as `MARKER`'s `take`)
-/// when it gives an owner token (a running server that will write back), else `free` for one
-/// hold (a starting server, which has nothing to write back).
+/// sees the new epoch without it: claimed by the caller for one hold, with the `incomplete`
+/// record set (as `MARKER`'s `take`; the new epoch itself sends every follower to read the
+/// records), when it gives an owner token (a running server that will write back), else
+/// `free` for one hold (a starting server, which has nothing to write back).
 ///
-/// KEYS: epoch, marker. ARGV: a new random epoch, hold (ms), owner token or empty.
+/// KEYS: epoch, marker, `incomplete`. ARGV: a new random epoch, hold (ms), owner token or
+/// empty.
 pub(super) const ADOPT_EPOCH: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) then
   local hold = tonumber(ARGV[2])
@@ -277,6 +312,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) 
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[3], now + hold),
       'PX', string.format('%d', 2 * hold))
+    redis.call('SET', KEYS[3], '1')
   else
     redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
   end
@@ -313,6 +349,7 @@ mod tests {
             b"jwt:epoch",
             b"jwt:seq",
             b"jwt:restoring",
+            b"jwt:incomplete",
             b"jwt:sub:99:short:x",
             b"jwt:sub:x:a:b",
             b"other:jti:a",
