@@ -387,10 +387,10 @@ async fn accepted(store: &ReplicatedRevocation, name: &str, count: usize) -> usi
 /// restore marker lives past the writer's last renewal: every server stalls alike, nobody
 /// renews the marker, and Redis's clock expires it meanwhile; when Redis answers again, the
 /// writer, whose requests timed out, is still backing off (here: frozen until the new server
-/// has started or for the longest backoff, 1 s). A server that starts then still
-/// waits: the writer set `jwt:incomplete`, which has no expiry, when it claimed the marker,
-/// and only a running server whose reading of the records finds nothing missing deletes it.
-/// So the new server starts with every revocation.
+/// has started or for the longest backoff, 1 s). A server that starts then still waits: the
+/// writer set `jwt:incomplete`, which has no expiry, when it claimed the marker, and only a
+/// running server whose reading of the records finds nothing missing deletes it. So the new
+/// server starts with every revocation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_a_redis_stall_mid_write_back_never_starts_a_server_incomplete() {
     const COPY: usize = 20_000;
