@@ -102,8 +102,7 @@ async fn regression_a_loss_during_the_restore_tail_never_lets_a_new_server_start
             accepted += 1;
         }
     }
-    // How long C kept answering "not revoked" (its feed confirmed all along: it follows the
-    // running server's write-back as ordinary entries).
+    // How long C kept answering "not revoked" for the last of them.
     let last = format!("rt-{}", COPY - 1);
     let learnt = becomes_true(PATIENCE, || async {
         revoked(&c, jti(&last)).await == Some(true)
@@ -373,6 +372,122 @@ async fn regression_a_revocation_keeps_a_permanent_record_permanent() {
     );
 }
 
+/// The number of `count` revoked `jti`s `<name>-<i>` for which `store` answers "not revoked".
+async fn accepted(store: &ReplicatedRevocation, name: &str, count: usize) -> usize {
+    let mut accepted = 0;
+    for i in 0..count {
+        if revoked(store, jti(&format!("{name}-{i}"))).await == Some(false) {
+            accepted += 1;
+        }
+    }
+    accepted
+}
+
+/// Redis stalls in the middle of a write-back (a VM pause, a swap storm) for longer than the
+/// restore marker lives past the writer's last renewal: every server stalls alike, nobody
+/// renews the marker, and Redis's clock expires it meanwhile; when Redis answers again, the
+/// writer, whose requests timed out, is still backing off (here: frozen until the new server
+/// has started or for the longest backoff, 1 s). A server that starts then still waits: the
+/// writer set `jwt:incomplete`, which has no expiry, when it claimed the marker, and only a
+/// running server whose reading of the records finds nothing missing deletes it. So the new
+/// server starts with every revocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_redis_stall_mid_write_back_never_starts_a_server_incomplete() {
+    const COPY: usize = 20_000;
+    let redis = RedisServer::start().await;
+    seed_records(&redis, "rt", COPY, now() + 3600).await;
+    let a = Freezable::start(&redis).await;
+    redis.flushall().await;
+    assert!(
+        becomes_true(PATIENCE, || async {
+            redis.dbsize().await as usize >= COPY / 10
+        })
+        .await,
+        "A never wrote back"
+    );
+    // The stall outlasts the marker: it lives at most this long past the last renewal.
+    let claim = marker(&redis).await.unwrap_or_default();
+    let left = marker_pttl(&redis).await;
+    redis.signal("-STOP");
+    assert!(
+        claim.contains(':') && left > 0,
+        "A finished before the stall"
+    );
+    tokio::time::sleep(Duration::from_millis(left.unsigned_abs() + 500)).await;
+    let thaw = a.freeze().await;
+    redis.signal("-CONT");
+    let url = redis.url();
+    let starting = tokio::spawn(async move {
+        RedisRevocation::connect(&url)
+            .await
+            .unwrap()
+            .replicate()
+            .await
+            .unwrap()
+    });
+    becomes_true(Duration::from_secs(1), || async { starting.is_finished() }).await;
+    let at_start = jti_records(&redis).await;
+    drop(thaw);
+    let c = starting.await.unwrap();
+    let accepted = accepted(&c, "rt", COPY).await;
+    assert_eq!(
+        accepted, 0,
+        "a server started right after a Redis stall that outlasted the marker in the middle of \
+         a write-back answered \"not revoked\" for {accepted} of {COPY} revoked jtis \
+         ({at_start} records in Redis when the writer resumed)"
+    );
+}
+
+/// A Redis with `maxmemory` and the recommended `noeviction`, sized with 15 % headroom over
+/// its revocation records, comes back empty. The write-back writes the records alone, with
+/// one stream entry per batch (not one per record, which would take some 30 % more memory
+/// than the records), so it fits where the records fitted before the loss: the running server
+/// finishes the restore and refuses a revoked `jti` again, and a new server starts, within
+/// seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_write_back_fits_in_the_memory_its_records_took() {
+    const COPY: usize = 30_000;
+    let redis = RedisServer::start().await;
+    let empty = used_memory(&redis).await;
+    seed_records(&redis, "rt", COPY, now() + 3600).await;
+    let full = used_memory(&redis).await;
+    let a = replica(&redis).await;
+    let limit = full + (full - empty) * 3 / 20;
+    let mut conn = redis.inspect().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(limit)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // Before the loss the fleet works, with room to spare: a revocation is written.
+    a.revoke("before-the-loss", now() + 3600).await.unwrap();
+    redis.flushall().await;
+    assert!(
+        becomes_true(PATIENCE, || async { redis.exists(MARKER).await }).await,
+        "A never found the loss"
+    );
+    let recovered = becomes_true(Duration::from_secs(12), || async {
+        restored(&a).await && revoked(&a, jti("rt-0")).await == Some(true)
+    })
+    .await;
+    let records = jti_records(&redis).await;
+    let start = RedisRevocation::connect(&redis.url())
+        .await
+        .unwrap()
+        .replicate()
+        .await
+        .map(|_| ());
+    let a_answer = revoked(&a, jti("rt-0")).await;
+    assert!(
+        recovered && start.is_ok(),
+        "Redis (maxmemory {limit} B; {full} B with the {COPY} records before the loss) holds \
+         {records} of {COPY} records written back: 12 s after the loss the running server \
+         answers {a_answer:?} (None = 503) and a server starting gets {start:?}"
+    );
+}
+
 // =============================================================================================
 // Held properties.
 // =============================================================================================
@@ -433,7 +548,7 @@ async fn holds_an_entry_only_a_waiting_server_holds_is_written_back_before_a_sta
     drop(thaw_a);
     // A finds the loss and writes back its copy (without B's entries); B wakes meanwhile.
     assert!(
-        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        becomes_true(PATIENCE, || async { written_back(&redis).await > 0 }).await,
         "A never wrote back"
     );
     drop(thaw_b);
@@ -478,11 +593,11 @@ async fn holds_a_writer_paused_past_its_claim_is_taken_over_and_stands_down() {
     let thaw_b = b.freeze().await;
     redis.restart().await;
     assert!(
-        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        becomes_true(PATIENCE, || async { written_back(&redis).await > 0 }).await,
         "A never wrote back"
     );
     let thaw_a = a.freeze().await;
-    let at_freeze = redis.get_u64(COUNTER).await as usize;
+    let at_freeze = written_back(&redis).await;
     let claim = marker(&redis).await.unwrap_or_default();
     assert!(
         claim.contains(':') && at_freeze < COPY,
@@ -505,7 +620,7 @@ async fn holds_a_writer_paused_past_its_claim_is_taken_over_and_stands_down() {
         fleet_restored(&redis, &[&a.store, &b.store]).await,
         "the fleet never finished"
     );
-    let written = redis.get_u64(COUNTER).await as usize;
+    let written = written_back(&redis).await;
     assert!(
         written <= COPY + 3000,
         "{written} entries written back for {COPY}"
@@ -534,7 +649,7 @@ async fn holds_foreign_marker_values_neither_wedge_a_restore_nor_open_a_start() 
         ("zz-not-hex:1", None),
         ("ab:99999999999999", Some(1500)),
     ] {
-        let before = redis.get_u64(COUNTER).await;
+        let before = written_back(&redis).await;
         let mut set = redis::cmd("SET");
         set.arg(MARKER).arg(value);
         if let Some(px) = px {
@@ -555,7 +670,7 @@ async fn holds_foreign_marker_values_neither_wedge_a_restore_nor_open_a_start() 
             "the restore never ended with the marker {value}"
         );
         assert_eq!(
-            redis.get_u64(COUNTER).await,
+            written_back(&redis).await,
             before,
             "entries written back that Redis held ({value})"
         );
@@ -582,7 +697,7 @@ async fn holds_acknowledged_batches_lost_before_a_resume_are_written_back() {
     redis.restart().await;
     assert!(
         becomes_true(PATIENCE, || async {
-            redis.get_u64(COUNTER).await as usize >= COPY / 4
+            written_back(&redis).await >= COPY / 4
         })
         .await,
         "A never wrote back"
@@ -615,7 +730,7 @@ async fn holds_acknowledged_batches_lost_before_a_resume_are_written_back() {
         .await
         .unwrap();
     assert_eq!(dropped, 2000);
-    let at_cut = redis.get_u64(COUNTER).await as usize;
+    let at_cut = written_back(&redis).await;
     assert!(at_cut < COPY, "A finished before the cut ({at_cut})");
     assert!(fleet_restored(&redis, &[&a]).await, "A never finished");
     assert_eq!(jti_records(&redis).await, COPY, "records lost");

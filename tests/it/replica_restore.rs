@@ -93,17 +93,14 @@ async fn regression_after_an_empty_restart_the_fleet_writes_back_one_copy() {
         "the fleet never finished restoring"
     );
     let took = restarted.elapsed();
-    // The restarted Redis counts from 0: the counter is the number of entries written back
-    // (and the sentinel subject).
-    let written_back = redis.get_u64(COUNTER).await as usize - 1;
+    let written = written_back(&redis).await;
     eprintln!(
-        "{servers} servers x {copy} entries: {written_back} written back; every server \
-         answers and the marker is gone {took:?} after the restart"
+        "{servers} servers x {copy} entries: {written} written back; every server answers \
+         and the marker is gone {took:?} after the restart"
     );
     assert!(
-        (copy..=copy + copy / 10).contains(&written_back),
-        "{written_back} entries written back for a revoked set of {copy} held by {servers} \
-         servers"
+        (copy..=copy + copy / 10).contains(&written),
+        "{written} entries written back for a revoked set of {copy} held by {servers} servers"
     );
     nothing_lost(&redis, &stores, &names).await;
 }
@@ -182,11 +179,11 @@ async fn a_writer_that_stops_mid_write_back_is_taken_over_and_nothing_is_lost() 
     let thaw = b.freeze().await;
     redis.restart().await;
     assert!(
-        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        becomes_true(PATIENCE, || async { written_back(&redis).await > 0 }).await,
         "A never wrote back"
     );
     drop(a);
-    let at_stop = redis.get_u64(COUNTER).await as usize;
+    let at_stop = written_back(&redis).await;
     assert!(
         at_stop < COPY,
         "A finished before it was stopped ({at_stop})"
@@ -199,7 +196,7 @@ async fn a_writer_that_stops_mid_write_back_is_taken_over_and_nothing_is_lost() 
         fleet_restored(&redis, &[&b.store]).await,
         "B never took over"
     );
-    let written = redis.get_u64(COUNTER).await as usize;
+    let written = written_back(&redis).await;
     assert!(written > at_stop, "B wrote back nothing");
     assert!(
         written <= COPY + COPY / 10,
@@ -220,7 +217,7 @@ async fn a_server_never_renews_or_deletes_a_marker_it_does_not_own() {
     let names = spend(std::slice::from_ref(&a), COPY).await;
     redis.restart().await;
     assert!(
-        becomes_true(PATIENCE, || async { redis.get_u64(COUNTER).await > 0 }).await,
+        becomes_true(PATIENCE, || async { written_back(&redis).await > 0 }).await,
         "A never wrote back"
     );
     let until = redis_now_ms(&redis).await + 2000;
@@ -234,21 +231,21 @@ async fn a_server_never_renews_or_deletes_a_marker_it_does_not_own() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    let at_claim = redis.get_u64(COUNTER).await as usize;
+    let at_claim = written_back(&redis).await;
     assert!(at_claim < COPY, "A finished before the claim ({at_claim})");
     while redis_now_ms(&redis).await < until {
         assert_eq!(marker(&redis).await.as_deref(), Some(foreign.as_str()));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // At most the batch in flight (1 000 entries) was written after the claim.
-    let during = redis.get_u64(COUNTER).await as usize - at_claim;
+    let during = written_back(&redis).await - at_claim;
     assert!(
         during <= 1000,
         "A wrote {during} entries under another's claim"
     );
 
     assert!(fleet_restored(&redis, &[&a]).await, "A never finished");
-    assert!(redis.get_u64(COUNTER).await as usize <= COPY + COPY / 10);
+    assert!(written_back(&redis).await <= COPY + COPY / 10);
     nothing_lost(&redis, &[&a], &names).await;
 }
 
@@ -264,7 +261,7 @@ async fn a_write_back_cut_short_resumes_where_it_stopped() {
     redis.restart().await;
     assert!(
         becomes_true(PATIENCE, || async {
-            redis.get_u64(COUNTER).await as usize >= COPY / 4
+            written_back(&redis).await >= COPY / 4
         })
         .await,
         "A never wrote back"
@@ -279,14 +276,14 @@ async fn a_write_back_cut_short_resumes_where_it_stopped() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    let at_kill = redis.get_u64(COUNTER).await as usize;
+    let at_kill = written_back(&redis).await;
     assert!(
         at_kill < COPY,
         "A finished before its connection was killed ({at_kill})"
     );
 
     assert!(fleet_restored(&redis, &[&a]).await, "A never finished");
-    let written = redis.get_u64(COUNTER).await as usize;
+    let written = written_back(&redis).await;
     // The batch in flight (1 000 entries) may be written twice; nothing else.
     assert!(
         (COPY..=COPY + 1000).contains(&written),

@@ -11,6 +11,16 @@
 //! read the records, write back what of the copy they lack (one server at a time, under the
 //! restore marker), and follow the feed from a snapshot taken once Redis lacks nothing (see
 //! [`Feed::restore`]).
+//!
+//! A write-back writes records only, with one `w` entry in the stream after each batch (and
+//! one as it begins): a follower that reads one cannot account for it as a revocation, and
+//! reads the records, as after a loss. Every write-back is thus seen by every server, through
+//! the records: one whose snapshot's head was read before a batch's `w` entry reads that
+//! entry past its snapshot, one whose head was read after it finds the batch's records in its
+//! snapshot. The `incomplete` record, set without expiry with every claim to write back and
+//! deleted only by a server whose reading of the records found nothing missing, keeps
+//! starting servers waiting through anything that outlasts the marker (a Redis stall, a
+//! writer that stopped), until a running server has found the records complete.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -130,6 +140,19 @@ enum Marker {
     Lost,
     /// Redis holds another epoch, or none.
     Epoch,
+    /// The `incomplete` record is deleted (`done`).
+    Done,
+}
+
+/// What a wait for the end of a restore found (see [`Feed::await_marker_gone`]).
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The marker and the `incomplete` record are gone.
+    Gone,
+    /// The marker is gone and the `incomplete` record is present: a write-back was cut short.
+    Incomplete,
+    /// Redis holds another epoch than the one this server follows, or none.
+    Epoch,
 }
 
 /// What a snapshot read: the counter and the stream's last id read before the records, and,
@@ -145,10 +168,12 @@ impl Feed {
     /// Connects, adopts the epoch, waits out any restore in progress and takes the snapshot.
     ///
     /// A server that starts while the marker is held (Redis is new, or was found empty or
-    /// rewound and the running servers are writing back what they hold) waits until it is
-    /// gone: a snapshot taken earlier could lack revocations that are on their way back. A
-    /// snapshot during which the epoch changed or the marker appeared is discarded the same
-    /// way, and the server waits again, all within [`START_WAIT`].
+    /// rewound and the running servers are writing back what they hold), or while the
+    /// `incomplete` record is present (a write-back began and no running server has found the
+    /// records complete since), waits until both are gone: a snapshot taken earlier could lack
+    /// revocations that are on their way back. A snapshot during which the epoch changed or
+    /// either key appeared is discarded the same way, and the server waits again, all within
+    /// [`START_WAIT`].
     pub(super) async fn start(
         source: RedisRevocation,
         shared: Arc<Shared>,
@@ -171,23 +196,16 @@ impl Feed {
         let scan = loop {
             let gone = if tokio::time::Instant::now() < deadline {
                 feed.adopt_epoch(&mut conn, false).await?;
-                tokio::time::timeout_at(deadline, feed.await_marker_gone(&mut conn)).await
+                tokio::time::timeout_at(deadline, feed.await_marker_gone(&mut conn, false)).await
             } else {
-                Ok(Ok(false))
+                Ok(Ok(End::Epoch))
             };
             match gone {
-                Ok(Ok(true)) => {}
+                Ok(Ok(End::Gone)) => {}
                 // The epoch changed while waiting: adopt the new one and wait again.
-                Ok(Ok(false)) if tokio::time::Instant::now() < deadline => continue,
+                Ok(Ok(_)) if tokio::time::Instant::now() < deadline => continue,
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(false)) | Err(_) => {
-                    return Err(RevocationError(format!(
-                        "redis is being restored by the running servers ({} still held after \
-                         {:?}); try again later",
-                        keys::restoring(&feed.source.prefix),
-                        START_WAIT
-                    )));
-                }
+                Ok(Ok(_)) | Err(_) => return Err(feed.unfinished(&mut conn).await),
             }
             // `None`: Redis lost its data or a restore began while the snapshot ran, so it
             // may lack what the running servers write back: wait and take another.
@@ -216,6 +234,31 @@ impl Feed {
                 }
             }
         }
+    }
+
+    /// The error of a start that waited [`START_WAIT`] in vain, naming what it waited for.
+    async fn unfinished(&self, conn: &mut MultiplexedConnection) -> RevocationError {
+        let incomplete = keys::incomplete(&self.source.prefix);
+        let cut_short: bool = redis::cmd("EXISTS")
+            .arg(&incomplete)
+            .query_async(conn)
+            .await
+            .unwrap_or(false);
+        if cut_short {
+            return RevocationError(format!(
+                "redis may lack revocations: a restore's write-back began and no running server \
+                 has found the records complete since ({incomplete} still set after \
+                 {START_WAIT:?}); a running server that holds the revocations finishes the \
+                 restore and deletes it; if no server holds them any more, `DEL {incomplete}` \
+                 accepts their loss and lets servers start"
+            ));
+        }
+        RevocationError(format!(
+            "redis is being restored by the running servers ({} still held after {:?}); try \
+             again later",
+            keys::restoring(&self.source.prefix),
+            START_WAIT
+        ))
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, RevocationError> {
@@ -286,7 +329,9 @@ impl Feed {
         Ok(())
     }
 
-    /// Applies one stream entry; true when its number is the next one expected.
+    /// Applies one stream entry; true when its number is the next one expected and its
+    /// revocation is applied. A `w` entry (records written back, see [`keys::WRITTEN_BACK`])
+    /// carries no revocation: false, so that the restore reads the records.
     fn apply(&mut self, entry: &StreamId) -> bool {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
@@ -310,6 +355,9 @@ impl Feed {
                     return next;
                 }
             }
+            // Records written back: their revocations are in the records only, which the
+            // restore reads.
+            (Some("w"), _) => return false,
             _ => {}
         }
         // Not an entry this version writes: its revocation, if any, is in the records, which
@@ -344,6 +392,7 @@ impl Feed {
         self.epoch = redis::Script::new(keys::ADOPT_EPOCH)
             .key(keys::epoch(&self.source.prefix))
             .key(keys::restoring(&self.source.prefix))
+            .key(keys::incomplete(&self.source.prefix))
             .arg(random_hex()?)
             .arg(hold_ms())
             .arg(if owned { self.token.as_str() } else { "" })
@@ -353,20 +402,25 @@ impl Feed {
         Ok(())
     }
 
-    /// One owner-checked step on the restore marker (`keep`, `take`, `extend`, `release`: see
-    /// [`keys::MARKER`]), under the epoch this server follows.
+    /// One owner-checked step on the restore marker (`keep`, `take`, `extend`, `release`,
+    /// `done`: see [`keys::MARKER`]), under the epoch this server follows.
     async fn marker(
         &self,
         conn: &mut MultiplexedConnection,
         step: &str,
     ) -> Result<Marker, RevocationError> {
+        let prefix = &self.source.prefix;
         let answer: String = redis::Script::new(keys::MARKER)
-            .key(keys::epoch(&self.source.prefix))
-            .key(keys::restoring(&self.source.prefix))
+            .key(keys::epoch(prefix))
+            .key(keys::restoring(prefix))
+            .key(keys::incomplete(prefix))
+            .key(keys::stream(prefix))
+            .key(keys::seq(prefix))
             .arg(&self.epoch)
             .arg(&self.token)
             .arg(hold_ms())
             .arg(step)
+            .arg(super::trim_window_ms())
             .invoke_async(conn)
             .await
             .map_err(err)?;
@@ -375,37 +429,53 @@ impl Feed {
             "free" => Marker::Free,
             "other" => Marker::Other,
             "epoch" => Marker::Epoch,
+            "done" => Marker::Done,
             _ => Marker::Lost,
         })
     }
 
-    /// Waits until the restore marker is gone (true), or until Redis holds another epoch than
-    /// the one this server follows, or none (false: Redis lost its data again, and the wait
-    /// is over). Reads the marker's time to live and the epoch in one round trip, at least every
-    /// [`POLL`]: a server restoring renews the marker, and one waiting in the tail of a restore
-    /// must find a second loss within the hold of the marker that comes with the new epoch. A
-    /// marker without expiry (no value this crate writes: an operator's `SET`, a tool copying
-    /// keys without their TTL) is given one hold, as a restore's `keep` does, so it never
-    /// blocks for good.
+    /// Waits until the restore marker and the `incomplete` record are gone ([`End::Gone`]), or
+    /// until Redis holds another epoch than the one this server follows, or none
+    /// ([`End::Epoch`]: Redis lost its data again, and the wait is over). For a restore
+    /// (`restoring`), a marker gone while the `incomplete` record stays ends the wait too
+    /// ([`End::Incomplete`]: a write-back was cut short, and this server reads the records
+    /// again); a starting server waits on (only a running server's restore deletes it, and
+    /// the record gets no expiry: see [`Feed::restore`]).
+    ///
+    /// Reads the marker's time to live, the `incomplete` record and the epoch in one round
+    /// trip, at least every [`POLL`]: a server restoring renews the marker, and one waiting in
+    /// the tail of a restore must find a second loss within the hold of the marker that comes
+    /// with the new epoch. A marker without expiry (no value this crate writes: an operator's
+    /// `SET`, a tool copying keys without their TTL) is given one hold, as a restore's `keep`
+    /// does, so it never blocks for good.
     async fn await_marker_gone(
         &mut self,
         conn: &mut MultiplexedConnection,
-    ) -> Result<bool, RevocationError> {
+        restoring: bool,
+    ) -> Result<End, RevocationError> {
         let marker = keys::restoring(&self.source.prefix);
         loop {
-            let (left, epoch): (i64, Option<String>) = redis::pipe()
+            let (left, incomplete, epoch): (i64, bool, Option<String>) = redis::pipe()
                 .cmd("PTTL")
                 .arg(&marker)
+                .exists(keys::incomplete(&self.source.prefix))
                 .get(keys::epoch(&self.source.prefix))
                 .query_async(conn)
                 .await
                 .map_err(err)?;
             self.backoff = MIN_BACKOFF;
             if epoch.as_deref() != Some(self.epoch.as_str()) {
-                return Ok(false);
+                return Ok(End::Epoch);
             }
             if left == -2 {
-                return Ok(true);
+                if !incomplete {
+                    return Ok(End::Gone);
+                }
+                if restoring {
+                    return Ok(End::Incomplete);
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
             }
             if left == -1 {
                 redis::cmd("PEXPIRE")
@@ -437,8 +507,9 @@ impl Feed {
     }
 
     /// Whether a snapshot still reads one dataset: Redis holds the epoch this server follows
-    /// and, outside a restore, no restore marker (one that appeared means the running servers
-    /// found a loss, and the records may lack what they will write back).
+    /// and, outside a restore, neither the restore marker nor the `incomplete` record (one that
+    /// appeared means the running servers found a loss, and the records may lack what they
+    /// will write back).
     fn unchanged(&self, epoch: Option<String>, marked: bool, restoring: bool) -> bool {
         epoch.as_deref() == Some(self.epoch.as_str()) && (restoring || !marked)
     }
@@ -451,13 +522,16 @@ impl Feed {
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one script,
     /// [`keys::SNAPSHOT_HEAD`]: a write script raises the one and appends to the other
-    /// atomically), then every record under the prefix, into the copy. Everything written
-    /// before the counter was read is a record by then (a record and its stream entry are
-    /// written by one script), and everything written after is in the stream past that id.
+    /// atomically), then every record under the prefix, into the copy. Every revocation
+    /// written before the counter was read is a record by then (a record and its stream entry
+    /// are written by one script), and every one written after is in the stream past that id;
+    /// records written back after it are followed there by a `w` entry, which sends this
+    /// server to read the records again.
     ///
-    /// The epoch and the marker are read with the counter and again after the last record:
-    /// `None` when Redis holds another epoch (it lost its data meanwhile: the records read may
-    /// be part of the set) or, outside a restore, when the marker is present.
+    /// The epoch, the marker and the `incomplete` record are read with the counter and again
+    /// after the last record: `None` when Redis holds another epoch (it lost its data
+    /// meanwhile: the records read may be part of the set) or, outside a restore, when the
+    /// marker or the `incomplete` record is present.
     ///
     /// For a restore (`restoring`), it also notes what Redis holds, and says before the
     /// counter is read and before each batch of records that this server is restoring (the
@@ -473,16 +547,18 @@ impl Feed {
         }
         let started = Moment::now();
         let prefix = self.source.prefix.clone();
-        let (counter, last_id, epoch, marked): (u64, String, String, bool) =
+        let (counter, last_id, epoch, marked): (u64, String, String, u64) =
             redis::Script::new(keys::SNAPSHOT_HEAD)
                 .key(keys::seq(&prefix))
                 .key(keys::stream(&prefix))
                 .key(keys::epoch(&prefix))
                 .key(keys::restoring(&prefix))
+                .key(keys::incomplete(&prefix))
                 .invoke_async(conn)
                 .await
                 .map_err(err)?;
-        if !self.unchanged(Some(epoch).filter(|e| !e.is_empty()), marked, restoring) {
+        let epoch = Some(epoch).filter(|e| !e.is_empty());
+        if !self.unchanged(epoch, marked > 0, restoring) {
             return Ok(None);
         }
         // A stream trimmed or deleted empty: every entry is a record, and the next one is
@@ -521,13 +597,13 @@ impl Feed {
                 return Ok(None);
             }
         }
-        let (epoch, marked): (Option<String>, bool) = redis::pipe()
+        let (epoch, marked): (Option<String>, u64) = redis::pipe()
             .get(keys::epoch(&prefix))
-            .exists(keys::restoring(&prefix))
+            .exists(&[keys::restoring(&prefix), keys::incomplete(&prefix)])
             .query_async(conn)
             .await
             .map_err(err)?;
-        if !self.unchanged(epoch, marked, restoring) {
+        if !self.unchanged(epoch, marked > 0, restoring) {
             return Ok(None);
         }
         Ok(Some(Scan {
@@ -607,32 +683,47 @@ impl Feed {
         Ok(())
     }
 
-    /// Redis lost entries, or this server cannot tell that it did not. The copy is kept
-    /// (entries only leave it by expiry) and the epoch adopted (or set, with the marker claimed
-    /// by this server). Then, in turn:
+    /// Redis lost entries, or another server wrote records back (a `w` entry), or this server
+    /// cannot tell that Redis did not lose any. The copy is kept (entries only leave it by
+    /// expiry) and the epoch adopted (or set, with the marker claimed by this server and the
+    /// `incomplete` record set). Then, in turn:
     ///
     /// - while another server owns the marker (it writes back), wait;
     /// - read every record (a snapshot; cut short when a writer takes the marker meanwhile);
     /// - if Redis holds every entry of the copy in force, with an expiry and a "not before" as
-    ///   late, let go of the marker if this server owns it, wait until the marker is gone (no
-    ///   server restores any more: whatever they wrote back is in the stream past the
-    ///   snapshot), and follow the feed from the snapshot; or, if Redis holds another epoch
-    ///   meanwhile (it lost its data again), start over;
-    /// - else take the marker (if another server took it first: wait, then read again), write
-    ///   back what Redis lacks (subjects first: one reaches every token of a user; by Redis's
-    ///   clock, leaving out what it would drop as expired at once), renewing the claim before
-    ///   each batch, let go of it, and read again (after a poll, if entries are missing again).
+    ///   late: unless another server has taken the marker since (then wait and read again),
+    ///   delete the `incomplete` record and let go of the marker if this server owns it
+    ///   (`done`); wait until the marker is gone, and follow the feed from the snapshot. What
+    ///   other servers write back after the snapshot's head is followed by a `w` entry past
+    ///   it, which brings this server back here. If Redis holds another epoch meanwhile (it
+    ///   lost its data again), or the marker went while the `incomplete` record came back (a
+    ///   write-back begun since was cut short), start over;
+    /// - else take the marker (if another server took it first: wait, then read again), which
+    ///   sets the `incomplete` record, write back what Redis lacks (subjects first: one reaches
+    ///   every token of a user; by Redis's clock, leaving out what it would drop as expired at
+    ///   once), renewing the claim before each batch, let go of it, and read again (after a
+    ///   poll, if entries are missing again).
     ///
     /// So one server writes back at a time, and it writes only what Redis lacks: after a
     /// Redis restarted empty, the first writer writes its copy, and the others, whose copies
     /// are the same, find nothing to write. Until the end, the feed is not confirmed, and
     /// `use_once` and `is_revoked_consistent` fail.
+    ///
+    /// The `incomplete` record is deleted only here, by a server whose reading found nothing
+    /// missing while no other server's claim ran: a write-back cut short by anything (a Redis
+    /// stall that outlasted the marker, a writer that stopped) keeps it until a running server
+    /// has read the records and found nothing of its copy missing, writing back first what
+    /// is; every running server restores after a `take` (its `w` entry), so one that holds
+    /// what was being written back writes it. It gets no expiry: a lease cannot tell a
+    /// stopped writer from a stalled fleet. When no running server is left to finish, servers
+    /// do not start (see [`Feed::start`]) until an operator deletes it.
     async fn restore(&mut self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
         if !self.shared.restoring.swap(true, Ordering::AcqRel) {
             #[cfg(feature = "tracing")]
             tracing::warn!(
                 "the Redis behind the revocation feed lost entries, or they were trimmed \
-                 unread; restoring it from this server's copy"
+                 unread, or a server wrote records back; reading the records, and restoring \
+                 Redis from this server's copy"
             );
         }
         // Whether this restore wrote back already: a pass that finds entries missing again
@@ -654,7 +745,7 @@ impl Feed {
                     tokio::time::sleep(POLL).await;
                     continue;
                 }
-                Marker::Lost | Marker::Epoch => continue,
+                Marker::Lost | Marker::Epoch | Marker::Done => continue,
             }
             let Some(scan) = self.scan(conn, true).await? else {
                 tokio::time::sleep(POLL).await;
@@ -667,10 +758,20 @@ impl Feed {
                 redis::cmd("TIME").query_async(conn).await.map_err(err)?;
             let missing = missing(&self.shared.local, &scan.seen, redis_now + 1);
             if missing.is_empty() {
-                self.marker(conn, "release").await?;
-                if !self.await_marker_gone(conn).await? {
-                    // Redis lost its data again meanwhile: restore again.
-                    continue;
+                match self.marker(conn, "done").await? {
+                    Marker::Done => {}
+                    // Another server took the marker since the scan: it writes back.
+                    Marker::Other => {
+                        tokio::time::sleep(POLL).await;
+                        continue;
+                    }
+                    _ => continue,
+                }
+                match self.await_marker_gone(conn, true).await? {
+                    End::Gone => {}
+                    // Redis lost its data again meanwhile, or a write-back begun since was
+                    // cut short: read the records again.
+                    End::Epoch | End::Incomplete => continue,
                 }
                 self.resume_after(&scan);
                 self.shared.restoring.store(false, Ordering::Release);
@@ -695,11 +796,16 @@ impl Feed {
         }
     }
 
-    /// Writes back the pending entries (each as a revocation: record and stream entry), from
-    /// the first unacknowledged batch, renewing this server's claim on the marker before each
-    /// batch. True once Redis acknowledged them all; false, with the write-back dropped, once
-    /// the claim is lost (it lapsed and another server took the marker over, or Redis holds
-    /// another epoch). An error keeps it pending, to resume.
+    /// Writes back the pending entries, from the first unacknowledged batch, renewing this
+    /// server's claim on the marker before each batch. Each entry is written as its record
+    /// alone (expiry and "not before" only rise, as a revocation writes them), and each batch
+    /// is followed by one `w` entry in the stream (see [`keys::WRITTEN_BACK`]): a stream entry
+    /// per record would take a third more memory than the records, and a Redis sized for its
+    /// records (`maxmemory`, `noeviction`) would run out part-way and refuse every write,
+    /// the marker's included, until records expire. True once Redis acknowledged them all;
+    /// false, with the write-back dropped, once the claim is lost (it lapsed and another
+    /// server took the marker over, or Redis holds another epoch). An error keeps it pending,
+    /// to resume.
     async fn write_back(
         &mut self,
         conn: &mut MultiplexedConnection,
@@ -723,11 +829,12 @@ impl Feed {
     ) -> Result<bool, RevocationError> {
         let prefix = &self.source.prefix;
         let (stream, counter) = (keys::stream(prefix), keys::seq(prefix));
-        let revoke_jti = redis::Script::new(keys::REVOKE_JTI);
-        let revoke_subject = redis::Script::new(keys::REVOKE_SUBJECT);
+        let restore_jti = redis::Script::new(keys::RESTORE_JTI);
+        let restore_subject = redis::Script::new(keys::RESTORE_SUBJECT);
+        let written_back = redis::Script::new(keys::WRITTEN_BACK);
         // Loaded once per attempt (a restarted Redis has no scripts), then called by hash.
         let mut load = redis::pipe();
-        for script in [keys::REVOKE_JTI, keys::REVOKE_SUBJECT] {
+        for script in [keys::RESTORE_JTI, keys::RESTORE_SUBJECT, keys::WRITTEN_BACK] {
             load.cmd("SCRIPT").arg("LOAD").arg(script).ignore();
         }
         load.query_async::<()>(conn).await.map_err(err)?;
@@ -750,32 +857,32 @@ impl Feed {
                     } => {
                         // The key of "no iss" is the key of the empty `iss`.
                         pipe.cmd("EVALSHA")
-                            .arg(revoke_subject.get_hash())
-                            .arg(3)
+                            .arg(restore_subject.get_hash())
+                            .arg(1)
                             .arg(self.source.sub_key(Some(iss), sub))
-                            .arg(&stream)
-                            .arg(&counter)
                             .arg((*before).min(MAX_NOT_BEFORE))
                             .arg(exat(*kept))
-                            .arg(window)
-                            .arg(iss)
-                            .arg(sub)
                             .ignore();
                     }
                     Entry::Jti { jti, kept } => {
                         pipe.cmd("EVALSHA")
-                            .arg(revoke_jti.get_hash())
-                            .arg(3)
+                            .arg(restore_jti.get_hash())
+                            .arg(1)
                             .arg(self.source.jti_key(jti))
-                            .arg(&stream)
-                            .arg(&counter)
-                            .arg(jti)
                             .arg(exat(*kept))
-                            .arg(window)
                             .ignore();
                     }
                 }
             }
+            // After the batch's records, on the same connection: Redis applies it after them.
+            pipe.cmd("EVALSHA")
+                .arg(written_back.get_hash())
+                .arg(2)
+                .arg(&stream)
+                .arg(&counter)
+                .arg(window)
+                .arg(end - pending.done)
+                .ignore();
             pipe.query_async::<()>(conn).await.map_err(err)?;
             pending.done = end;
         }

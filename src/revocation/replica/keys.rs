@@ -37,7 +37,8 @@ pub(super) enum Record {
 }
 
 /// The record `key` names, if it is one under `prefix` (the stream, the epoch, the counter,
-/// the marker and keys that are not UTF-8, which no token can name, are not).
+/// the marker, the `incomplete` record and keys that are not UTF-8, which no token can name,
+/// are not).
 pub(super) fn record(prefix: &str, key: &[u8]) -> Option<Record> {
     let rest = key.strip_prefix(prefix.as_bytes())?;
     if let Some(jti) = rest.strip_prefix(b"jti:") {
@@ -70,34 +71,55 @@ pub(super) fn restoring(prefix: &str) -> String {
     format!("{prefix}restoring")
 }
 
-/// The end of each write script: raises the counter (`KEYS[3]`) and appends an entry with
-/// `$fields` and the counter's new value to the stream (`KEYS[2]`), trimmed to the entries of
-/// the last `ARGV[3]` milliseconds. The trim point is read from Redis's clock (`TIME`), the
-/// clock stream ids come from, so a writer's own clock never decides which entries go: the
-/// entry just added (its id at least Redis's now) always stays.
+/// Present, without expiry, from the moment a server claims the restore marker to write back
+/// until a running server reads the records and finds nothing missing: a write-back is under
+/// way or was cut short, and the records may lack revocations (see [`MARKER`] and `Feed`).
+/// Unlike the marker, it outlives anything that stops every server at once (a Redis stall
+/// longer than the marker's life), so no server starts on records it may lack.
+pub(super) fn incomplete(prefix: &str) -> String {
+    format!("{prefix}incomplete")
+}
+
+/// The end of each write script: raises the counter (`KEYS[3]`, or `$counter`) and appends an
+/// entry with `$fields` and the counter's new value to the stream (`KEYS[2]`, or `$stream`),
+/// trimmed to the entries of the last `ARGV[3]` (or `$window`) milliseconds. The trim point is
+/// read from Redis's clock (`TIME`), the clock stream ids come from, so a writer's own clock
+/// never decides which entries go: the entry just added (its id at least Redis's now) always
+/// stays.
 macro_rules! append {
     ($fields:literal) => {
+        append!("KEYS[2]", "KEYS[3]", "ARGV[3]", $fields)
+    };
+    ($stream:literal, $counter:literal, $window:literal, $fields:literal) => {
         concat!(
             "local now = redis.call('TIME')\n",
-            "local seq = redis.call('INCR', KEYS[3])\n",
-            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(ARGV[3]))\n",
-            "redis.call('XADD', KEYS[2], 'MINID', '~', minid, '*', 'seq', seq, ",
+            "local seq = redis.call('INCR', ",
+            $counter,
+            ")\n",
+            "local minid = string.format('%d-0', now[1] * 1000 - tonumber(",
+            $window,
+            "))\n",
+            "redis.call('XADD', ",
+            $stream,
+            ", 'MINID', '~', minid, '*', 'seq', seq, ",
             $fields,
             ")\n"
         )
     };
 }
 
-/// The expiry a write script gives a record: the later of `ARGV[2]` and the record's own, so
-/// it only rises. `EXPIRETIME` is -2 for a missing key and -1 for one without expiry, which is
-/// later than any date: such a record stays without expiry, and `keep` is then the latest
-/// `EXAT` (`MAX_EXAT`, as the snapshot reads a record without expiry). `$value` is the value
-/// to store.
+/// The expiry a write script gives a record (`KEYS[1]`): the later of `$exat` and the
+/// record's own, so it only rises. `EXPIRETIME` is -2 for a missing key and -1 for one without
+/// expiry, which is later than any date: such a record stays without expiry, and `keep` is
+/// then the latest `EXAT` (`MAX_EXAT`, as the snapshot reads a record without expiry).
+/// `$value` is the value to store.
 macro_rules! keep_and_set {
-    ($value:literal) => {
+    ($value:literal, $exat:literal) => {
         concat!(
             "local current = redis.call('EXPIRETIME', KEYS[1])\n",
-            "local keep = math.max(tonumber(ARGV[2]), current)\n",
+            "local keep = math.max(tonumber(",
+            $exat,
+            "), current)\n",
             "if current == -1 then\n",
             "  keep = 253402300799\n",
             "  redis.call('SET', KEYS[1], ",
@@ -112,12 +134,28 @@ macro_rules! keep_and_set {
     };
 }
 
+/// The record part of a subject's revocation: raises the record's (`KEYS[1]`) "not before" to
+/// `ARGV[1]` and its expiry to `ARGV[2]` (see [`REVOKE_SUBJECT`]), leaving `before` and `keep`.
+macro_rules! raise_subject {
+    () => {
+        concat!(
+            "local kind = redis.call('TYPE', KEYS[1]).ok\n",
+            "local cur = 0\n",
+            "if kind == 'string' then\n",
+            "  cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
+            "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
+            "local before = math.max(cur, tonumber(ARGV[1]))\n",
+            keep_and_set!("before", "ARGV[2]"),
+        )
+    };
+}
+
 /// Revokes a `jti` and appends it to the stream, atomically; returns the instant it is kept
 /// until. The expiry only rises, and a record without expiry keeps none.
 ///
 /// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
 pub(super) const REVOKE_JTI: &str = concat!(
-    keep_and_set!("1"),
+    keep_and_set!("1", "ARGV[2]"),
     append!("'t', 'j', 'jti', ARGV[1], 'until', keep"),
     "return keep\n"
 );
@@ -143,14 +181,32 @@ pub(super) const USE_ONCE: &str = concat!(
 /// KEYS: record, stream, counter. ARGV: not before, `EXAT`, trim window (ms), iss (empty:
 /// none), sub.
 pub(super) const REVOKE_SUBJECT: &str = concat!(
-    "local kind = redis.call('TYPE', KEYS[1]).ok\n",
-    "local cur = 0\n",
-    "if kind == 'string' then cur = tonumber(redis.call('GET', KEYS[1])) or 99999999999999\n",
-    "elseif kind ~= 'none' then cur = 99999999999999; redis.call('DEL', KEYS[1]) end\n",
-    "local before = math.max(cur, tonumber(ARGV[1]))\n",
-    keep_and_set!("before"),
+    raise_subject!(),
     append!("'t', 's', 'iss', ARGV[4], 'sub', ARGV[5], 'before', before, 'until', keep"),
     "return {before, keep}\n"
+);
+
+/// Writes back a revoked `jti`'s record, as [`REVOKE_JTI`] writes it, without a stream entry
+/// (see [`WRITTEN_BACK`]); returns the instant it is kept until.
+///
+/// KEYS: record. ARGV: `EXAT`.
+pub(super) const RESTORE_JTI: &str = concat!(keep_and_set!("1", "ARGV[1]"), "return keep\n");
+
+/// Writes back a subject's record, as [`REVOKE_SUBJECT`] writes it, without a stream entry
+/// (see [`WRITTEN_BACK`]); returns its "not before" and the instant it is kept until.
+///
+/// KEYS: record. ARGV: not before, `EXAT`.
+pub(super) const RESTORE_SUBJECT: &str = concat!(raise_subject!(), "return {before, keep}\n");
+
+/// Appends a `w` entry ("records written back") to the stream, numbered like every entry: a
+/// follower that reads it reads the records again (its revocations are not in the stream).
+/// A write-back sends one after each batch of records, in the same pipeline, so Redis applies
+/// it after them; the marker's `take` appends one too (`n` 0), as the write-back begins.
+///
+/// KEYS: stream, counter. ARGV: trim window (ms), records in the batch.
+pub(super) const WRITTEN_BACK: &str = concat!(
+    append!("KEYS[1]", "KEYS[2]", "ARGV[1]", "'t', 'w', 'n', ARGV[2]"),
+    "return seq\n"
 );
 
 /// The restore marker's owner-checked steps, each against the epoch the caller follows
@@ -163,13 +219,22 @@ pub(super) const REVOKE_SUBJECT: &str = concat!(
 /// - `keep`: a server restoring says so. Renews the caller's own claim (`'mine'`); answers
 ///   `'other'` while another owner's claim runs, touching nothing; otherwise makes the marker
 ///   `free` for one hold at least (`'free'`).
-/// - `take`: as `keep`, but claims the marker for the caller where `keep` would free it.
+/// - `take`: as `keep`, but claims the marker for the caller where `keep` would free it; and,
+///   in the same step, sets the `incomplete` record (without expiry) and appends a `w` entry
+///   (see [`WRITTEN_BACK`]), so every server following the feed reads the records again, and
+///   finishes the restore should the writer stop.
 /// - `extend`: renews the caller's own claim (`'mine'`), or answers `'lost'`, touching nothing.
 /// - `release`: turns the caller's own claim into `free` for one hold (`'free'`: the servers
 ///   waiting for it take their turn), or answers `'lost'`, touching nothing.
+/// - `done`: the caller read the records and found nothing missing. Answers `'other'` while
+///   another owner's claim runs (a write-back is under way), touching nothing; otherwise
+///   deletes the `incomplete` record, turns the caller's own claim, if any, into `free` for one
+///   hold, and answers `'done'`.
 ///
-/// KEYS: epoch, marker. ARGV: epoch, owner token (hex), hold (ms), step.
-pub(super) const MARKER: &str = r"
+/// KEYS: epoch, marker, `incomplete`, stream, counter. ARGV: epoch, owner token (hex), hold
+/// (ms), step, trim window (ms).
+pub(super) const MARKER: &str = concat!(
+    r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'epoch' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -178,13 +243,28 @@ local step = ARGV[4]
 local v = redis.call('GET', KEYS[2])
 local owner, untl = nil, nil
 if v then owner, untl = string.match(v, '^(%x+):(%d+)$') end
+local function free()
+  redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+end
 local function claim()
   redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[2], now + hold),
     'PX', string.format('%d', 2 * hold))
+  if step == 'take' then
+    redis.call('SET', KEYS[3], '1')
+",
+    append!("KEYS[4]", "KEYS[5]", "ARGV[5]", "'t', 'w', 'n', 0"),
+    r"
+  end
+end
+if step == 'done' then
+  if owner and owner ~= ARGV[2] and tonumber(untl) > now then return 'other' end
+  redis.call('DEL', KEYS[3])
+  if owner == ARGV[2] then free() end
+  return 'done'
 end
 if owner == ARGV[2] then
   if step == 'release' then
-    redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
+    free()
     return 'free'
   end
   claim()
@@ -196,33 +276,34 @@ if step == 'take' then
   claim()
   return 'mine'
 end
-if owner or redis.call('PTTL', KEYS[2]) < hold then
-  redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
-end
+if owner or redis.call('PTTL', KEYS[2]) < hold then free() end
 return 'free'
-";
+"
+);
 
 /// The head of a snapshot, read at once: the counter (0 if none), the stream's last id (empty
-/// if the stream has no entry), the epoch (empty if none) and whether the restore marker is
-/// present. A script because a transaction (`MULTI`) is refused whole by a Redis at its
-/// `maxmemory`, while a script flagged `no-writes` runs there.
+/// if the stream has no entry), the epoch (empty if none) and how many of the restore marker
+/// and the `incomplete` record are present. A script because a transaction (`MULTI`) is
+/// refused whole by a Redis at its `maxmemory`, while a script flagged `no-writes` runs there.
 ///
-/// KEYS: counter, stream, epoch, marker.
+/// KEYS: counter, stream, epoch, marker, `incomplete`.
 pub(super) const SNAPSHOT_HEAD: &str = r"#!lua flags=no-writes
 local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local id = ''
 if last[1] then id = last[1][1] end
 return {tonumber(redis.call('GET', KEYS[1]) or '0') or 0, id,
-  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4])}
+  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4], KEYS[5])}
 ";
 
 /// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
 /// (or emptied) dataset: the restore marker is set with it, in the same step, so no server
-/// sees the new epoch without it: claimed by the caller for one hold (as `MARKER`'s `take`)
-/// when it gives an owner token (a running server that will write back), else `free` for one
-/// hold (a starting server, which has nothing to write back).
+/// sees the new epoch without it: claimed by the caller for one hold, with the `incomplete`
+/// record set (as `MARKER`'s `take`; the new epoch itself sends every follower to read the
+/// records), when it gives an owner token (a running server that will write back), else
+/// `free` for one hold (a starting server, which has nothing to write back).
 ///
-/// KEYS: epoch, marker. ARGV: a new random epoch, hold (ms), owner token or empty.
+/// KEYS: epoch, marker, `incomplete`. ARGV: a new random epoch, hold (ms), owner token or
+/// empty.
 pub(super) const ADOPT_EPOCH: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) then
   local hold = tonumber(ARGV[2])
@@ -231,6 +312,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) 
     local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('SET', KEYS[2], string.format('%s:%d', ARGV[3], now + hold),
       'PX', string.format('%d', 2 * hold))
+    redis.call('SET', KEYS[3], '1')
   else
     redis.call('SET', KEYS[2], 'free', 'PX', string.format('%d', hold))
   end
@@ -267,6 +349,7 @@ mod tests {
             b"jwt:epoch",
             b"jwt:seq",
             b"jwt:restoring",
+            b"jwt:incomplete",
             b"jwt:sub:99:short:x",
             b"jwt:sub:x:a:b",
             b"other:jti:a",
@@ -279,8 +362,9 @@ mod tests {
     #[test]
     fn a_record_without_expiry_is_kept_until_the_latest_exat() {
         let latest = super::super::MAX_EXAT.to_string();
-        assert!(REVOKE_JTI.contains(&latest));
-        assert!(REVOKE_SUBJECT.contains(&latest));
+        for script in [REVOKE_JTI, REVOKE_SUBJECT, RESTORE_JTI, RESTORE_SUBJECT] {
+            assert!(script.contains(&latest));
+        }
     }
 
     #[test]

@@ -40,7 +40,9 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   (one script), then every durable record under the prefix (`SCAN`, with each
 ///   record's `EXPIRETIME`, and a subject's "not before"), then follows the stream from that
 ///   id: a revocation written before the counter was read is a record, one written after is
-///   in the stream, and applying one twice changes nothing (every value only rises). A `jti`
+///   in the stream (records written back after it are followed there by an entry that sends
+///   the server to read the records again: see the restore, below), and applying one twice
+///   changes nothing (every value only rises). A `jti`
 ///   record revokes its `jti` whatever its value, as for [`RedisRevocation`]. The records,
 ///   not the stream, are the snapshot because entries live for very different times (a
 ///   15-minute access token beside a 14-day refresh family): a stream holding every entry
@@ -93,42 +95,65 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   waits while another server owns the marker; reads every record under the prefix (a
 ///   snapshot), saying before each batch that it is restoring (which keeps the marker, or sets
 ///   it `free` for 3 s) and starting over once another server owns it; if Redis holds every
-///   entry of its copy in force, with an expiry and a "not before" as late, lets go of the
-///   marker if it owns it, waits until the marker is gone (reading it and the epoch every 100
-///   ms at most: a new epoch meanwhile means Redis lost its data again, and it restores again
-///   from the start) and follows the feed from its snapshot; else it claims the marker (`free`
-///   or lapsed), writes back what Redis lacks (subjects first; each entry as a revocation,
-///   record and stream entry), renewing its claim before each batch of 1 000 and stopping if it
-///   lost it, sets the marker `free` again, and reads the records again. What Redis lacks is
-///   judged by Redis's clock (`TIME`): an entry kept until Redis's now and a second or earlier
-///   is not written back, since Redis would drop it at once (a server whose clock runs behind
-///   Redis's holds such entries), and a pass that finds entries missing after this server
-///   already wrote back waits 100 ms before writing again. A batch cut short by an error (a
-///   timeout, a dropped connection) is resumed, once the server is back, at the first batch
-///   Redis did not acknowledge, as long as the claim is still its own; writing an entry twice
-///   changes nothing (every value only rises). So after Redis restarted empty, the first server
-///   writes back its copy, and the others, which hold the same, read the records once and write
+///   entry of its copy in force, with an expiry and a "not before" as late, deletes
+///   `<prefix>incomplete` (below) and lets go of the marker if it owns it, unless another
+///   server has claimed the marker since (then it waits and reads again), waits until the
+///   marker is gone (reading it, `<prefix>incomplete` and the epoch every 100 ms at most: a
+///   new epoch meanwhile means Redis lost its data again, and `<prefix>incomplete` back once
+///   the marker is gone means a write-back cut short; either way it restores again from the
+///   start) and follows the feed from its snapshot; else it claims the marker (`free`
+///   or lapsed), writes back what Redis lacks (subjects first), renewing its claim before each
+///   batch of 1 000 and stopping if it lost it, sets the marker `free` again, and reads the
+///   records again. Each entry is written back as its record alone (its expiry and "not
+///   before" only rise, as for a revocation), and each batch is followed by one stream entry
+///   that says records were written back (`t` = `w`; one more as the write-back begins): a
+///   server that reads one reads the records, as after a loss. So the write-back takes the
+///   memory its records took before the loss (a stream entry per record would take about a
+///   third more, and a Redis sized for its records, with `noeviction`, would run out part-way
+///   and refuse every write until records expire). What Redis lacks is judged by Redis's
+///   clock (`TIME`): an entry kept until Redis's now and a second or earlier is not written
+///   back, since Redis would drop it at once (a server whose clock runs behind Redis's holds
+///   such entries), and a pass that finds entries missing after this server already wrote
+///   back waits 100 ms before writing again. A batch cut short by an error (a timeout, a
+///   dropped connection) is resumed, once the server is back, at the first batch Redis did
+///   not acknowledge, as long as the claim is still its own; writing an entry twice changes
+///   nothing (every value only rises). So after Redis restarted empty, the first server writes
+///   back its copy, and the others, which hold the same, read the records once and write
 ///   nothing. An owner that stops (its process ends, it is cut off) loses its claim 3 s after
 ///   its last batch, and a waiting server takes over within 100 ms, writing back what Redis
 ///   still lacks.
+/// - **A write-back cut short.** Claiming the marker to write back also sets
+///   `<prefix>incomplete`, without expiry, in the same script step ("a write-back is under way
+///   or was cut short: the records may lack revocations"), and appends a `w` entry, so every
+///   running server reads the records. Only a server restoring deletes it, in one script that
+///   checks the epoch and that no other server's claim runs, once its reading of the records
+///   found nothing of its copy missing. So a write-back cut short by anything that outlasts
+///   the marker (Redis stalled longer than 6 s, which every server waits out alike while
+///   Redis's clock expires the marker; a writer that stopped) keeps the record until a
+///   running server has found the records complete, writing back first what it holds of what
+///   they lack.
 /// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
 ///   running server that set it, `free` if a starting server did), held 3 s: longer than a
 ///   running server takes to find the loss once Redis answers (it reads at least every
 ///   250 ms, the feed or, at the end of a restore, the marker and the epoch every 100 ms; and
 ///   reconnects within 1 s of backoff and 1 s of connection timeout: 2.25 s and a round trip).
 ///   A server starts ([`replicate`](RedisRevocation::replicate) returns), or confirms its feed
-///   after a restore, only once the marker is gone, so its snapshot holds what every running
-///   server wrote back. A start snapshot counts only if Redis holds the same epoch and no
-///   marker both when the counter is read and after the last record: one cut by a loss (a
-///   flush, a failover) or by a restore that began meanwhile is discarded, and the server
-///   waits and takes another. A marker without expiry (no value this crate writes: an
-///   operator's `SET`, a tool copying keys without their TTL) is given one hold by a server
-///   waiting for it, so it never blocks a start for good. Once Redis has an epoch, the start
-///   runs no script that writes, so a server starts on a Redis at its `maxmemory` that holds
-///   every revocation.
+///   after a restore, only once the marker and `<prefix>incomplete` are gone, so its snapshot
+///   holds what every running server wrote back. A start snapshot counts only if Redis holds
+///   the same epoch and neither key both when the counter is read and after the last record:
+///   one cut by a loss (a flush, a failover) or by a restore that began meanwhile is
+///   discarded, and the server waits and takes another. A marker without expiry (no value
+///   this crate writes: an operator's `SET`, a tool copying keys without their TTL) is given
+///   one hold by a server waiting for it, so it never blocks a start for good. Once Redis has
+///   an epoch, the start runs no script that writes, so a server starts on a Redis at its
+///   `maxmemory` that holds every revocation.
 ///   Hence the first server started on a new Redis takes 3 s to start, and
 ///   [`replicate`](RedisRevocation::replicate) fails after waiting 60 s for a restore that
-///   does not end. What no server holds is lost: a Redis restarted empty while every server
+///   does not end, or for `<prefix>incomplete` to go. That record never expires: when no
+///   running server is left to finish a write-back that was cut short (every server stopped
+///   during the restore), no server starts until an operator who knows that no server holds
+///   the revocations any more accepts their loss with `DEL <prefix>incomplete` (the error
+///   names the key). What no server holds is lost: a Redis restarted empty while every server
 ///   was also restarted forgets everything, as [`RedisRevocation`] does, and a server whose
 ///   feed was cut off from Redis for longer than the marker is held writes back what it holds
 ///   only once it reconnects; run Redis with persistence (AOF) or replication, with
@@ -136,8 +161,8 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   revocations; the server warns at start, with the `tracing` feature, when Redis says
 ///   otherwise). A Redis restored from an older backup keeps its epoch and shows no marker:
 ///   a server that starts before the running servers have found it (their first read once
-///   Redis is back) accepts what the backup lacks until their write-back reaches it on the
-///   feed.
+///   Redis is back) accepts what the backup lacks until their write-back's first `w` entry
+///   sends it to read the records once the write-back is done.
 ///
 /// # Consistency
 ///
@@ -325,7 +350,10 @@ impl RedisRevocation {
     /// Redis unreachable or failing, as for every operation; or the restore marker
     /// (`<prefix>restoring`) still held after 60 s, renewed by a restore that does not end: a
     /// snapshot taken then could lack what is being written back, so the server does not
-    /// start (try again later).
+    /// start (try again later); or `<prefix>incomplete` still present after 60 s: a
+    /// write-back was cut short and no running server has found the records complete since
+    /// (none is left to: `DEL <prefix>incomplete` accepts the loss of what the stopped
+    /// servers held).
     pub async fn replicate(self) -> Result<ReplicatedRevocation, RevocationError> {
         let shared = Arc::new(Shared::new());
         let feed = feed::Feed::start(self.clone(), shared.clone()).await?;

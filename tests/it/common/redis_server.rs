@@ -183,6 +183,19 @@ impl RedisServer {
             .unwrap();
     }
 
+    /// Sends `signal` to the server process: `-STOP` stalls it (a VM pause, a swap storm: its
+    /// clients and its own clock run on, and keys whose time ran out are gone once it
+    /// answers again), `-CONT` resumes it.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running server").id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// The data directory of a persistent server.
     pub fn data_dir(&self) -> &PathBuf {
         self.dir

@@ -129,9 +129,28 @@ impl Freezable {
 
 /// The restore marker under the default prefix.
 pub const MARKER: &str = "jwt:restoring";
-/// The counter of entries ever written under the default prefix (one per revocation, written
-/// back ones included).
+/// The counter of entries ever appended to the stream under the default prefix (one per
+/// revocation, one per batch of records written back).
 pub const COUNTER: &str = "jwt:seq";
+
+/// The number of entries written back to Redis (each batch written back is followed by a `w`
+/// entry in the stream, with `n`, the number of its records), as far as the stream holds them.
+pub async fn written_back(redis: &RedisServer) -> usize {
+    let mut conn = redis.inspect().await;
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg("jwt:feed")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .filter(|e| e.get::<String>("t").as_deref() == Some("w"))
+        .filter_map(|e| e.get::<usize>("n"))
+        .sum()
+}
 
 /// The restore marker's value, if any.
 pub async fn marker(redis: &RedisServer) -> Option<String> {
