@@ -181,6 +181,10 @@ impl Dpop {
 
     /// Spends each proof's `jti` in `store` ([`RevocationStore::use_once`]), shared by every
     /// server that accepts the same tokens. Default: a [`MemoryRevocation`] of this layer's.
+    ///
+    /// Every DPoP-checking layer a request passes spends its proof: two such layers on one
+    /// request (or one layer applied twice) must not share a store, or the second refuses the
+    /// proof as replayed.
     pub fn replay_store(mut self, store: Arc<dyn RevocationStore>) -> Dpop {
         self.store = Some(store);
         self
@@ -263,6 +267,11 @@ impl Dpop {
 /// The key a request's DPoP proof was signed with, put into the request's extensions by the
 /// layer once the proof and the token's binding passed (RFC 9449). Anything under this type
 /// the request carried before is removed: only the layer vouches for it.
+///
+/// A request holds one `DpopKey`: every `JwtAuthLayer` it passes replaces it with its own
+/// verdict (the key of the token it verified, or none), whatever its claims type. Behind
+/// several layers it is therefore the nearest layer's: read it where one layer verifies the
+/// request's tokens, beside that layer's [`Claims`](crate::Claims).
 ///
 /// ```
 /// use axum::Extension;

@@ -39,6 +39,8 @@ mod audit14;
 mod audit15;
 #[cfg(all(feature = "axum", feature = "dpop"))]
 mod audit16;
+#[cfg(all(feature = "axum", feature = "dpop"))]
+mod audit18;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
