@@ -55,12 +55,17 @@ use std::sync::Arc;
 /// The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
 /// copies them, and `C` itself need not be `Clone`.
 #[derive(Debug)]
-pub struct Claims<C>(Arc<C>);
+pub struct Claims<C> {
+    claims: Arc<C>,
+    /// The key of the DPoP proof the token was presented with (feature `dpop`).
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::DpopKey>,
+}
 
 impl<C> Claims<C> {
     /// Wraps verified claims. The layer does this; tests of handlers may too.
     pub fn new(claims: C) -> Claims<C> {
-        Claims(Arc::new(claims))
+        Claims::from(Arc::new(claims))
     }
 
     /// The claims by value.
@@ -68,20 +73,40 @@ impl<C> Claims<C> {
     where
         C: Clone,
     {
-        Arc::unwrap_or_clone(self.0)
+        Arc::unwrap_or_clone(self.claims)
+    }
+
+    /// The key of the DPoP proof (RFC 9449) this token was presented with, which the layer
+    /// checked against the token's `cnf.jkt`; `None` for a token presented as a Bearer token.
+    /// It belongs to these claims: another `JwtAuthLayer` on the same request, for another
+    /// claims type, neither provides nor removes it.
+    #[cfg(feature = "dpop")]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop.as_ref()
+    }
+
+    /// These claims, presented with a DPoP proof of `key`.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn with_dpop_key(mut self, key: crate::dpop::DpopKey) -> Claims<C> {
+        self.dpop = Some(key);
+        self
     }
 }
 
 impl<C> Clone for Claims<C> {
     fn clone(&self) -> Self {
-        Claims(Arc::clone(&self.0))
+        Claims {
+            claims: Arc::clone(&self.claims),
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop.clone(),
+        }
     }
 }
 
 impl<C> Deref for Claims<C> {
     type Target = C;
     fn deref(&self) -> &C {
-        &self.0
+        &self.claims
     }
 }
 
@@ -107,7 +132,11 @@ impl<C> Copy for Anonymous<C> {}
 
 impl<C> From<Arc<C>> for Claims<C> {
     fn from(claims: Arc<C>) -> Self {
-        Claims(claims)
+        Claims {
+            claims,
+            #[cfg(feature = "dpop")]
+            dpop: None,
+        }
     }
 }
 

@@ -94,8 +94,6 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous<C>>();
         ext.remove::<Claims<C>>();
-        #[cfg(feature = "dpop")]
-        ext.remove::<crate::dpop::DpopKey>();
         // The `Claims` extractor and `RequireClaims` behind us answer with our responder; with
         // the default one they answer alike without it, once a layer in front of us no longer
         // lends them its own.

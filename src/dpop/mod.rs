@@ -50,8 +50,8 @@
 //! `DPoP-Nonce`. Nonces come with refusals only, not with successful responses: a client
 //! keeps its nonce until it expires (5 minutes), then is told the next one.
 //!
-//! A request that passed carries the proof key's thumbprint as a [`DpopKey`] in its
-//! extensions (axum: `Extension<DpopKey>`).
+//! The claims of a request that passed carry the proof's key, a [`DpopKey`] with its
+//! thumbprint: [`Claims::dpop_key`](crate::Claims::dpop_key).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -264,30 +264,26 @@ impl Dpop {
     }
 }
 
-/// The key a request's DPoP proof was signed with, put into the request's extensions by the
-/// layer once the proof and the token's binding passed (RFC 9449). Anything under this type
-/// the request carried before is removed: only the layer vouches for it.
-///
-/// A request holds one `DpopKey`: every `JwtAuthLayer` it passes replaces it with its own
-/// verdict (the key of the token it verified, or none), whatever its claims type. Behind
-/// several layers it is therefore the nearest layer's: read it where one layer verifies the
-/// request's tokens, beside that layer's [`Claims`](crate::Claims).
+/// The key a request's DPoP proof was signed with, which the layer checked against the
+/// token's binding (RFC 9449 §7.1): [`Claims::dpop_key`](crate::Claims::dpop_key) of the
+/// claims it verified. Carried by the claims, it always belongs to them, whatever other
+/// layers the request passes.
 ///
 /// ```
-/// use axum::Extension;
-/// use tower_jwt_auth::dpop::DpopKey;
+/// use tower_jwt_auth::Claims;
+/// # #[derive(serde::Deserialize)] struct MyClaims { sub: String }
 ///
-/// async fn handler(key: Option<Extension<DpopKey>>) -> String {
-///     match key {
-///         Some(Extension(key)) => format!("bound to {}", key.thumbprint()),
-///         None => "a Bearer token".to_owned(),
+/// async fn handler(claims: Claims<MyClaims>) -> String {
+///     match claims.dpop_key() {
+///         Some(key) => format!("{} bound to {}", claims.sub, key.thumbprint()),
+///         None => format!("{} with a Bearer token", claims.sub),
 ///     }
 /// }
 /// # let _ = handler;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpopKey {
-    thumbprint: String,
+    thumbprint: Arc<str>,
 }
 
 impl DpopKey {
@@ -400,7 +396,7 @@ impl DpopCheck {
         let until = (proof.iat + self.window.as_secs_f64()).ceil().max(0.0) as u64;
         match self.store.use_once(&key, until).await {
             Ok(true) => Ok(DpopKey {
-                thumbprint: proof.thumbprint,
+                thumbprint: proof.thumbprint.into(),
             }),
             Ok(false) => Err(AuthError::InvalidDpopProof),
             Err(_) => Err(AuthError::RevocationUnavailable),

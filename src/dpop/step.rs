@@ -15,10 +15,8 @@ use crate::auth::pipeline::{Decision, Pipeline, Rejection};
 
 impl<R: Send + Sync + 'static> Pipeline<R> {
     /// Spends `proof`, then completes `decision` (the token's, made without I/O): the
-    /// revocation check or the key refresh it needs. Yields the claims and the [`DpopKey`]
-    /// for the request's extensions.
-    ///
-    /// [`DpopKey`]: super::DpopKey
+    /// revocation check or the key refresh it needs. Yields the claims, which carry the
+    /// proof's [`DpopKey`](super::DpopKey), for the request's extensions.
     pub(crate) fn spend_proof_then<C>(
         self: Arc<Self>,
         decision: Decision<C>,
@@ -47,9 +45,17 @@ impl<R: Send + Sync + 'static> Pipeline<R> {
                     None => rejection,
                 }
             })?;
-            let mut extensions = Arc::clone(&self).complete(decision).await?;
-            extensions.insert(key);
-            Ok(extensions)
+            let decision = match decision {
+                Decision::Verified(claims, index) => {
+                    Decision::Verified(claims.with_dpop_key(key), index)
+                }
+                Decision::CheckRevocation(claims, id, index) => {
+                    Decision::CheckRevocation(claims.with_dpop_key(key), id, index)
+                }
+                // `complete` refuses a decision that names no claims.
+                decision => decision,
+            };
+            Arc::clone(&self).complete(decision).await
         })
     }
 }

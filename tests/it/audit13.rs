@@ -1333,13 +1333,14 @@ async fn holds_challenge_rewriting_injects_nothing() {
     }
 }
 
-/// A `DpopKey` smuggled into the request's extensions by something in front is removed; only
-/// the layer's own is seen (and none for a Bearer token).
+/// Claims carrying a `DpopKey`, smuggled into the request's extensions by something in front,
+/// are replaced; only the layer's own are seen (without a key for a Bearer token).
 #[tokio::test]
 async fn holds_dpop_key_extension_cannot_be_smuggled() {
-    // `DpopKey` has no public constructor: an outer layer can only forward one it got from
-    // another JwtAuth layer. Run a bound request through a first layer and hand its extensions
-    // to a second layer's request with a plain Bearer token.
+    // `DpopKey` has no public constructor and `Claims::new` makes claims without one: an outer
+    // layer can only forward claims it got from another JwtAuth layer. Run a bound request
+    // through a first layer and hand its claims to a second layer's request with a plain
+    // Bearer token.
     let clock = Clock::manual(t0());
     let layer = layer_on(&clock, Dpop::allowed(BASE));
     let ec = holder("ec");
@@ -1349,7 +1350,7 @@ async fn holds_dpop_key_extension_cannot_be_smuggled() {
     let inner = tower::service_fn(move |req: Request<String>| {
         *s.lock().unwrap() = req
             .extensions()
-            .get::<tower_jwt_auth::dpop::DpopKey>()
+            .get::<tower_jwt_auth::Claims<TestClaims>>()
             .cloned();
         async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
     });
@@ -1358,14 +1359,18 @@ async fn holds_dpop_key_extension_cannot_be_smuggled() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let key = seen.lock().unwrap().take().expect("a DpopKey");
-    assert_eq!(key.thumbprint(), ec.jkt);
+    let claims = seen.lock().unwrap().take().expect("claims");
+    assert_eq!(
+        claims.dpop_key().map(|k| k.thumbprint()),
+        Some(ec.jkt.as_str())
+    );
     let mut req = request("/resource", "Bearer", &token_at(json!({})), &[]);
-    req.extensions_mut().insert(key);
+    req.extensions_mut().insert(claims);
     let res = tower::ServiceExt::oneshot(svc, req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let claims = seen.lock().unwrap().take().expect("claims");
     assert!(
-        seen.lock().unwrap().is_none(),
+        claims.dpop_key().is_none(),
         "a smuggled DpopKey reached the handler"
     );
 }

@@ -5,7 +5,8 @@
 //! valid request with layers of different claims types stacked. Every test runs real servers
 //! on 127.0.0.1 with real clients (reqwest, tonic).
 //!
-//! `holds_*` tests are attacks the code resisted.
+//! `regression_*` tests failed on the audited snapshot and pass since their fix; `holds_*`
+//! tests are attacks the code resisted.
 
 use crate::common;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use common::dpop::Holder;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -25,8 +27,11 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 use tower_jwt_auth::authorize::RequireClaimsLayer;
+use tower_jwt_auth::dpop::Dpop;
 use tower_jwt_auth::revocation::MemoryRevocation;
 use tower_jwt_auth::{Claims, TokenSource};
+
+const BASE: &str = "https://api.example.com";
 
 fn token(sub: &str, roles: &[&str]) -> String {
     hs256_token(json!({ "sub": sub, "roles": roles }))
@@ -40,6 +45,31 @@ async fn get_h(url: &str, headers: &[(&str, String)]) -> (StatusCode, String) {
     }
     let res = req.send().await.unwrap();
     (res.status(), res.text().await.unwrap())
+}
+
+/// A DPoP-bound token for `holder` and a proof of `GET <BASE><path>` for it.
+fn dpop_pair(holder: &Holder, path: &str) -> (String, String) {
+    let token = hs256_token(json!({ "sub": "dora", "cnf": { "jkt": holder.jkt } }));
+    let proof = holder.sign(
+        "GET",
+        &format!("{BASE}{path}"),
+        json!(now()),
+        &token,
+        json!({}),
+        json!({}),
+    );
+    (token, proof)
+}
+
+/// `/me` answering `<sub> <thumbprint of the claims' DPoP key, or no-key>`.
+fn me_with_key() -> Router {
+    Router::new().route(
+        "/me",
+        get(|c: Claims<TestClaims>| async move {
+            let key = c.dpop_key().map(|k| k.thumbprint().to_owned());
+            format!("{} {}", c.sub, key.unwrap_or("no-key".into()))
+        }),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -409,4 +439,71 @@ async fn holds_tonic_public_path_is_anonymous_for_its_type_only() {
     let channel = grpc_server(miswired).await;
     let s = health_check(channel, &marks(None)).await.unwrap_err();
     assert!(matches!(s.code(), Code::Internal | Code::Unknown), "{s:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DPoP key belongs to the claims
+
+/// A layer for `TestClaims` with DPoP required verifies a DPoP-bound token and its proof; an
+/// optional layer for another claims type (reading a cookie) behind it finds no token. The
+/// `TestClaims` handler still sees the proof's key in its claims: a layer for another claims
+/// type neither removes nor replaces it.
+#[tokio::test]
+async fn regression_a_layer_for_another_type_keeps_the_dpop_key() {
+    let holder = Holder::new("ec");
+    let app = me_with_key()
+        .layer(
+            hs256_builder::<Value>()
+                .optional()
+                .token_sources([TokenSource::cookie("other")])
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            hs256_builder::<TestClaims>()
+                .dpop(Dpop::required(BASE))
+                .build()
+                .unwrap(),
+        );
+    let base = format!("http://{}", serve(app).await);
+    let (token, proof) = dpop_pair(&holder, "/me");
+    let (s, body) = get_h(
+        &format!("{base}/me"),
+        &[("authorization", format!("DPoP {token}")), ("dpop", proof)],
+    )
+    .await;
+    assert_eq!((s, body), (StatusCode::OK, format!("dora {}", holder.jkt)));
+}
+
+/// A layer for `TestClaims` (no DPoP) verifies a bearer token in `x-a`; a layer for `Value`
+/// with DPoP behind it verifies another subject's DPoP-bound token and its proof. The
+/// `TestClaims` claims carry no DPoP key: the other layer's key is not theirs.
+#[tokio::test]
+async fn regression_the_dpop_key_of_another_types_token_is_not_these_claims() {
+    let holder = Holder::new("ec");
+    let app = me_with_key()
+        .layer(
+            hs256_builder::<Value>()
+                .dpop(Dpop::required(BASE))
+                .build()
+                .unwrap(),
+        )
+        .layer(
+            hs256_builder::<TestClaims>()
+                .token_sources([TokenSource::header("x-a")])
+                .build()
+                .unwrap(),
+        );
+    let base = format!("http://{}", serve(app).await);
+    let (bound, proof) = dpop_pair(&holder, "/me");
+    let (s, body) = get_h(
+        &format!("{base}/me"),
+        &[
+            ("x-a", token("alice", &[])),
+            ("authorization", format!("DPoP {bound}")),
+            ("dpop", proof),
+        ],
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (StatusCode::OK, "alice no-key"));
 }

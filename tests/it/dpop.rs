@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tower_jwt_auth::dpop::{Dpop, DpopKey};
+use tower_jwt_auth::dpop::Dpop;
 use tower_jwt_auth::resource_metadata::ResourceMetadata;
 use tower_jwt_auth::revocation::MemoryRevocation;
 use tower_jwt_auth::{
@@ -71,19 +71,18 @@ impl Proofs for Holder {
 // ---------------------------------------------------------------------------------------------
 // The server's side
 
-/// `/me` behind `layer` on 127.0.0.1: answers `{"sub", "jkt"}`, `jkt` from [`DpopKey`].
+/// `/me` behind `layer` on 127.0.0.1: answers `{"sub", "jkt"}`, `jkt` from the claims'
+/// [`DpopKey`](tower_jwt_auth::dpop::DpopKey).
 async fn start(layer: JwtAuthLayer<TestClaims>) -> (String, Hits) {
     let hits = Hits::default();
     let h = hits.clone();
     let mut app = Router::new().route(
         "/me",
-        get(
-            move |claims: Claims<TestClaims>, key: Option<Extension<DpopKey>>| {
-                h.hit();
-                let jkt = key.map(|Extension(k)| k.thumbprint().to_owned());
-                async move { Json(json!({ "sub": claims.sub, "jkt": jkt })) }
-            },
-        )
+        get(move |claims: Claims<TestClaims>| {
+            h.hit();
+            let jkt = claims.dpop_key().map(|k| k.thumbprint().to_owned());
+            async move { Json(json!({ "sub": claims.sub, "jkt": jkt })) }
+        })
         .post(|| async { "posted" }),
     );
     if let Some(metadata) = layer.resource_metadata() {
