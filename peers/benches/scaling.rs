@@ -21,9 +21,9 @@
 //! request (`ready`, then `call`), as a server that keeps one service per connection does;
 //! the others clone it per request, as `axum::serve` and tonic do. The `axum-*`
 //! cases send the same requests through an axum `Router` (cloned per request, as `axum::serve`
-//! does), so the framework's own scaling can be read beside the layer's. Each service is
-//! cloned per request, as servers do: a clone bumps the reference count of the layer's shared
-//! state, which both cores write. Run it on a machine with nothing else busy.
+//! does), so the framework's own scaling can be read beside the layer's. A clone per request
+//! bumps the reference count of the layer's shared state, which both cores write. Run it on a
+//! machine with nothing else busy.
 //!
 //! ```sh
 //! cargo bench -p tower-jwt-auth-peers --bench scaling --features cache

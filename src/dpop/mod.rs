@@ -143,7 +143,9 @@ impl Dpop {
     /// DPoP alongside Bearer: Bearer tokens without `cnf` keep working, a token bound to a key
     /// (`cnf.jkt`) is accepted only with a valid proof (RFC 9449 §7.2). `base_url` is the URL
     /// clients reach this service at (`https://api.example.com`, or with a path prefix a
-    /// proxy strips); a proof's `htu` must be it joined with the request's path.
+    /// proxy strips); a proof's `htu` must be it joined with the request's path. A layer
+    /// inside axum's `Router::nest("/api", …)` sees the path without `/api`, as behind such a
+    /// proxy: give it `https://api.example.com/api`.
     pub fn allowed(base_url: impl Into<String>) -> Dpop {
         Dpop {
             required: false,

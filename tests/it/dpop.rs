@@ -219,6 +219,47 @@ async fn the_htu_is_compared_after_normalisation() {
     assert_eq!(hits.count(), 3);
 }
 
+/// A layer inside axum's `Router::nest("/api", …)` sees the path without `/api`, as behind a
+/// proxy that strips it: its base URL names the prefix, so a proof for the URL the client
+/// called passes, and a proof for the stripped path (another resource of the host) does not.
+#[tokio::test]
+async fn a_layer_in_a_nested_router_names_the_prefix_in_its_base_url() {
+    let hits = Hits::default();
+    let h = hits.clone();
+    let api = Router::new()
+        .route(
+            "/me",
+            get(move |claims: Claims<TestClaims>| {
+                h.hit();
+                let jkt = claims.dpop_key().map(|k| k.thumbprint().to_owned());
+                async move { Json(json!({ "jkt": jkt })) }
+            }),
+        )
+        .layer(
+            builder(Dpop::required(format!("{BASE}/api")))
+                .build()
+                .unwrap(),
+        );
+    let url = format!("http://{}", serve(Router::new().nest("/api", api)).await);
+    let client_key = holder("ec");
+    let token = client_key.token();
+    let call = |htu: String| {
+        let proof = client_key.proof_with("GET", &token, json!({ "htu": htu }), json!({}));
+        let req = client()
+            .get(format!("{url}/api/me"))
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof);
+        async move { Answer::read(req.send().await.unwrap()).await }
+    };
+    let answer = call(format!("{BASE}/me")).await;
+    answer.assert_invalid_proof(&hits);
+    let answer = call(format!("{BASE}/api/me")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    let body: Value = serde_json::from_str(&answer.body).unwrap();
+    assert_eq!(body, json!({ "jkt": client_key.jkt }));
+    assert_eq!(hits.count(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // One refusal per rule (RFC 9449 §4.3, §7)
 
