@@ -170,7 +170,9 @@ mod axum_impl {
     ///   status 16). When the layer's response body type is not axum's (a layer wrapped
     ///   around something else than axum routes, or a middleware that changes the response
     ///   body, such as compression, between the layer and the routes: put such middleware in
-    ///   front of the layer), the answer is `Rfc6750::default()`'s.
+    ///   front of the layer), the answer is `Rfc6750::default()`'s. Behind several layers,
+    ///   the responder is the nearest layer's that lends one, whatever its claims type (see
+    ///   [`RequireClaimsLayer`](crate::authorize::RequireClaimsLayer)).
     /// - no `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500 with
     ///   the text of this error, and an error event naming the claims type (feature
     ///   `tracing`).

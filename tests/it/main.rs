@@ -41,6 +41,13 @@ mod audit15;
 mod audit16;
 #[cfg(all(feature = "axum", feature = "dpop"))]
 mod audit18;
+#[cfg(all(
+    feature = "axum",
+    feature = "dpop",
+    feature = "cache",
+    feature = "tonic"
+))]
+mod audit19;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
