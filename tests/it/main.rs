@@ -39,6 +39,8 @@ mod audit14;
 mod audit15;
 #[cfg(all(feature = "axum", feature = "dpop"))]
 mod audit16;
+#[cfg(feature = "redis")]
+mod audit17;
 #[cfg(all(feature = "axum", feature = "dpop"))]
 mod audit18;
 #[cfg(all(

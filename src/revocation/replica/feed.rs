@@ -286,26 +286,39 @@ impl Feed {
         }
         let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
-        // The epoch and the counter are read first, in the same round trip: Redis answers
-        // them at once, then blocks on the stream. Every entry numbered up to that counter
-        // was in the stream before the read began.
-        let (epoch, counter, reply): (Option<String>, Option<u64>, Option<StreamReadReply>) =
-            redis::pipe()
-                .get(keys::epoch(&self.source.prefix))
-                .get(keys::seq(&self.source.prefix))
-                .cmd("XREAD")
-                .arg("BLOCK")
-                .arg(block)
-                .arg("COUNT")
-                .arg(BATCH)
-                .arg("STREAMS")
-                .arg(keys::stream(&self.source.prefix))
-                .arg(&self.last_id)
-                .query_async(&mut conn)
-                .await
-                .map_err(err)?;
+        // The epoch, the counter and the restore's keys are read first, in the same round
+        // trip: Redis answers them at once, then blocks on the stream. Every entry numbered
+        // up to that counter was in the stream before the read began.
+        let prefix = &self.source.prefix;
+        let (epoch, counter, incomplete, marked, reply): (
+            Option<String>,
+            Option<u64>,
+            bool,
+            bool,
+            Option<StreamReadReply>,
+        ) = redis::pipe()
+            .get(keys::epoch(prefix))
+            .get(keys::seq(prefix))
+            .exists(keys::incomplete(prefix))
+            .exists(keys::restoring(prefix))
+            .cmd("XREAD")
+            .arg("BLOCK")
+            .arg(block)
+            .arg("COUNT")
+            .arg(BATCH)
+            .arg("STREAMS")
+            .arg(keys::stream(&self.source.prefix))
+            .arg(&self.last_id)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
         let counter = counter.unwrap_or(0);
-        let mut accounted = epoch.as_deref() == Some(self.epoch.as_str()) && counter >= self.seq;
+        // `incomplete` without the marker: a write-back was cut short, and no server is
+        // restoring (it came back with Redis's data, from a backup or a replica): the records
+        // may lack what this server holds, and no server starts until one found them whole.
+        let mut accounted = epoch.as_deref() == Some(self.epoch.as_str())
+            && counter >= self.seq
+            && (marked || !incomplete);
         let mut read = 0;
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
             // Applying an entry is always safe (entries only revoke), whatever its number.
@@ -372,9 +385,8 @@ impl Feed {
 
     /// Sets the epoch if Redis has none, with the restore marker (claimed by this server when
     /// `owned`: it is restoring and will write back), and follows the one in place. The epoch
-    /// is read first and the script, which writes, runs only when there is none: a Redis at
-    /// its `maxmemory` refuses every script that may write, and a server must still start on
-    /// it while it holds every revocation.
+    /// is read first and the script, which writes, runs only when there is none, so a server
+    /// starting on a Redis at its `maxmemory` that holds every revocation writes nothing.
     async fn adopt_epoch(
         &mut self,
         conn: &mut MultiplexedConnection,
@@ -385,20 +397,21 @@ impl Feed {
             .query_async(conn)
             .await
             .map_err(err)?;
-        if let Some(epoch) = epoch {
-            self.epoch = epoch;
-            return Ok(());
-        }
-        self.epoch = redis::Script::new(keys::ADOPT_EPOCH)
-            .key(keys::epoch(&self.source.prefix))
-            .key(keys::restoring(&self.source.prefix))
-            .key(keys::incomplete(&self.source.prefix))
-            .arg(random_hex()?)
-            .arg(hold_ms())
-            .arg(if owned { self.token.as_str() } else { "" })
-            .invoke_async(conn)
-            .await
-            .map_err(err)?;
+        let epoch = match epoch {
+            Some(epoch) => epoch,
+            None => redis::Script::new(keys::ADOPT_EPOCH)
+                .key(keys::epoch(&self.source.prefix))
+                .key(keys::restoring(&self.source.prefix))
+                .key(keys::incomplete(&self.source.prefix))
+                .arg(random_hex()?)
+                .arg(hold_ms())
+                .arg(if owned { self.token.as_str() } else { "" })
+                .invoke_async(conn)
+                .await
+                .map_err(err)?,
+        };
+        self.shared.follow(&epoch);
+        self.epoch = epoch;
         Ok(())
     }
 

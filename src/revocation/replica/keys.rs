@@ -161,10 +161,16 @@ pub(super) const REVOKE_JTI: &str = concat!(
 );
 
 /// Marks a `jti` used if it is not yet, and then appends it to the stream, atomically;
-/// returns the instant it is kept until, or 0 if it was already used.
+/// returns the instant it is kept until, or 0 if it was already used. Returns -1, touching
+/// nothing, unless Redis holds the epoch the caller follows and neither the restore marker nor
+/// the `incomplete` record: Redis may then lack the record of a use another server holds.
 ///
-/// KEYS: record, stream, counter. ARGV: jti, `EXAT`, trim window (ms).
+/// KEYS: record, stream, counter, epoch, marker, `incomplete`. ARGV: jti, `EXAT`, trim window
+/// (ms), epoch.
 pub(super) const USE_ONCE: &str = concat!(
+    "if redis.call('GET', KEYS[4]) ~= ARGV[4] or redis.call('EXISTS', KEYS[5], KEYS[6]) > 0 then\n",
+    "  return -1\n",
+    "end\n",
     "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",
     "  return 0\n",
     "end\n",
@@ -231,10 +237,14 @@ pub(super) const WRITTEN_BACK: &str = concat!(
 ///   deletes the `incomplete` record, turns the caller's own claim, if any, into `free` for one
 ///   hold, and answers `'done'`.
 ///
+/// Flagged `allow-oom`, as [`ADOPT_EPOCH`]: a Redis at its `maxmemory` (with `noeviction`)
+/// refuses every write of a script without the flag, and a restore that finds nothing missing
+/// must still hold and release the marker to end; these steps write a few bytes.
+///
 /// KEYS: epoch, marker, `incomplete`, stream, counter. ARGV: epoch, owner token (hex), hold
 /// (ms), step, trim window (ms).
 pub(super) const MARKER: &str = concat!(
-    r"
+    r"#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'epoch' end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -302,9 +312,11 @@ return {tonumber(redis.call('GET', KEYS[1]) or '0') or 0, id,
 /// records), when it gives an owner token (a running server that will write back), else
 /// `free` for one hold (a starting server, which has nothing to write back).
 ///
+/// Flagged `allow-oom` (see [`MARKER`]).
+///
 /// KEYS: epoch, marker, `incomplete`. ARGV: a new random epoch, hold (ms), owner token or
 /// empty.
-pub(super) const ADOPT_EPOCH: &str = r"
+pub(super) const ADOPT_EPOCH: &str = r"#!lua flags=allow-oom
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) then
   local hold = tonumber(ARGV[2])
   if ARGV[3] ~= '' then

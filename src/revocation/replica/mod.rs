@@ -3,8 +3,8 @@
 mod feed;
 mod keys;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
@@ -131,7 +131,10 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 ///   the marker (Redis stalled longer than 6 s, which every server waits out alike while
 ///   Redis's clock expires the marker; a writer that stopped) keeps the record until a
 ///   running server has found the records complete, writing back first what it holds of what
-///   they lack.
+///   they lack. A running server that finds the record without the marker (a write-back cut
+///   short, or the record back with a backup or a replica of Redis) restores to find that. The
+///   marker's steps (a few bytes) run on a Redis at its `maxmemory` too, so a restore that
+///   finds nothing missing ends there.
 /// - **A server starting meanwhile.** A new epoch comes with the marker (claimed by the
 ///   running server that set it, `free` if a starting server did), held 3 s: longer than a
 ///   running server takes to find the loss once Redis answers (it reads at least every
@@ -172,7 +175,11 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 /// [`use_once`](RevocationStore::use_once) answers "already used" when the copy holds the
 /// `jti`, else the first atomic `SET NX` in Redis wins; and
 /// [`is_revoked_consistent`](RevocationStore::is_revoked_consistent), with which refresh-token
-/// rotation checks a family, is the copy or Redis. Every server must write through this type
+/// rotation checks a family, is the copy or Redis. Redis answers for the fleet only while it
+/// holds the dataset this server's copy follows: both fail, rather than trust an answer of
+/// Redis's, when Redis holds another epoch or none (it lost data that this server's feed has
+/// not seen yet: a spend another server holds may be missing from it), the restore marker or
+/// the `incomplete` record. Every server must write through this type
 /// (or take a new snapshot): a revocation written by a plain [`RedisRevocation`] is a record
 /// only, which followers read at their next snapshot.
 ///
@@ -237,6 +244,9 @@ struct Shared {
     max_staleness: AtomicU64,
     /// Redis lost entries and this server has not finished restoring them (see `Feed`).
     restoring: AtomicBool,
+    /// The epoch the feed follows (empty before it adopted one): the dataset `local` was
+    /// read from. An answer of Redis's stands for the fleet only while Redis holds it.
+    epoch: Mutex<String>,
 }
 
 impl Shared {
@@ -248,7 +258,22 @@ impl Shared {
             confirmed_wall: AtomicU64::new(0),
             max_staleness: AtomicU64::new(nanos(DEFAULT_MAX_STALENESS)),
             restoring: AtomicBool::new(false),
+            epoch: Mutex::new(String::new()),
         }
+    }
+
+    /// The epoch the feed follows. The lock is held only to copy or replace a string, so a
+    /// poisoned one still holds a whole value.
+    fn epoch(&self) -> String {
+        self.epoch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The feed follows `epoch` from now on.
+    fn follow(&self, epoch: &str) {
+        epoch.clone_into(&mut self.epoch.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Records that every revocation written before `at` is applied.
@@ -296,12 +321,16 @@ impl Shared {
     fn trusts_redis(&self) -> Result<(), RevocationError> {
         self.fresh()?;
         if self.restoring.load(Ordering::Acquire) {
-            return Err(RevocationError(
-                "redis lost revocations and is being restored".into(),
-            ));
+            return Err(lost());
         }
         Ok(())
     }
+}
+
+/// Redis does not hold the dataset this server's copy follows, whole: it lost data (another
+/// epoch, or none) or is being restored.
+fn lost() -> RevocationError {
+    RevocationError("redis lost revocations and is being restored".into())
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -410,8 +439,10 @@ impl RevocationStore for ReplicatedRevocation {
     /// Revoked in this server's copy, or in Redis. The copy first: an entry it holds is in
     /// force whatever Redis says, and Redis may have lost it (restarted empty, restored from
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
-    /// Redis is known to lack entries (this server is restoring it) or the copy is stale: then
-    /// an error, since "not revoked" cannot be known.
+    /// Redis is known to lack entries (this server is restoring it, or Redis holds another
+    /// epoch than the one this server follows, a restore marker or the `incomplete` record,
+    /// read after the answer: a loss this server's feed has not seen yet) or the copy is
+    /// stale: then an error, since "not revoked" cannot be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
@@ -421,7 +452,29 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(true);
             }
             self.shared.trusts_redis()?;
-            self.source.is_revoked(token).await
+            if self.source.is_revoked(token).await? {
+                return Ok(true);
+            }
+            // Read after the answer: had Redis lost the record before it answered, the epoch
+            // or the restore's keys say so by now.
+            let epoch = self.shared.epoch();
+            let op = async move {
+                let mut conn = self.source.conn.clone();
+                let (current, restoring): (Option<String>, u64) = redis::pipe()
+                    .get(keys::epoch(&self.source.prefix))
+                    .exists(&[
+                        keys::restoring(&self.source.prefix),
+                        keys::incomplete(&self.source.prefix),
+                    ])
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                if current.as_deref() != Some(epoch.as_str()) || restoring > 0 {
+                    return Err(lost());
+                }
+                Ok(false)
+            };
+            self.source.deadline(op).await
         }
         .boxed()
     }
@@ -488,7 +541,9 @@ impl RevocationStore for ReplicatedRevocation {
     /// have lost the record (restarted empty, restored from a backup), and a `SET NX` there
     /// would then spend a spent token again. Otherwise the first `SET NX` in Redis wins, as
     /// for [`RedisRevocation`]; an error instead while Redis is known to lack entries (this
-    /// server is restoring it) or the copy is stale.
+    /// server is restoring it, or Redis holds another epoch than the one this server
+    /// follows, a restore marker or the `incomplete` record, checked in the same script as
+    /// the `SET NX`) or the copy is stale.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
@@ -504,16 +559,23 @@ impl RevocationStore for ReplicatedRevocation {
             }
             self.shared.trusts_redis()?;
             let mut conn = self.source.conn.clone();
-            let kept: u64 = redis::Script::new(keys::USE_ONCE)
+            let kept: i64 = redis::Script::new(keys::USE_ONCE)
                 .key(self.source.jti_key(jti))
                 .key(self.stream_key())
                 .key(self.seq_key())
+                .key(keys::epoch(&self.source.prefix))
+                .key(keys::restoring(&self.source.prefix))
+                .key(keys::incomplete(&self.source.prefix))
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
                 .arg(trim_window_ms())
+                .arg(self.shared.epoch())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
+            let Ok(kept) = u64::try_from(kept) else {
+                return Err(lost());
+            };
             if kept == 0 {
                 return Ok(false);
             }
