@@ -41,6 +41,7 @@ mod audit15;
 mod audit16;
 #[cfg(feature = "redis")]
 mod audit17;
+#[cfg(feature = "redis")]
 #[cfg(all(feature = "axum", feature = "dpop"))]
 mod audit18;
 #[cfg(all(
@@ -50,6 +51,8 @@ mod audit18;
     feature = "tonic"
 ))]
 mod audit19;
+#[cfg(feature = "redis")]
+mod audit20;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;

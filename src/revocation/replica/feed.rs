@@ -286,7 +286,8 @@ impl Feed {
         }
         let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
-        // The epoch, the counter and the restore's keys are read first, in the same round
+        // The epoch, the counter and the restore's keys (the marker's time to live: -2 when
+        // it is absent) are read first, in the same round
         // trip: Redis answers them at once, then blocks on the stream. Every entry numbered
         // up to that counter was in the stream before the read began.
         let prefix = &self.source.prefix;
@@ -294,13 +295,14 @@ impl Feed {
             Option<String>,
             Option<u64>,
             bool,
-            bool,
+            i64,
             Option<StreamReadReply>,
         ) = redis::pipe()
             .get(keys::epoch(prefix))
             .get(keys::seq(prefix))
             .exists(keys::incomplete(prefix))
-            .exists(keys::restoring(prefix))
+            .cmd("PTTL")
+            .arg(keys::restoring(prefix))
             .cmd("XREAD")
             .arg("BLOCK")
             .arg(block)
@@ -313,6 +315,19 @@ impl Feed {
             .await
             .map_err(err)?;
         let counter = counter.unwrap_or(0);
+        // A marker without expiry (no value this crate writes: an operator's `SET`, a tool
+        // copying keys without their TTL) is given one hold, as a starting server gives it:
+        // while it is there, `use_once` and the family check fail on every server.
+        if marked == -1 {
+            redis::cmd("PEXPIRE")
+                .arg(keys::restoring(prefix))
+                .arg(hold_ms())
+                .arg("NX")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(err)?;
+        }
+        let marked = marked != -2;
         // `incomplete` without the marker: a write-back was cut short, and no server is
         // restoring (it came back with Redis's data, from a backup or a replica): the records
         // may lack what this server holds, and no server starts until one found them whole.
@@ -349,6 +364,7 @@ impl Feed {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
             self.seq += 1;
+            self.shared.applied.store(self.seq, Ordering::Release);
         }
         let until = entry.get::<u64>("until");
         match (entry.get::<String>("t").as_deref(), until) {
@@ -531,6 +547,7 @@ impl Feed {
     fn resume_after(&mut self, scan: &Scan) {
         self.last_id.clone_from(&scan.last_id);
         self.seq = scan.counter;
+        self.shared.applied.store(self.seq, Ordering::Release);
     }
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one script,

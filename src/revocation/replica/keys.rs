@@ -162,13 +162,15 @@ pub(super) const REVOKE_JTI: &str = concat!(
 
 /// Marks a `jti` used if it is not yet, and then appends it to the stream, atomically;
 /// returns the instant it is kept until, or 0 if it was already used. Returns -1, touching
-/// nothing, unless Redis holds the epoch the caller follows and neither the restore marker nor
-/// the `incomplete` record: Redis may then lack the record of a use another server holds.
+/// nothing, unless Redis holds the epoch the caller follows, a counter no lower than the last
+/// number the caller applied, and neither the restore marker nor the `incomplete` record:
+/// Redis may then lack the record of a use another server holds.
 ///
 /// KEYS: record, stream, counter, epoch, marker, `incomplete`. ARGV: jti, `EXAT`, trim window
-/// (ms), epoch.
+/// (ms), epoch, the last number applied.
 pub(super) const USE_ONCE: &str = concat!(
-    "if redis.call('GET', KEYS[4]) ~= ARGV[4] or redis.call('EXISTS', KEYS[5], KEYS[6]) > 0 then\n",
+    "if redis.call('GET', KEYS[4]) ~= ARGV[4] or redis.call('EXISTS', KEYS[5], KEYS[6]) > 0\n",
+    "  or (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) < tonumber(ARGV[5]) then\n",
     "  return -1\n",
     "end\n",
     "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",

@@ -177,9 +177,15 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 /// [`is_revoked_consistent`](RevocationStore::is_revoked_consistent), with which refresh-token
 /// rotation checks a family, is the copy or Redis. Redis answers for the fleet only while it
 /// holds the dataset this server's copy follows: both fail, rather than trust an answer of
-/// Redis's, when Redis holds another epoch or none (it lost data that this server's feed has
-/// not seen yet: a spend another server holds may be missing from it), the restore marker or
-/// the `incomplete` record. Every server must write through this type
+/// Redis's, when Redis holds another epoch or none, or a counter below the last number this
+/// server applied (it lost data that this server's feed has not seen yet: a spend another
+/// server holds may be missing from it), the restore marker or the `incomplete` record. So
+/// they fail on every server while any server restores, at least one hold of the marker
+/// (3 s) even when it finds nothing to write back (after a pause that outlasted the stream's
+/// retention, for instance). A Redis rewound with its epoch kept (an older backup, a lagging
+/// replica) is found this way only by a server whose feed applied an entry the rewind took
+/// away; until one such server's feed has found it (at its next read) and set the marker,
+/// the others may still take Redis's answer. Every server must write through this type
 /// (or take a new snapshot): a revocation written by a plain [`RedisRevocation`] is a record
 /// only, which followers read at their next snapshot.
 ///
@@ -247,6 +253,10 @@ struct Shared {
     /// The epoch the feed follows (empty before it adopted one): the dataset `local` was
     /// read from. An answer of Redis's stands for the fleet only while Redis holds it.
     epoch: Mutex<String>,
+    /// The last stream number the feed applied: Redis's counter never falls below it unless
+    /// Redis lost data (restored from an older backup, failed over to a lagging replica, with
+    /// its epoch kept).
+    applied: AtomicU64,
 }
 
 impl Shared {
@@ -259,6 +269,7 @@ impl Shared {
             max_staleness: AtomicU64::new(nanos(DEFAULT_MAX_STALENESS)),
             restoring: AtomicBool::new(false),
             epoch: Mutex::new(String::new()),
+            applied: AtomicU64::new(0),
         }
     }
 
@@ -440,9 +451,10 @@ impl RevocationStore for ReplicatedRevocation {
     /// force whatever Redis says, and Redis may have lost it (restarted empty, restored from
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
     /// Redis is known to lack entries (this server is restoring it, or Redis holds another
-    /// epoch than the one this server follows, a restore marker or the `incomplete` record,
-    /// read after the answer: a loss this server's feed has not seen yet) or the copy is
-    /// stale: then an error, since "not revoked" cannot be known.
+    /// epoch than the one this server follows, a counter below the last number it applied, a
+    /// restore marker or the `incomplete` record, read after the answer: a loss this server's
+    /// feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
+    /// be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
@@ -455,24 +467,31 @@ impl RevocationStore for ReplicatedRevocation {
             if self.source.is_revoked(token).await? {
                 return Ok(true);
             }
-            // Read after the answer: had Redis lost the record before it answered, the epoch
-            // or the restore's keys say so by now.
+            // Read after the answer: had Redis lost the record before it answered, the epoch,
+            // the counter or the restore's keys say so by now.
             let epoch = self.shared.epoch();
+            let applied = self.shared.applied.load(Ordering::Acquire);
             let op = async move {
                 let mut conn = self.source.conn.clone();
-                let (current, restoring): (Option<String>, u64) = redis::pipe()
-                    .get(keys::epoch(&self.source.prefix))
-                    .exists(&[
-                        keys::restoring(&self.source.prefix),
-                        keys::incomplete(&self.source.prefix),
-                    ])
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(err)?;
-                if current.as_deref() != Some(epoch.as_str()) || restoring > 0 {
+                let (current, counter, restoring): (Option<String>, Option<u64>, u64) =
+                    redis::pipe()
+                        .get(keys::epoch(&self.source.prefix))
+                        .get(keys::seq(&self.source.prefix))
+                        .exists(&[
+                            keys::restoring(&self.source.prefix),
+                            keys::incomplete(&self.source.prefix),
+                        ])
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(err)?;
+                if current.as_deref() != Some(epoch.as_str())
+                    || counter.unwrap_or(0) < applied
+                    || restoring > 0
+                {
                     return Err(lost());
                 }
-                Ok(false)
+                // The feed may have applied the revocation meanwhile.
+                Ok(self.shared.local.check(token))
             };
             self.source.deadline(op).await
         }
@@ -542,8 +561,8 @@ impl RevocationStore for ReplicatedRevocation {
     /// would then spend a spent token again. Otherwise the first `SET NX` in Redis wins, as
     /// for [`RedisRevocation`]; an error instead while Redis is known to lack entries (this
     /// server is restoring it, or Redis holds another epoch than the one this server
-    /// follows, a restore marker or the `incomplete` record, checked in the same script as
-    /// the `SET NX`) or the copy is stale.
+    /// follows, a counter below the last number it applied, a restore marker or the
+    /// `incomplete` record, checked in the same script as the `SET NX`) or the copy is stale.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
@@ -570,6 +589,7 @@ impl RevocationStore for ReplicatedRevocation {
                 .arg(RedisRevocation::kept_until(expires_at))
                 .arg(trim_window_ms())
                 .arg(self.shared.epoch())
+                .arg(self.shared.applied.load(Ordering::Acquire))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;

@@ -85,7 +85,19 @@ pub struct Freezable {
 impl Freezable {
     /// A store on `redis` on a runtime of its own thread.
     pub async fn start(redis: &RedisServer) -> Freezable {
-        let url = redis.url();
+        Freezable::spawn(redis.url(), None).await
+    }
+
+    /// As [`start`](Self::start), but the store's shared connection (the one `use_once`,
+    /// `revoke` and `is_revoked_consistent` use) runs on the caller's runtime, so freezing
+    /// stops the feed only: a server whose feed has not read yet (in its reconnect backoff
+    /// after Redis came back, 1 s at most) while its requests are served.
+    pub async fn start_feed_only(redis: &RedisServer) -> Freezable {
+        let source = RedisRevocation::connect(&redis.url()).await.unwrap();
+        Freezable::spawn(redis.url(), Some(source)).await
+    }
+
+    async fn spawn(url: String, source: Option<RedisRevocation>) -> Freezable {
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let (freeze, mut frozen) = tokio::sync::mpsc::unbounded_channel::<(
             tokio::sync::oneshot::Sender<()>,
@@ -97,12 +109,11 @@ impl Freezable {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let store = RedisRevocation::connect(&url)
-                    .await
-                    .unwrap()
-                    .replicate()
-                    .await
-                    .unwrap();
+                let source = match source {
+                    Some(source) => source,
+                    None => RedisRevocation::connect(&url).await.unwrap(),
+                };
+                let store = source.replicate().await.unwrap();
                 let _ = ready_tx.send(Arc::new(store));
                 while let Some((frozen_tx, until)) = frozen.recv().await {
                     let _ = frozen_tx.send(());
