@@ -151,7 +151,6 @@ mod axum_impl {
     use http::header::{CONTENT_TYPE, HeaderValue};
     use http::request::Parts;
     use http::{Extensions, HeaderMap, StatusCode};
-    use std::sync::Arc;
 
     use super::{Anonymous, Claims};
     use crate::response::LayerResponder;
@@ -192,51 +191,46 @@ mod axum_impl {
     /// ```
     #[derive(Clone, thiserror::Error)]
     #[error("{}", self.text())]
-    pub struct ClaimsRejection {
-        missing_layer: bool,
-        /// For a missing token: the responder of the layer that let the request through
-        /// (`Rfc6750::default()` when the layer shares none: it answers the same), and the
-        /// request's headers it answers by.
-        answer: Option<(LayerResponder<Body>, HeaderMap)>,
+    pub struct ClaimsRejection(Kind);
+
+    #[derive(Clone)]
+    enum Kind {
+        /// No `JwtAuthLayer` for the claims type ran on the request.
+        MissingLayer,
+        /// A layer let the request through without a token: answered by the responder it
+        /// lent the handlers, if any (without one, `Rfc6750::default()` answers as the layer
+        /// does), by the request's headers.
+        MissingToken(Option<LayerResponder<Body>>, HeaderMap),
     }
 
     impl ClaimsRejection {
         const MISSING_LAYER: &'static str = "no JwtAuthLayer ran on this request: put \
              JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
 
-        fn missing_layer() -> ClaimsRejection {
-            ClaimsRejection {
-                missing_layer: true,
-                answer: None,
-            }
-        }
-
         /// True when a `JwtAuthLayer` in optional mode let the request through without a
         /// token (answered like any request without a token).
         pub fn is_missing_token(&self) -> bool {
-            !self.missing_layer
+            matches!(self.0, Kind::MissingToken(..))
         }
 
         /// True when no `JwtAuthLayer` for the claims type ran on the request (answered 500).
         pub fn is_missing_layer(&self) -> bool {
-            self.missing_layer
+            matches!(self.0, Kind::MissingLayer)
         }
 
         fn text(&self) -> &'static str {
-            if self.missing_layer {
-                Self::MISSING_LAYER
-            } else {
-                "no bearer token"
+            match self.0 {
+                Kind::MissingLayer => Self::MISSING_LAYER,
+                Kind::MissingToken(..) => "no bearer token",
             }
         }
     }
 
     impl std::fmt::Debug for ClaimsRejection {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(if self.missing_layer {
-                "ClaimsRejection::MissingLayer"
-            } else {
-                "ClaimsRejection::MissingToken"
+            f.write_str(match self.0 {
+                Kind::MissingLayer => "ClaimsRejection::MissingLayer",
+                Kind::MissingToken(..) => "ClaimsRejection::MissingToken",
             })
         }
     }
@@ -244,18 +238,17 @@ mod axum_impl {
     impl From<ClaimsRejection> for AuthError {
         /// `MissingToken` for an anonymous request, `Misconfigured` for a missing layer.
         fn from(rejection: ClaimsRejection) -> AuthError {
-            if rejection.missing_layer {
-                AuthError::Misconfigured
-            } else {
-                AuthError::MissingToken
+            match rejection.0 {
+                Kind::MissingLayer => AuthError::Misconfigured,
+                Kind::MissingToken(..) => AuthError::MissingToken,
             }
         }
     }
 
     impl IntoResponse for ClaimsRejection {
         fn into_response(self) -> Response {
-            if self.missing_layer {
-                return (
+            match self.0 {
+                Kind::MissingLayer => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     [(
                         CONTENT_TYPE,
@@ -263,13 +256,13 @@ mod axum_impl {
                     )],
                     Self::MISSING_LAYER,
                 )
-                    .into_response();
-            }
-            match self.answer {
-                Some((responder, headers)) => {
+                    .into_response(),
+                Kind::MissingToken(Some(responder), headers) => {
                     responder.0.respond(&AuthError::MissingToken, &headers)
                 }
-                None => AuthError::MissingToken.into_response(),
+                Kind::MissingToken(None, headers) => {
+                    Rfc6750::default().respond(&AuthError::MissingToken, &headers)
+                }
             }
         }
     }
@@ -291,7 +284,7 @@ mod axum_impl {
             claims_type = std::any::type_name::<C>(),
             "the Claims extractor found no claims: put JwtAuthLayer with the same claims type in front of the handler"
         );
-        Err(ClaimsRejection::missing_layer())
+        Err(ClaimsRejection(Kind::MissingLayer))
     }
 
     /// Reads the claims the layer inserted. A request the layer let through without a token
@@ -309,16 +302,11 @@ mod axum_impl {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, ClaimsRejection> {
-            claims(&parts.extensions)?.ok_or_else(|| ClaimsRejection {
-                missing_layer: false,
-                answer: Some((
-                    parts
-                        .extensions
-                        .get::<LayerResponder<Body>>()
-                        .cloned()
-                        .unwrap_or_else(|| LayerResponder(Arc::new(Rfc6750::default()))),
+            claims(&parts.extensions)?.ok_or_else(|| {
+                ClaimsRejection(Kind::MissingToken(
+                    parts.extensions.get::<LayerResponder<Body>>().cloned(),
                     parts.headers.clone(),
-                )),
+                ))
             })
         }
     }
@@ -354,17 +342,18 @@ mod axum_impl {
 
         #[test]
         fn a_rejection_answers_like_the_auth_error_it_maps_to() {
-            let missing_token = ClaimsRejection {
-                missing_layer: false,
-                answer: None,
-            };
-            for rejection in [missing_token, ClaimsRejection::missing_layer()] {
+            let missing_token = ClaimsRejection(Kind::MissingToken(None, HeaderMap::new()));
+            let missing_layer = ClaimsRejection(Kind::MissingLayer);
+            for rejection in [missing_token.clone(), missing_layer.clone()] {
                 let error = AuthError::from(rejection.clone());
                 assert_eq!(rejection.into_response().status(), error.status());
             }
+            assert_eq!(AuthError::from(missing_layer), AuthError::Misconfigured);
+            // Without a responder from the layer, the default one's challenge.
+            let response = missing_token.into_response();
             assert_eq!(
-                AuthError::from(ClaimsRejection::missing_layer()),
-                AuthError::Misconfigured
+                response.headers().get(http::header::WWW_AUTHENTICATE),
+                Some(&HeaderValue::from_static("Bearer realm=\"api\""))
             );
         }
     }

@@ -94,9 +94,9 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous<C>>();
         ext.remove::<Claims<C>>();
-        // The `Claims` extractor and `RequireClaims` behind us answer with our responder; with
-        // the default one they answer alike without it, once a layer in front of us no longer
-        // lends them its own.
+        // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
+        // Without one they answer as `Rfc6750::default()`, which is what a default layer
+        // answers too: it lends none, and removes one a layer in front of it lent.
         if decision.is_ok() {
             if self.pipeline.share_responder {
                 let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();

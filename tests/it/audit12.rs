@@ -137,7 +137,8 @@ async fn regression_a_spent_refresh_token_stays_spent_after_a_redis_flush() {
             Err(RefreshError::ReuseDetected) => true,
             Err(RefreshError::Store(_)) => false,
             other => panic!(
-                "a refresh token this server held as spent was not refused after a Redis                  flush: {:?}",
+                "a refresh token this server held as spent was not refused after a Redis \
+                 flush: {:?}",
                 other.map(|_| "a new token pair")
             ),
         }

@@ -1,4 +1,4 @@
-//! Audit 16 (commits d090db9, f73e3d2): the layer's responder goes into the request extensions
+//! Audit 16: the layer's responder goes into the request extensions
 //! only when it answers otherwise than `Rfc6750::default()` (`Pipeline::share_responder`), and
 //! a default layer removes one a layer in front of it put there; `Pipeline` is aligned to 128
 //! bytes. Claimed: behind a default layer, handlers (`Claims` extractor, `RequireClaims`)
@@ -11,20 +11,15 @@
 
 use crate::common;
 
-use std::convert::Infallible;
-
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
+use common::grpc::grpc_server;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
+use tonic::transport::Channel;
 use tower::ServiceBuilder;
 use tower_jwt_auth::authorize::RequireClaimsLayer;
 use tower_jwt_auth::dpop::Dpop;
@@ -407,11 +402,11 @@ async fn holds_stacked_layers_answer_with_the_nearest_layer() {
     assert_eq!(h.count(), 0);
 }
 
-/// Attack: fail-open through the missing responder: behind a default layer (which now leaves
-/// no `LayerResponder`), anonymous callers, callers with the wrong role, a token for another
+/// Attack: fail-open through the missing responder: behind a default layer (which leaves no
+/// `LayerResponder`), anonymous callers, callers with the wrong role, a token for another
 /// claims type (the outer layer's, inner layer optional and reading another header), and a
 /// route with no layer for its claims type at all. Expected: no request reaches a guarded
-/// handler; 401/403 as before, 500 for the wiring mistake, never a pass or a panic.
+/// handler; 401/403, 500 for the wiring mistake, never a pass or a panic.
 #[tokio::test]
 async fn holds_no_request_passes_for_want_of_a_responder() {
     let h = Hits::default();
@@ -474,50 +469,13 @@ async fn holds_no_request_passes_for_want_of_a_responder() {
 }
 
 /// Serves the health service on a fresh port behind `stack`; a connected channel.
-async fn grpc_server<L>(stack: L) -> Channel
-where
-    L: tower::Layer<tonic::service::Routes> + Clone + Send + Sync + 'static,
-    L::Service: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
-{
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _reporter = _reporter;
-        Server::builder()
-            .layer(stack)
-            .add_service(health)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
+/// One health check, with `token` as a Bearer token if any.
 async fn health_check(channel: Channel, token: Option<&str>) -> Result<(), tonic::Status> {
-    let bearer: Option<MetadataValue<_>> = token.map(|t| format!("Bearer {t}").parse().unwrap());
-    let mut client = HealthClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        if let Some(b) = &bearer {
-            req.metadata_mut().insert("authorization", b.clone());
-        }
-        Ok(req)
-    });
-    client
-        .check(HealthCheckRequest::default())
-        .await
-        .map(|_| ())
+    let metadata: Vec<(&'static str, String)> = token
+        .map(|t| ("authorization", format!("Bearer {t}")))
+        .into_iter()
+        .collect();
+    grpc::health_check(channel, &metadata).await
 }
 
 /// Attack: a tonic server with one default layer (optional, and with a public path) and

@@ -12,22 +12,17 @@
 
 use crate::common;
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
 use common::dpop::Holder;
+use common::grpc::{HEALTH, grpc_server, health_check};
 use common::*;
 use jsonwebtoken::EncodingKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Server};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 use tower::util::MapRequestLayer;
 use tower_jwt_auth::authorize::RequireClaimsLayer;
@@ -372,60 +367,6 @@ async fn holds_smuggled_claims_with_a_key_never_pass_any_verdict() {
 
 // ---------------------------------------------------------------------------------------------
 // tonic
-
-async fn grpc_server<L>(stack: L) -> Channel
-where
-    L: tower::Layer<tonic::service::Routes> + Clone + Send + Sync + 'static,
-    L::Service: tower::Service<
-            http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + Sync
-        + 'static,
-    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
-{
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _reporter = _reporter;
-        Server::builder()
-            .layer(stack)
-            .add_service(health)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-            .unwrap();
-    });
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-async fn health_check(
-    channel: Channel,
-    metadata: &[(&'static str, String)],
-) -> Result<(), tonic::Status> {
-    let md: Vec<(&'static str, MetadataValue<_>)> = metadata
-        .iter()
-        .map(|(k, v)| (*k, v.parse().unwrap()))
-        .collect();
-    let mut client = HealthClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
-        for (k, v) in &md {
-            req.metadata_mut().insert(*k, v.clone());
-        }
-        Ok(req)
-    });
-    client
-        .check(HealthCheckRequest::default())
-        .await
-        .map(|_| ())
-}
-
-const HEALTH: &str = "/grpc.health.v1.Health/Check";
 
 /// Attack: a real tonic server; a middleware in front of a DPoP layer (allowed, optional)
 /// inserts claims with a key captured from an earlier DPoP call into every call; behind the

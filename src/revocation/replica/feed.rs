@@ -287,9 +287,9 @@ impl Feed {
         let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
         // The epoch, the counter and the restore's keys (the marker's time to live: -2 when
-        // it is absent) are read first, in the same round
-        // trip: Redis answers them at once, then blocks on the stream. Every entry numbered
-        // up to that counter was in the stream before the read began.
+        // it is absent) are read first, in the same round trip: Redis answers them at once,
+        // then blocks on the stream. Every entry numbered up to that counter was in the
+        // stream before the read began.
         let prefix = &self.source.prefix;
         let (epoch, counter, incomplete, marked, reply): (
             Option<String>,
@@ -319,13 +319,7 @@ impl Feed {
         // copying keys without their TTL) is given one hold, as a starting server gives it:
         // while it is there, `use_once` and the family check fail on every server.
         if marked == -1 {
-            redis::cmd("PEXPIRE")
-                .arg(keys::restoring(prefix))
-                .arg(hold_ms())
-                .arg("NX")
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(err)?;
+            self.hold_marker(&mut conn).await?;
         }
         let marked = marked != -2;
         // `incomplete` without the marker: a write-back was cut short, and no server is
@@ -507,18 +501,23 @@ impl Feed {
                 continue;
             }
             if left == -1 {
-                redis::cmd("PEXPIRE")
-                    .arg(&marker)
-                    .arg(hold_ms())
-                    .arg("NX")
-                    .query_async::<()>(conn)
-                    .await
-                    .map_err(err)?;
+                self.hold_marker(conn).await?;
                 continue;
             }
             let left = Duration::from_millis(u64::try_from(left).unwrap_or(1).max(1));
             tokio::time::sleep(left.min(POLL)).await;
         }
+    }
+
+    /// Gives a restore marker without expiry (no value this crate writes) one hold.
+    async fn hold_marker(&self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
+        redis::cmd("PEXPIRE")
+            .arg(keys::restoring(&self.source.prefix))
+            .arg(hold_ms())
+            .arg("NX")
+            .query_async::<()>(conn)
+            .await
+            .map_err(err)
     }
 
     /// For a restore (`restoring`), says that this server is restoring (the marker's `keep`);

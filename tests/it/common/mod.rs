@@ -9,6 +9,7 @@ pub mod api;
 #[cfg(feature = "dpop")]
 pub mod dpop;
 pub mod example;
+pub mod grpc;
 #[cfg(feature = "remote")]
 pub mod jwks_server;
 #[cfg(feature = "remote")]
