@@ -86,34 +86,6 @@ async fn spend_on(
     }
 }
 
-/// Writes `count` `jti` records `<name>-<i>` straight into Redis (the documented layout), in
-/// pipelines.
-async fn seed_records(redis: &RedisServer, name: &str, count: usize, exat: u64) {
-    let mut conn = redis.inspect().await;
-    for chunk in (0..count).collect::<Vec<_>>().chunks(5000) {
-        let mut pipe = redis::pipe();
-        for i in chunk {
-            pipe.cmd("SET")
-                .arg(format!("jwt:jti:{name}-{i}"))
-                .arg(1)
-                .arg("EXAT")
-                .arg(exat)
-                .ignore();
-        }
-        pipe.query_async::<()>(&mut conn).await.unwrap();
-    }
-}
-
-/// Whether `store` refuses every `<name>-<i>`, `i < count`.
-async fn holds_all(store: &ReplicatedRevocation, name: &str, count: usize) -> bool {
-    for i in 0..count {
-        if revoked(store, jti(&format!("{name}-{i}"))).await != Some(true) {
-            return false;
-        }
-    }
-    true
-}
-
 // =============================================================================================
 // Defects the audit found, fixed.
 // =============================================================================================
