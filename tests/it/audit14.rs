@@ -264,14 +264,7 @@ async fn regression_a_full_redis_lets_a_server_start() {
     let a = replica(&redis).await;
     a.revoke("r", now() + 3600).await.unwrap();
     let used = used_memory(&redis).await;
-    let mut conn = redis.inspect().await;
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(used / 2)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory", used / 2).await;
     // The running server still answers (its checks are local, its feed only reads).
     assert!(
         becomes_true(PATIENCE, || async { restored(&a).await }).await,
@@ -435,14 +428,7 @@ async fn regression_a_write_back_fits_in_the_memory_its_records_took() {
     let full = used_memory(&redis).await;
     let a = replica(&redis).await;
     let limit = full + (full - empty) * 3 / 20;
-    let mut conn = redis.inspect().await;
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(limit)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory", limit).await;
     // Before the loss the fleet works, with room to spare: a revocation is written.
     a.revoke("before-the-loss", now() + 3600).await.unwrap();
     redis.flushall().await;

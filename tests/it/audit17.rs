@@ -345,13 +345,7 @@ async fn regression_a_follower_back_after_a_trim_recovers_on_a_full_redis() {
     let exp = now() + 3600;
     let redis = RedisServer::start().await;
     let mut conn = redis.inspect().await;
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory-policy", "noeviction").await;
     let a = replica(&redis).await;
     let b = Freezable::start(&redis).await;
     a.revoke("before", exp).await.unwrap();
@@ -372,13 +366,7 @@ async fn regression_a_follower_back_after_a_trim_recovers_on_a_full_redis() {
         .await
         .unwrap();
     // Redis is full: every command that may add memory is refused from now on.
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(1)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory", 1).await;
     let refused = a.revoke("z", exp).await;
     assert!(refused.is_err(), "setup: Redis is not full: {refused:?}");
     drop(thaw);

@@ -271,13 +271,7 @@ async fn holds_allow_oom_marker_steps_do_not_loop_on_a_full_redis() {
     let exp = now() + 3600;
     let redis = RedisServer::start().await;
     let mut conn = redis.inspect().await;
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory-policy", "noeviction").await;
     let a = replica(&redis).await;
     let b = Freezable::start(&redis).await;
     a.revoke("only-b", exp).await.unwrap();
@@ -303,13 +297,7 @@ async fn holds_allow_oom_marker_steps_do_not_loop_on_a_full_redis() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(1)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory", 1).await;
     assert!(
         a.revoke("z", exp).await.is_err(),
         "setup: Redis is not full"
@@ -333,13 +321,7 @@ async fn holds_allow_oom_marker_steps_do_not_loop_on_a_full_redis() {
         !looped,
         "the counter rose from {counter} to {after}: takes loop on a full Redis"
     );
-    redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(0)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
+    redis.config_set("maxmemory", 0).await;
     assert!(
         becomes_true(PATIENCE, || async {
             redis.exists("jwt:jti:only-b").await && restored(&b.store).await

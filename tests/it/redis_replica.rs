@@ -545,19 +545,7 @@ fn a_redis_that_may_evict_revocations_is_warned_about_at_start() {
         .build()
         .unwrap();
     let redis = rt.block_on(RedisServer::start());
-    let policy = |value: &'static str| {
-        let redis = &redis;
-        async move {
-            let mut conn = redis.inspect().await;
-            redis::cmd("CONFIG")
-                .arg("SET")
-                .arg("maxmemory-policy")
-                .arg(value)
-                .query_async::<()>(&mut conn)
-                .await
-                .unwrap();
-        }
-    };
+    let policy = |value: &'static str| redis.config_set("maxmemory-policy", value);
     // Once before this thread's subscriber exists, so that the event's callsite is registered
     // when it is (see `tracing::one_event_per_rejection_without_the_token`).
     rt.block_on(async {

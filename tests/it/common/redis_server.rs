@@ -174,6 +174,19 @@ impl RedisServer {
         value.unwrap_or(0)
     }
 
+    /// Sets a configuration parameter of the running server (`CONFIG SET`), such as
+    /// `maxmemory` or `maxmemory-policy`.
+    pub async fn config_set(&self, name: &str, value: impl std::fmt::Display) {
+        let mut conn = self.inspect().await;
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value.to_string())
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+
     /// Empties every database (`FLUSHALL`): what a Redis that lost its data looks like.
     pub async fn flushall(&self) {
         let mut conn = self.inspect().await;
