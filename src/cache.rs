@@ -81,7 +81,7 @@ pub(crate) struct Entry {
     /// always succeeds).
     pub claims: Arc<dyn Any + Send + Sync>,
     pub times: crate::validation::Times,
-    pub id: Option<TokenId>,
+    pub id: Option<Arc<TokenId>>,
     /// The key-set generation the token was verified under.
     pub generation: u64,
     /// Which of the layer's verifiers (one per tenant) verified it.
@@ -90,10 +90,11 @@ pub(crate) struct Entry {
 
 /// The cache itself.
 pub(crate) struct TokenCache {
-    // ahash: the cache hashes whole tokens (hundreds of bytes) on every request; SipHash was a
-    // third of a hit's cost. Its per-process random keys keep collision flooding impractical,
-    // and a hit compares the whole token anyway.
-    map: Cache<Arc<str>, Entry, Weight, ahash::RandomState>,
+    // foldhash (hashbrown's default hasher): the cache hashes whole tokens (hundreds of bytes)
+    // on every request, and SipHash would be a third of a hit's cost. Its random seed keeps
+    // collision flooding impractical; besides, only verified tokens are ever inserted, and a
+    // hit compares the whole token.
+    map: Cache<Arc<str>, Entry, Weight, foldhash::fast::RandomState>,
     counts: Counts,
 }
 
@@ -180,7 +181,7 @@ impl TokenCache {
                 items,
                 config.max_bytes,
                 Weight { per_entry },
-                ahash::RandomState::new(),
+                foldhash::fast::RandomState::default(),
                 Default::default(),
             ),
             counts: Counts::new(),

@@ -1,6 +1,7 @@
 //! One parsed token, checked: algorithm, key and signature, then the claims.
 
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 
 use crate::AuthError;
 use crate::claims_set;
@@ -22,8 +23,9 @@ pub(crate) struct Verifier {
 /// A verified token: the application's claims, and what the later steps need.
 pub(crate) struct Verified<C> {
     pub claims: C,
-    /// The identity for the revocation check, when one follows.
-    pub id: Option<TokenId>,
+    /// The identity for the revocation check, when one follows; shared, so a cache hit
+    /// hands it on without copying its strings.
+    pub id: Option<Arc<TokenId>>,
     /// What a cached copy re-checks on every hit.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub times: Times,
@@ -92,11 +94,13 @@ impl Verifier {
         }
         let claims =
             serde_json::from_str::<C>(text).map_err(|_| refused(AuthError::ClaimsShape))?;
-        let id = self.revocable.then(|| TokenId {
-            iss: registered.iss.as_deref().map(str::to_owned),
-            jti: registered.jti.as_deref().map(str::to_owned),
-            sub: registered.sub.as_deref().map(str::to_owned),
-            iat: registered.times.iat.map(|iat| iat as u64),
+        let id = self.revocable.then(|| {
+            Arc::new(TokenId {
+                iss: registered.iss.as_deref().map(str::to_owned),
+                jti: registered.jti.as_deref().map(str::to_owned),
+                sub: registered.sub.as_deref().map(str::to_owned),
+                iat: registered.times.iat.map(|iat| iat as u64),
+            })
         });
         Ok(Verified {
             claims,

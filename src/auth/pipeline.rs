@@ -78,7 +78,7 @@ pub(crate) enum Decision<C> {
     /// as accepted (feature `metrics`) where it is handed on, [`Pipeline::accepted`].
     Verified(Claims<C>, usize),
     /// The token verified; let it through once the revocation store has been asked.
-    CheckRevocation(Claims<C>, TokenId, usize),
+    CheckRevocation(Claims<C>, Arc<TokenId>, usize),
     /// No key of the remote source fits: refresh the keys, then verify the token again.
     #[cfg(feature = "remote")]
     RefreshKeys(String),
@@ -341,7 +341,7 @@ impl<R> Pipeline<R> {
     }
 
     /// Let through now, or after the revocation check.
-    fn decide<C>(&self, index: usize, claims: Claims<C>, id: Option<TokenId>) -> Decision<C> {
+    fn decide<C>(&self, index: usize, claims: Claims<C>, id: Option<Arc<TokenId>>) -> Decision<C> {
         match id {
             Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id, index),
             _ => Decision::Verified(claims, index),
