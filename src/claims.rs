@@ -151,6 +151,7 @@ mod axum_impl {
     use http::header::{CONTENT_TYPE, HeaderValue};
     use http::request::Parts;
     use http::{Extensions, HeaderMap, StatusCode};
+    use std::sync::Arc;
 
     use super::{Anonymous, Claims};
     use crate::response::LayerResponder;
@@ -170,7 +171,8 @@ mod axum_impl {
     ///   around something else than axum routes, or a middleware that changes the response
     ///   body, such as compression, between the layer and the routes: put such middleware in
     ///   front of the layer), the answer is `Rfc6750::default()`'s. Behind several layers,
-    ///   the responder is the nearest layer's that lends one, whatever its claims type (see
+    ///   the responder is that of the layer for `C` (the nearest one, if several), whatever
+    ///   layers for other claims types sit between (see
     ///   [`RequireClaimsLayer`](crate::authorize::RequireClaimsLayer)).
     /// - no `JwtAuthLayer` for this claims type ran on the request, a wiring mistake: 500 with
     ///   the text of this error, and an error event naming the claims type (feature
@@ -197,10 +199,10 @@ mod axum_impl {
     enum Kind {
         /// No `JwtAuthLayer` for the claims type ran on the request.
         MissingLayer,
-        /// A layer let the request through without a token: answered by the responder it
-        /// lent the handlers, if any (without one, `Rfc6750::default()` answers as the layer
+        /// A layer for the extractor's claims type let the request through without a token:
+        /// answered by the responder it lent the handlers, if any (without one, `Rfc6750::default()` answers as the layer
         /// does), by the request's headers.
-        MissingToken(Option<LayerResponder<Body>>, HeaderMap),
+        MissingToken(Option<Arc<dyn ErrorResponder<Body>>>, HeaderMap),
     }
 
     impl ClaimsRejection {
@@ -258,7 +260,7 @@ mod axum_impl {
                 )
                     .into_response(),
                 Kind::MissingToken(Some(responder), headers) => {
-                    responder.0.respond(&AuthError::MissingToken, &headers)
+                    responder.respond(&AuthError::MissingToken, &headers)
                 }
                 Kind::MissingToken(None, headers) => {
                     Rfc6750::default().respond(&AuthError::MissingToken, &headers)
@@ -304,7 +306,10 @@ mod axum_impl {
         ) -> Result<Self, ClaimsRejection> {
             claims(&parts.extensions)?.ok_or_else(|| {
                 ClaimsRejection(Kind::MissingToken(
-                    parts.extensions.get::<LayerResponder<Body>>().cloned(),
+                    parts
+                        .extensions
+                        .get::<LayerResponder<C, Body>>()
+                        .map(|layer| Arc::clone(&layer.0)),
                     parts.headers.clone(),
                 ))
             })

@@ -1,4 +1,5 @@
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use std::marker::PhantomData;
 use std::sync::{Arc, LazyLock};
 
 use http::{HeaderMap, HeaderValue, Response};
@@ -319,18 +320,28 @@ impl<B: Default + From<String>> ErrorResponder<B> for ProblemJson {
     }
 }
 
-/// The responder of the [`JwtAuth`](crate::JwtAuth) that let a request through, put into its
-/// extensions (keyed by the response body type `B`), so that the `Claims` extractor and
-/// `RequireClaims` behind it answer as the layer does.
-pub(crate) struct LayerResponder<B>(pub(crate) Arc<dyn ErrorResponder<B>>);
+/// The responder of the [`JwtAuth`](crate::JwtAuth) for claims type `C` that let a request
+/// through, put into its extensions (keyed by `C` and the response body type `B`), so that the
+/// `Claims<C>` extractor and `RequireClaims` for `C` behind it answer as that layer does, and
+/// a layer for another claims type neither sees nor replaces it.
+pub(crate) struct LayerResponder<C, B>(
+    pub(crate) Arc<dyn ErrorResponder<B>>,
+    PhantomData<fn() -> C>,
+);
 
-impl<B> Clone for LayerResponder<B> {
-    fn clone(&self) -> Self {
-        LayerResponder(Arc::clone(&self.0))
+impl<C, B> LayerResponder<C, B> {
+    pub(crate) fn new(responder: Arc<dyn ErrorResponder<B>>) -> Self {
+        LayerResponder(responder, PhantomData)
     }
 }
 
-impl<B> std::fmt::Debug for LayerResponder<B> {
+impl<C, B> Clone for LayerResponder<C, B> {
+    fn clone(&self) -> Self {
+        LayerResponder(Arc::clone(&self.0), PhantomData)
+    }
+}
+
+impl<C, B> std::fmt::Debug for LayerResponder<C, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LayerResponder")
     }

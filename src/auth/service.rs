@@ -94,15 +94,16 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous<C>>();
         ext.remove::<Claims<C>>();
-        // The `Claims` extractor and `RequireClaims` behind us answer with our responder.
-        // Without one they answer as `Rfc6750::default()`, which is what a default layer
-        // answers too: it lends none, and removes one a layer in front of it lent.
+        // The `Claims<C>` extractor and `RequireClaims` for `C` behind us answer with our
+        // responder. Without one they answer as `Rfc6750::default()`, which is what a default
+        // layer answers too: it lends none, and removes one a layer for `C` in front of it
+        // lent.
         if decision.is_ok() {
             if self.pipeline.share_responder {
                 let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
-                ext.insert(LayerResponder(responder));
+                ext.insert(LayerResponder::<C, ResBody>::new(responder));
             } else {
-                ext.remove::<LayerResponder<ResBody>>();
+                ext.remove::<LayerResponder<C, ResBody>>();
             }
         }
         match decision {

@@ -44,12 +44,18 @@ where
 }
 
 /// A request waiting for an asynchronous check, with the readied service that will take it.
-pub(super) struct Parked<S, ReqBody, R> {
+pub(super) struct Parked<S, ReqBody, R>
+where
+    S: Service<Request<ReqBody>>,
+{
     pub(super) request: Request<ReqBody>,
     pub(super) inner: S,
     pub(super) responder: Arc<R>,
     /// Answer as the `JwtAuth` in front does (see `RequireClaimsLayer::inherit`).
     pub(super) inherit: bool,
+    /// `super::service::respond` for the layer's claims type, which this future does not
+    /// name: it finds the responder the `JwtAuth` for that type lent.
+    pub(super) respond: fn(&R, bool, &AuthError, &Request<ReqBody>) -> S::Response,
     /// What a refusal names in its `scope` attribute.
     pub(super) scope: Arc<str>,
 }
@@ -107,6 +113,7 @@ where
                         mut inner,
                         responder,
                         inherit,
+                        respond,
                         scope,
                     } = *parked
                         .take()
@@ -115,12 +122,7 @@ where
                         let error = AuthError::InsufficientScope {
                             scope: scope.to_string(),
                         };
-                        return Poll::Ready(Ok(super::service::respond(
-                            &*responder,
-                            inherit,
-                            &error,
-                            &request,
-                        )));
+                        return Poll::Ready(Ok(respond(&*responder, inherit, &error, &request)));
                     }
                     state.set(State::Inner {
                         future: inner.call(request),

@@ -48,9 +48,9 @@ impl<C> Clone for Rule<C> {
 /// Goes behind [`JwtAuthLayer`](crate::JwtAuthLayer) with the same claims type `C`. Cloning
 /// is cheap: the requirement and the responder are shared.
 ///
-/// Refusals are answered by the responder of the nearest `JwtAuthLayer` in front, whatever
-/// its claims type (its realm, or its [`ProblemJson`](crate::ProblemJson) documents), found in
-/// the request's extensions, unless
+/// Refusals are answered by the responder of the `JwtAuthLayer` for `C` in front (the nearest
+/// one, if several; its realm, or its [`ProblemJson`](crate::ProblemJson) documents), found in
+/// the request's extensions, whatever layers for other claims types sit between, unless
 /// [`responder`](Self::responder) or [`realm`](Self::realm) was set here. When neither was
 /// set and no such responder is found (the layer in front answers with another body type,
 /// as when a middleware that changes the response body, such as compression, sits between

@@ -118,7 +118,7 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         match self.judge(&req) {
             Verdict::Pass => ResponseFuture::inner(self.inner.call(req)),
-            Verdict::Deny(error) => ResponseFuture::rejected(respond(
+            Verdict::Deny(error) => ResponseFuture::rejected(respond::<C, _, _, _>(
                 &*self.layer.responder,
                 self.layer.inherit,
                 &error,
@@ -137,6 +137,7 @@ where
                         inner,
                         responder: Arc::clone(&self.layer.responder),
                         inherit: self.layer.inherit,
+                        respond: respond::<C, R, ReqBody, ResBody>,
                         scope,
                     },
                 )
@@ -145,10 +146,10 @@ where
     }
 }
 
-/// Answers `error` with the responder of the `JwtAuth` that let `req` through when `inherit`
-/// (no responder was set on the `RequireClaimsLayer`) and there is one for this body type;
-/// with `responder` otherwise.
-pub(super) fn respond<R, ReqBody, ResBody>(
+/// Answers `error` with the responder of the `JwtAuth` for `C` that let `req` through when
+/// `inherit` (no responder was set on the `RequireClaimsLayer`) and it lent one for this body
+/// type; with `responder` otherwise.
+pub(super) fn respond<C, R, ReqBody, ResBody>(
     responder: &R,
     inherit: bool,
     error: &AuthError,
@@ -156,9 +157,10 @@ pub(super) fn respond<R, ReqBody, ResBody>(
 ) -> Response<ResBody>
 where
     R: ErrorResponder<ResBody>,
+    C: 'static,
     ResBody: 'static,
 {
-    if inherit && let Some(layer) = req.extensions().get::<LayerResponder<ResBody>>() {
+    if inherit && let Some(layer) = req.extensions().get::<LayerResponder<C, ResBody>>() {
         return layer.0.respond(error, req.headers());
     }
     responder.respond(error, req.headers())

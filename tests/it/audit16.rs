@@ -3,7 +3,7 @@
 //! a default layer removes one a layer in front of it put there; `Pipeline` is aligned to 128
 //! bytes. Claimed: behind a default layer, handlers (`Claims` extractor, `RequireClaims`)
 //! answer exactly as the layer (HTTP and gRPC); otherwise with the layer's responder; with
-//! layers stacked, with the nearest layer's. Every test runs real servers on 127.0.0.1 with
+//! layers stacked, with the responder of the layer for the handler's claims type. Every test runs real servers on 127.0.0.1 with
 //! real clients (reqwest, tonic).
 //!
 //! `regression_*` tests failed on the audited snapshot and pass since their fix; `holds_*`
@@ -314,12 +314,13 @@ async fn holds_require_claims_403_keeps_the_layers_challenge_parameters() {
 }
 
 /// Attack: stack two layers (different claims types, both optional, or the inner one with a
-/// public path) and look for the outer layer's responder leaking through a default inner one,
-/// or the inner one's lost behind it, for both orders. Expected: the nearest layer's answer;
-/// a `ProblemJson` outer layer's document never reaches a client behind a default inner layer,
-/// and a default outer layer does not strip an inner `ProblemJson` layer's.
+/// public path) and look for one layer's responder leaking to the handlers of the other's
+/// claims type, or lost behind it, for both orders. Expected: each handler answers as the
+/// layer for its claims type does; a `ProblemJson` outer layer's document never reaches a
+/// client of the default inner layer's handlers, and a default layer, outer or inner, does not
+/// strip the other `ProblemJson` layer's.
 #[tokio::test]
-async fn holds_stacked_layers_answer_with_the_nearest_layer() {
+async fn holds_stacked_layers_answer_as_the_layer_for_the_handlers_claims_type() {
     let h = Hits::default();
     let routes = || {
         Router::new()
@@ -367,6 +368,13 @@ async fn holds_stacked_layers_answer_with_the_nearest_layer() {
                     assert_eq!(seen.0, StatusCode::OK);
                     assert_eq!(seen.1[2].as_deref(), Some("16"), "{path}");
                     assert_eq!(seen.1[1].as_deref(), Some("application/grpc"), "{path}");
+                } else if path == "/outer-extractor" {
+                    // `Claims<Value>`: the outer layer's document.
+                    assert_eq!(seen.0, StatusCode::UNAUTHORIZED, "{base}{path}");
+                    assert_eq!(seen.1[0].as_deref(), Some("Bearer realm=\"outer\""));
+                    assert_eq!(seen.1[1].as_deref(), Some("application/problem+json"));
+                    let doc: Value = serde_json::from_str(&seen.2).unwrap();
+                    assert_eq!(doc["status"], 401);
                 } else {
                     assert_eq!(seen.0, StatusCode::UNAUTHORIZED, "{base}{path}");
                     assert_eq!(seen.1[0].as_deref(), Some("Bearer realm=\"api\""), "{path}");
@@ -387,7 +395,12 @@ async fn holds_stacked_layers_answer_with_the_nearest_layer() {
         )
         .layer(hs256_builder::<Value>().optional().build().unwrap());
     let base = format!("http://{}", serve(app).await);
-    for path in ["/extractor", "/admin", "/outer-extractor"] {
+    // `Claims<Value>`: the default outer layer's answer.
+    let seen = answer(&format!("{base}/outer-extractor"), None, false).await;
+    assert_eq!(seen.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(seen.1[0].as_deref(), Some("Bearer realm=\"api\""));
+    assert_eq!((&seen.1[1], seen.2.as_str()), (&None, ""));
+    for path in ["/extractor", "/admin"] {
         let seen = answer(&format!("{base}{path}"), None, false).await;
         assert_eq!(seen.0, StatusCode::UNAUTHORIZED, "{path}");
         assert_eq!(

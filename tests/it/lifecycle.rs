@@ -728,33 +728,92 @@ async fn handlers_behind_a_default_layer_answer_as_the_layer_does() {
     assert_eq!(h.count(), 0);
 }
 
-/// Of two layers in a row, the nearer one's responder answers for the handlers behind it: a
-/// default layer behind a `ProblemJson` one gets RFC 6750 refusals from `RequireClaims`.
+/// Of two layers in a row for different claims types, `RequireClaims` answers as the layer for
+/// its own claims type, in either order: behind a default `TestClaims` layer and a
+/// `ProblemJson` one for `Value`, a `TestClaims` requirement refuses in RFC 6750 form and a
+/// `Value` requirement (synchronous or asynchronous) with a problem document; the same for the
+/// `Claims` extractors of an anonymous request.
 #[tokio::test]
-async fn require_claims_answers_with_the_nearest_layers_responder() {
-    use tower_jwt_auth::ProblemJson;
+async fn require_claims_answers_as_the_layer_for_its_claims_type() {
+    use axum::routing::get;
+    use serde_json::Value;
+    use tower_jwt_auth::{Claims, ProblemJson};
 
     let h = Hits::default();
-    let outer = hs256_builder::<serde_json::Value>()
-        .responder(ProblemJson::with_realm("outer"))
-        .build()
-        .unwrap();
-    let app = Router::new()
-        .route(
-            "/admin",
-            subject::<TestClaims>(&h)
-                .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
-        )
-        .layer(hs256_layer::<TestClaims>())
-        .layer(outer);
-    let url = format!("http://{}/admin", serve(app).await);
-    let res = get_with(&url, Some(&token_with_roles("bob", &["user"]))).await;
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        www_authenticate(&res),
-        Some(insufficient_scope("admin").as_str())
-    );
-    assert!(res.headers().get("content-type").is_none());
+    let problem = || {
+        hs256_builder::<Value>()
+            .optional()
+            .responder(ProblemJson::with_realm("problem"))
+            .build()
+            .unwrap()
+    };
+    let routes = || {
+        Router::new()
+            .route(
+                "/admin",
+                subject::<TestClaims>(&h)
+                    .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["admin"])),
+            )
+            .route(
+                "/value-admin",
+                subject::<TestClaims>(&h)
+                    .route_layer(RequireClaimsLayer::<Value>::any_role(["admin"])),
+            )
+            .route(
+                "/claims",
+                get(|c: Claims<TestClaims>| async move { c.sub.clone() }),
+            )
+            .route(
+                "/value-claims",
+                get(|c: Claims<Value>| async move { c["sub"].to_string() }),
+            )
+            .route(
+                "/value-entitled",
+                subject::<TestClaims>(&h).route_layer(
+                    RequireClaimsLayer::<Value>::predicate_async("entitled", |claims| async move {
+                        claims["sub"] == "alice"
+                    }),
+                ),
+            )
+    };
+    let default = || hs256_builder::<TestClaims>().optional().build().unwrap();
+    let problem_outer = routes().layer(default()).layer(problem());
+    let problem_inner = routes().layer(problem()).layer(default());
+    let bob = token_with_roles("bob", &["user"]);
+    for app in [problem_outer, problem_inner] {
+        let base = format!("http://{}", serve(app).await);
+        for (path, token, status) in [
+            ("/admin", Some(bob.as_str()), StatusCode::FORBIDDEN),
+            ("/claims", None, StatusCode::UNAUTHORIZED),
+        ] {
+            let res = get_with(&format!("{base}{path}"), token).await;
+            assert_eq!(res.status(), status, "{path}");
+            let challenge = www_authenticate(&res).unwrap().to_owned();
+            assert!(
+                challenge.starts_with("Bearer realm=\"api\""),
+                "{path}: {challenge}"
+            );
+            assert!(res.headers().get("content-type").is_none(), "{path}");
+        }
+        for (path, token, status) in [
+            ("/value-admin", Some(bob.as_str()), StatusCode::FORBIDDEN),
+            ("/value-entitled", Some(bob.as_str()), StatusCode::FORBIDDEN),
+            ("/value-claims", None, StatusCode::UNAUTHORIZED),
+        ] {
+            let res = get_with(&format!("{base}{path}"), token).await;
+            assert_eq!(res.status(), status, "{path}");
+            let challenge = www_authenticate(&res).unwrap().to_owned();
+            assert!(
+                challenge.starts_with("Bearer realm=\"problem\""),
+                "{path}: {challenge}"
+            );
+            assert_eq!(
+                res.headers()["content-type"],
+                "application/problem+json",
+                "{path}"
+            );
+        }
+    }
     assert_eq!(h.count(), 0);
 }
 
