@@ -140,6 +140,40 @@ impl<C> From<Arc<C>> for Claims<C> {
     }
 }
 
+/// No `JwtAuthLayer` for the claims type ran on the request: a wiring mistake.
+#[cfg(any(feature = "axum", feature = "tonic"))]
+pub(crate) struct NoLayer;
+
+#[cfg(any(feature = "axum", feature = "tonic"))]
+impl NoLayer {
+    /// What the extractors answer a missing layer with (500 for axum, `Internal` for tonic).
+    pub(crate) const TEXT: &'static str = "no JwtAuthLayer ran on this request: put \
+         JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
+}
+
+/// What the layer for `C` left in `extensions`: the claims of a verified token, `None` for a
+/// request it let through without one (the [`Anonymous`] mark), [`NoLayer`] when no layer for
+/// `C` ran (an error event naming `C`, feature `tracing`). The one reading of the two marks,
+/// for the axum extractor and [`grpc`](crate::grpc) alike.
+#[cfg(any(feature = "axum", feature = "tonic"))]
+pub(crate) fn lookup<C: Send + Sync + 'static>(
+    extensions: &http::Extensions,
+) -> Result<Option<&Claims<C>>, NoLayer> {
+    if let Some(claims) = extensions.get::<Claims<C>>() {
+        return Ok(Some(claims));
+    }
+    if extensions.get::<Anonymous<C>>().is_some() {
+        return Ok(None);
+    }
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        target: "tower_jwt_auth",
+        claims_type = std::any::type_name::<C>(),
+        "no claims and no JwtAuthLayer mark for this claims type: put JwtAuthLayer with the same claims type in front of the handler"
+    );
+    Err(NoLayer)
+}
+
 #[cfg(feature = "axum")]
 pub use self::axum_impl::ClaimsRejection;
 
@@ -153,7 +187,7 @@ mod axum_impl {
     use http::{Extensions, HeaderMap, StatusCode};
     use std::sync::Arc;
 
-    use super::{Anonymous, Claims};
+    use super::{Claims, NoLayer};
     use crate::response::LayerResponder;
     use crate::{AuthError, ErrorResponder, Rfc6750};
 
@@ -206,9 +240,6 @@ mod axum_impl {
     }
 
     impl ClaimsRejection {
-        const MISSING_LAYER: &'static str = "no JwtAuthLayer ran on this request: put \
-             JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
-
         /// True when a `JwtAuthLayer` in optional mode let the request through without a
         /// token (answered like any request without a token).
         pub fn is_missing_token(&self) -> bool {
@@ -222,7 +253,7 @@ mod axum_impl {
 
         fn text(&self) -> &'static str {
             match self.0 {
-                Kind::MissingLayer => Self::MISSING_LAYER,
+                Kind::MissingLayer => NoLayer::TEXT,
                 Kind::MissingToken(..) => "no bearer token",
             }
         }
@@ -256,7 +287,7 @@ mod axum_impl {
                         CONTENT_TYPE,
                         HeaderValue::from_static("text/plain; charset=utf-8"),
                     )],
-                    Self::MISSING_LAYER,
+                    NoLayer::TEXT,
                 )
                     .into_response(),
                 Kind::MissingToken(Some(responder), headers) => {
@@ -274,19 +305,9 @@ mod axum_impl {
     fn claims<C: Send + Sync + 'static>(
         extensions: &Extensions,
     ) -> Result<Option<Claims<C>>, ClaimsRejection> {
-        if let Some(claims) = extensions.get::<Claims<C>>() {
-            return Ok(Some(claims.clone()));
-        }
-        if extensions.get::<Anonymous<C>>().is_some() {
-            return Ok(None);
-        }
-        #[cfg(feature = "tracing")]
-        tracing::error!(
-            target: "tower_jwt_auth",
-            claims_type = std::any::type_name::<C>(),
-            "the Claims extractor found no claims: put JwtAuthLayer with the same claims type in front of the handler"
-        );
-        Err(ClaimsRejection(Kind::MissingLayer))
+        super::lookup(extensions)
+            .map(Option::<&Claims<C>>::cloned)
+            .map_err(|NoLayer| ClaimsRejection(Kind::MissingLayer))
     }
 
     /// Reads the claims the layer inserted. A request the layer let through without a token

@@ -10,7 +10,8 @@
 //! A refused call is answered `Code::Unauthenticated` (HTTP 200, `grpc-status: 16`, no body)
 //! without reaching the service. An accepted one reaches it with
 //! [`Claims<C>`](crate::Claims) in its extensions; tonic hands the HTTP request's extensions on
-//! to the `tonic::Request`, where [`claims`] reads them.
+//! to the `tonic::Request`, where [`claims`] (a caller required) and [`optional_claims`] read
+//! them.
 //!
 //! ```
 //! use tonic::transport::Server;
@@ -45,18 +46,23 @@
 
 use tonic::server::NamedService;
 
-use crate::Claims;
 use crate::auth::JwtAuth;
+use crate::claims::NoLayer;
+use crate::{AuthError, Claims};
 
 impl<S: NamedService, C, R> NamedService for JwtAuth<S, C, R> {
     const NAME: &'static str = S::NAME;
 }
 
-/// The verified claims of a gRPC request, as the layer left them in its extensions.
+/// The verified claims of a gRPC request, as the layer for `C` left them in its extensions,
+/// for a service that requires a caller.
 ///
-/// `None` when the call came through without a token (a layer in optional mode), or when no
-/// `JwtAuthLayer<C, _>` with this `C` ran on it (a wiring mistake); a service that requires a
-/// caller answers both with `Status::unauthenticated`.
+/// - a call with a valid token: its claims;
+/// - a call a layer for `C` let through without a token (optional mode, a public path):
+///   `Code::Unauthenticated`, as the layer answers a call without a token;
+/// - a call no `JwtAuthLayer` for `C` ran on (a wiring mistake): `Code::Internal`, and an
+///   error event naming `C` (feature `tracing`). A missing layer is the server's fault; it
+///   never passes as a caller, nor as a request to retry with a token.
 ///
 /// ```
 /// use tonic::{Request, Response, Status};
@@ -66,18 +72,53 @@ impl<S: NamedService, C, R> NamedService for JwtAuth<S, C, R> {
 /// struct MyClaims { sub: String }
 ///
 /// async fn say_hello(request: Request<String>) -> Result<Response<String>, Status> {
-///     let caller = grpc::claims::<MyClaims, _>(&request)
-///         .ok_or_else(|| Status::unauthenticated("no caller"))?;
+///     let caller = grpc::claims::<MyClaims, _>(&request)?;
 ///     Ok(Response::new(format!("hello {}, from {}", request.get_ref(), caller.sub)))
 /// }
 /// # let mut request = Request::new("world".to_owned());
 /// # request.extensions_mut().insert(tower_jwt_auth::Claims::new(MyClaims { sub: "alice".into() }));
 /// # let reply = futures_util::FutureExt::now_or_never(say_hello(request)).unwrap().unwrap();
 /// # assert_eq!(reply.get_ref(), "hello world, from alice");
+/// # let refused = futures_util::FutureExt::now_or_never(say_hello(Request::new("world".into())));
+/// # assert_eq!(refused.unwrap().unwrap_err().code(), tonic::Code::Internal);
 /// ```
-pub fn claims<C, T>(request: &tonic::Request<T>) -> Option<&Claims<C>>
+pub fn claims<C, T>(request: &tonic::Request<T>) -> Result<&Claims<C>, tonic::Status>
 where
     C: Send + Sync + 'static,
 {
-    request.extensions().get::<Claims<C>>()
+    optional_claims(request)?
+        .ok_or_else(|| tonic::Status::unauthenticated(AuthError::MissingToken.to_string()))
+}
+
+/// The verified claims of a gRPC request, for a service that also serves anonymous callers
+/// (a layer for `C` in optional mode): `None` for a call the layer let through without a
+/// token; `Code::Internal` when no `JwtAuthLayer` for `C` ran on the call, as for
+/// [`claims`]: a missing layer would otherwise make every caller look anonymous.
+///
+/// ```
+/// use tonic::{Request, Response, Status};
+/// use tower_jwt_auth::grpc;
+///
+/// #[derive(serde::Deserialize)]
+/// struct MyClaims { sub: String }
+///
+/// async fn greet(request: Request<()>) -> Result<Response<String>, Status> {
+///     Ok(Response::new(match grpc::optional_claims::<MyClaims, _>(&request)? {
+///         Some(caller) => format!("hello {}", caller.sub),
+///         None => "hello stranger".to_owned(),
+///     }))
+/// }
+/// # let mut request = Request::new(());
+/// # request.extensions_mut().insert(tower_jwt_auth::Claims::new(MyClaims { sub: "alice".into() }));
+/// # let reply = futures_util::FutureExt::now_or_never(greet(request)).unwrap().unwrap();
+/// # assert_eq!(reply.get_ref(), "hello alice");
+/// ```
+pub fn optional_claims<C, T>(
+    request: &tonic::Request<T>,
+) -> Result<Option<&Claims<C>>, tonic::Status>
+where
+    C: Send + Sync + 'static,
+{
+    crate::claims::lookup(request.extensions())
+        .map_err(|NoLayer| tonic::Status::internal(NoLayer::TEXT))
 }

@@ -224,7 +224,8 @@ mod greeter {
     const SAY_HELLO: &str = "/helloworld.Greeter/SayHello";
 
     /// `helloworld.Greeter`: SayHello answers `hello <name> from <sub>`, the `sub` read with
-    /// `grpc::claims` (`nobody` without claims). Counts the calls that reach it.
+    /// `grpc::optional_claims` (`nobody` for an anonymous call), or with `grpc::claims` when
+    /// the name is `required`. Counts the calls that reach it.
     #[derive(Clone, Default)]
     struct Greeter {
         reached: Arc<AtomicUsize>,
@@ -257,8 +258,12 @@ mod greeter {
                 return Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) });
             }
             let rpc = tower::service_fn(|request: Request<HelloRequest>| async move {
-                let caller = grpc::claims::<TestClaims, _>(&request)
-                    .map_or_else(|| "nobody".to_owned(), |c| c.sub.clone());
+                let caller = if request.get_ref().name == "required" {
+                    grpc::claims::<TestClaims, _>(&request)?.sub.clone()
+                } else {
+                    grpc::optional_claims::<TestClaims, _>(&request)?
+                        .map_or_else(|| "nobody".to_owned(), |c| c.sub.clone())
+                };
                 let message = format!("hello {} from {caller}", request.get_ref().name);
                 Ok::<_, Status>(Response::new(HelloReply { message }))
             });
@@ -323,8 +328,17 @@ mod greeter {
 
     /// `SayHello { name: "grpc" }` with `token` if any; the reply's message.
     async fn say_hello(channel: Channel, token: Option<&str>) -> Result<String, Status> {
+        say_hello_to(channel, token, "grpc").await
+    }
+
+    /// `SayHello { name }` with `token` if any; the reply's message.
+    async fn say_hello_to(
+        channel: Channel,
+        token: Option<&str>,
+        name: &str,
+    ) -> Result<String, Status> {
         let request = HelloRequest {
-            name: "grpc".to_owned(),
+            name: name.to_owned(),
         };
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
@@ -359,12 +373,56 @@ mod greeter {
         http.extensions_mut().insert(Claims::new(claims.clone()));
         let request = Request::from_http(http);
         assert_eq!(
-            grpc::claims::<TestClaims, _>(&request).map(|c| &**c),
+            grpc::claims::<TestClaims, _>(&request).ok().map(|c| &**c),
             Some(&claims)
         );
-        // Another claims type is another extension.
-        assert!(grpc::claims::<Value, _>(&request).is_none());
-        assert!(grpc::claims::<TestClaims, _>(&Request::new(())).is_none());
+        assert_eq!(
+            grpc::optional_claims::<TestClaims, _>(&request)
+                .ok()
+                .flatten()
+                .map(|c| &**c),
+            Some(&claims)
+        );
+        // Another claims type is another extension: no layer for it ran.
+        let missing = grpc::claims::<Value, _>(&request).unwrap_err();
+        assert_eq!(missing.code(), Code::Internal);
+        assert!(missing.message().contains("JwtAuthLayer"), "{missing:?}");
+        let missing = grpc::optional_claims::<TestClaims, _>(&Request::new(())).unwrap_err();
+        assert_eq!(missing.code(), Code::Internal);
+    }
+
+    /// A Greeter added without the layer (a wiring mistake): its calls fail `Internal`, with
+    /// or without a token, and never pass as anonymous callers.
+    #[tokio::test]
+    async fn a_service_without_the_layer_answers_internal() {
+        let greeter = Greeter::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = greeter.clone();
+        tokio::spawn(async move {
+            Server::builder()
+                .add_service(served)
+                .serve_with_incoming(TcpIncoming::from(listener))
+                .await
+                .unwrap();
+        });
+        let channel = connect(addr).await;
+        let good = hs256_token(json!({}));
+        for token in [None, Some(good.as_str())] {
+            for name in ["grpc", "required"] {
+                let status = say_hello_to(channel.clone(), token, name)
+                    .await
+                    .unwrap_err();
+                assert_eq!(
+                    status.code(),
+                    Code::Internal,
+                    "{name}, token {}",
+                    token.is_some()
+                );
+                assert!(status.message().contains("JwtAuthLayer"), "{status:?}");
+            }
+        }
+        assert_eq!(greeter.reached(), 4);
     }
 
     #[tokio::test]
@@ -431,12 +489,24 @@ mod greeter {
             say_hello(channel.clone(), Some(&good)).await.unwrap(),
             "hello grpc from dave"
         );
+        // A method that requires a caller refuses the anonymous call as the layer would.
+        let status = say_hello_to(channel.clone(), None, "required")
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.message(), "no bearer token");
+        assert_eq!(
+            say_hello_to(channel.clone(), Some(&good), "required")
+                .await
+                .unwrap(),
+            "hello required from dave"
+        );
         // Optional means "no token is fine", not "a bad token is fine".
         let status = say_hello(channel, Some(&other_key_token()))
             .await
             .unwrap_err();
         assert_refused(&status, None);
-        assert_eq!(greeter.reached(), 2);
+        assert_eq!(greeter.reached(), 4);
     }
 
     /// One layer for the whole server, with the health Check public: it answers without a
