@@ -1,5 +1,6 @@
 //! A revocation store in Redis, shared by a fleet of servers (feature `redis`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
@@ -87,6 +88,10 @@ end
 return before
 ";
 
+/// [`REVOKE_SUBJECT`], hashed once: the hash names it in `EVALSHA`.
+static REVOKE_SUBJECT_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(REVOKE_SUBJECT));
+
 /// Revokes a `jti`: its record's expiry only rises, and a record without expiry keeps none
 /// (`EXPIRETIME` as for [`REVOKE_SUBJECT`]). Any value of a `jti` record revokes it.
 const REVOKE_JTI: &str = r"
@@ -98,6 +103,10 @@ else
 end
 return 1
 ";
+
+/// [`REVOKE_JTI`], hashed once.
+static REVOKE_JTI_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(REVOKE_JTI));
 
 impl RedisRevocation {
     /// Connects to `url` (`redis://host:port/db`), with 1 s connection and response timeouts.
@@ -205,7 +214,7 @@ impl RevocationStore for RedisRevocation {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            redis::Script::new(REVOKE_JTI)
+            REVOKE_JTI_SCRIPT
                 .key(self.jti_key(jti))
                 .arg(Self::kept_until(expires_at))
                 .invoke_async::<()>(&mut conn)
@@ -227,7 +236,7 @@ impl RevocationStore for RedisRevocation {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            redis::Script::new(REVOKE_SUBJECT)
+            REVOKE_SUBJECT_SCRIPT
                 .key(self.sub_key(iss, sub))
                 .arg(issued_before.min(MAX_NOT_BEFORE))
                 .arg(Self::kept_until(keep_until))
