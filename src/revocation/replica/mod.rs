@@ -447,8 +447,8 @@ impl RevocationStore for ReplicatedRevocation {
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
     /// Redis is known to lack entries (this server is restoring it, or Redis holds another
     /// epoch than the one this server follows, a counter below the last number it applied, a
-    /// restore marker or the `incomplete` record, read after the answer: a loss this server's
-    /// feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
+    /// restore marker or the `incomplete` record, read after the answer in the same round trip:
+    /// a loss this server's feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
     /// be known.
     fn is_revoked_consistent<'a>(
         &'a self,
@@ -459,24 +459,31 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(true);
             }
             self.shared.trusts_redis()?;
-            if self.source.is_revoked(token).await? {
-                return Ok(true);
-            }
-            // Read after the answer: had Redis lost the record before it answered, the epoch,
-            // the counter or the restore's keys say so by now.
+            // Read before Redis is asked: every entry the feed applied by now is in Redis
+            // before the counter below is read, so a counter below `applied` means a loss.
             let epoch = self.shared.epoch();
             let applied = self.shared.applied.load(Ordering::Acquire);
+            let fixed = &self.shared.keys;
+            let mut conn = self.source.conn.clone();
+            let mut pipe = redis::pipe();
+            self.source.read_records(&mut pipe, token);
+            // In the same pipeline, after the records: Redis runs one connection's commands in
+            // order, so these are read after the answer; had Redis lost the record before it
+            // answered, the epoch, the counter or the restore's keys say so by now.
+            pipe.get(&fixed.epoch)
+                .get(&fixed.seq)
+                .exists(&[&fixed.restoring, &fixed.incomplete]);
             let op = async move {
-                let mut conn = self.source.conn.clone();
-                let fixed = &self.shared.keys;
-                let (current, counter, restoring): (Option<String>, Option<u64>, u64) =
-                    redis::pipe()
-                        .get(&fixed.epoch)
-                        .get(&fixed.seq)
-                        .exists(&[&fixed.restoring, &fixed.incomplete])
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(err)?;
+                let (jti_revoked, not_before, current, counter, restoring): (
+                    bool,
+                    Option<u64>,
+                    Option<String>,
+                    Option<u64>,
+                    u64,
+                ) = pipe.query_async(&mut conn).await.map_err(err)?;
+                if RedisRevocation::revoked(token, jti_revoked, not_before) {
+                    return Ok(true);
+                }
                 if current.as_deref() != Some(epoch.as_str())
                     || counter.unwrap_or(0) < applied
                     || restoring > 0
