@@ -1,5 +1,6 @@
 //! A revocation store in Redis, shared by a fleet of servers (feature `redis`).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
@@ -87,6 +88,10 @@ end
 return before
 ";
 
+/// [`REVOKE_SUBJECT`], hashed once: the hash names it in `EVALSHA`.
+static REVOKE_SUBJECT_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(REVOKE_SUBJECT));
+
 /// Revokes a `jti`: its record's expiry only rises, and a record without expiry keeps none
 /// (`EXPIRETIME` as for [`REVOKE_SUBJECT`]). Any value of a `jti` record revokes it.
 const REVOKE_JTI: &str = r"
@@ -98,6 +103,10 @@ else
 end
 return 1
 ";
+
+/// [`REVOKE_JTI`], hashed once.
+static REVOKE_JTI_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(REVOKE_JTI));
 
 impl RedisRevocation {
     /// Connects to `url` (`redis://host:port/db`), with 1 s connection and response timeouts.
@@ -158,6 +167,29 @@ impl RedisRevocation {
         let iss = iss.unwrap_or("");
         format!("{}sub:{}:{iss}:{sub}", self.prefix, iss.len())
     }
+
+    /// Adds the reads of `token`'s records to `pipe`, as its next two answers: `EXISTS` of its
+    /// `jti`'s record and `GET` of its subject's "not before" (an empty key for a part the
+    /// token lacks: [`revoked`](Self::revoked) ignores that answer).
+    pub(super) fn read_records(&self, pipe: &mut redis::Pipeline, token: TokenId<'_>) {
+        pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
+        pipe.get(
+            token
+                .sub
+                .map(|s| self.sub_key(token.iss, s))
+                .unwrap_or_default(),
+        );
+    }
+
+    /// Whether the answers to [`read_records`](Self::read_records) revoke `token`: its `jti`'s
+    /// record exists, or its subject's "not before" is later than its `iat` (any, if it has
+    /// none).
+    pub(super) fn revoked(token: TokenId<'_>, jti_revoked: bool, not_before: Option<u64>) -> bool {
+        let jti_revoked = jti_revoked && token.jti.is_some();
+        let sub_revoked = token.sub.is_some()
+            && not_before.is_some_and(|before| token.iat.is_none_or(|iat| iat < before));
+        jti_revoked || sub_revoked
+    }
 }
 
 pub(super) fn err(e: redis::RedisError) -> RevocationError {
@@ -172,19 +204,10 @@ impl Revocation for RedisRevocation {
         let op = async move {
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
-            pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
-            pipe.get(
-                token
-                    .sub
-                    .map(|s| self.sub_key(token.iss, s))
-                    .unwrap_or_default(),
-            );
+            self.read_records(&mut pipe, token);
             let (jti_revoked, not_before): (bool, Option<u64>) =
                 pipe.query_async(&mut conn).await.map_err(err)?;
-            let jti_revoked = jti_revoked && token.jti.is_some();
-            let sub_revoked = token.sub.is_some()
-                && not_before.is_some_and(|before| token.iat.is_none_or(|iat| iat < before));
-            Ok(jti_revoked || sub_revoked)
+            Ok(Self::revoked(token, jti_revoked, not_before))
         };
         async move { self.deadline(op).await }.boxed()
     }
@@ -205,7 +228,7 @@ impl RevocationStore for RedisRevocation {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            redis::Script::new(REVOKE_JTI)
+            REVOKE_JTI_SCRIPT
                 .key(self.jti_key(jti))
                 .arg(Self::kept_until(expires_at))
                 .invoke_async::<()>(&mut conn)
@@ -227,7 +250,7 @@ impl RevocationStore for RedisRevocation {
                 return Ok(());
             }
             let mut conn = self.conn.clone();
-            redis::Script::new(REVOKE_SUBJECT)
+            REVOKE_SUBJECT_SCRIPT
                 .key(self.sub_key(iss, sub))
                 .arg(issued_before.min(MAX_NOT_BEFORE))
                 .arg(Self::kept_until(keep_until))

@@ -238,9 +238,9 @@ impl Feed {
 
     /// The error of a start that waited [`START_WAIT`] in vain, naming what it waited for.
     async fn unfinished(&self, conn: &mut MultiplexedConnection) -> RevocationError {
-        let incomplete = keys::incomplete(&self.source.prefix);
+        let incomplete = &self.shared.keys.incomplete;
         let cut_short: bool = redis::cmd("EXISTS")
-            .arg(&incomplete)
+            .arg(incomplete)
             .query_async(conn)
             .await
             .unwrap_or(false);
@@ -256,8 +256,7 @@ impl Feed {
         RevocationError(format!(
             "redis is being restored by the running servers ({} still held after {:?}); try \
              again later",
-            keys::restoring(&self.source.prefix),
-            START_WAIT
+            self.shared.keys.restoring, START_WAIT
         ))
     }
 
@@ -290,7 +289,7 @@ impl Feed {
         // it is absent) are read first, in the same round trip: Redis answers them at once,
         // then blocks on the stream. Every entry numbered up to that counter was in the
         // stream before the read began.
-        let prefix = &self.source.prefix;
+        let fixed = &self.shared.keys;
         let (epoch, counter, incomplete, marked, reply): (
             Option<String>,
             Option<u64>,
@@ -298,18 +297,18 @@ impl Feed {
             i64,
             Option<StreamReadReply>,
         ) = redis::pipe()
-            .get(keys::epoch(prefix))
-            .get(keys::seq(prefix))
-            .exists(keys::incomplete(prefix))
+            .get(&fixed.epoch)
+            .get(&fixed.seq)
+            .exists(&fixed.incomplete)
             .cmd("PTTL")
-            .arg(keys::restoring(prefix))
+            .arg(&fixed.restoring)
             .cmd("XREAD")
             .arg("BLOCK")
             .arg(block)
             .arg("COUNT")
             .arg(BATCH)
             .arg("STREAMS")
-            .arg(keys::stream(&self.source.prefix))
+            .arg(&fixed.stream)
             .arg(&self.last_id)
             .query_async(&mut conn)
             .await
@@ -403,16 +402,16 @@ impl Feed {
         owned: bool,
     ) -> Result<(), RevocationError> {
         let epoch: Option<String> = redis::cmd("GET")
-            .arg(keys::epoch(&self.source.prefix))
+            .arg(&self.shared.keys.epoch)
             .query_async(conn)
             .await
             .map_err(err)?;
         let epoch = match epoch {
             Some(epoch) => epoch,
-            None => redis::Script::new(keys::ADOPT_EPOCH)
-                .key(keys::epoch(&self.source.prefix))
-                .key(keys::restoring(&self.source.prefix))
-                .key(keys::incomplete(&self.source.prefix))
+            None => keys::ADOPT_EPOCH_SCRIPT
+                .key(&self.shared.keys.epoch)
+                .key(&self.shared.keys.restoring)
+                .key(&self.shared.keys.incomplete)
                 .arg(random_hex()?)
                 .arg(hold_ms())
                 .arg(if owned { self.token.as_str() } else { "" })
@@ -432,13 +431,13 @@ impl Feed {
         conn: &mut MultiplexedConnection,
         step: &str,
     ) -> Result<Marker, RevocationError> {
-        let prefix = &self.source.prefix;
-        let answer: String = redis::Script::new(keys::MARKER)
-            .key(keys::epoch(prefix))
-            .key(keys::restoring(prefix))
-            .key(keys::incomplete(prefix))
-            .key(keys::stream(prefix))
-            .key(keys::seq(prefix))
+        let fixed = &self.shared.keys;
+        let answer: String = keys::MARKER_SCRIPT
+            .key(&fixed.epoch)
+            .key(&fixed.restoring)
+            .key(&fixed.incomplete)
+            .key(&fixed.stream)
+            .key(&fixed.seq)
             .arg(&self.epoch)
             .arg(&self.token)
             .arg(hold_ms())
@@ -476,13 +475,13 @@ impl Feed {
         conn: &mut MultiplexedConnection,
         restoring: bool,
     ) -> Result<End, RevocationError> {
-        let marker = keys::restoring(&self.source.prefix);
         loop {
+            let fixed = &self.shared.keys;
             let (left, incomplete, epoch): (i64, bool, Option<String>) = redis::pipe()
                 .cmd("PTTL")
-                .arg(&marker)
-                .exists(keys::incomplete(&self.source.prefix))
-                .get(keys::epoch(&self.source.prefix))
+                .arg(&fixed.restoring)
+                .exists(&fixed.incomplete)
+                .get(&fixed.epoch)
                 .query_async(conn)
                 .await
                 .map_err(err)?;
@@ -512,7 +511,7 @@ impl Feed {
     /// Gives a restore marker without expiry (no value this crate writes) one hold.
     async fn hold_marker(&self, conn: &mut MultiplexedConnection) -> Result<(), RevocationError> {
         redis::cmd("PEXPIRE")
-            .arg(keys::restoring(&self.source.prefix))
+            .arg(&self.shared.keys.restoring)
             .arg(hold_ms())
             .arg("NX")
             .query_async::<()>(conn)
@@ -576,13 +575,14 @@ impl Feed {
         }
         let started = Moment::now();
         let prefix = self.source.prefix.clone();
+        let fixed = &self.shared.keys;
         let (counter, last_id, epoch, marked): (u64, String, String, u64) =
-            redis::Script::new(keys::SNAPSHOT_HEAD)
-                .key(keys::seq(&prefix))
-                .key(keys::stream(&prefix))
-                .key(keys::epoch(&prefix))
-                .key(keys::restoring(&prefix))
-                .key(keys::incomplete(&prefix))
+            keys::SNAPSHOT_HEAD_SCRIPT
+                .key(&fixed.seq)
+                .key(&fixed.stream)
+                .key(&fixed.epoch)
+                .key(&fixed.restoring)
+                .key(&fixed.incomplete)
                 .invoke_async(conn)
                 .await
                 .map_err(err)?;
@@ -598,13 +598,12 @@ impl Feed {
             last_id
         };
         let mut seen = HashMap::new();
-        let pattern = keys::pattern(&prefix);
         let mut cursor: u64 = 0;
         loop {
             let (next, found): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(&fixed.pattern)
                 .arg("COUNT")
                 .arg(BATCH)
                 .query_async(conn)
@@ -627,8 +626,8 @@ impl Feed {
             }
         }
         let (epoch, marked): (Option<String>, u64) = redis::pipe()
-            .get(keys::epoch(&prefix))
-            .exists(&[keys::restoring(&prefix), keys::incomplete(&prefix)])
+            .get(&fixed.epoch)
+            .exists(&[&fixed.restoring, &fixed.incomplete])
             .query_async(conn)
             .await
             .map_err(err)?;
@@ -856,11 +855,7 @@ impl Feed {
         conn: &mut MultiplexedConnection,
         pending: &mut WriteBack,
     ) -> Result<bool, RevocationError> {
-        let prefix = &self.source.prefix;
-        let (stream, counter) = (keys::stream(prefix), keys::seq(prefix));
-        let restore_jti = redis::Script::new(keys::RESTORE_JTI);
-        let restore_subject = redis::Script::new(keys::RESTORE_SUBJECT);
-        let written_back = redis::Script::new(keys::WRITTEN_BACK);
+        let fixed = &self.shared.keys;
         // Loaded once per attempt (a restarted Redis has no scripts), then called by hash.
         let mut load = redis::pipe();
         for script in [keys::RESTORE_JTI, keys::RESTORE_SUBJECT, keys::WRITTEN_BACK] {
@@ -886,7 +881,7 @@ impl Feed {
                     } => {
                         // The key of "no iss" is the key of the empty `iss`.
                         pipe.cmd("EVALSHA")
-                            .arg(restore_subject.get_hash())
+                            .arg(keys::RESTORE_SUBJECT_SCRIPT.get_hash())
                             .arg(1)
                             .arg(self.source.sub_key(Some(iss), sub))
                             .arg((*before).min(MAX_NOT_BEFORE))
@@ -895,7 +890,7 @@ impl Feed {
                     }
                     Entry::Jti { jti, kept } => {
                         pipe.cmd("EVALSHA")
-                            .arg(restore_jti.get_hash())
+                            .arg(keys::RESTORE_JTI_SCRIPT.get_hash())
                             .arg(1)
                             .arg(self.source.jti_key(jti))
                             .arg(exat(*kept))
@@ -905,10 +900,10 @@ impl Feed {
             }
             // After the batch's records, on the same connection: Redis applies it after them.
             pipe.cmd("EVALSHA")
-                .arg(written_back.get_hash())
+                .arg(keys::WRITTEN_BACK_SCRIPT.get_hash())
                 .arg(2)
-                .arg(&stream)
-                .arg(&counter)
+                .arg(&fixed.stream)
+                .arg(&fixed.seq)
                 .arg(window)
                 .arg(end - pending.done)
                 .ignore();

@@ -4,18 +4,51 @@
 //!
 //! [`RedisRevocation`]: super::RedisRevocation
 
-/// The stream of revocations.
-pub(super) fn stream(prefix: &str) -> String {
-    format!("{prefix}feed")
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// The keys that depend on the prefix alone, formatted once when the store is built.
+pub(super) struct Keys {
+    /// `<prefix>feed`: the stream of revocations.
+    pub(super) stream: String,
+    /// `<prefix>epoch`: a random value set once per Redis dataset (see `Feed`).
+    pub(super) epoch: String,
+    /// `<prefix>seq`: the sequence counter, the number of entries ever appended to the stream
+    /// of this dataset. Every write script raises it by one and puts the new value in its
+    /// entry, atomically, so the stream's entries carry 1, 2, 3, … with none left out, and
+    /// the counter never falls unless Redis lost data (see `Feed`).
+    pub(super) seq: String,
+    /// `<prefix>restoring`: the restore marker, present while a dataset is new or servers are
+    /// restoring it, naming the one server that writes back, if any (see [`MARKER`] and
+    /// `Feed`).
+    pub(super) restoring: String,
+    /// `<prefix>incomplete`: present, without expiry, from the moment a server claims the
+    /// restore marker to write back until a running server reads the records and finds
+    /// nothing missing: a write-back is under way or was cut short, and the records may lack
+    /// revocations (see [`MARKER`] and `Feed`). Unlike the marker, it outlives anything that
+    /// stops every server at once (a Redis stall longer than the marker's life), so no server
+    /// starts on records it may lack.
+    pub(super) incomplete: String,
+    /// `SCAN`'s pattern for every key under the prefix (see [`pattern`]).
+    pub(super) pattern: String,
 }
 
-/// The epoch: a random value set once per Redis dataset (see `Feed`).
-pub(super) fn epoch(prefix: &str) -> String {
-    format!("{prefix}epoch")
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            stream: format!("{prefix}feed"),
+            epoch: format!("{prefix}epoch"),
+            seq: format!("{prefix}seq"),
+            restoring: format!("{prefix}restoring"),
+            incomplete: format!("{prefix}incomplete"),
+            pattern: pattern(prefix),
+        }
+    }
 }
 
 /// `SCAN`'s pattern for every key under `prefix`: the prefix with its glob characters escaped.
-pub(super) fn pattern(prefix: &str) -> String {
+fn pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 1);
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -55,29 +88,6 @@ pub(super) fn record(prefix: &str, key: &[u8]) -> Option<Record> {
         iss: String::from_utf8(rest[..len].to_vec()).ok()?,
         sub: String::from_utf8(rest[len + 1..].to_vec()).ok()?,
     })
-}
-
-/// The sequence counter: the number of entries ever appended to the stream of this dataset.
-/// Every write script raises it by one and puts the new value in its entry, atomically, so
-/// the stream's entries carry 1, 2, 3, … with none left out, and the counter never falls
-/// unless Redis lost data (see `Feed`).
-pub(super) fn seq(prefix: &str) -> String {
-    format!("{prefix}seq")
-}
-
-/// The restore marker: present while a dataset is new or servers are restoring it, naming the
-/// one server that writes back, if any (see [`MARKER`] and `Feed`).
-pub(super) fn restoring(prefix: &str) -> String {
-    format!("{prefix}restoring")
-}
-
-/// Present, without expiry, from the moment a server claims the restore marker to write back
-/// until a running server reads the records and finds nothing missing: a write-back is under
-/// way or was cut short, and the records may lack revocations (see [`MARKER`] and `Feed`).
-/// Unlike the marker, it outlives anything that stops every server at once (a Redis stall
-/// longer than the marker's life), so no server starts on records it may lack.
-pub(super) fn incomplete(prefix: &str) -> String {
-    format!("{prefix}incomplete")
 }
 
 /// The end of each write script: raises the counter (`KEYS[3]`, or `$counter`) and appends an
@@ -333,6 +343,28 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX') and not redis.call('GET', KEYS[2]) 
 end
 return redis.call('GET', KEYS[1])
 ";
+
+/// Each script as a [`Script`], hashed once (the hash names it in `EVALSHA`).
+macro_rules! hashed {
+    ($($name:ident = $text:ident;)*) => {
+        $(
+            #[doc = concat!("[`", stringify!($text), "`], hashed once.")]
+            pub(super) static $name: LazyLock<Script> = LazyLock::new(|| Script::new($text));
+        )*
+    };
+}
+
+hashed! {
+    REVOKE_JTI_SCRIPT = REVOKE_JTI;
+    USE_ONCE_SCRIPT = USE_ONCE;
+    REVOKE_SUBJECT_SCRIPT = REVOKE_SUBJECT;
+    RESTORE_JTI_SCRIPT = RESTORE_JTI;
+    RESTORE_SUBJECT_SCRIPT = RESTORE_SUBJECT;
+    WRITTEN_BACK_SCRIPT = WRITTEN_BACK;
+    MARKER_SCRIPT = MARKER;
+    SNAPSHOT_HEAD_SCRIPT = SNAPSHOT_HEAD;
+    ADOPT_EPOCH_SCRIPT = ADOPT_EPOCH;
+}
 
 #[cfg(test)]
 mod tests {

@@ -233,8 +233,10 @@ impl std::fmt::Debug for ReplicatedRevocation {
     }
 }
 
-/// What the handles and the task share: the copy and how fresh it is.
+/// What the handles and the task share: the copy, how fresh it is, and the keys.
 struct Shared {
+    /// The keys that depend on the prefix alone.
+    keys: keys::Keys,
     /// The entries, each given with the instant it is kept until (margin zero: the margin is
     /// already in that instant).
     local: MemoryRevocation,
@@ -260,8 +262,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn new() -> Shared {
+    fn new(prefix: &str) -> Shared {
         Shared {
+            keys: keys::Keys::new(prefix),
             local: MemoryRevocation::new().retain_past_expiry(Duration::ZERO),
             origin: Instant::now(),
             confirmed: AtomicU64::new(0),
@@ -395,7 +398,7 @@ impl RedisRevocation {
     /// (none is left to: `DEL <prefix>incomplete` accepts the loss of what the stopped
     /// servers held).
     pub async fn replicate(self) -> Result<ReplicatedRevocation, RevocationError> {
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(&self.prefix));
         let feed = feed::Feed::start(self.clone(), shared.clone()).await?;
         let task = tokio::spawn(feed.run());
         Ok(ReplicatedRevocation {
@@ -416,14 +419,6 @@ impl ReplicatedRevocation {
             .max_staleness
             .store(nanos(bound), Ordering::Relaxed);
         self
-    }
-
-    fn stream_key(&self) -> String {
-        keys::stream(&self.source.prefix)
-    }
-
-    fn seq_key(&self) -> String {
-        keys::seq(&self.source.prefix)
     }
 }
 
@@ -452,8 +447,8 @@ impl RevocationStore for ReplicatedRevocation {
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
     /// Redis is known to lack entries (this server is restoring it, or Redis holds another
     /// epoch than the one this server follows, a counter below the last number it applied, a
-    /// restore marker or the `incomplete` record, read after the answer: a loss this server's
-    /// feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
+    /// restore marker or the `incomplete` record, read after the answer in the same round trip:
+    /// a loss this server's feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
     /// be known.
     fn is_revoked_consistent<'a>(
         &'a self,
@@ -464,26 +459,31 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(true);
             }
             self.shared.trusts_redis()?;
-            if self.source.is_revoked(token).await? {
-                return Ok(true);
-            }
-            // Read after the answer: had Redis lost the record before it answered, the epoch,
-            // the counter or the restore's keys say so by now.
+            // Read before Redis is asked: every entry the feed applied by now is in Redis
+            // before the counter below is read, so a counter below `applied` means a loss.
             let epoch = self.shared.epoch();
             let applied = self.shared.applied.load(Ordering::Acquire);
+            let fixed = &self.shared.keys;
+            let mut conn = self.source.conn.clone();
+            let mut pipe = redis::pipe();
+            self.source.read_records(&mut pipe, token);
+            // In the same pipeline, after the records: Redis runs one connection's commands in
+            // order, so these are read after the answer; had Redis lost the record before it
+            // answered, the epoch, the counter or the restore's keys say so by now.
+            pipe.get(&fixed.epoch)
+                .get(&fixed.seq)
+                .exists(&[&fixed.restoring, &fixed.incomplete]);
             let op = async move {
-                let mut conn = self.source.conn.clone();
-                let (current, counter, restoring): (Option<String>, Option<u64>, u64) =
-                    redis::pipe()
-                        .get(keys::epoch(&self.source.prefix))
-                        .get(keys::seq(&self.source.prefix))
-                        .exists(&[
-                            keys::restoring(&self.source.prefix),
-                            keys::incomplete(&self.source.prefix),
-                        ])
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(err)?;
+                let (jti_revoked, not_before, current, counter, restoring): (
+                    bool,
+                    Option<u64>,
+                    Option<String>,
+                    Option<u64>,
+                    u64,
+                ) = pipe.query_async(&mut conn).await.map_err(err)?;
+                if RedisRevocation::revoked(token, jti_revoked, not_before) {
+                    return Ok(true);
+                }
                 if current.as_deref() != Some(epoch.as_str())
                     || counter.unwrap_or(0) < applied
                     || restoring > 0
@@ -508,10 +508,10 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(());
             }
             let mut conn = self.source.conn.clone();
-            let kept: u64 = redis::Script::new(keys::REVOKE_JTI)
+            let kept: u64 = keys::REVOKE_JTI_SCRIPT
                 .key(self.source.jti_key(jti))
-                .key(self.stream_key())
-                .key(self.seq_key())
+                .key(&self.shared.keys.stream)
+                .key(&self.shared.keys.seq)
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
                 .arg(trim_window_ms())
@@ -536,10 +536,10 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(());
             }
             let mut conn = self.source.conn.clone();
-            let (before, kept): (u64, u64) = redis::Script::new(keys::REVOKE_SUBJECT)
+            let (before, kept): (u64, u64) = keys::REVOKE_SUBJECT_SCRIPT
                 .key(self.source.sub_key(iss, sub))
-                .key(self.stream_key())
-                .key(self.seq_key())
+                .key(&self.shared.keys.stream)
+                .key(&self.shared.keys.seq)
                 .arg(issued_before.min(MAX_NOT_BEFORE))
                 .arg(RedisRevocation::kept_until(keep_until))
                 .arg(trim_window_ms())
@@ -578,13 +578,13 @@ impl RevocationStore for ReplicatedRevocation {
             }
             self.shared.trusts_redis()?;
             let mut conn = self.source.conn.clone();
-            let kept: i64 = redis::Script::new(keys::USE_ONCE)
+            let kept: i64 = keys::USE_ONCE_SCRIPT
                 .key(self.source.jti_key(jti))
-                .key(self.stream_key())
-                .key(self.seq_key())
-                .key(keys::epoch(&self.source.prefix))
-                .key(keys::restoring(&self.source.prefix))
-                .key(keys::incomplete(&self.source.prefix))
+                .key(&self.shared.keys.stream)
+                .key(&self.shared.keys.seq)
+                .key(&self.shared.keys.epoch)
+                .key(&self.shared.keys.restoring)
+                .key(&self.shared.keys.incomplete)
                 .arg(jti)
                 .arg(RedisRevocation::kept_until(expires_at))
                 .arg(trim_window_ms())
