@@ -447,9 +447,9 @@ impl RevocationStore for ReplicatedRevocation {
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
     /// Redis is known to lack entries (this server is restoring it, or Redis holds another
     /// epoch than the one this server follows, a counter below the last number it applied, a
-    /// restore marker or the `incomplete` record, read after the answer in the same round trip:
-    /// a loss this server's feed has not seen yet) or the copy is stale: then an error, since "not revoked" cannot
-    /// be known.
+    /// restore marker or the `incomplete` record, read after the answer in the same round
+    /// trip: a loss this server's feed has not seen yet) or the copy is stale: then an error,
+    /// since "not revoked" cannot be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
