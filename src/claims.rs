@@ -60,6 +60,27 @@ pub struct Claims<C> {
     /// The key of the DPoP proof the token was presented with (feature `dpop`).
     #[cfg(feature = "dpop")]
     dpop: Option<crate::dpop::DpopKey>,
+    /// The layer that verified the token; [`LayerId::NONE`] for claims made by
+    /// [`Claims::new`].
+    layer: LayerId,
+}
+
+/// A `JwtAuthLayer`, told apart from every other layer of the process (its clones share it):
+/// the claims and the anonymous mark a layer puts into a request name it, and so does the
+/// responder it lends the handlers, which answer with a lent responder only when it is the
+/// layer's whose claims or mark they read (`crate::response::LayerResponder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LayerId(u64);
+
+impl LayerId {
+    /// No layer: claims a handler's test made.
+    pub(crate) const NONE: LayerId = LayerId(0);
+
+    /// A number no other layer of the process has.
+    pub(crate) fn next() -> LayerId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        LayerId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl<C> Claims<C> {
@@ -91,6 +112,12 @@ impl<C> Claims<C> {
         self.dpop = Some(key);
         self
     }
+
+    /// These claims, verified by `layer`.
+    pub(crate) fn verified_by(mut self, layer: LayerId) -> Claims<C> {
+        self.layer = layer;
+        self
+    }
 }
 
 impl<C> Clone for Claims<C> {
@@ -99,6 +126,7 @@ impl<C> Clone for Claims<C> {
             claims: Arc::clone(&self.claims),
             #[cfg(feature = "dpop")]
             dpop: self.dpop.clone(),
+            layer: self.layer,
         }
     }
 }
@@ -112,13 +140,13 @@ impl<C> Deref for Claims<C> {
 
 /// Marks a request the layer for claims type `C` let through without a token (optional mode,
 /// CORS preflight), so `RequireClaims` and the `Claims` extractor for `C` can tell it from a
-/// request no layer for `C` looked at. Typed like [`Claims<C>`]: a layer for another claims
-/// type neither removes nor provides it.
-pub(crate) struct Anonymous<C>(PhantomData<fn() -> C>);
+/// request no layer for `C` looked at; names that layer. Typed like [`Claims<C>`]: a layer
+/// for another claims type neither removes nor provides it.
+pub(crate) struct Anonymous<C>(LayerId, PhantomData<fn() -> C>);
 
 impl<C> Anonymous<C> {
-    pub(crate) fn new() -> Self {
-        Anonymous(PhantomData)
+    pub(crate) fn new(layer: LayerId) -> Self {
+        Anonymous(layer, PhantomData)
     }
 }
 
@@ -136,42 +164,77 @@ impl<C> From<Arc<C>> for Claims<C> {
             claims,
             #[cfg(feature = "dpop")]
             dpop: None,
+            layer: LayerId::NONE,
         }
     }
 }
 
 /// No `JwtAuthLayer` for the claims type ran on the request: a wiring mistake.
-#[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) struct NoLayer;
 
-#[cfg(any(feature = "axum", feature = "tonic"))]
 impl NoLayer {
     /// What the extractors answer a missing layer with (500 for axum, `Internal` for tonic).
+    #[cfg(any(feature = "axum", feature = "tonic"))]
     pub(crate) const TEXT: &'static str = "no JwtAuthLayer ran on this request: put \
          JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
 }
 
-/// What the layer for `C` left in `extensions`: the claims of a verified token, `None` for a
-/// request it let through without one (the [`Anonymous`] mark), [`NoLayer`] when no layer for
-/// `C` ran (an error event naming `C`, feature `tracing`). The one reading of the two marks,
-/// for the axum extractor and [`grpc`](crate::grpc) alike.
-#[cfg(any(feature = "axum", feature = "tonic"))]
-pub(crate) fn lookup<C: Send + Sync + 'static>(
-    extensions: &http::Extensions,
-) -> Result<Option<&Claims<C>>, NoLayer> {
+/// What the layer for `C` that ran last on a request left in its extensions.
+pub(crate) enum Left<'a, C> {
+    /// The claims of the token it verified.
+    Verified(&'a Claims<C>),
+    /// The mark of a request it let through without a token.
+    Anonymous(LayerId),
+}
+
+impl<'a, C> Left<'a, C> {
+    /// The claims, if a token was verified.
+    #[cfg(any(feature = "axum", feature = "tonic"))]
+    pub(crate) fn claims(self) -> Option<&'a Claims<C>> {
+        match self {
+            Left::Verified(claims) => Some(claims),
+            Left::Anonymous(_) => None,
+        }
+    }
+
+    /// The layer that left them.
+    pub(crate) fn layer(&self) -> LayerId {
+        match self {
+            Left::Verified(claims) => claims.layer,
+            Left::Anonymous(layer) => *layer,
+        }
+    }
+}
+
+/// What the layer for `C` left in `extensions`, if one ran on the request: the one reading of
+/// the two marks.
+pub(crate) fn left<C: Send + Sync + 'static>(extensions: &http::Extensions) -> Option<Left<'_, C>> {
     if let Some(claims) = extensions.get::<Claims<C>>() {
-        return Ok(Some(claims));
+        return Some(Left::Verified(claims));
     }
-    if extensions.get::<Anonymous<C>>().is_some() {
-        return Ok(None);
-    }
+    extensions
+        .get::<Anonymous<C>>()
+        .map(|Anonymous(layer, _)| Left::Anonymous(*layer))
+}
+
+/// [`left`], for a reader that needs a layer for `C` in front (the `Claims` extractor,
+/// `RequireClaims`, [`grpc`](crate::grpc)): [`NoLayer`] when none ran, a wiring mistake
+/// reported as an error event naming `C` and `reader` (feature `tracing`).
+pub(crate) fn lookup<'a, C: Send + Sync + 'static>(
+    extensions: &'a http::Extensions,
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] reader: &'static str,
+) -> Result<Left<'a, C>, NoLayer> {
+    let left = left(extensions);
     #[cfg(feature = "tracing")]
-    tracing::error!(
-        target: "tower_jwt_auth",
-        claims_type = std::any::type_name::<C>(),
-        "no claims and no JwtAuthLayer mark for this claims type: put JwtAuthLayer with the same claims type in front of the handler"
-    );
-    Err(NoLayer)
+    if left.is_none() {
+        tracing::error!(
+            target: "tower_jwt_auth",
+            claims_type = std::any::type_name::<C>(),
+            reader,
+            "found no claims of this type and no mark of a JwtAuthLayer for it: put JwtAuthLayer with the same claims type in front"
+        );
+    }
+    left.ok_or(NoLayer)
 }
 
 #[cfg(feature = "axum")]
@@ -187,7 +250,7 @@ mod axum_impl {
     use http::{Extensions, HeaderMap, StatusCode};
     use std::sync::Arc;
 
-    use super::{Claims, NoLayer};
+    use super::{Claims, Left, NoLayer};
     use crate::response::LayerResponder;
     use crate::{AuthError, ErrorResponder, Rfc6750};
 
@@ -234,8 +297,8 @@ mod axum_impl {
         /// No `JwtAuthLayer` for the claims type ran on the request.
         MissingLayer,
         /// A layer for the extractor's claims type let the request through without a token:
-        /// answered by the responder it lent the handlers, if any (without one, `Rfc6750::default()` answers as the layer
-        /// does), by the request's headers.
+        /// answered by the responder it lent the handlers, if any (without one,
+        /// `Rfc6750::default()` answers as the layer does), by the request's headers.
         MissingToken(Option<Arc<dyn ErrorResponder<Body>>>, HeaderMap),
     }
 
@@ -300,13 +363,11 @@ mod axum_impl {
         }
     }
 
-    /// The claims the layer inserted; `None` for a request the layer marked anonymous; an
-    /// error when no layer for `C` ran.
-    fn claims<C: Send + Sync + 'static>(
+    /// What the layer for `C` left: an error when none ran.
+    fn lookup<C: Send + Sync + 'static>(
         extensions: &Extensions,
-    ) -> Result<Option<Claims<C>>, ClaimsRejection> {
-        super::lookup(extensions)
-            .map(Option::<&Claims<C>>::cloned)
+    ) -> Result<Left<'_, C>, ClaimsRejection> {
+        super::lookup(extensions, "the Claims extractor")
             .map_err(|NoLayer| ClaimsRejection(Kind::MissingLayer))
     }
 
@@ -325,15 +386,13 @@ mod axum_impl {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, ClaimsRejection> {
-            claims(&parts.extensions)?.ok_or_else(|| {
-                ClaimsRejection(Kind::MissingToken(
-                    parts
-                        .extensions
-                        .get::<LayerResponder<C, Body>>()
-                        .map(|layer| Arc::clone(&layer.0)),
+            match lookup::<C>(&parts.extensions)? {
+                Left::Verified(claims) => Ok(claims.clone()),
+                Left::Anonymous(layer) => Err(ClaimsRejection(Kind::MissingToken(
+                    LayerResponder::<C, Body>::lent_by(&parts.extensions, layer).cloned(),
                     parts.headers.clone(),
-                ))
-            })
+                ))),
+            }
         }
     }
 
@@ -351,7 +410,7 @@ mod axum_impl {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, ClaimsRejection> {
-            claims(&parts.extensions)
+            Ok(lookup::<C>(&parts.extensions)?.claims().cloned())
         }
     }
 

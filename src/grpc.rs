@@ -47,7 +47,7 @@
 use tonic::server::NamedService;
 
 use crate::auth::JwtAuth;
-use crate::claims::NoLayer;
+use crate::claims::{Left, NoLayer};
 use crate::{AuthError, Claims};
 
 impl<S: NamedService, C, R> NamedService for JwtAuth<S, C, R> {
@@ -119,6 +119,7 @@ pub fn optional_claims<C, T>(
 where
     C: Send + Sync + 'static,
 {
-    crate::claims::lookup(request.extensions())
+    crate::claims::lookup(request.extensions(), "grpc::claims")
+        .map(Left::claims)
         .map_err(|NoLayer| tonic::Status::internal(NoLayer::TEXT))
 }

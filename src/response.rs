@@ -5,6 +5,7 @@ use std::sync::{Arc, LazyLock};
 use http::{HeaderMap, HeaderValue, Response};
 
 use crate::AuthError;
+use crate::claims::LayerId;
 
 /// Turns a rejection into a response with body type `B`: how a refused request is answered.
 ///
@@ -320,24 +321,48 @@ impl<B: Default + From<String>> ErrorResponder<B> for ProblemJson {
     }
 }
 
-/// The responder of the [`JwtAuth`](crate::JwtAuth) for claims type `C` that let a request
-/// through, put into its extensions (keyed by `C` and the response body type `B`), so that the
-/// `Claims<C>` extractor and `RequireClaims` for `C` behind it answer as that layer does, and
-/// a layer for another claims type neither sees nor replaces it.
-pub(crate) struct LayerResponder<C, B>(
-    pub(crate) Arc<dyn ErrorResponder<B>>,
-    PhantomData<fn() -> C>,
-);
+/// The responder a [`JwtAuth`](crate::JwtAuth) for claims type `C` lends the handlers behind
+/// it, in the request's extensions (keyed by `C` and the response body type `B`), so that the
+/// `Claims<C>` extractor and `RequireClaims` for `C` answer as that layer does.
+///
+/// It names the layer that lent it, and counts only for that layer's claims or anonymous mark
+/// ([`lent_by`](Self::lent_by)): one lent by a layer further out, which a nearer layer for `C`
+/// did not replace (the nearer one lends none, or lends it for another body type), is not
+/// used.
+pub(crate) struct LayerResponder<C, B> {
+    layer: LayerId,
+    responder: Arc<dyn ErrorResponder<B>>,
+    claims: PhantomData<fn() -> C>,
+}
 
-impl<C, B> LayerResponder<C, B> {
-    pub(crate) fn new(responder: Arc<dyn ErrorResponder<B>>) -> Self {
-        LayerResponder(responder, PhantomData)
+impl<C: 'static, B: 'static> LayerResponder<C, B> {
+    pub(crate) fn new(layer: LayerId, responder: Arc<dyn ErrorResponder<B>>) -> Self {
+        LayerResponder {
+            layer,
+            responder,
+            claims: PhantomData,
+        }
+    }
+
+    /// The responder `layer` lent, if it lent one for this body type.
+    pub(crate) fn lent_by(
+        extensions: &http::Extensions,
+        layer: LayerId,
+    ) -> Option<&Arc<dyn ErrorResponder<B>>> {
+        extensions
+            .get::<LayerResponder<C, B>>()
+            .filter(|lent| lent.layer == layer)
+            .map(|lent| &lent.responder)
     }
 }
 
 impl<C, B> Clone for LayerResponder<C, B> {
     fn clone(&self) -> Self {
-        LayerResponder(Arc::clone(&self.0), PhantomData)
+        LayerResponder {
+            layer: self.layer,
+            responder: Arc::clone(&self.responder),
+            claims: PhantomData,
+        }
     }
 }
 

@@ -644,6 +644,7 @@ impl<C, R> JwtAuthBuilder<C, R> {
             cache: self.cache.map(crate::cache::TokenCache::new),
             responder: self.responder,
             share_responder: !self.default_responder || resource.extends_challenges(),
+            id: crate::claims::LayerId::next(),
             resource,
             #[cfg(feature = "metrics")]
             issuers,

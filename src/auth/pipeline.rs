@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 
 use super::checks::Checks;
 use super::public::PublicPaths;
+use crate::claims::LayerId;
 use crate::csrf::Csrf;
 use crate::revocation::Revocation;
 use crate::source::{self, Source};
@@ -62,6 +63,8 @@ pub(crate) struct Pipeline<R> {
     /// which they fall back to without it (a realm or responder was set, or DPoP or resource
     /// metadata add challenge parameters).
     pub share_responder: bool,
+    /// This layer, as its claims, anonymous mark and lent responder name it.
+    pub id: LayerId,
     /// The per-issuer counters of the verifiers, by index (feature `metrics`).
     #[cfg(feature = "metrics")]
     pub issuers: crate::metrics::Issuers,
@@ -342,6 +345,7 @@ impl<R> Pipeline<R> {
 
     /// Let through now, or after the revocation check.
     fn decide<C>(&self, index: usize, claims: Claims<C>, id: Option<Arc<TokenId>>) -> Decision<C> {
+        let claims = claims.verified_by(self.id);
         match id {
             Some(id) if self.revocation.is_some() => Decision::CheckRevocation(claims, id, index),
             _ => Decision::Verified(claims, index),

@@ -94,17 +94,16 @@ where
         let ext = req.extensions_mut();
         ext.remove::<Anonymous<C>>();
         ext.remove::<Claims<C>>();
-        // The `Claims<C>` extractor and `RequireClaims` for `C` behind us answer with our
-        // responder. Without one they answer as `Rfc6750::default()`, which is what a default
-        // layer answers too: it lends none, and removes one a layer for `C` in front of it
-        // lent.
-        if decision.is_ok() {
-            if self.pipeline.share_responder {
-                let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
-                ext.insert(LayerResponder::<C, ResBody>::new(responder));
-            } else {
-                ext.remove::<LayerResponder<C, ResBody>>();
-            }
+        // The `Claims<C>` extractor and `RequireClaims` for `C` behind us answer with the
+        // responder we lend, which our claims and mark name. Without one (a default layer
+        // lends none; a responder lent by a layer in front names that layer) they answer as
+        // `Rfc6750::default()`, which is what a default layer answers too.
+        if decision.is_ok() && self.pipeline.share_responder {
+            let responder: Arc<dyn ErrorResponder<ResBody>> = self.pipeline.clone();
+            ext.insert(LayerResponder::<C, ResBody>::new(
+                self.pipeline.id,
+                responder,
+            ));
         }
         match decision {
             Ok(Decision::Verified(claims, index)) => {
@@ -113,7 +112,7 @@ where
                 ResponseFuture::inner(self.inner.call(req))
             }
             Ok(Decision::Anonymous) => {
-                ext.insert(Anonymous::<C>::new());
+                ext.insert(Anonymous::<C>::new(self.pipeline.id));
                 ResponseFuture::inner(self.inner.call(req))
             }
             Ok(decision @ Decision::CheckRevocation(..)) => {

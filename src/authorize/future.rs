@@ -144,7 +144,7 @@ mod tests {
 
     use super::*;
     use crate::authorize::RequireClaimsLayer;
-    use crate::claims::{Anonymous, Claims};
+    use crate::claims::{Anonymous, Claims, LayerId};
 
     /// Counts its calls; ready only after `poll_ready`, so a call to a clone that was never
     /// polled ready is caught.
@@ -189,7 +189,7 @@ mod tests {
             }
             None => {
                 req.extensions_mut()
-                    .insert(Anonymous::<&'static str>::new());
+                    .insert(Anonymous::<&'static str>::new(LayerId::NONE));
             }
         }
         req

@@ -9,9 +9,9 @@ use tower_service::Service;
 
 use super::future::{Parked, ResponseFuture};
 use super::layer::{RequireClaimsLayer, Rule};
-use crate::claims::Anonymous;
+use crate::claims::{self, Left, NoLayer};
 use crate::response::LayerResponder;
-use crate::{AuthError, Claims, ErrorResponder, Rfc6750};
+use crate::{AuthError, ErrorResponder, Rfc6750};
 
 /// Middleware that lets through only requests whose claims meet a requirement; made by
 /// [`RequireClaimsLayer`].
@@ -74,21 +74,11 @@ impl<S, C: Send + Sync + 'static, R> RequireClaims<S, C, R> {
     /// Claims meet the rule or not; no claims is an anonymous request (a `JwtAuthLayer` in
     /// optional mode marked it) or a wiring mistake, which never passes.
     fn judge<B>(&self, req: &Request<B>) -> Verdict {
-        let Some(claims) = req.extensions().get::<Claims<C>>() else {
-            if req.extensions().get::<Anonymous<C>>().is_some() {
-                return if self.layer.allow_anonymous {
-                    Verdict::Pass
-                } else {
-                    Verdict::Deny(AuthError::MissingToken)
-                };
-            }
-            #[cfg(feature = "tracing")]
-            tracing::error!(
-                target: "tower_jwt_auth",
-                claims_type = std::any::type_name::<C>(),
-                "RequireClaims found no claims: put JwtAuthLayer with the same claims type in front of it"
-            );
-            return Verdict::Deny(AuthError::Misconfigured);
+        let claims = match claims::lookup::<C>(req.extensions(), "RequireClaims") {
+            Ok(Left::Verified(claims)) => claims,
+            Ok(Left::Anonymous(_)) if self.layer.allow_anonymous => return Verdict::Pass,
+            Ok(Left::Anonymous(_)) => return Verdict::Deny(AuthError::MissingToken),
+            Err(NoLayer) => return Verdict::Deny(AuthError::Misconfigured),
         };
         match &self.layer.rule {
             Rule::Sync(requirement) if requirement.is_met_by(claims) => Verdict::Pass,
@@ -146,9 +136,9 @@ where
     }
 }
 
-/// Answers `error` with the responder of the `JwtAuth` for `C` that let `req` through when
-/// `inherit` (no responder was set on the `RequireClaimsLayer`) and it lent one for this body
-/// type; with `responder` otherwise.
+/// Answers `error` with the responder of the `JwtAuth` for `C` that let `req` through (the
+/// one its claims or anonymous mark name) when `inherit` (no responder was set on the
+/// `RequireClaimsLayer`) and it lent one for this body type; with `responder` otherwise.
 pub(super) fn respond<C, R, ReqBody, ResBody>(
     responder: &R,
     inherit: bool,
@@ -157,11 +147,15 @@ pub(super) fn respond<C, R, ReqBody, ResBody>(
 ) -> Response<ResBody>
 where
     R: ErrorResponder<ResBody>,
-    C: 'static,
+    C: Send + Sync + 'static,
     ResBody: 'static,
 {
-    if inherit && let Some(layer) = req.extensions().get::<LayerResponder<C, ResBody>>() {
-        return layer.0.respond(error, req.headers());
+    let lent = || {
+        let layer = claims::left::<C>(req.extensions())?.layer();
+        LayerResponder::<C, ResBody>::lent_by(req.extensions(), layer)
+    };
+    if inherit && let Some(lent) = lent() {
+        return lent.respond(error, req.headers());
     }
     responder.respond(error, req.headers())
 }

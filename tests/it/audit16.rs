@@ -1,9 +1,10 @@
-//! Audit 16: the layer's responder goes into the request extensions
-//! only when it answers otherwise than `Rfc6750::default()` (`Pipeline::share_responder`), and
-//! a default layer removes one a layer in front of it put there; `Pipeline` is aligned to 128
-//! bytes. Claimed: behind a default layer, handlers (`Claims` extractor, `RequireClaims`)
-//! answer exactly as the layer (HTTP and gRPC); otherwise with the layer's responder; with
-//! layers stacked, with the responder of the layer for the handler's claims type. Every test runs real servers on 127.0.0.1 with
+//! Audit 16: the layer's responder goes into the request extensions only when it answers
+//! otherwise than `Rfc6750::default()` (`Pipeline::share_responder`), and handlers use a lent
+//! responder only when it is the one of the layer whose claims or anonymous mark they read;
+//! `Pipeline` is aligned to 128 bytes. Claimed: behind a default layer, handlers (`Claims`
+//! extractor, `RequireClaims`) answer exactly as the layer (HTTP and gRPC); otherwise with the
+//! layer's responder; with layers stacked, with the responder of the layer for the handler's
+//! claims type. Every test runs real servers on 127.0.0.1 with
 //! real clients (reqwest, tonic).
 //!
 //! `regression_*` tests failed on the audited snapshot and pass since their fix; `holds_*`

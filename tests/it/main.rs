@@ -53,6 +53,8 @@ mod audit18;
 mod audit19;
 #[cfg(feature = "redis")]
 mod audit20;
+#[cfg(all(feature = "axum", feature = "cache", feature = "tonic"))]
+mod audit21;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
