@@ -100,6 +100,43 @@ fn token(sub: &str, roles: &[&str]) -> String {
 // ---------------------------------------------------------------------------------------------
 // The lent responder across layers
 
+/// Serves `/v1/me` (`Claims` extractor), `/v1/admin` (`RequireClaims`, role `root`) and
+/// `/v1/async` (`RequireClaims`, asynchronous predicate that refuses) behind an inner
+/// `JwtAuthLayer<TestClaims>` (optional, realm `inner`) whose routes answer through a
+/// body-boxing `map_response`, all nested in a router behind `$outer`; the base URL.
+macro_rules! behind_body_mapping {
+    ($h:expr, $outer:expr) => {{
+        let inner_auth = hs256_builder::<TestClaims>()
+            .optional()
+            .realm("inner")
+            .build()
+            .unwrap();
+        let inner_routes = Router::new()
+            .route("/me", strict::<TestClaims>($h))
+            .route(
+                "/admin",
+                strict::<TestClaims>($h)
+                    .route_layer(RequireClaimsLayer::<TestClaims>::any_role(["root"])),
+            )
+            .route(
+                "/async",
+                strict::<TestClaims>($h).route_layer(
+                    RequireClaimsLayer::<TestClaims>::predicate_async(
+                        "never",
+                        |_c: Claims<TestClaims>| async { false },
+                    ),
+                ),
+            )
+            .layer(ServiceBuilder::new().layer(inner_auth).map_response(
+                |res: http::Response<Body>| {
+                    res.map(|b| -> UnsyncBoxBody<Bytes, axum::Error> { b.boxed_unsync() })
+                },
+            ));
+        let app = Router::new().nest("/v1", inner_routes).layer($outer);
+        format!("http://{}/v1", serve(app).await)
+    }};
+}
+
 /// Attack: two layers for the same claims type. The outer one answers with its own responder
 /// (`ProblemJson` realm `outer` with RFC 9728 resource metadata; or RFC 6750 realm `outer`
 /// with DPoP); the inner one, nearer to the handlers, is a plain RFC 6750 layer with realm

@@ -282,17 +282,21 @@ mod greeter {
         // The wrapped service answers to the Greeter's name.
         reporter.set_serving::<JwtAuth<Greeter, TestClaims>>().await;
         let protected = layer.layer(greeter.clone());
+        let router = Server::builder().add_service(health).add_service(protected);
+        (serve(router).await, greeter)
+    }
+
+    /// Serves `router` on a fresh port; returns a connected channel.
+    async fn serve(router: tonic::transport::server::Router) -> Channel {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            Server::builder()
-                .add_service(health)
-                .add_service(protected)
+            router
                 .serve_with_incoming(TcpIncoming::from(listener))
                 .await
                 .unwrap();
         });
-        (connect(addr).await, greeter)
+        connect(addr).await
     }
 
     async fn connect(addr: SocketAddr) -> Channel {
@@ -396,17 +400,7 @@ mod greeter {
     #[tokio::test]
     async fn a_service_without_the_layer_answers_internal() {
         let greeter = Greeter::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let served = greeter.clone();
-        tokio::spawn(async move {
-            Server::builder()
-                .add_service(served)
-                .serve_with_incoming(TcpIncoming::from(listener))
-                .await
-                .unwrap();
-        });
-        let channel = connect(addr).await;
+        let channel = serve(Server::builder().add_service(greeter.clone())).await;
         let good = hs256_token(json!({}));
         for token in [None, Some(good.as_str())] {
             for name in ["grpc", "required"] {
