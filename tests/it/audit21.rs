@@ -288,8 +288,9 @@ async fn holds_mixed_type_stacks_answer_with_the_layer_for_the_handlers_type() {
 
 /// Attack: two layers for the same claims type in plain axum (no body change): an outer
 /// `ProblemJson` layer (realm `outer`, resource metadata) and an inner default one (no realm:
-/// it lends nothing and must remove what the outer lent), or an inner one with realm `inner`.
-/// A `RequireClaimsLayer` with its own `.realm` answers with that realm whatever the layers.
+/// it lends nothing, and what the outer lent must not answer for it), or an inner one with
+/// realm `inner`. A `RequireClaimsLayer` with its own `.realm` answers with that realm
+/// whatever the layers.
 /// Expected: the inner layer wins in every case, nothing of the outer leaks.
 #[tokio::test]
 async fn holds_same_type_inner_layer_wins_over_outer_problem_json() {
