@@ -454,7 +454,9 @@ impl<C, R> JwtAuthBuilder<C, R> {
 
     /// Checks DPoP proofs (RFC 9449): tokens bound to a client's key are accepted with a valid
     /// proof of that key, and, with [`Dpop::required`](crate::dpop::Dpop::required), only
-    /// such tokens (see [`dpop`](crate::dpop)).
+    /// such tokens (see [`dpop`](crate::dpop)). Apply such a layer once on a request's path:
+    /// each pass spends the proof (see
+    /// [`Dpop::replay_store`](crate::dpop::Dpop::replay_store)).
     #[cfg(feature = "dpop")]
     pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
         self.resource.dpop = Some(dpop);

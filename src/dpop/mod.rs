@@ -184,9 +184,12 @@ impl Dpop {
     /// Spends each proof's `jti` in `store` ([`RevocationStore::use_once`]), shared by every
     /// server that accepts the same tokens. Default: a [`MemoryRevocation`] of this layer's.
     ///
-    /// Every DPoP-checking layer a request passes spends its proof: two such layers on one
-    /// request (or one layer applied twice) must not share a store, or the second refuses the
-    /// proof as replayed.
+    /// Every DPoP-checking layer a request passes spends its proof. Put one DPoP layer on a
+    /// request's path: one layer applied twice (its clones on a router and on a router nested
+    /// in it, say) spends each proof in its one store twice, and so do two layers that share a
+    /// store, so the second pass refuses every DPoP request as replayed (401
+    /// `invalid_dpop_proof`; Bearer requests pass). Two layers with their own stores each
+    /// spend the proof once.
     pub fn replay_store(mut self, store: Arc<dyn RevocationStore>) -> Dpop {
         self.store = Some(store);
         self

@@ -167,29 +167,6 @@ impl RedisRevocation {
         let iss = iss.unwrap_or("");
         format!("{}sub:{}:{iss}:{sub}", self.prefix, iss.len())
     }
-
-    /// Adds the reads of `token`'s records to `pipe`, as its next two answers: `EXISTS` of its
-    /// `jti`'s record and `GET` of its subject's "not before" (an empty key for a part the
-    /// token lacks: [`revoked`](Self::revoked) ignores that answer).
-    pub(super) fn read_records(&self, pipe: &mut redis::Pipeline, token: TokenId<'_>) {
-        pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
-        pipe.get(
-            token
-                .sub
-                .map(|s| self.sub_key(token.iss, s))
-                .unwrap_or_default(),
-        );
-    }
-
-    /// Whether the answers to [`read_records`](Self::read_records) revoke `token`: its `jti`'s
-    /// record exists, or its subject's "not before" is later than its `iat` (any, if it has
-    /// none).
-    pub(super) fn revoked(token: TokenId<'_>, jti_revoked: bool, not_before: Option<u64>) -> bool {
-        let jti_revoked = jti_revoked && token.jti.is_some();
-        let sub_revoked = token.sub.is_some()
-            && not_before.is_some_and(|before| token.iat.is_none_or(|iat| iat < before));
-        jti_revoked || sub_revoked
-    }
 }
 
 pub(super) fn err(e: redis::RedisError) -> RevocationError {
@@ -204,10 +181,19 @@ impl Revocation for RedisRevocation {
         let op = async move {
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
-            self.read_records(&mut pipe, token);
+            pipe.exists(token.jti.map(|j| self.jti_key(j)).unwrap_or_default());
+            pipe.get(
+                token
+                    .sub
+                    .map(|s| self.sub_key(token.iss, s))
+                    .unwrap_or_default(),
+            );
             let (jti_revoked, not_before): (bool, Option<u64>) =
                 pipe.query_async(&mut conn).await.map_err(err)?;
-            Ok(Self::revoked(token, jti_revoked, not_before))
+            let jti_revoked = jti_revoked && token.jti.is_some();
+            let sub_revoked = token.sub.is_some()
+                && not_before.is_some_and(|before| token.iat.is_none_or(|iat| iat < before));
+            Ok(jti_revoked || sub_revoked)
         };
         async move { self.deadline(op).await }.boxed()
     }

@@ -55,6 +55,15 @@ mod audit19;
 mod audit20;
 #[cfg(all(feature = "axum", feature = "cache", feature = "tonic"))]
 mod audit21;
+#[cfg(feature = "redis")]
+mod audit22;
+#[cfg(all(
+    feature = "axum",
+    feature = "tonic",
+    feature = "dpop",
+    feature = "remote"
+))]
+mod audit23;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;

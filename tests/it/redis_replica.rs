@@ -9,7 +9,6 @@
 use crate::common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::api::Api;
@@ -20,8 +19,6 @@ use common::sessions::{
 };
 use common::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tower_jwt_auth::JwtAuthLayer;
 use tower_jwt_auth::issue::RefreshTokens;
 use tower_jwt_auth::revocation::{
@@ -491,138 +488,6 @@ async fn a_family_revoked_elsewhere_stops_rotation_at_once() {
         refused(server.refresh(&pair.refresh_token).await),
         "revoked"
     );
-}
-
-/// A TCP proxy in front of a Redis that counts the round trips of the first connection it
-/// accepts: each run of bytes the client sends after the last bytes Redis sent it counts once.
-/// A pipeline is one (the client writes every command before it reads an answer); two
-/// requests where the second waits for the first's answer are two.
-struct RoundTrips {
-    url: String,
-    count: Arc<AtomicU64>,
-}
-
-impl RoundTrips {
-    async fn start(redis: &RedisServer) -> RoundTrips {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}/", listener.local_addr().unwrap());
-        let upstream = redis
-            .url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/')
-            .to_owned();
-        let count = Arc::new(AtomicU64::new(0));
-        let counted = count.clone();
-        tokio::spawn(async move {
-            let mut first = true;
-            while let Ok((client, _)) = listener.accept().await {
-                let server = TcpStream::connect(&upstream).await.unwrap();
-                let count = std::mem::take(&mut first).then(|| counted.clone());
-                tokio::spawn(relay(client, server, count));
-            }
-        });
-        RoundTrips { url, count }
-    }
-
-    fn count(&self) -> u64 {
-        self.count.load(Ordering::SeqCst)
-    }
-}
-
-/// Relays bytes both ways until either side closes; counts the client's runs in `count`.
-async fn relay(client: TcpStream, server: TcpStream, count: Option<Arc<AtomicU64>>) {
-    let (mut client_rx, mut client_tx) = client.into_split();
-    let (mut server_rx, mut server_tx) = server.into_split();
-    // Set before a reply is passed on, so the client's next request, which follows it, sees it.
-    let answered = Arc::new(AtomicBool::new(true));
-    let answered_up = answered.clone();
-    let up = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = client_rx.read(&mut buf).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            if let Some(count) = &count
-                && answered_up.swap(false, Ordering::SeqCst)
-            {
-                count.fetch_add(1, Ordering::SeqCst);
-            }
-            if server_tx.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = server_rx.read(&mut buf).await.unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            answered.store(true, Ordering::SeqCst);
-            if client_tx.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-        }
-    };
-    tokio::select! {
-        () = up => {}
-        () = down => {}
-    }
-}
-
-/// The family check of refresh-token rotation asks Redis for the records and, after them in
-/// the same pipeline, for the epoch, the counter and the restore's keys: one round trip on the
-/// store's shared connection per check, whatever Redis answers ("not revoked", a revoked
-/// `jti`, a revoked subject), rather than a second round trip on every refresh.
-#[tokio::test]
-async fn the_family_check_is_one_round_trip_to_redis() {
-    let redis = RedisServer::start().await;
-    let proxy = RoundTrips::start(&redis).await;
-    // The shared connection is the first the store opens (the feed opens its own after it).
-    let store = RedisRevocation::connect(&proxy.url)
-        .await
-        .unwrap()
-        .replicate()
-        .await
-        .unwrap();
-    // Written where no stream entry is: only Redis knows them.
-    let plain = RedisRevocation::connect(&redis.url()).await.unwrap();
-    plain.revoke("fam-revoked", 1_900_000_000).await.unwrap();
-    plain
-        .revoke_subject(None, "bob", 1_800_000_000, 1_900_000_000)
-        .await
-        .unwrap();
-
-    let cases = [
-        (
-            TokenId::new(None, Some("fam-1"), Some("alice"), Some(1_700_000_000)),
-            false,
-        ),
-        (
-            TokenId::new(
-                None,
-                Some("fam-revoked"),
-                Some("alice"),
-                Some(1_700_000_000),
-            ),
-            true,
-        ),
-        (
-            TokenId::new(None, Some("fam-2"), Some("bob"), Some(1_700_000_000)),
-            true,
-        ),
-    ];
-    for (token, revoked) in cases {
-        let before = proxy.count();
-        assert_eq!(
-            store.is_revoked_consistent(token).await.unwrap(),
-            revoked,
-            "{token:?}"
-        );
-        assert_eq!(proxy.count() - before, 1, "round trips for {token:?}");
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

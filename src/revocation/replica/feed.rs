@@ -357,7 +357,7 @@ impl Feed {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
             self.seq += 1;
-            self.shared.applied.store(self.seq, Ordering::Release);
+            self.shared.set_applied(self.seq, &entry.id);
         }
         let until = entry.get::<u64>("until");
         match (entry.get::<String>("t").as_deref(), until) {
@@ -545,7 +545,7 @@ impl Feed {
     fn resume_after(&mut self, scan: &Scan) {
         self.last_id.clone_from(&scan.last_id);
         self.seq = scan.counter;
-        self.shared.applied.store(self.seq, Ordering::Release);
+        self.shared.set_applied(self.seq, &scan.last_id);
     }
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one script,

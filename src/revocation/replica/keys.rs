@@ -170,19 +170,83 @@ pub(super) const REVOKE_JTI: &str = concat!(
     "return keep\n"
 );
 
+/// Returns -1 unless Redis still holds everything the caller's copy was read from: the epoch
+/// the caller follows, neither the restore marker nor the `incomplete` record, a counter no
+/// lower than the number of the last entry the caller applied, and that entry itself (its id)
+/// unless it is older than the trim window. A counter alone does not say it: after a rewind
+/// (an older backup, a lagging replica, with the epoch kept) new writes raise it again, and
+/// the entry then numbered so is another one, with another id.
+///
+/// The key and argument positions are the including script's: counter, stream, epoch,
+/// marker, `incomplete`; epoch, last number applied, its id (empty: none yet), trim window
+/// (ms).
+macro_rules! dataset_kept {
+    ($counter:literal, $stream:literal, $epoch:literal, $marker:literal, $incomplete:literal,
+     $followed:literal, $applied:literal, $id:literal, $window:literal) => {
+        concat!(
+            "if redis.call('GET', ",
+            $epoch,
+            ") ~= ",
+            $followed,
+            " or redis.call('EXISTS', ",
+            $marker,
+            ", ",
+            $incomplete,
+            ") > 0\n",
+            "  or (tonumber(redis.call('GET', ",
+            $counter,
+            ") or '0') or 0) < tonumber(",
+            $applied,
+            ") then\n",
+            "  return -1\n",
+            "end\n",
+            "if ",
+            $id,
+            " ~= '' and #redis.call('XRANGE', ",
+            $stream,
+            ", ",
+            $id,
+            ", ",
+            $id,
+            ") == 0\n",
+            "  and (tonumber(string.match(",
+            $id,
+            ", '^(%d+)%-')) or 0)",
+            " >= redis.call('TIME')[1] * 1000 - tonumber(",
+            $window,
+            ") then\n",
+            "  return -1\n",
+            "end\n"
+        )
+    };
+}
+
+/// Returns 1 when Redis still holds everything the caller's copy was read from (see
+/// [`dataset_kept`]), else -1; writes nothing.
+///
+/// KEYS: counter, stream, epoch, marker, `incomplete`. ARGV: epoch, the last number applied,
+/// its id, trim window (ms).
+pub(super) const DATASET_KEPT: &str = concat!(
+    "#!lua flags=no-writes\n",
+    dataset_kept!(
+        "KEYS[1]", "KEYS[2]", "KEYS[3]", "KEYS[4]", "KEYS[5]", "ARGV[1]", "ARGV[2]", "ARGV[3]",
+        "ARGV[4]"
+    ),
+    "return 1\n"
+);
+
 /// Marks a `jti` used if it is not yet, and then appends it to the stream, atomically;
 /// returns the instant it is kept until, or 0 if it was already used. Returns -1, touching
-/// nothing, unless Redis holds the epoch the caller follows, a counter no lower than the last
-/// number the caller applied, and neither the restore marker nor the `incomplete` record:
-/// Redis may then lack the record of a use another server holds.
+/// nothing, unless Redis still holds everything the caller's copy was read from (see
+/// [`dataset_kept`]): Redis may then lack the record of a use another server holds.
 ///
 /// KEYS: record, stream, counter, epoch, marker, `incomplete`. ARGV: jti, `EXAT`, trim window
-/// (ms), epoch, the last number applied.
+/// (ms), epoch, the last number applied, its id.
 pub(super) const USE_ONCE: &str = concat!(
-    "if redis.call('GET', KEYS[4]) ~= ARGV[4] or redis.call('EXISTS', KEYS[5], KEYS[6]) > 0\n",
-    "  or (tonumber(redis.call('GET', KEYS[3]) or '0') or 0) < tonumber(ARGV[5]) then\n",
-    "  return -1\n",
-    "end\n",
+    dataset_kept!(
+        "KEYS[3]", "KEYS[2]", "KEYS[4]", "KEYS[5]", "KEYS[6]", "ARGV[4]", "ARGV[5]", "ARGV[6]",
+        "ARGV[3]"
+    ),
     "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",
     "  return 0\n",
     "end\n",
@@ -357,6 +421,7 @@ macro_rules! hashed {
 hashed! {
     REVOKE_JTI_SCRIPT = REVOKE_JTI;
     USE_ONCE_SCRIPT = USE_ONCE;
+    DATASET_KEPT_SCRIPT = DATASET_KEPT;
     REVOKE_SUBJECT_SCRIPT = REVOKE_SUBJECT;
     RESTORE_JTI_SCRIPT = RESTORE_JTI;
     RESTORE_SUBJECT_SCRIPT = RESTORE_SUBJECT;

@@ -177,15 +177,18 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 /// [`is_revoked_consistent`](RevocationStore::is_revoked_consistent), with which refresh-token
 /// rotation checks a family, is the copy or Redis. Redis answers for the fleet only while it
 /// holds the dataset this server's copy follows: both fail, rather than trust an answer of
-/// Redis's, when Redis holds another epoch or none, or a counter below the last number this
-/// server applied (it lost data that this server's feed has not seen yet: a spend another
-/// server holds may be missing from it), the restore marker or the `incomplete` record. So
+/// Redis's, when Redis holds another epoch or none, the restore marker or the `incomplete`
+/// record, a counter below the number of the last stream entry this server applied, or no
+/// longer that entry (by its id, while it is within the stream's trim window): Redis lost
+/// data that this server's feed has not seen yet, and a spend another server holds may be
+/// missing from it. So
 /// they fail on every server while any server restores, at least one hold of the marker
 /// (3 s) even when it finds nothing to write back (after a pause that outlasted the stream's
 /// retention, for instance). A Redis rewound with its epoch kept (an older backup, a lagging
 /// replica) is found this way only by a server whose feed applied an entry the rewind took
-/// away; until one such server's feed has found it (at its next read) and set the marker,
-/// the others may still take Redis's answer. Every server must write through this type
+/// away (new writes that raise the counter again do not hide it: the entry then numbered so
+/// has another id); until one such server's feed has found it (at its next read) and set the
+/// marker, the others may still take Redis's answer. Every server must write through this type
 /// (or take a new snapshot): a revocation written by a plain [`RedisRevocation`] is a record
 /// only, which followers read at their next snapshot.
 ///
@@ -255,10 +258,17 @@ struct Shared {
     /// The epoch the feed follows (empty before it adopted one): the dataset `local` was
     /// read from. An answer of Redis's stands for the fleet only while Redis holds it.
     epoch: Mutex<String>,
-    /// The last stream number the feed applied: Redis's counter never falls below it unless
-    /// Redis lost data (restored from an older backup, failed over to a lagging replica, with
-    /// its epoch kept).
-    applied: AtomicU64,
+    /// The last stream entry the feed applied: Redis keeps it (unless it is older than the
+    /// trim window), and its counter never falls below its number, unless Redis lost data
+    /// (restored from an older backup, failed over to a lagging replica, with its epoch kept).
+    applied: Mutex<Applied>,
+}
+
+/// A stream entry the feed applied: its number, and its id (empty: none yet).
+#[derive(Clone, Default)]
+struct Applied {
+    seq: u64,
+    id: String,
 }
 
 impl Shared {
@@ -272,8 +282,24 @@ impl Shared {
             max_staleness: AtomicU64::new(nanos(DEFAULT_MAX_STALENESS)),
             restoring: AtomicBool::new(false),
             epoch: Mutex::new(String::new()),
-            applied: AtomicU64::new(0),
+            applied: Mutex::new(Applied::default()),
         }
+    }
+
+    /// The last entry the feed applied. As for `epoch`, a poisoned lock still holds a whole
+    /// value.
+    fn applied(&self) -> Applied {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The feed applied entry number `seq`, of id `id`.
+    fn set_applied(&self, seq: u64, id: &str) {
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        applied.seq = seq;
+        id.clone_into(&mut applied.id);
     }
 
     /// The epoch the feed follows. The lock is held only to copy or replace a string, so a
@@ -446,10 +472,10 @@ impl RevocationStore for ReplicatedRevocation {
     /// force whatever Redis says, and Redis may have lost it (restarted empty, restored from
     /// a backup) before this server or another wrote it back. Otherwise Redis answers, unless
     /// Redis is known to lack entries (this server is restoring it, or Redis holds another
-    /// epoch than the one this server follows, a counter below the last number it applied, a
-    /// restore marker or the `incomplete` record, read after the answer in the same round
-    /// trip: a loss this server's feed has not seen yet) or the copy is stale: then an error,
-    /// since "not revoked" cannot be known.
+    /// epoch than the one this server follows, a restore marker or the `incomplete` record,
+    /// or no longer the last entry this server applied, read after the answer: a loss this
+    /// server's feed has not seen yet) or the copy is stale: then an error, since "not revoked"
+    /// cannot be known.
     fn is_revoked_consistent<'a>(
         &'a self,
         token: TokenId<'a>,
@@ -459,35 +485,32 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(true);
             }
             self.shared.trusts_redis()?;
-            // Read before Redis is asked: every entry the feed applied by now is in Redis
-            // before the counter below is read, so a counter below `applied` means a loss.
+            if self.source.is_revoked(token).await? {
+                return Ok(true);
+            }
+            // Read after the answer: had Redis lost the record before it answered, the epoch,
+            // the restore's keys, the counter or the last entry this server applied say so by
+            // now. In a second round trip: that entry is read after Redis's answer and before
+            // Redis is asked about it, so an entry the feed applies meanwhile counts too.
             let epoch = self.shared.epoch();
-            let applied = self.shared.applied.load(Ordering::Acquire);
+            let applied = self.shared.applied();
             let fixed = &self.shared.keys;
-            let mut conn = self.source.conn.clone();
-            let mut pipe = redis::pipe();
-            self.source.read_records(&mut pipe, token);
-            // In the same pipeline, after the records: Redis runs one connection's commands in
-            // order, so these are read after the answer; had Redis lost the record before it
-            // answered, the epoch, the counter or the restore's keys say so by now.
-            pipe.get(&fixed.epoch)
-                .get(&fixed.seq)
-                .exists(&[&fixed.restoring, &fixed.incomplete]);
             let op = async move {
-                let (jti_revoked, not_before, current, counter, restoring): (
-                    bool,
-                    Option<u64>,
-                    Option<String>,
-                    Option<u64>,
-                    u64,
-                ) = pipe.query_async(&mut conn).await.map_err(err)?;
-                if RedisRevocation::revoked(token, jti_revoked, not_before) {
-                    return Ok(true);
-                }
-                if current.as_deref() != Some(epoch.as_str())
-                    || counter.unwrap_or(0) < applied
-                    || restoring > 0
-                {
+                let mut conn = self.source.conn.clone();
+                let kept: i64 = keys::DATASET_KEPT_SCRIPT
+                    .key(&fixed.seq)
+                    .key(&fixed.stream)
+                    .key(&fixed.epoch)
+                    .key(&fixed.restoring)
+                    .key(&fixed.incomplete)
+                    .arg(epoch)
+                    .arg(applied.seq)
+                    .arg(applied.id)
+                    .arg(trim_window_ms())
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(err)?;
+                if kept != 1 {
                     return Err(lost());
                 }
                 // The feed may have applied the revocation meanwhile.
@@ -561,8 +584,8 @@ impl RevocationStore for ReplicatedRevocation {
     /// would then spend a spent token again. Otherwise the first `SET NX` in Redis wins, as
     /// for [`RedisRevocation`]; an error instead while Redis is known to lack entries (this
     /// server is restoring it, or Redis holds another epoch than the one this server
-    /// follows, a counter below the last number it applied, a restore marker or the
-    /// `incomplete` record, checked in the same script as the `SET NX`) or the copy is stale.
+    /// follows, a restore marker or the `incomplete` record, or no longer the last entry this
+    /// server applied: checked in the same script as the `SET NX`) or the copy is stale.
     fn use_once<'a>(
         &'a self,
         jti: &'a str,
@@ -577,6 +600,7 @@ impl RevocationStore for ReplicatedRevocation {
                 return Ok(false);
             }
             self.shared.trusts_redis()?;
+            let applied = self.shared.applied();
             let mut conn = self.source.conn.clone();
             let kept: i64 = keys::USE_ONCE_SCRIPT
                 .key(self.source.jti_key(jti))
@@ -589,7 +613,8 @@ impl RevocationStore for ReplicatedRevocation {
                 .arg(RedisRevocation::kept_until(expires_at))
                 .arg(trim_window_ms())
                 .arg(self.shared.epoch())
-                .arg(self.shared.applied.load(Ordering::Acquire))
+                .arg(applied.seq)
+                .arg(applied.id)
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
