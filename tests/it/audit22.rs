@@ -21,39 +21,6 @@ use tower_jwt_auth::revocation::{RedisRevocation, ReplicatedRevocation, Revocati
 /// A deadline against a hang, not a latency check.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Rewinds Redis to the state it had when its counter was `counter`, keeping the epoch: the
-/// `lost` records and every stream entry numbered above `counter` are gone and the counter
-/// is `counter` again, in one step (what a failover to a replica that had not received the
-/// last writes looks like to every client).
-async fn rewind_to(redis: &RedisServer, counter: u64, lost: &[&str]) {
-    let mut conn = redis.inspect().await;
-    let mut script = redis::cmd("EVAL");
-    script
-        .arg(
-            r"
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
-for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
-  local f = e[2]
-  for i = 1, #f, 2 do
-    if f[i] == 'seq' and tonumber(f[i + 1]) > tonumber(ARGV[1]) then
-      redis.call('XDEL', KEYS[1], e[1])
-    end
-  end
-end
-redis.call('SET', KEYS[2], ARGV[1])
-return 1
-",
-        )
-        .arg(2 + lost.len())
-        .arg("jwt:feed")
-        .arg(COUNTER);
-    for jti in lost {
-        script.arg(format!("jwt:jti:{jti}"));
-    }
-    script.arg(counter);
-    script.query_async::<()>(&mut conn).await.unwrap();
-}
-
 /// Two servers on one Redis whose feeds are frozen once `a` applied `x1` and `x2` (entries 1
 /// and 2): a server whose feed is in its reconnect backoff (after a failover every feed is)
 /// while its requests are served. `w` is the server that writes.

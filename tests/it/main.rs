@@ -64,6 +64,8 @@ mod audit22;
     feature = "remote"
 ))]
 mod audit23;
+#[cfg(feature = "redis")]
+mod audit24;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;

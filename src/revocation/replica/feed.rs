@@ -285,15 +285,19 @@ impl Feed {
         }
         let sent = Moment::now();
         let block = u64::try_from(self.shared.block_time().as_millis()).unwrap_or(250);
-        // The epoch, the counter and the restore's keys (the marker's time to live: -2 when
-        // it is absent) are read first, in the same round trip: Redis answers them at once,
-        // then blocks on the stream. Every entry numbered up to that counter was in the
+        // The epoch, the counter, the restore's keys (the marker's time to live: -2 when it
+        // is absent) and whether the stream still holds the last entry applied
+        // ([`keys::ENTRY_KEPT`], sent whole: a few hundred bytes, and no `NOSCRIPT` to handle
+        // inside a pipeline) are read first, in the same round trip: Redis answers them at
+        // once, then blocks on the stream. Every entry numbered up to that counter was in the
         // stream before the read began.
         let fixed = &self.shared.keys;
-        let (epoch, counter, incomplete, marked, reply): (
+        let applied = self.shared.applied();
+        let (epoch, counter, incomplete, marked, entry_kept, reply): (
             Option<String>,
             Option<u64>,
             bool,
+            i64,
             i64,
             Option<StreamReadReply>,
         ) = redis::pipe()
@@ -302,6 +306,12 @@ impl Feed {
             .exists(&fixed.incomplete)
             .cmd("PTTL")
             .arg(&fixed.restoring)
+            .cmd("EVAL")
+            .arg(keys::ENTRY_KEPT)
+            .arg(1)
+            .arg(&fixed.stream)
+            .arg(applied.seq)
+            .arg(&applied.id)
             .cmd("XREAD")
             .arg("BLOCK")
             .arg(block)
@@ -326,6 +336,7 @@ impl Feed {
         // may lack what this server holds, and no server starts until one found them whole.
         let mut accounted = epoch.as_deref() == Some(self.epoch.as_str())
             && counter >= self.seq
+            && entry_kept == 1
             && (marked || !incomplete);
         let mut read = 0;
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
@@ -341,10 +352,16 @@ impl Feed {
         }
         if !accounted {
             self.restore(&mut conn).await?;
-        } else if read < BATCH {
-            // A full batch may have left entries written before `sent` unread: the next read
-            // (at once: they are there) confirms.
-            self.shared.confirm(sent);
+        } else {
+            // Every entry read was the next one, so the last one read is number `seq`; only
+            // now, once the read is accounted for, is it what `use_once` and the family check
+            // ask Redis to hold.
+            self.shared.set_applied(self.seq, &self.last_id);
+            if read < BATCH {
+                // A full batch may have left entries written before `sent` unread: the next
+                // read (at once: they are there) confirms.
+                self.shared.confirm(sent);
+            }
         }
         self.conn = Some(conn);
         Ok(())
@@ -357,7 +374,6 @@ impl Feed {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
             self.seq += 1;
-            self.shared.set_applied(self.seq, &entry.id);
         }
         let until = entry.get::<u64>("until");
         match (entry.get::<String>("t").as_deref(), until) {

@@ -170,19 +170,69 @@ pub(super) const REVOKE_JTI: &str = concat!(
     "return keep\n"
 );
 
+/// Returns -1 unless the stream still holds the last entry the caller applied (number
+/// `$applied`, id `$id`; an empty id or `0-0`: none yet), or lost it only to trimming.
+/// Trimming (`MINID`) removes the oldest entries only, so an entry trimmed away leaves a
+/// stream whose first entry is numbered above it; a rewind (an older backup, a lagging
+/// replica, with the epoch kept) leaves older entries in front of the gap, or none at all.
+/// The number is checked too: after a rewind, an entry written under the same id is another
+/// one. A counter alone does not tell: new writes after a rewind raise it again.
+macro_rules! entry_kept {
+    ($stream:literal, $applied:literal, $id:literal) => {
+        concat!(
+            "local function seq_of(entry)\n",
+            "  if entry then\n",
+            "    for i = 1, #entry[2], 2 do\n",
+            "      if entry[2][i] == 'seq' then return tonumber(entry[2][i + 1]) end\n",
+            "    end\n",
+            "  end\n",
+            "end\n",
+            "if ",
+            $id,
+            " ~= '' and ",
+            $id,
+            " ~= '0-0' then\n",
+            "  local applied = tonumber(",
+            $applied,
+            ")\n",
+            "  local entry = redis.call('XRANGE', ",
+            $stream,
+            ", ",
+            $id,
+            ", ",
+            $id,
+            ")[1]\n",
+            "  if seq_of(entry) ~= applied then\n",
+            "    local first = seq_of(redis.call('XRANGE', ",
+            $stream,
+            ", '-', '+', 'COUNT', 1)[1])\n",
+            "    if entry or not first or first <= applied then return -1 end\n",
+            "  end\n",
+            "end\n"
+        )
+    };
+}
+
+/// Returns 1 when the stream still holds the last entry the caller applied, or lost it only to
+/// trimming (see [`entry_kept`]), else -1; writes nothing. The feed runs it with each read.
+///
+/// KEYS: stream. ARGV: the last number applied, its id.
+pub(super) const ENTRY_KEPT: &str = concat!(
+    "#!lua flags=no-writes\n",
+    entry_kept!("KEYS[1]", "ARGV[1]", "ARGV[2]"),
+    "return 1\n"
+);
+
 /// Returns -1 unless Redis still holds everything the caller's copy was read from: the epoch
 /// the caller follows, neither the restore marker nor the `incomplete` record, a counter no
-/// lower than the number of the last entry the caller applied, and that entry itself (its id)
-/// unless it is older than the trim window. A counter alone does not say it: after a rewind
-/// (an older backup, a lagging replica, with the epoch kept) new writes raise it again, and
-/// the entry then numbered so is another one, with another id.
+/// lower than the number of the last entry the caller applied, and that entry (see
+/// [`entry_kept`]).
 ///
 /// The key and argument positions are the including script's: counter, stream, epoch,
-/// marker, `incomplete`; epoch, last number applied, its id (empty: none yet), trim window
-/// (ms).
+/// marker, `incomplete`; epoch, last number applied, its id.
 macro_rules! dataset_kept {
     ($counter:literal, $stream:literal, $epoch:literal, $marker:literal, $incomplete:literal,
-     $followed:literal, $applied:literal, $id:literal, $window:literal) => {
+     $followed:literal, $applied:literal, $id:literal) => {
         concat!(
             "if redis.call('GET', ",
             $epoch,
@@ -200,23 +250,7 @@ macro_rules! dataset_kept {
             ") then\n",
             "  return -1\n",
             "end\n",
-            "if ",
-            $id,
-            " ~= '' and #redis.call('XRANGE', ",
-            $stream,
-            ", ",
-            $id,
-            ", ",
-            $id,
-            ") == 0\n",
-            "  and (tonumber(string.match(",
-            $id,
-            ", '^(%d+)%-')) or 0)",
-            " >= redis.call('TIME')[1] * 1000 - tonumber(",
-            $window,
-            ") then\n",
-            "  return -1\n",
-            "end\n"
+            entry_kept!($stream, $applied, $id)
         )
     };
 }
@@ -225,12 +259,11 @@ macro_rules! dataset_kept {
 /// [`dataset_kept`]), else -1; writes nothing.
 ///
 /// KEYS: counter, stream, epoch, marker, `incomplete`. ARGV: epoch, the last number applied,
-/// its id, trim window (ms).
+/// its id.
 pub(super) const DATASET_KEPT: &str = concat!(
     "#!lua flags=no-writes\n",
     dataset_kept!(
-        "KEYS[1]", "KEYS[2]", "KEYS[3]", "KEYS[4]", "KEYS[5]", "ARGV[1]", "ARGV[2]", "ARGV[3]",
-        "ARGV[4]"
+        "KEYS[1]", "KEYS[2]", "KEYS[3]", "KEYS[4]", "KEYS[5]", "ARGV[1]", "ARGV[2]", "ARGV[3]"
     ),
     "return 1\n"
 );
@@ -244,8 +277,7 @@ pub(super) const DATASET_KEPT: &str = concat!(
 /// (ms), epoch, the last number applied, its id.
 pub(super) const USE_ONCE: &str = concat!(
     dataset_kept!(
-        "KEYS[3]", "KEYS[2]", "KEYS[4]", "KEYS[5]", "KEYS[6]", "ARGV[4]", "ARGV[5]", "ARGV[6]",
-        "ARGV[3]"
+        "KEYS[3]", "KEYS[2]", "KEYS[4]", "KEYS[5]", "KEYS[6]", "ARGV[4]", "ARGV[5]", "ARGV[6]"
     ),
     "if not redis.call('SET', KEYS[1], 1, 'NX', 'EXAT', ARGV[2]) then\n",
     "  return 0\n",

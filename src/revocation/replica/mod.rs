@@ -179,18 +179,20 @@ const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
 /// holds the dataset this server's copy follows: both fail, rather than trust an answer of
 /// Redis's, when Redis holds another epoch or none, the restore marker or the `incomplete`
 /// record, a counter below the number of the last stream entry this server applied, or no
-/// longer that entry (by its id, while it is within the stream's trim window): Redis lost
-/// data that this server's feed has not seen yet, and a spend another server holds may be
-/// missing from it. So
-/// they fail on every server while any server restores, at least one hold of the marker
-/// (3 s) even when it finds nothing to write back (after a pause that outlasted the stream's
-/// retention, for instance). A Redis rewound with its epoch kept (an older backup, a lagging
-/// replica) is found this way only by a server whose feed applied an entry the rewind took
-/// away (new writes that raise the counter again do not hide it: the entry then numbered so
-/// has another id); until one such server's feed has found it (at its next read) and set the
-/// marker, the others may still take Redis's answer. Every server must write through this type
-/// (or take a new snapshot): a revocation written by a plain [`RedisRevocation`] is a record
-/// only, which followers read at their next snapshot.
+/// longer that entry (by its id and number) although the stream holds an older one or none
+/// (trimming removes the oldest entries only): Redis lost data that this server's feed has
+/// not seen yet, and a spend another server holds may be missing from it. The feed applies
+/// the same rule at each read, and restores. So they fail on every server while any server
+/// restores, at least one hold of the marker (3 s) even when it finds nothing to write back
+/// (after a pause that outlasted the stream's retention, for instance). A Redis rewound with
+/// its epoch kept (an older backup, a lagging replica) is found this way only by a server
+/// whose feed applied an entry the rewind took away (new writes that raise the counter again
+/// do not hide it: the entry then numbered so has another id), unless a new entry gets that
+/// very id (a Redis whose clock is behind the lost entry's millisecond); until one such
+/// server's feed has found it (at its next read) and set the marker, the others may still
+/// take Redis's answer. Every server must write through this type (or take a new snapshot): a
+/// revocation written by a plain [`RedisRevocation`] is a record only, which followers read
+/// at their next snapshot.
 ///
 /// Each server holds every entry in force under the prefix, as Redis does: revoked and used
 /// `jti`s (each used refresh token until its `exp`) and subjects.
@@ -258,9 +260,10 @@ struct Shared {
     /// The epoch the feed follows (empty before it adopted one): the dataset `local` was
     /// read from. An answer of Redis's stands for the fleet only while Redis holds it.
     epoch: Mutex<String>,
-    /// The last stream entry the feed applied: Redis keeps it (unless it is older than the
-    /// trim window), and its counter never falls below its number, unless Redis lost data
-    /// (restored from an older backup, failed over to a lagging replica, with its epoch kept).
+    /// The last stream entry the feed applied, once the read that applied it is accounted
+    /// for: Redis keeps it (unless trimming took it with every older entry), and its counter
+    /// never falls below its number, unless Redis lost data (restored from an older backup,
+    /// failed over to a lagging replica, with its epoch kept).
     applied: Mutex<Applied>,
 }
 
@@ -506,7 +509,6 @@ impl RevocationStore for ReplicatedRevocation {
                     .arg(epoch)
                     .arg(applied.seq)
                     .arg(applied.id)
-                    .arg(trim_window_ms())
                     .invoke_async(&mut conn)
                     .await
                     .map_err(err)?;
