@@ -91,9 +91,9 @@ pub(crate) struct Entry {
 /// The cache itself.
 pub(crate) struct TokenCache {
     // foldhash (hashbrown's default hasher): the cache hashes whole tokens (hundreds of bytes)
-    // on every request, and SipHash would be a third of a hit's cost. Its random seed keeps
-    // collision flooding impractical; besides, only verified tokens are ever inserted, and a
-    // hit compares the whole token.
+    // on every request, and SipHash would be a third of a hit's cost. Collisions cannot be
+    // flooded in: only verified tokens are ever inserted (foldhash's random seed is a second,
+    // weaker line), and a hit compares the whole token.
     map: Cache<Arc<str>, Entry, Weight, foldhash::fast::RandomState>,
     counts: Counts,
 }

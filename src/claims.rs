@@ -54,7 +54,6 @@ use std::sync::Arc;
 ///
 /// The claims sit behind an [`Arc`], so cloning `Claims<C>` (as every extractor does) never
 /// copies them, and `C` itself need not be `Clone`.
-#[derive(Debug)]
 pub struct Claims<C> {
     claims: Arc<C>,
     /// The key of the DPoP proof the token was presented with (feature `dpop`).
@@ -120,6 +119,16 @@ impl<C> Claims<C> {
     }
 }
 
+impl<C: std::fmt::Debug> std::fmt::Debug for Claims<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut claims = f.debug_struct("Claims");
+        claims.field("claims", &self.claims);
+        #[cfg(feature = "dpop")]
+        claims.field("dpop", &self.dpop);
+        claims.finish_non_exhaustive()
+    }
+}
+
 impl<C> Clone for Claims<C> {
     fn clone(&self) -> Self {
         Claims {
@@ -176,7 +185,7 @@ impl NoLayer {
     /// What the extractors answer a missing layer with (500 for axum, `Internal` for tonic).
     #[cfg(any(feature = "axum", feature = "tonic"))]
     pub(crate) const TEXT: &'static str = "no JwtAuthLayer ran on this request: put \
-         JwtAuthLayer, with the claims type of the Claims extractor, in front of the handler";
+         JwtAuthLayer, with the claims type the handler reads, in front of the handler";
 }
 
 /// What the layer for `C` that ran last on a request left in its extensions.
