@@ -184,6 +184,59 @@ async fn regression_a_stream_trimmed_young_wedges_use_once_without_a_restore() {
     );
 }
 
+/// The counter deleted while the stream stays (an operator's `DEL`, eviction under an
+/// `allkeys-*` policy): the feeds find a counter below what they applied and restore. The
+/// snapshot then must not name as applied the stream's last entry, which is numbered above
+/// the counter: the guard would find that entry under another number, and the feeds would
+/// restore again and again while `use_once` fails. Expected: after the restore, `use_once`
+/// and the family check answer, and keep answering for several feed reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_counter_is_restored_once_then_use_once_answers() {
+    let exp = now() + 3600;
+    let redis = RedisServer::start().await;
+    let a = replica(&redis).await;
+    let b = replica(&redis).await;
+    a.revoke("x1", exp).await.unwrap();
+    assert!(b.use_once("u1", exp).await.unwrap());
+    assert!(
+        becomes_true(PATIENCE, || async {
+            revoked(&a, jti("u1")).await == Some(true) && revoked(&b, jti("x1")).await == Some(true)
+        })
+        .await,
+        "setup"
+    );
+    let mut conn = redis.inspect().await;
+    redis::cmd("DEL")
+        .arg(COUNTER)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers = |a: Arc<ReplicatedRevocation>, n: Arc<std::sync::atomic::AtomicUsize>| async move {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        a.use_once(&format!("after-{i}"), exp).await.is_ok()
+            && a.is_revoked_consistent(jti("never-revoked")).await.is_ok()
+    };
+    assert!(
+        becomes_true(PATIENCE, || answers(a.clone(), n.clone())).await,
+        "use_once and the family check never answered after the counter was deleted"
+    );
+    // Several feed reads later (a read every 250 ms when idle), every call still answers: a
+    // feed restoring again and again would hold the marker, and the calls would fail.
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < until {
+        assert!(
+            answers(a.clone(), n.clone()).await,
+            "a call failed after the restore"
+        );
+        assert!(
+            answers(b.clone(), n.clone()).await,
+            "a call failed after the restore"
+        );
+    }
+    assert!(!b.use_once("u1", exp).await.unwrap(), "u1 stays spent");
+}
+
 // =============================================================================================
 // Holds.
 // =============================================================================================

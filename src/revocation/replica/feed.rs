@@ -98,6 +98,9 @@ pub(super) struct Feed {
     epoch: String,
     last_id: String,
     seq: u64,
+    /// The id of the entry numbered `seq`, when the stream is known to hold it (empty
+    /// otherwise): with `seq`, what `use_once` and the family check ask Redis to hold.
+    applied_id: String,
     token: String,
     pending: Option<WriteBack>,
     /// The pause before the next attempt after an error: 50 ms after Redis last answered,
@@ -160,6 +163,9 @@ enum End {
 struct Scan {
     counter: u64,
     last_id: String,
+    /// `last_id` when that entry is the one numbered `counter` (empty otherwise: the stream
+    /// is empty, or its last entry has another number, as when the counter was deleted).
+    applied_id: String,
     started: Moment,
     seen: HashMap<Record, (u64, u64)>,
 }
@@ -185,6 +191,7 @@ impl Feed {
             epoch: String::new(),
             last_id: START.into(),
             seq: 0,
+            applied_id: String::new(),
             token: random_hex()?,
             pending: None,
             backoff: MIN_BACKOFF,
@@ -353,10 +360,9 @@ impl Feed {
         if !accounted {
             self.restore(&mut conn).await?;
         } else {
-            // Every entry read was the next one, so the last one read is number `seq`; only
-            // now, once the read is accounted for, is it what `use_once` and the family check
-            // ask Redis to hold.
-            self.shared.set_applied(self.seq, &self.last_id);
+            // Only now, once the read is accounted for, is the last entry applied what
+            // `use_once` and the family check ask Redis to hold.
+            self.shared.set_applied(self.seq, &self.applied_id);
             if read < BATCH {
                 // A full batch may have left entries written before `sent` unread: the next
                 // read (at once: they are there) confirms.
@@ -374,6 +380,7 @@ impl Feed {
         let next = entry.get::<u64>("seq") == Some(self.seq + 1);
         if next {
             self.seq += 1;
+            self.applied_id.clone_from(&entry.id);
         }
         let until = entry.get::<u64>("until");
         match (entry.get::<String>("t").as_deref(), until) {
@@ -561,7 +568,8 @@ impl Feed {
     fn resume_after(&mut self, scan: &Scan) {
         self.last_id.clone_from(&scan.last_id);
         self.seq = scan.counter;
-        self.shared.set_applied(self.seq, &scan.last_id);
+        self.applied_id.clone_from(&scan.applied_id);
+        self.shared.set_applied(self.seq, &self.applied_id);
     }
 
     /// A snapshot: reads the sequence counter and the stream's last id together (one script,
@@ -592,7 +600,7 @@ impl Feed {
         let started = Moment::now();
         let prefix = self.source.prefix.clone();
         let fixed = &self.shared.keys;
-        let (counter, last_id, epoch, marked): (u64, String, String, u64) =
+        let (counter, last_id, epoch, marked, last_seq): (u64, String, String, u64, u64) =
             keys::SNAPSHOT_HEAD_SCRIPT
                 .key(&fixed.seq)
                 .key(&fixed.stream)
@@ -606,6 +614,11 @@ impl Feed {
         if !self.unchanged(epoch, marked > 0, restoring) {
             return Ok(None);
         }
+        let applied_id = if last_seq == counter {
+            last_id.clone()
+        } else {
+            String::new()
+        };
         // A stream trimmed or deleted empty: every entry is a record, and the next one is
         // numbered past the counter, with an id past 0-0.
         let last_id = if last_id.is_empty() {
@@ -653,6 +666,7 @@ impl Feed {
         Ok(Some(Scan {
             counter,
             last_id,
+            applied_id,
             started,
             seen,
         }))

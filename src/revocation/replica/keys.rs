@@ -171,7 +171,7 @@ pub(super) const REVOKE_JTI: &str = concat!(
 );
 
 /// Returns -1 unless the stream still holds the last entry the caller applied (number
-/// `$applied`, id `$id`; an empty id or `0-0`: none yet), or lost it only to trimming.
+/// `$applied`, id `$id`; an empty id: none known), or lost it only to trimming.
 /// Trimming (`MINID`) removes the oldest entries only, so an entry trimmed away leaves a
 /// stream whose first entry is numbered above it; a rewind (an older backup, a lagging
 /// replica, with the epoch kept) leaves older entries in front of the gap, or none at all.
@@ -189,9 +189,7 @@ macro_rules! entry_kept {
             "end\n",
             "if ",
             $id,
-            " ~= '' and ",
-            $id,
-            " ~= '0-0' then\n",
+            " ~= '' then\n",
             "  local applied = tonumber(",
             $applied,
             ")\n",
@@ -400,17 +398,22 @@ return 'free'
 );
 
 /// The head of a snapshot, read at once: the counter (0 if none), the stream's last id (empty
-/// if the stream has no entry), the epoch (empty if none) and how many of the restore marker
-/// and the `incomplete` record are present. A script because a transaction (`MULTI`) is
+/// if the stream has no entry), the epoch (empty if none), how many of the restore marker
+/// and the `incomplete` record are present, and the last entry's number (0 if none). A script because a transaction (`MULTI`) is
 /// refused whole by a Redis at its `maxmemory`, while a script flagged `no-writes` runs there.
 ///
 /// KEYS: counter, stream, epoch, marker, `incomplete`.
 pub(super) const SNAPSHOT_HEAD: &str = r"#!lua flags=no-writes
-local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local id = ''
-if last[1] then id = last[1][1] end
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+local id, seq = '', 0
+if last then
+  id = last[1]
+  for i = 1, #last[2], 2 do
+    if last[2][i] == 'seq' then seq = tonumber(last[2][i + 1]) or 0 end
+  end
+end
 return {tonumber(redis.call('GET', KEYS[1]) or '0') or 0, id,
-  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4], KEYS[5])}
+  redis.call('GET', KEYS[3]) or '', redis.call('EXISTS', KEYS[4], KEYS[5]), seq}
 ";
 
 /// Sets the epoch if there is none, and returns the one in place. A new epoch means a new
