@@ -1,6 +1,6 @@
 //! Audit 24: the `dataset_kept!` guard of `use_once` and the family check
-//! (`is_revoked_consistent`) of `ReplicatedRevocation`: the last applied entry's id, its trim
-//! window exemption, and spurious failures under load and across a persistent restart,
+//! (`is_revoked_consistent`) of `ReplicatedRevocation`: the last applied entry, whether it was
+//! lost or only trimmed, and spurious failures under load and across a persistent restart,
 //! against real `redis-server` processes.
 //!
 //! `regression_*` tests failed on the audited snapshot and pass since their fix; `holds_*`
@@ -78,14 +78,12 @@ async fn idle_pair() -> (
 /// is older than the 5-minute trim window). W spends `rt` (entry 2, not yet read by A's
 /// feed); Redis is then restored from a backup taken before entry 1 (epoch kept, counter 0),
 /// and W revokes two more tokens, raising the counter back to 2. A's `use_once(rt)`: epoch
-/// kept, counter 2 ≥ 1, and entry 1, missing, is exempt because its id is older than the
-/// window ("may have been trimmed"), although nothing trimmed it: the rewind took it. This is
-/// the audit22 regression again, for any fleet quiet for five minutes. What a user would
-/// lose: a spent refresh token (or DPoP proof) spent a second time after a restore.
-/// Expected: not `Ok(true)`.
+/// kept, counter 2 ≥ 1, and entry 1 is missing although it is older than the window: a guard
+/// that excused it by its age ("may have been trimmed") would miss that the rewind took it,
+/// for any fleet quiet for five minutes. What a user would lose: a spent refresh token (or
+/// DPoP proof) spent a second time after a restore. Expected: not `Ok(true)`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_lets_use_once_spend_twice()
- {
+async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_is_found_by_use_once() {
     let exp = now() + 3600;
     let (redis, a, w, thaws) = idle_pair().await;
     assert!(w.store.use_once("rt", exp).await.unwrap(), "W spends rt");
@@ -113,8 +111,8 @@ async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_lets
 /// "not revoked". What a user would lose: a stolen refresh family rotated again after a
 /// restore. Expected: an error or `Ok(true)`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_hides_a_revoked_family()
-{
+async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_is_found_by_the_family_check()
+ {
     let exp = now() + 3600;
     let (redis, a, w, thaws) = idle_pair().await;
     w.store.revoke("fam", exp).await.unwrap();
@@ -133,16 +131,15 @@ async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_hide
 
 /// Attack (availability): the stream loses its young entries while the counter stays (an
 /// operator's `XTRIM … MINID` or `DEL` to reclaim memory, a tool copying keys, eviction under
-/// an `allkeys-*` policy). Every running server's `applied` id is gone and younger than the
-/// trim window, so the guard answers -1 on every `use_once` and family check; but the feeds
-/// see the epoch, a counter equal to their `seq` and nothing to read, so they find nothing
-/// lost and start no restore, and a refused `use_once` writes no entry that would move
-/// `applied`. The fleet stays wedged until some server revokes a token. What a user would lose: every refresh
-/// (and DPoP-protected request) fails on every running server, indefinitely, on a workload of
-/// refreshes without revocations. Expected: `use_once` answers again within the patience
-/// (through a restore, or by accepting the trim).
+/// an `allkeys-*` policy). Every running server's applied entry is gone with no entry left in
+/// front of it, so the guard answers -1 on every `use_once` and family check; the feeds see
+/// the epoch and a counter equal to their `seq`, and must still find the loss by the same
+/// entry rule and restore: a refused `use_once` writes no entry that would move `applied`, so
+/// otherwise the fleet stays wedged until some server revokes a token. What a user would lose:
+/// every refresh (and DPoP-protected request) on every running server, on a workload of
+/// refreshes without revocations. Expected: `use_once` answers again within the patience.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn regression_a_stream_trimmed_young_wedges_use_once_without_a_restore() {
+async fn regression_a_stream_trimmed_young_is_restored_and_use_once_answers() {
     let exp = now() + 3600;
     let redis = RedisServer::start().await;
     let a = replica(&redis).await;
@@ -182,59 +179,6 @@ async fn regression_a_stream_trimmed_young_wedges_use_once_without_a_restore() {
          the stream lost its young entries, and no restore ran: {:?}",
         last.lock().unwrap()
     );
-}
-
-/// The counter deleted while the stream stays (an operator's `DEL`, eviction under an
-/// `allkeys-*` policy): the feeds find a counter below what they applied and restore. The
-/// snapshot then must not name as applied the stream's last entry, which is numbered above
-/// the counter: the guard would find that entry under another number, and the feeds would
-/// restore again and again while `use_once` fails. Expected: after the restore, `use_once`
-/// and the family check answer, and keep answering for several feed reads.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_deleted_counter_is_restored_once_then_use_once_answers() {
-    let exp = now() + 3600;
-    let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
-    let b = replica(&redis).await;
-    a.revoke("x1", exp).await.unwrap();
-    assert!(b.use_once("u1", exp).await.unwrap());
-    assert!(
-        becomes_true(PATIENCE, || async {
-            revoked(&a, jti("u1")).await == Some(true) && revoked(&b, jti("x1")).await == Some(true)
-        })
-        .await,
-        "setup"
-    );
-    let mut conn = redis.inspect().await;
-    redis::cmd("DEL")
-        .arg(COUNTER)
-        .query_async::<()>(&mut conn)
-        .await
-        .unwrap();
-    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let answers = |a: Arc<ReplicatedRevocation>, n: Arc<std::sync::atomic::AtomicUsize>| async move {
-        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        a.use_once(&format!("after-{i}"), exp).await.is_ok()
-            && a.is_revoked_consistent(jti("never-revoked")).await.is_ok()
-    };
-    assert!(
-        becomes_true(PATIENCE, || answers(a.clone(), n.clone())).await,
-        "use_once and the family check never answered after the counter was deleted"
-    );
-    // Several feed reads later (a read every 250 ms when idle), every call still answers: a
-    // feed restoring again and again would hold the marker, and the calls would fail.
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::Instant::now() < until {
-        assert!(
-            answers(a.clone(), n.clone()).await,
-            "a call failed after the restore"
-        );
-        assert!(
-            answers(b.clone(), n.clone()).await,
-            "a call failed after the restore"
-        );
-    }
-    assert!(!b.use_once("u1", exp).await.unwrap(), "u1 stays spent");
 }
 
 // =============================================================================================
@@ -336,8 +280,8 @@ async fn holds_a_persistent_restart_keeps_the_guard_passing() {
 /// W's next write appends an entry and the stream is trimmed to the window (exactly, as
 /// `MINID ~` does once a node is full), taking A's applied entry before A's feed read the new
 /// one (frozen). What a user would lose: a refresh failing after every quiet period. Expected:
-/// A's `use_once` and family check answer (the entry is older than the window: trimmed, not
-/// lost).
+/// A's `use_once` and family check answer (the stream's first entry is numbered above A's
+/// applied one: trimmed, not lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_an_applied_entry_trimmed_by_the_window_does_not_fail_the_guard() {
     let exp = now() + 3600;

@@ -66,6 +66,8 @@ mod audit22;
 mod audit23;
 #[cfg(feature = "redis")]
 mod audit24;
+#[cfg(feature = "redis")]
+mod audit25;
 mod axum;
 #[cfg(feature = "cache")]
 mod cache;
