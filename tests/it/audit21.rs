@@ -33,52 +33,6 @@ use tower_jwt_auth::resource_metadata::ResourceMetadata;
 use tower_jwt_auth::revocation::{MemoryRevocation, RevocationStore};
 use tower_jwt_auth::{Claims, Clock, ProblemJson};
 
-/// What a client sees of an answer: status, `WWW-Authenticate`, `content-type`,
-/// `grpc-status`, body.
-#[derive(Debug)]
-struct Seen {
-    status: StatusCode,
-    challenge: String,
-    content_type: String,
-    grpc_status: Option<String>,
-    body: String,
-}
-
-/// `GET url` with `token` (if any) as bearer token, as an HTTP or a gRPC-labelled caller.
-async fn see(url: &str, token: Option<&str>, grpc: bool) -> Seen {
-    let mut req = client().get(url);
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if grpc {
-        req = req.header("content-type", "application/grpc");
-    }
-    let res = req.send().await.unwrap();
-    let header = |name: &str| {
-        res.headers()
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
-    let challenge = header("www-authenticate");
-    let content_type = header("content-type");
-    let grpc_status = res
-        .headers()
-        .get("grpc-status")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = res.status();
-    let body = res.text().await.unwrap();
-    Seen {
-        status,
-        challenge,
-        content_type,
-        grpc_status,
-        body,
-    }
-}
-
 /// A `GET` handler taking `Claims<C>` (not `Option`), counting its calls: an anonymous request
 /// is answered by the extractor's rejection.
 fn strict<C: Subject + Send + Sync + 'static>(hits: &Hits) -> MethodRouter {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::redis_server::RedisServer;
 use common::replica::*;
 use common::*;
-use tower_jwt_auth::revocation::{ReplicatedRevocation, RevocationStore};
+use tower_jwt_auth::revocation::RevocationStore;
 
 /// A deadline against a hang, not a latency check.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -208,21 +208,10 @@ async fn holds_concurrent_use_once_on_two_servers_never_fails_spuriously() {
             errors
         })
     };
-    let spend = |store: Arc<ReplicatedRevocation>| {
-        tokio::spawn(async move {
-            let mut won = Vec::new();
-            let mut errors = Vec::new();
-            for i in 0..150 {
-                match store.use_once(&format!("t{i}"), exp).await {
-                    Ok(true) => won.push(i),
-                    Ok(false) => {}
-                    Err(e) => errors.push(format!("t{i}: {e}")),
-                }
-            }
-            (won, errors)
-        })
-    };
-    let (ta, tb) = (spend(a.clone()), spend(b.clone()));
+    let (ta, tb) = (
+        spend_all(a.clone(), 150, exp),
+        spend_all(b.clone(), 150, exp),
+    );
     let (wa, ea) = ta.await.unwrap();
     let (wb, eb) = tb.await.unwrap();
     let we = writer.await.unwrap();

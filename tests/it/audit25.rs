@@ -98,6 +98,29 @@ async fn snapshots_during(redis: &RedisServer, wait: Duration) -> u64 {
     scans(redis).await - before
 }
 
+/// After one restore, `use_once` on `answering` answers again, no snapshot follows in the next
+/// 4 s (a feed restoring again and again would take them), and, for the message, what a plain
+/// check on `other` answers.
+async fn answers_after_one_restore(
+    redis: &RedisServer,
+    answering: &Arc<ReplicatedRevocation>,
+    other: &Arc<ReplicatedRevocation>,
+    what: &str,
+) {
+    let answered = use_once_answers(answering, "after").await;
+    let looping = snapshots_during(redis, Duration::from_secs(4)).await;
+    let plain = other.is_revoked(jti("never-revoked")).await;
+    assert!(
+        answered.is_ok(),
+        "use_once never answered again {what}: {answered:?}; snapshots in the next 4 s: \
+         {looping}; plain is_revoked: {plain:?}"
+    );
+    assert_eq!(
+        looping, 0,
+        "the feeds keep taking snapshots (a restore loop) once the restore ended"
+    );
+}
+
 // =============================================================================================
 // Findings.
 // =============================================================================================
@@ -131,18 +154,13 @@ async fn regression_a_counter_lost_with_the_stream_kept_costs_one_restore() {
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
-    let answered = use_once_answers(&a, "after").await;
-    let looping = snapshots_during(&redis, Duration::from_secs(4)).await;
-    let plain = b.is_revoked(jti("never-revoked")).await;
-    assert!(
-        answered.is_ok(),
-        "use_once never answered again after the counter was lost (no revocation since): \
-         {answered:?}; snapshots in the next 4 s: {looping}; plain is_revoked: {plain:?}"
-    );
-    assert_eq!(
-        looping, 0,
-        "the feeds keep taking snapshots (a restore loop) once the restore ended"
-    );
+    answers_after_one_restore(
+        &redis,
+        &a,
+        &b,
+        "after the counter was lost (no revocation since)",
+    )
+    .await;
 }
 
 /// Attack (availability): an entry that is not one this version writes lands last in the
@@ -179,18 +197,7 @@ async fn regression_a_foreign_last_entry_costs_one_restore() {
         becomes_true(PATIENCE, || async { redis.exists(MARKER).await }).await,
         "setup: the feeds found the change and restore"
     );
-    let answered = use_once_answers(&b, "after").await;
-    let looping = snapshots_during(&redis, Duration::from_secs(4)).await;
-    let plain = a.is_revoked(jti("never-revoked")).await;
-    assert!(
-        answered.is_ok(),
-        "use_once never answered again after one foreign entry: {answered:?}; snapshots in \
-         the next 4 s: {looping}; plain is_revoked: {plain:?}"
-    );
-    assert_eq!(
-        looping, 0,
-        "the feeds keep taking snapshots (a restore loop) once the restore ended"
-    );
+    answers_after_one_restore(&redis, &b, &a, "after one foreign entry").await;
 }
 
 /// Attack (availability): an operator deletes the stream's last entry (`XDEL`, say to reclaim
@@ -235,18 +242,7 @@ async fn regression_an_xdel_of_the_last_entry_costs_one_restore() {
         becomes_true(PATIENCE, || async { redis.exists(MARKER).await }).await,
         "setup: the feeds found the change and restore"
     );
-    let answered = use_once_answers(&b, "after").await;
-    let looping = snapshots_during(&redis, Duration::from_secs(4)).await;
-    let plain = a.is_revoked(jti("never-revoked")).await;
-    assert!(
-        answered.is_ok(),
-        "use_once never answered again after the last entry was deleted: {answered:?}; \
-         snapshots in the next 4 s: {looping}; plain is_revoked: {plain:?}"
-    );
-    assert_eq!(
-        looping, 0,
-        "the feeds keep taking snapshots (a restore loop) once the restore ended"
-    );
+    answers_after_one_restore(&redis, &b, &a, "after the last entry was deleted").await;
 }
 
 // =============================================================================================
@@ -339,21 +335,10 @@ async fn holds_steady_writes_after_a_quiet_period_never_restore_nor_fail() {
             errors
         })
     };
-    let spend = |store: Arc<ReplicatedRevocation>| {
-        tokio::spawn(async move {
-            let mut won = Vec::new();
-            let mut errors = Vec::new();
-            for i in 0..150 {
-                match store.use_once(&format!("t{i}"), exp).await {
-                    Ok(true) => won.push(i),
-                    Ok(false) => {}
-                    Err(e) => errors.push(format!("t{i}: {e}")),
-                }
-            }
-            (won, errors)
-        })
-    };
-    let (ta, tb) = (spend(a.clone()), spend(b.clone()));
+    let (ta, tb) = (
+        spend_all(a.clone(), 150, exp),
+        spend_all(b.clone(), 150, exp),
+    );
     let (wa, ea) = ta.await.unwrap();
     let (wb, eb) = tb.await.unwrap();
     let we = writer.await.unwrap();

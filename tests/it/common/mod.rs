@@ -28,8 +28,8 @@ pub use oneshot::{
 // Some of these serve only modules that a feature turns on.
 #[allow(unused_imports)]
 pub use server::{
-    Hits, Reply, Subject, claims_json, client, fetch, get_with, me_server, serve, subject,
-    subject_handler, www_authenticate,
+    Hits, Reply, Seen, Subject, claims_json, client, fetch, get_with, me_server, see, serve,
+    subject, subject_handler, www_authenticate,
 };
 
 use std::io;

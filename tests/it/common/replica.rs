@@ -268,3 +268,24 @@ return 1
     script.arg(counter);
     script.query_async::<()>(&mut conn).await.unwrap();
 }
+
+/// Spends `t0` … `t{n - 1}` through `store`, in order, on a task of its own: the numbers of the
+/// tokens it spent first, and the errors.
+pub fn spend_all(
+    store: Arc<ReplicatedRevocation>,
+    n: usize,
+    exp: u64,
+) -> tokio::task::JoinHandle<(Vec<usize>, Vec<String>)> {
+    tokio::spawn(async move {
+        let mut won = Vec::new();
+        let mut errors = Vec::new();
+        for i in 0..n {
+            match store.use_once(&format!("t{i}"), exp).await {
+                Ok(true) => won.push(i),
+                Ok(false) => {}
+                Err(e) => errors.push(format!("t{i}: {e}")),
+            }
+        }
+        (won, errors)
+    })
+}

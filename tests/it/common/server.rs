@@ -122,6 +122,52 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// What a client sees of an answer: status, `WWW-Authenticate`, `content-type`,
+/// `grpc-status`, body.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: StatusCode,
+    pub challenge: String,
+    pub content_type: String,
+    pub grpc_status: Option<String>,
+    pub body: String,
+}
+
+/// `GET url` with `token` (if any) as bearer token, as an HTTP or a gRPC-labelled caller.
+pub async fn see(url: &str, token: Option<&str>, grpc: bool) -> Seen {
+    let mut req = client().get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if grpc {
+        req = req.header("content-type", "application/grpc");
+    }
+    let res = req.send().await.unwrap();
+    let header = |name: &str| {
+        res.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let challenge = header("www-authenticate");
+    let content_type = header("content-type");
+    let grpc_status = res
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let status = res.status();
+    let body = res.text().await.unwrap();
+    Seen {
+        status,
+        challenge,
+        content_type,
+        grpc_status,
+        body,
+    }
+}
+
 /// `GET url`, with `token` (if any) as the bearer token.
 pub async fn get_with(url: &str, token: Option<&str>) -> reqwest::Response {
     let mut req = client().get(url);
