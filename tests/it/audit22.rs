@@ -49,7 +49,7 @@ async fn lagging_pair() -> (
 }
 
 // =============================================================================================
-// Findings.
+// Regressions.
 // =============================================================================================
 
 /// Attack: Redis fails over to a replica that had not received the last writes (same epoch,
@@ -62,7 +62,7 @@ async fn lagging_pair() -> (
 /// revoked". What a user would lose: a revoked refresh family (a stolen token) is rotated
 /// again after a failover. Expected: an error or "revoked" (A applied an entry Redis lost).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn regression_a_counter_raised_again_after_a_rewind_hides_it_from_the_family_check() {
+async fn regression_a_counter_raised_again_after_a_rewind_is_found_by_the_family_check() {
     let exp = now() + 3600;
     let (redis, a, w, thaws) = lagging_pair().await;
     w.store.revoke("fam", exp).await.unwrap();
@@ -88,14 +88,14 @@ async fn regression_a_counter_raised_again_after_a_rewind_hides_it_from_the_fami
     );
 }
 
-/// As `finding_a_counter_raised_again_after_a_rewind_hides_it_from_the_family_check`, for
+/// As `regression_a_counter_raised_again_after_a_rewind_is_found_by_the_family_check`, for
 /// `use_once`: W spent the refresh token `rt` (entry 3, lost in the rewind), another write
 /// raises the counter back to 2, and A's `use_once(rt)` finds the epoch, counter ≥ applied, no
 /// marker, and its `SET NX` succeeds. What a user would lose: refresh-token reuse detection
 /// (and DPoP replay protection) across a failover: the token is spent twice. Expected: not
 /// `Ok(true)`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn regression_a_counter_raised_again_after_a_rewind_lets_use_once_spend_twice() {
+async fn regression_a_counter_raised_again_after_a_rewind_is_found_by_use_once() {
     let exp = now() + 3600;
     let (redis, a, w, thaws) = lagging_pair().await;
     assert!(w.store.use_once("rt", exp).await.unwrap(), "W spends rt");

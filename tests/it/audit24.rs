@@ -71,7 +71,7 @@ async fn idle_pair() -> (
 }
 
 // =============================================================================================
-// Findings.
+// Regressions.
 // =============================================================================================
 
 /// Attack: the fleet was idle for ten minutes (the last revocation, entry 1, which A applied,
@@ -105,7 +105,7 @@ async fn regression_an_applied_entry_older_than_the_window_lost_in_a_rewind_is_f
     );
 }
 
-/// As the `use_once` finding above, for the family check: W revokes the family `fam`
+/// As the `use_once` test above, for the family check: W revokes the family `fam`
 /// (entry 2) on an idle fleet whose last entry A applied is ten minutes old; a restore from a
 /// backup before entry 1 and two new writes later, A's `is_revoked_consistent(fam)` answers
 /// "not revoked". What a user would lose: a stolen refresh family rotated again after a

@@ -122,7 +122,7 @@ async fn answers_after_one_restore(
 }
 
 // =============================================================================================
-// Findings.
+// Regressions.
 // =============================================================================================
 
 /// Attack (availability): Redis loses the counter key while the stream stays (an eviction
