@@ -121,6 +121,33 @@ async fn answers_after_one_restore(
     );
 }
 
+/// A fresh Redis and two servers on it, caught up: A revoked `r0` … and B spent `u0` … (`spends`
+/// of them), and both feeds read every entry.
+async fn caught_up_pair(
+    revokes: usize,
+    spends: usize,
+    exp: u64,
+) -> (
+    RedisServer,
+    Arc<ReplicatedRevocation>,
+    Arc<ReplicatedRevocation>,
+) {
+    let redis = RedisServer::start().await;
+    let a = replica(&redis).await;
+    let b = replica(&redis).await;
+    for i in 0..revokes {
+        a.revoke(&format!("r{i}"), exp).await.unwrap();
+        if i < spends {
+            assert!(b.use_once(&format!("u{i}"), exp).await.unwrap());
+        }
+    }
+    assert!(
+        restore_ended(&redis, &[&a, &b], PATIENCE).await,
+        "setup: both feeds caught up"
+    );
+    (redis, a, b)
+}
+
 // =============================================================================================
 // Regressions.
 // =============================================================================================
@@ -137,17 +164,7 @@ async fn answers_after_one_restore(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_a_counter_lost_with_the_stream_kept_costs_one_restore() {
     let exp = now() + 3600;
-    let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
-    let b = replica(&redis).await;
-    for i in 0..5 {
-        a.revoke(&format!("r{i}"), exp).await.unwrap();
-        assert!(b.use_once(&format!("u{i}"), exp).await.unwrap());
-    }
-    assert!(
-        restore_ended(&redis, &[&a, &b], PATIENCE).await,
-        "setup: both feeds caught up"
-    );
+    let (redis, a, b) = caught_up_pair(5, 5, exp).await;
     let mut conn = redis.inspect().await;
     redis::cmd("DEL")
         .arg(COUNTER)
@@ -174,16 +191,7 @@ async fn regression_a_counter_lost_with_the_stream_kept_costs_one_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_a_foreign_last_entry_costs_one_restore() {
     let exp = now() + 3600;
-    let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
-    let b = replica(&redis).await;
-    for i in 0..3 {
-        a.revoke(&format!("r{i}"), exp).await.unwrap();
-    }
-    assert!(
-        restore_ended(&redis, &[&a, &b], PATIENCE).await,
-        "setup: both feeds caught up"
-    );
+    let (redis, a, b) = caught_up_pair(3, 0, exp).await;
     let mut conn = redis.inspect().await;
     redis::cmd("XADD")
         .arg("jwt:feed")
@@ -212,16 +220,7 @@ async fn regression_a_foreign_last_entry_costs_one_restore() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn regression_an_xdel_of_the_last_entry_costs_one_restore() {
     let exp = now() + 3600;
-    let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
-    let b = replica(&redis).await;
-    for i in 0..3 {
-        a.revoke(&format!("r{i}"), exp).await.unwrap();
-    }
-    assert!(
-        restore_ended(&redis, &[&a, &b], PATIENCE).await,
-        "setup: both feeds caught up"
-    );
+    let (redis, a, b) = caught_up_pair(3, 0, exp).await;
     let mut conn = redis.inspect().await;
     let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
         .arg("jwt:feed")
@@ -252,20 +251,13 @@ async fn regression_an_xdel_of_the_last_entry_costs_one_restore() {
 /// Attack (availability): an operator empties the stream (`XTRIM MAXLEN 0`) on a running
 /// fleet. Every applied entry is gone and the stream is empty, so `entry_kept!` answers -1 and
 /// every feed restores; the snapshot's head is (counter, none), so `applied` becomes
-/// (counter, `0-0`). What a user would lose: refreshes failing for good, or a restore loop.
+/// (counter, no entry). What a user would lose: refreshes failing for good, or a restore loop.
 /// Expected: `use_once` answers again, then no more snapshots, and writes and spends on every
 /// server keep answering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn holds_an_operator_xtrim_maxlen_0_restores_once_then_works() {
     let exp = now() + 3600;
-    let redis = RedisServer::start().await;
-    let a = replica(&redis).await;
-    let b = replica(&redis).await;
-    for i in 0..5 {
-        a.revoke(&format!("r{i}"), exp).await.unwrap();
-        assert!(b.use_once(&format!("u{i}"), exp).await.unwrap());
-    }
-    assert!(restore_ended(&redis, &[&a, &b], PATIENCE).await, "setup");
+    let (redis, a, b) = caught_up_pair(5, 5, exp).await;
     let mut conn = redis.inspect().await;
     redis::cmd("XTRIM")
         .arg("jwt:feed")
